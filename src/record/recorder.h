@@ -1,0 +1,86 @@
+// retake::record: the recording proxy. Listens (explicit, reverse or transparent mode),
+// forwards every exchange to the upstream while streaming bodies through, and hands each
+// completed flow to a FlowSink (normally the store's FlowWriter).
+//
+// Depends on src/net (sockets, codecs, pools), src/flow and, through the sink, nothing else:
+// the recorder never waits on the disk. Usable from the CLI, the gRPC daemon and C++ tests:
+// start() returns the bound address, stop() drains.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "flow/flow.h"
+#include "flow/status.h"
+
+namespace retake::record {
+
+enum class Mode {
+  explicit_proxy,  // clients send absolute-form requests and CONNECT
+  reverse,         // every request goes to RecorderOptions::upstream
+  transparent,     // original destination from SO_ORIGINAL_DST
+};
+
+struct RecorderOptions {
+  Mode mode = Mode::explicit_proxy;
+  // Reverse mode: "http://host:port" (or https:// once TLS lands). Required for reverse.
+  std::string upstream;
+  // Address to listen on. Default: 127.0.0.1:8080. Port 0 picks an ephemeral port.
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 8080;
+  // Session the flows are recorded into. Default: "default".
+  std::string session = "default";
+  // Network threads. Default: 0 = std::thread::hardware_concurrency().
+  unsigned threads = 0;
+  // Body bytes stored per message; the rest is forwarded but not stored (Body::truncated).
+  // Default: 16 MiB.
+  size_t body_cap = 16u << 20;
+  // Largest request/response header block accepted. Default: 64 KiB (client gets 431).
+  size_t max_header_bytes = 64u << 10;
+  // A client connection with no request in progress is closed after this. Default: 60 s.
+  std::chrono::milliseconds idle_timeout{60'000};
+  // Limit for reading one request's header block and for each body read. Default: 30 s.
+  std::chrono::milliseconds client_read_timeout{30'000};
+  // Connecting to the upstream. Default: 10 s (then 502).
+  std::chrono::milliseconds connect_timeout{10'000};
+  // Waiting for the upstream's response headers / each body read. Default: 60 s (then 504).
+  std::chrono::milliseconds upstream_timeout{60'000};
+  // Idle pooled upstream connections kept per upstream. Default: 64.
+  size_t pool_per_upstream = 64;
+  // Most client connections open at once; further ones wait in the listen backlog.
+  // Default: 10000.
+  size_t max_connections = 10'000;
+};
+
+struct RecorderStats {
+  uint64_t connections = 0;       // client connections accepted
+  uint64_t active_connections = 0;
+  uint64_t flows = 0;             // flows completed and offered to the sink
+  uint64_t flows_dropped = 0;     // flows the sink refused (queue full)
+  uint64_t errors = 0;            // error flows
+};
+
+class Recorder {
+ public:
+  virtual ~Recorder() = default;
+
+  // Validates options (invalid_argument naming the field) and prepares; does not listen yet.
+  static Result<std::unique_ptr<Recorder>> create(const RecorderOptions& options,
+                                                  flow::FlowSink& sink);
+
+  // Binds and starts serving on background threads. Returns the bound "host:port".
+  // already_exists when the port is in use.
+  virtual Result<std::string> start() = 0;
+  // Stops accepting, lets in-flight exchanges finish (up to `grace`), closes the rest, joins.
+  // Idempotent.
+  virtual void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(2000)) = 0;
+  virtual RecorderStats stats() const = 0;
+};
+
+// Parses "explicit", "regular", "reverse:http://host:port", "transparent" into options.mode
+// and options.upstream. invalid_argument with a message on anything else.
+Status parse_mode(std::string_view text, RecorderOptions& options);
+
+}  // namespace retake::record

@@ -1,0 +1,75 @@
+#include "flow/flow.h"
+#include "flow/status.h"
+
+#include <doctest/doctest.h>
+
+using namespace retake;
+using namespace retake::flow;
+
+TEST_CASE("headers keep order, case and duplicates and look up case-insensitively") {
+  Headers h;
+  h.add("Set-Cookie", "a=1");
+  h.add("content-type", "text/plain");
+  h.add("set-cookie", "b=2");
+  REQUIRE(h.size() == 3);
+  CHECK(h.fields()[0].name == "Set-Cookie");
+  CHECK(h.get("SET-COOKIE") == "a=1");
+  auto all = h.get_all("set-cookie");
+  REQUIRE(all.size() == 2);
+  CHECK(all[1] == "b=2");
+  CHECK_FALSE(h.get("x-missing").has_value());
+}
+
+TEST_CASE("headers set replaces every duplicate in place of the first") {
+  Headers h{{"A", "1"}, {"B", "2"}, {"a", "3"}};
+  h.set("a", "9");
+  REQUIRE(h.size() == 2);
+  CHECK(h.fields()[0] == Header{"A", "9"});
+  CHECK(h.fields()[1] == Header{"B", "2"});
+  CHECK(h.remove("b") == 1);
+  CHECK(h.remove("b") == 0);
+}
+
+TEST_CASE("request splits authority into host and port with scheme defaults") {
+  Request r;
+  r.scheme = "https";
+  r.authority = "example.test";
+  CHECK(r.host() == "example.test");
+  CHECK(r.port() == 443);
+  r.authority = "example.test:8443";
+  CHECK(r.port() == 8443);
+  r.authority = "[::1]:9000";
+  CHECK(r.host() == "::1");
+  CHECK(r.port() == 9000);
+  r.scheme = "http";
+  r.authority = "[::1]";
+  CHECK(r.port() == 80);
+  r.path = "/x?y=1";
+  CHECK(r.url() == "http://[::1]/x?y=1");
+}
+
+TEST_CASE("error kinds round-trip through their names") {
+  for (uint16_t k = 0; k <= static_cast<uint16_t>(ErrorKind::internal); ++k) {
+    auto kind = static_cast<ErrorKind>(k);
+    CHECK(error_kind_from_name(error_kind_name(kind)) == kind);
+  }
+  CHECK_FALSE(error_kind_from_name("nonsense").has_value());
+}
+
+TEST_CASE("result carries a value or a status") {
+  Result<int> good = 3;
+  CHECK(good.ok());
+  CHECK(*good == 3);
+  Result<int> bad(Errc::not_found, "no session 'x'");
+  CHECK_FALSE(bad.ok());
+  CHECK(bad.status().code() == Errc::not_found);
+  CHECK(bad.status().to_string() == "not_found: no session 'x'");
+}
+
+TEST_CASE("flow duration runs from request start to response end") {
+  Flow f;
+  CHECK(f.duration() == 0);
+  f.timing.request_started = 1000;
+  f.timing.response_ended = 4000;
+  CHECK(f.duration() == 3000);
+}
