@@ -1,7 +1,31 @@
 // retake: command-line entry point. Thin: parse, call a library, print.
+// Exit codes: 0 ok, 1 failure, 2 usage error.
 #include <iostream>
 
+#include "cli/command.h"
+
 int main(int argc, char** argv) {
-  std::cout << "retake 0.1.0\n";
-  return 0;
+  using namespace retake::cli;
+  CLI::App app{"retake: record, replay and compare HTTP(S) traffic with a flow database"};
+  app.set_version_flag("--version", "retake " RETAKE_VERSION);
+  app.require_subcommand(1);
+  Action action;
+  add_record_command(app, action);
+  add_flows_commands(app, action);
+  add_sessions_command(app, action);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);  // prints help, version or the error
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+  try {
+    return action ? action() : kExitUsage;
+  } catch (const UsageError& e) {
+    std::cerr << "retake: " << e.what() << "\nRun with --help for more information.\n";
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    std::cerr << "retake: " << e.what() << "\n";
+    return kExitFailure;
+  }
 }

@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Recording throughput of retake beside its peers, in one run on one machine.
+
+Starts a local nginx backend that serves a small body, then measures with wrk:
+  direct      wrk -> backend
+  nginx       wrk -> nginx as a plain reverse proxy (keep-alive upstream, no access log)
+  retake      wrk -> `retake record --mode reverse:...` (recording every flow to its store)
+  mitmdump    wrk -> `mitmdump --mode reverse:...` (Debian's mitmproxy)
+at 1 and 50 connections, and prints req/s, latency, the ratios retake/nginx and
+retake/mitmdump, the latency each proxy adds at 1 connection, and retake's RSS idle and after
+recording at least 100k flows.
+
+Usage: bench/bench.py [--duration 10] [--retake build/cli/retake] [--skip-mitmdump]
+Needs: nginx-light, wrk, mitmproxy (scripts/install-deps.sh --bench installs them).
+Only loopback addresses are used; every process started here is stopped at the end.
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=15.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def tree_rss_kb(pid):
+    """RSS of a process and its children (nginx master + workers)."""
+    total = rss_kb(pid)
+    try:
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                             text=True).stdout.split()
+        total += sum(rss_kb(int(p)) for p in out)
+    except Exception:
+        pass
+    return total
+
+
+NGINX_BACKEND = """
+daemon off; worker_processes 1; pid {dir}/backend.pid; error_log {dir}/backend-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    keepalive_requests 1000000;
+    location / {{ default_type application/json; return 200 '{body}'; }}
+  }}
+}}
+"""
+
+NGINX_PROXY = """
+daemon off; worker_processes {workers}; pid {dir}/proxy.pid; error_log {dir}/proxy-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  upstream backend {{ server 127.0.0.1:{backend}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    keepalive_requests 1000000;
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}
+}}
+"""
+
+
+def parse_wrk(text):
+    def num(pattern, conv=float):
+        m = re.search(pattern, text)
+        return conv(m.group(1)) if m else None
+
+    def to_ms(value, unit):
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    result = {"rps": num(r"Requests/sec:\s+([\d.]+)"), "requests": num(r"(\d+) requests in", int)}
+    m = re.search(r"Latency\s+([\d.]+)(us|ms|s)", text)
+    result["lat_avg_ms"] = to_ms(*m.groups()) if m else None
+    for pct in ("50", "99"):
+        m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", text)
+        result[f"p{pct}_ms"] = to_ms(*m.groups()) if m else None
+    result["errors"] = num(r"Non-2xx or 3xx responses: (\d+)", int) or 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        result["errors"] += sum(int(x) for x in m.groups())
+    return result
+
+
+def run_wrk(port, connections, duration):
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
+           f"http://127.0.0.1:{port}/api/items?id=1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+    return parse_wrk(out)
+
+
+class Procs:
+    def __init__(self):
+        self.procs = []
+
+    def start(self, cmd, **kw):
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             start_new_session=True, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p):
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+    def stop_all(self):
+        for p in reversed(self.procs):
+            self.stop(p)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    ap.add_argument("--retake", default=os.path.join(ROOT, "build", "cli", "retake"))
+    ap.add_argument("--skip-mitmdump", action="store_true")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2,
+                    help="worker threads/processes for retake and nginx (same for both)")
+    args = ap.parse_args()
+
+    for tool in ("nginx", "wrk"):
+        if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
+            sys.exit(f"bench: {tool} not found; run scripts/install-deps.sh --bench")
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(args.retake):
+        sys.exit(f"bench: {args.retake} not found; run scripts/build.sh")
+    mitmdump = shutil.which("mitmdump")
+    if not mitmdump and not args.skip_mitmdump:
+        sys.exit("bench: mitmdump not found; install mitmproxy or pass --skip-mitmdump")
+
+    work = tempfile.mkdtemp(prefix="retake-bench-")
+    procs = Procs()
+    body = '{"id":1,"name":"item","tags":["a","b"],"price":12.5,"ok":true}' * 8
+    try:
+        backend = free_port()
+        with open(f"{work}/backend.conf", "w") as f:
+            f.write(NGINX_BACKEND.format(dir=work, port=backend, body=body))
+        procs.start([nginx, "-p", work, "-c", f"{work}/backend.conf"])
+        wait_port(backend)
+
+        proxy = free_port()
+        with open(f"{work}/proxy.conf", "w") as f:
+            f.write(NGINX_PROXY.format(dir=work, port=proxy, backend=backend,
+                                       workers=args.threads))
+        nginx_proxy = procs.start([nginx, "-p", work, "-c", f"{work}/proxy.conf"])
+        wait_port(proxy)
+
+        rt_port = free_port()
+        env = dict(os.environ, RETAKE_HOME=f"{work}/home")
+        retake = procs.start([args.retake, "record", "--mode",
+                              f"reverse:http://127.0.0.1:{backend}", "--listen",
+                              f"127.0.0.1:{rt_port}", "--db", f"{work}/db", "--session", "bench",
+                              "--threads", str(args.threads), "-q"], env=env)
+        wait_port(rt_port)
+        time.sleep(0.5)
+        retake_idle_kb = rss_kb(retake.pid)
+
+        targets = [("direct", backend), ("nginx", proxy), ("retake", rt_port)]
+        mitm = None
+        if not args.skip_mitmdump:
+            mitm_port = free_port()
+            mitm = procs.start([mitmdump, "-q", "--listen-host", "127.0.0.1", "-p", str(mitm_port),
+                                "--mode", f"reverse:http://127.0.0.1:{backend}",
+                                "--set", f"confdir={work}/mitm"])
+            wait_port(mitm_port, timeout=30)
+            targets.append(("mitmdump", mitm_port))
+
+        results = {}
+        for conns in (1, 50):
+            for name, port in targets:
+                run_wrk(port, conns, 1)  # warm-up: connections, pools, caches
+                results[(name, conns)] = run_wrk(port, conns, args.duration)
+                r = results[(name, conns)]
+                print(f"  measured {name:9s} c={conns:<3d} {r['rps']:>10.0f} req/s", file=sys.stderr)
+
+        # Make sure retake has recorded at least 100k flows before reading its RSS.
+        recorded = sum(results[("retake", c)]["requests"] or 0 for c in (1, 50))
+        while recorded < 100_000:
+            r = run_wrk(rt_port, 50, 5)
+            recorded += r["requests"] or 0
+        time.sleep(1.0)
+        retake_loaded_kb = rss_kb(retake.pid)
+        nginx_rss_kb = tree_rss_kb(nginx_proxy.pid)
+        mitm_rss_kb = rss_kb(mitm.pid) if mitm else None
+        procs.stop(retake)
+        err = retake.stderr.read().decode(errors="replace")
+        m = re.search(r"recorded (\d+) flows", err)
+        stored = int(m.group(1)) if m else None
+
+        print()
+        print(f"retake recording benchmark ({args.duration}s per run, wrk -t1, "
+              f"{args.threads} threads/workers for retake and nginx, body {len(body)} bytes)")
+        print(f"{'target':10s} {'conns':>5s} {'req/s':>10s} {'avg ms':>8s} {'p50 ms':>8s} "
+              f"{'p99 ms':>8s} {'errors':>7s}")
+        for (name, conns), r in results.items():
+            print(f"{name:10s} {conns:5d} {r['rps']:10.0f} {r['lat_avg_ms']:8.3f} "
+                  f"{r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {r['errors']:7d}")
+        print()
+        for conns in (1, 50):
+            rt = results[("retake", conns)]["rps"]
+            line = f"c={conns:<3d} retake/nginx = {rt / results[('nginx', conns)]['rps']:.2f}x"
+            line += f"  retake/direct = {rt / results[('direct', conns)]['rps']:.2f}x"
+            if mitm:
+                line += f"  retake/mitmdump = {rt / results[('mitmdump', conns)]['rps']:.1f}x"
+            print(line)
+        direct_p50 = results[("direct", 1)]["p50_ms"]
+        print(f"added latency at 1 connection (p50 over direct): "
+              f"retake {results[('retake', 1)]['p50_ms'] - direct_p50:.3f} ms, "
+              f"nginx {results[('nginx', 1)]['p50_ms'] - direct_p50:.3f} ms"
+              + (f", mitmdump {results[('mitmdump', 1)]['p50_ms'] - direct_p50:.3f} ms" if mitm else ""))
+        print(f"retake RSS: idle {retake_idle_kb / 1024:.1f} MB, after {recorded} requests "
+              f"({stored} flows stored) {retake_loaded_kb / 1024:.1f} MB"
+              f"; nginx proxy (all processes) {nginx_rss_kb / 1024:.1f} MB"
+              + (f"; mitmdump {mitm_rss_kb / 1024:.1f} MB" if mitm_rss_kb else ""))
+    finally:
+        procs.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

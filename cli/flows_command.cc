@@ -1,0 +1,252 @@
+// `retake flows ...` and `retake sessions`: read (and delete) what the store holds.
+// Reads open the store read-only, so they work while `retake record` writes to it.
+#include <boost/json.hpp>
+
+#include <iostream>
+#include <unistd.h>
+
+#include "cli/command.h"
+#include "store/flow_store.h"
+
+namespace retake::cli {
+
+namespace {
+
+Result<std::unique_ptr<store::FlowStore>> open_store(const std::string& db, bool read_only) {
+  store::StoreOptions options;
+  options.path = resolve_db(db);
+  options.read_only = read_only;
+  options.create_if_missing = !read_only;
+  return store::FlowStore::open(options);
+}
+
+uint64_t response_size(const flow::Flow& f) { return f.response ? f.response->body.size : 0; }
+
+std::string status_text(const flow::Flow& f) {
+  if (f.kind == flow::FlowKind::tunnel) return "tunnel";
+  if (f.kind == flow::FlowKind::tls_failed) return "tls-failed";
+  if (f.response) return std::to_string(f.response->status);
+  if (f.error) return "error";
+  return "-";
+}
+
+boost::json::object summary_json(const flow::Flow& f) {
+  boost::json::object o;
+  o["id"] = std::to_string(f.id);
+  o["session"] = f.session;
+  o["time_ns"] = f.timing.request_started ? f.timing.request_started : f.timing.client_connected;
+  o["method"] = f.request.method;
+  o["url"] = f.request.url();
+  if (f.response) o["status"] = f.response->status;
+  else o["status"] = nullptr;
+  o["size"] = response_size(f);
+  o["duration_ns"] = f.duration();
+  if (f.error) {
+    o["error"] = {{"kind", flow::error_kind_name(f.error->kind)}, {"message", f.error->message}};
+  }
+  if (!f.run.empty()) o["run"] = f.run;
+  if (f.origin) o["origin"] = std::to_string(f.origin);
+  return o;
+}
+
+struct ListArgs {
+  std::string db;
+  std::string session;
+  size_t limit = 0;
+  bool json = false;
+  bool reverse = false;
+};
+
+int run_list(const ListArgs& args) {
+  auto store = open_store(args.db, true);
+  if (!store) return fail(store.status());
+  store::ScanOptions scan;
+  scan.session = args.session;
+  scan.limit = args.limit;
+  scan.reverse = args.reverse;
+  scan.with_bodies = false;
+  auto status = (*store)->scan(scan, [&](const flow::Flow& f) {
+    if (args.json) {
+      std::cout << boost::json::serialize(summary_json(f)) << '\n';
+    } else {
+      std::cout << f.id << "  "
+                << format_time_ns(f.timing.request_started ? f.timing.request_started
+                                                           : f.timing.client_connected)
+                << "  " << f.request.method << ' ' << f.request.url() << "  " << status_text(f)
+                << "  " << format_size(response_size(f)) << "  " << format_duration_ns(f.duration());
+      if (f.error) std::cout << "  [" << flow::error_kind_name(f.error->kind) << "]";
+      std::cout << '\n';
+    }
+    return static_cast<bool>(std::cout);
+  });
+  if (!status.ok()) return fail(status);
+  return kExitOk;
+}
+
+bool printable(std::string_view data) {
+  for (unsigned char c : data)
+    if (c == 0 || (c < 0x20 && c != '\n' && c != '\r' && c != '\t')) return false;
+  return true;
+}
+
+void print_headers(const flow::Headers& headers) {
+  for (const auto& h : headers) std::cout << h.name << ": " << h.value << "\r\n";
+}
+
+void print_body(const flow::Body& body, bool raw) {
+  if (body.data.empty() && body.size == 0) return;
+  if (raw || printable(body.data)) {
+    std::cout << body.data;
+    if (!body.data.empty() && body.data.back() != '\n') std::cout << '\n';
+  } else {
+    std::cout << "[" << body.data.size() << " bytes of binary body; --raw prints them]\n";
+  }
+  if (body.truncated)
+    std::cout << "[body truncated: " << body.data.size() << " of " << body.size
+              << " bytes stored]\n";
+}
+
+struct ShowArgs {
+  std::string db;
+  uint64_t id = 0;
+  bool raw = false;
+};
+
+int run_show(const ShowArgs& args) {
+  auto store = open_store(args.db, true);
+  if (!store) return fail(store.status());
+  auto found = (*store)->get(args.id);
+  if (!found) return fail(found.status());
+  const flow::Flow& f = *found;
+  bool raw = args.raw || !isatty(STDOUT_FILENO);
+  std::cout << "# flow " << f.id << "  session " << f.session << "  mode " << f.mode
+            << "  client " << f.client_address;
+  if (!f.upstream_address.empty()) std::cout << "  upstream " << f.upstream_address;
+  if (!f.run.empty()) std::cout << "  run " << f.run << "  origin " << f.origin;
+  std::cout << "\n";
+  const auto& rq = f.request;
+  if (f.kind == flow::FlowKind::tunnel) {
+    std::cout << "# tunnel to " << rq.authority << ": " << f.bytes_from_client
+              << " bytes from client, " << f.bytes_from_upstream << " bytes from upstream\n";
+  }
+  if (!rq.method.empty()) {
+    std::cout << rq.method << ' '
+              << (rq.method == "CONNECT" ? rq.authority : (rq.path.empty() ? "/" : rq.path)) << ' '
+              << (rq.http_version.empty() ? "HTTP/1.1" : rq.http_version) << "\r\n";
+    print_headers(rq.headers);
+    std::cout << "\r\n";
+    print_body(rq.body, raw);
+  }
+  if (f.response) {
+    const auto& rs = *f.response;
+    std::cout << "\n"
+              << (rs.http_version.empty() ? "HTTP/1.1" : rs.http_version) << ' ' << rs.status
+              << ' ' << rs.reason << "\r\n";
+    print_headers(rs.headers);
+    std::cout << "\r\n";
+    print_body(rs.body, raw);
+    if (!rs.trailers.empty()) {
+      std::cout << "# trailers\n";
+      print_headers(rs.trailers);
+    }
+  }
+  if (f.websocket) {
+    std::cout << "\n# websocket: " << f.websocket->messages.size() << " messages\n";
+    for (const auto& m : f.websocket->messages) {
+      std::cout << (m.from_client ? "> " : "< ") << format_time_ns(m.timestamp) << " opcode "
+                << int(m.opcode) << ": ";
+      if (printable(m.payload) || raw) std::cout << m.payload;
+      else std::cout << "[" << m.payload.size() << " bytes binary]";
+      std::cout << '\n';
+    }
+    if (f.websocket->close_code)
+      std::cout << "# closed by " << (f.websocket->closed_by_client ? "client" : "server")
+                << ": " << f.websocket->close_code << ' ' << f.websocket->close_reason << '\n';
+  }
+  if (f.error) {
+    std::cout << "\n# error: " << flow::error_kind_name(f.error->kind) << ": " << f.error->message
+              << '\n';
+  }
+  return kExitOk;
+}
+
+struct DeleteArgs {
+  std::string db;
+  std::vector<uint64_t> ids;
+};
+
+int run_delete(const DeleteArgs& args) {
+  auto store = open_store(args.db, false);
+  if (!store) return fail(store.status());
+  for (auto id : args.ids) {
+    auto found = (*store)->get(id, false);
+    if (!found) return fail(found.status());
+  }
+  if (auto st = (*store)->remove(args.ids); !st.ok()) return fail(st);
+  std::cerr << "retake: deleted " << args.ids.size() << " flow(s)\n";
+  return kExitOk;
+}
+
+struct SessionsArgs {
+  std::string db;
+  bool json = false;
+};
+
+int run_sessions(const SessionsArgs& args) {
+  auto store = open_store(args.db, true);
+  if (!store) return fail(store.status());
+  auto sessions = (*store)->sessions();
+  if (!sessions) return fail(sessions.status());
+  for (const auto& s : *sessions) {
+    if (args.json) {
+      boost::json::object o{{"name", s.name},
+                            {"flows", s.flow_count},
+                            {"first_ns", s.first_ns},
+                            {"last_ns", s.last_ns}};
+      std::cout << boost::json::serialize(o) << '\n';
+    } else {
+      std::cout << s.name << "  " << s.flow_count << " flows  " << format_time_ns(s.first_ns)
+                << " .. " << format_time_ns(s.last_ns) << '\n';
+    }
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_flows_commands(CLI::App& app, Action& action) {
+  auto* flows = app.add_subcommand("flows", "List, show and manage recorded flows");
+  flows->require_subcommand(1);
+
+  auto list_args = std::make_shared<ListArgs>();
+  auto* list = flows->add_subcommand("list", "One line per flow: id, time, method, URL, status, size, duration");
+  add_db_option(*list, list_args->db);
+  list->add_option("--session", list_args->session, "Only flows of this session")->type_name("NAME");
+  list->add_option("--limit", list_args->limit, "At most N flows")->type_name("N");
+  list->add_flag("--json", list_args->json, "One JSON object per line (JSON Lines)");
+  list->add_flag("--reverse", list_args->reverse, "Newest first");
+  list->callback([list_args, &action] { action = [list_args] { return run_list(*list_args); }; });
+
+  auto show_args = std::make_shared<ShowArgs>();
+  auto* show = flows->add_subcommand("show", "Print one flow's request and response as raw HTTP");
+  add_db_option(*show, show_args->db);
+  show->add_option("id", show_args->id, "Flow id (from `retake flows list`)")->required();
+  show->add_flag("--raw", show_args->raw, "Print binary bodies as they are");
+  show->callback([show_args, &action] { action = [show_args] { return run_show(*show_args); }; });
+
+  auto delete_args = std::make_shared<DeleteArgs>();
+  auto* del = flows->add_subcommand("delete", "Delete flows by id");
+  add_db_option(*del, delete_args->db);
+  del->add_option("ids", delete_args->ids, "Flow ids")->required();
+  del->callback([delete_args, &action] { action = [delete_args] { return run_delete(*delete_args); }; });
+}
+
+void add_sessions_command(CLI::App& app, Action& action) {
+  auto args = std::make_shared<SessionsArgs>();
+  auto* cmd = app.add_subcommand("sessions", "List sessions with their flow counts and times");
+  add_db_option(*cmd, args->db);
+  cmd->add_flag("--json", args->json, "One JSON object per line");
+  cmd->callback([args, &action] { action = [args] { return run_sessions(*args); }; });
+}
+
+}  // namespace retake::cli

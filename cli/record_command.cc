@@ -1,0 +1,168 @@
+// `retake record`: run the recording proxy until SIGINT/SIGTERM, writing flows to the store.
+#include <csignal>
+#include <ctime>
+#include <iostream>
+#include <pthread.h>
+#include <unistd.h>
+
+#include "cli/command.h"
+#include "record/recorder.h"
+#include "store/flow_store.h"
+
+namespace retake::cli {
+
+namespace {
+
+struct RecordArgs {
+  std::string mode = "explicit";
+  std::string listen = "127.0.0.1:8080";
+  std::string db;
+  std::string session;
+  std::string body_cap = "16MiB";
+  unsigned threads = 0;
+  std::string idle_timeout = "60s";
+  std::string upstream_timeout = "60s";
+  std::string connect_timeout = "10s";
+  bool quiet = false;
+};
+
+// "HOST:PORT", "[v6]:PORT", ":PORT" or "PORT".
+bool parse_listen(const std::string& text, std::string& host, uint16_t& port) {
+  std::string port_text = text;
+  host = "127.0.0.1";
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find("]:");
+    if (close == std::string::npos) return false;
+    host = text.substr(1, close - 1);
+    port_text = text.substr(close + 2);
+  } else if (auto colon = text.rfind(':'); colon != std::string::npos) {
+    if (colon > 0) host = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+  }
+  if (port_text.empty() || port_text.size() > 5) return false;
+  unsigned value = 0;
+  for (char c : port_text) {
+    if (c < '0' || c > '9') return false;
+    value = value * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (value > 65535) return false;
+  port = static_cast<uint16_t>(value);
+  return true;
+}
+
+std::string default_session_name() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&now, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "rec-%Y%m%d-%H%M%S", &tm);
+  return buf;
+}
+
+std::string flow_line(const flow::Flow& f) {
+  std::string line = f.request.method + " " + f.request.url();
+  if (f.response) line += " -> " + std::to_string(f.response->status);
+  if (f.error) line += " !! " + std::string(flow::error_kind_name(f.error->kind)) + ": " +
+                       f.error->message;
+  return line;
+}
+
+int run_record(RecordArgs args) {
+  record::RecorderOptions options;
+  if (auto st = record::parse_mode(args.mode, options); !st.ok()) throw UsageError(st.message());
+  if (!parse_listen(args.listen, options.listen_host, options.listen_port))
+    throw UsageError("--listen: expected HOST:PORT, got '" + args.listen + "'");
+  auto cap = parse_size(args.body_cap);
+  if (!cap) throw UsageError("--body-cap: expected a size like 16MiB, got '" + args.body_cap + "'");
+  options.body_cap = *cap;
+  options.threads = args.threads;
+  auto idle = parse_duration_ms(args.idle_timeout);
+  auto upstream = parse_duration_ms(args.upstream_timeout);
+  auto connect = parse_duration_ms(args.connect_timeout);
+  if (!idle || *idle <= 0) throw UsageError("--idle-timeout: expected a duration like 60s");
+  if (!upstream || *upstream <= 0) throw UsageError("--upstream-timeout: expected a duration like 60s");
+  if (!connect || *connect <= 0) throw UsageError("--connect-timeout: expected a duration like 10s");
+  options.idle_timeout = std::chrono::milliseconds(*idle);
+  options.upstream_timeout = std::chrono::milliseconds(*upstream);
+  options.connect_timeout = std::chrono::milliseconds(*connect);
+  options.session = args.session.empty() ? default_session_name() : args.session;
+
+  store::StoreOptions store_options;
+  store_options.path = resolve_db(args.db);
+  auto store = store::FlowStore::open(store_options);
+  if (!store) return fail(store.status());
+
+  store::FlowWriter writer(**store);
+  if (!args.quiet) {
+    // Runs on the writer thread: flush per line only for a person watching a terminal.
+    bool tty = isatty(STDOUT_FILENO);
+    writer.on_written([tty](const flow::Flow& f) {
+      std::cout << flow_line(f) << '\n';
+      if (tty) std::cout.flush();
+    });
+  }
+
+  auto recorder = record::Recorder::create(options, writer);
+  if (!recorder) throw UsageError(recorder.status().message());
+
+  // Block the stop signals before any thread starts so that only sigwait() below sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  auto bound = (*recorder)->start();
+  if (!bound) return fail(bound.status());
+  std::cerr << "retake: recording session '" << options.session << "' into "
+            << store_options.path << "\nretake: proxy (" << args.mode << ") listening on http://"
+            << *bound << "  (Ctrl-C to stop)\n";
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  std::cerr << "retake: stopping...\n";
+  (*recorder)->stop();
+  writer.stop();
+  auto rs = (*recorder)->stats();
+  auto ws = writer.stats();
+  std::cerr << "retake: recorded " << ws.written << " flows into session '" << options.session
+            << "' (" << rs.errors << " error flows, " << (rs.flows_dropped + ws.dropped)
+            << " not recorded because the store queue was full, " << ws.failed
+            << " failed to write)\n";
+  return ws.failed ? kExitFailure : kExitOk;
+}
+
+}  // namespace
+
+void add_record_command(CLI::App& app, Action& action) {
+  auto args = std::make_shared<RecordArgs>();
+  auto* cmd = app.add_subcommand("record", "Run the recording proxy and store every flow");
+  cmd->add_option("--mode", args->mode,
+                  "explicit (HTTP proxy, default), reverse:http://HOST:PORT, transparent")
+      ->type_name("MODE");
+  cmd->add_option("--listen", args->listen, "Address to listen on (default 127.0.0.1:8080)")
+      ->type_name("HOST:PORT");
+  add_db_option(*cmd, args->db);
+  cmd->add_option("--session", args->session,
+                  "Session to record into (default: rec-YYYYmmdd-HHMMSS)")
+      ->type_name("NAME");
+  cmd->add_option("--body-cap", args->body_cap,
+                  "Bytes of each body stored; the rest is forwarded, not stored (default 16MiB)")
+      ->type_name("SIZE");
+  cmd->add_option("--threads", args->threads, "Network threads (default: one per core)");
+  cmd->add_option("--idle-timeout", args->idle_timeout,
+                  "Close idle client connections after this (default 60s)")
+      ->type_name("DURATION");
+  cmd->add_option("--upstream-timeout", args->upstream_timeout,
+                  "Answer 504 when the upstream is silent this long (default 60s)")
+      ->type_name("DURATION");
+  cmd->add_option("--connect-timeout", args->connect_timeout,
+                  "Answer 502 when connecting to the upstream takes this long (default 10s)")
+      ->type_name("DURATION");
+  cmd->add_flag("-q,--quiet", args->quiet, "Do not print a line for each recorded flow");
+  cmd->callback([args, &action] { action = [args] { return run_record(*args); }; });
+}
+
+}  // namespace retake::cli

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the `retake` binary with real curl against a local upstream.
+
+Usage: test_cli.py RETAKE_BINARY   (ctest passes it)
+Everything runs on 127.0.0.1 with ephemeral ports and a temporary RETAKE_HOME.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+RETAKE = None
+HERE = os.path.dirname(os.path.abspath(__file__))
+UPSTREAM = os.path.join(HERE, "..", "support", "upstream.py")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listening on {port}")
+
+
+def curl(*args, timeout=20):
+    return subprocess.run(["curl", "-sS", "--max-time", "15", *args], capture_output=True,
+                          timeout=timeout)
+
+
+class Upstream:
+    def __enter__(self):
+        self.proc = subprocess.Popen([sys.executable, UPSTREAM], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        self.port = int(line.split()[1])
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class RetakeTest(unittest.TestCase):
+    def setUp(self):
+        self.home = tempfile.mkdtemp(prefix="retake-cli-test-")
+        self.env = dict(os.environ, RETAKE_HOME=self.home)
+        self.procs = []
+
+    def tearDown(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def retake(self, *args, timeout=30, check=None):
+        r = subprocess.run([RETAKE, *args], capture_output=True, text=True, env=self.env,
+                           timeout=timeout)
+        if check is not None:
+            self.assertEqual(r.returncode, check, f"retake {args}: {r.stderr}")
+        return r
+
+    def start_record(self, *args):
+        port = free_port()
+        p = subprocess.Popen([RETAKE, "record", "--listen", f"127.0.0.1:{port}", *args],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=self.env)
+        self.procs.append(p)
+        wait_port(port)
+        return p, port
+
+    def stop(self, p):
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=20)
+        return p.returncode, out, err
+
+    def list_json(self, *args):
+        r = self.retake("flows", "list", "--json", *args, check=0)
+        return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+    # --- usage -------------------------------------------------------------------------
+
+    def test_help_on_every_command_exits_zero(self):
+        for cmd in ([], ["record"], ["flows"], ["flows", "list"], ["flows", "show"],
+                    ["flows", "delete"], ["sessions"]):
+            r = self.retake(*cmd, "--help")
+            self.assertEqual(r.returncode, 0, cmd)
+            self.assertIn("--", r.stdout)
+
+    def test_usage_errors_exit_two_and_name_the_problem(self):
+        r = self.retake("record", "--no-such-flag")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no-such-flag", r.stderr)
+        r = self.retake("record", "--mode", "sideways")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("sideways", r.stderr)
+        r = self.retake("record", "--listen", "127.0.0.1:99999")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--listen", r.stderr)
+        r = self.retake()
+        self.assertEqual(r.returncode, 2)
+
+    def test_reading_a_missing_store_fails_clearly(self):
+        r = self.retake("flows", "list", "--db", os.path.join(self.home, "nope"))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("nope", r.stderr)
+        r = self.retake("flows", "show", "12345")
+        self.assertEqual(r.returncode, 1)
+
+    # --- recording ---------------------------------------------------------------------
+
+    def test_reverse_proxy_records_and_flows_are_readable_while_recording(self):
+        with Upstream() as up:
+            rec, port = self.start_record("--mode", f"reverse:http://127.0.0.1:{up.port}",
+                                          "--session", "rev", "-q")
+            r = curl(f"http://127.0.0.1:{port}/json", f"http://127.0.0.1:{port}/status/404")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(b'"widget"', r.stdout)
+            r = curl("-X", "POST", "--data-binary", "payload=1", f"http://127.0.0.1:{port}/echo")
+            self.assertEqual(r.returncode, 0)
+            # Readable from another process while the recorder still holds the store.
+            deadline = time.time() + 10
+            flows = []
+            while time.time() < deadline:
+                flows = self.list_json("--session", "rev")
+                if len(flows) >= 3:
+                    break
+                time.sleep(0.2)
+            self.assertEqual([f["status"] for f in flows], [200, 404, 200])
+            self.assertEqual(flows[2]["method"], "POST")
+            code, _, err = self.stop(rec)
+            self.assertEqual(code, 0, err)
+            self.assertIn("recorded 3 flows", err)
+        shown = self.retake("flows", "show", flows[2]["id"], check=0).stdout
+        self.assertIn("POST /echo HTTP/1.1", shown)
+        self.assertIn("payload=1", shown)
+        self.assertIn("HTTP/1.1 200", shown)
+        sessions = self.retake("sessions", "--json", check=0).stdout
+        doc = [json.loads(l) for l in sessions.splitlines()]
+        self.assertEqual([(s["name"], s["flows"]) for s in doc], [("rev", 3)])
+
+    def test_explicit_proxy_records_with_curl_proxy_flag(self):
+        with Upstream() as up:
+            rec, port = self.start_record("--session", "exp")
+            r = curl("-x", f"http://127.0.0.1:{port}", f"http://127.0.0.1:{up.port}/json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(b"widget", r.stdout)
+            code, out, err = self.stop(rec)
+            self.assertEqual(code, 0, err)
+            self.assertIn(f"GET http://127.0.0.1:{up.port}/json -> 200", out)
+        flows = self.list_json("--session", "exp")
+        self.assertEqual(len(flows), 1)
+        self.assertEqual(flows[0]["url"], f"http://127.0.0.1:{up.port}/json")
+
+    def test_unreachable_upstream_is_a_502_and_an_error_flow(self):
+        dead = free_port()
+        rec, port = self.start_record("--mode", f"reverse:http://127.0.0.1:{dead}",
+                                      "--session", "dead", "-q")
+        r = curl("-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{port}/x")
+        self.assertEqual(r.stdout, b"502")
+        self.stop(rec)
+        flows = self.list_json("--session", "dead")
+        self.assertEqual(len(flows), 1)
+        self.assertEqual(flows[0]["error"]["kind"], "upstream_unreachable")
+
+    def test_flows_survive_a_killed_recorder(self):
+        with Upstream() as up:
+            rec, port = self.start_record("--mode", f"reverse:http://127.0.0.1:{up.port}",
+                                          "--session", "kill", "-q")
+            for i in range(20):
+                self.assertEqual(curl(f"http://127.0.0.1:{port}/n{i}").returncode, 0)
+            # Wait until all 20 are visible to a reader, then kill -9 the recorder.
+            deadline = time.time() + 10
+            while time.time() < deadline and len(self.list_json("--session", "kill")) < 20:
+                time.sleep(0.2)
+            rec.send_signal(signal.SIGKILL)
+            rec.wait()
+        flows = self.list_json("--session", "kill")
+        self.assertEqual(len(flows), 20)
+        self.assertEqual(flows[19]["url"], f"http://127.0.0.1:{up.port}/n19")
+        # The store reopens for writing after the kill.
+        self.assertEqual(self.retake("flows", "delete", flows[0]["id"]).returncode, 0)
+        self.assertEqual(len(self.list_json("--session", "kill")), 19)
+
+    def test_second_recorder_on_a_busy_port_fails(self):
+        rec, port = self.start_record("-q", "--db", os.path.join(self.home, "db1"))
+        r = subprocess.run([RETAKE, "record", "--listen", f"127.0.0.1:{port}", "--db",
+                            os.path.join(self.home, "db2")], capture_output=True, text=True,
+                           env=self.env, timeout=20)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(str(port), r.stderr)
+        self.stop(rec)
+
+
+if __name__ == "__main__":
+    RETAKE = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)
