@@ -705,7 +705,7 @@ awaitable<bool> ProxyConnection::exchange() {
         if (client_minor1 && !(status == 100 && sent_continue)) {
           const auto& h = resp_parser_.head();
           out_.clear();
-          out_.append(h.version).append(" ").append(std::to_string(status)).append(" ");
+          out_.append("HTTP/1.1 ").append(std::to_string(status)).append(" ");
           out_.append(h.reason).append("\r\n");
           net::append_forward_fields(out_, h.headers, false);
           out_.append("\r\n");
@@ -739,8 +739,10 @@ awaitable<bool> ProxyConnection::exchange() {
   const bool client_keep = client_keep_alive && resp.status != 101 &&
                            resp_parser_.framing() != net::BodyFraming::until_close &&
                            !rec_.stopping_.load(std::memory_order_relaxed);
+  // The status line carries our own version towards the client (RFC 9110 §2.5: an
+  // intermediary speaks its own version); the flow keeps the upstream's.
   out_.clear();
-  out_.append(resp.http_version).append(" ").append(std::to_string(resp.status)).append(" ");
+  out_.append(f.request.http_version).append(" ").append(std::to_string(resp.status)).append(" ");
   out_.append(resp.reason).append("\r\n");
   net::append_forward_fields(out_, resp.headers, resp_chunked);
   if (!client_keep) {
