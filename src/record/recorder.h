@@ -11,12 +11,24 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "flow/flow.h"
 #include "flow/status.h"
 
 namespace retake::record {
 
+// What is recorded, per mode:
+// - explicit: Request::authority is the authority of the absolute-form target (or of CONNECT);
+//   the Host header is forwarded as the client sent it.
+// - reverse: Request::scheme/authority name the configured upstream (where the request really
+//   went, so a replay re-issues it there); the Host header sent upstream is rewritten to the
+//   upstream's authority (mitmproxy's default), while Request::headers keeps the Host the
+//   client sent.
+// In every mode Request::headers/Response::headers are the fields exactly as the client/upstream
+// sent them (order, case, duplicates, hop-by-hop fields included); what is forwarded omits the
+// hop-by-hop fields (RFC 9110 §7.6.1). "Expect: 100-continue" is answered by the recorder itself
+// (as mitmproxy does) and not forwarded.
 enum class Mode {
   explicit_proxy,  // clients send absolute-form requests and CONNECT
   reverse,         // every request goes to RecorderOptions::upstream
@@ -52,6 +64,33 @@ struct RecorderOptions {
   // Most client connections open at once; further ones wait in the listen backlog.
   // Default: 10000.
   size_t max_connections = 10'000;
+  // A pooled idle upstream connection is closed after this. Default: 30 s.
+  std::chrono::milliseconds pool_idle_timeout{30'000};
+  // Observer of the record path (see RecordHooks); not owned, must outlive the recorder.
+  // Default: nullptr (no cost).
+  class RecordHooks* hooks = nullptr;
+};
+
+// Hook points on the record path. Every method has a no-op default; the recorder calls them on
+// its network threads (concurrently for different connections), so they must be quick and
+// thread-safe. The Flow passed is the one being built; it may be inspected (and in the future
+// modified) but not kept by reference after the call. This is where a scripting layer or a gRPC
+// intercept stream will attach; with RecorderOptions::hooks == nullptr nothing is called.
+class RecordHooks {
+ public:
+  virtual ~RecordHooks() = default;
+  // A client connection was accepted. `client_address` is "ip:port".
+  virtual void connection_opened(const std::string& client_address) {}
+  // The request head was parsed (the body has not been read yet).
+  virtual void request_headers(flow::Flow& flow) {}
+  // The request body was fully forwarded.
+  virtual void request_complete(flow::Flow& flow) {}
+  // The final response head arrived from the upstream (before it is forwarded).
+  virtual void response_headers(flow::Flow& flow) {}
+  // The response was fully forwarded; the flow is about to be offered to the sink.
+  virtual void response_complete(flow::Flow& flow) {}
+  // The exchange failed; flow.error is set; the flow is about to be offered to the sink.
+  virtual void error(flow::Flow& flow) {}
 };
 
 struct RecorderStats {
@@ -60,6 +99,7 @@ struct RecorderStats {
   uint64_t flows = 0;             // flows completed and offered to the sink
   uint64_t flows_dropped = 0;     // flows the sink refused (queue full)
   uint64_t errors = 0;            // error flows
+  uint64_t upstream_connects = 0; // new TCP connections to upstreams (the rest were reused)
 };
 
 class Recorder {
@@ -80,7 +120,8 @@ class Recorder {
 };
 
 // Parses "explicit", "regular", "reverse:http://host:port", "transparent" into options.mode
-// and options.upstream. invalid_argument with a message on anything else.
+// and options.upstream. invalid_argument with a message on anything else (including
+// "reverse:https://..." until upstream TLS lands).
 Status parse_mode(std::string_view text, RecorderOptions& options);
 
 }  // namespace retake::record

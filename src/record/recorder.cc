@@ -1,0 +1,1103 @@
+// The recording proxy: one io_context run by N threads, one strand and one coroutine per client
+// connection (nghttpx would call it the Upstream side), an upstream connection pool, and a
+// watchdog timer per connection that enforces every deadline without a timer per operation.
+#include "record/recorder.h"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include <boost/asio.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+
+#include "net/http1.h"
+#include "net/read_buffer.h"
+#include "net/upstream_pool.h"
+
+namespace retake::record {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+using flow::ErrorKind;
+
+namespace {
+
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+using Strand = asio::strand<asio::io_context::executor_type>;
+
+// What a connection is waiting for; the watchdog reports which deadline passed.
+enum class Phase : uint8_t {
+  none,
+  idle,            // between requests
+  client_head,     // reading a request head
+  client_body,     // reading a request body
+  client_write,    // writing to the client
+  connect,         // resolving / connecting to the upstream
+  upstream_write,  // writing the request upstream
+  upstream_head,   // waiting for the response head
+  upstream_body,   // reading the response body
+  tunnel,          // CONNECT tunnel inactivity
+};
+
+std::string endpoint_text(const tcp::endpoint& ep) {
+  auto addr = ep.address();
+  std::string out = addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string();
+  out += ':';
+  out += std::to_string(ep.port());
+  return out;
+}
+
+std::string ms_text(std::chrono::milliseconds ms) { return std::to_string(ms.count()) + " ms"; }
+
+bool idempotent(std::string_view m) {
+  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" ||
+         m == "DELETE";
+}
+
+void finish_body(flow::Body& b) { b.truncated = b.size > b.data.size(); }
+
+// Appends decoded body bytes to `body`, keeping at most `cap` of them.
+struct Capture {
+  flow::Body* body;
+  size_t cap;
+  void operator()(std::string_view d) const {
+    body->size += d.size();
+    if (body->data.size() < cap)
+      body->data.append(d.data(), std::min(d.size(), cap - body->data.size()));
+  }
+};
+
+}  // namespace
+
+class ProxyConnection;
+
+class RecorderImpl final : public Recorder {
+ public:
+  RecorderImpl(const RecorderOptions& options, flow::FlowSink& sink, std::string up_scheme,
+               std::string up_authority, std::string up_host, uint16_t up_port)
+      : options_(options),
+        sink_(sink),
+        up_scheme_(std::move(up_scheme)),
+        up_authority_(std::move(up_authority)),
+        up_host_(std::move(up_host)),
+        up_port_(up_port),
+        up_key_(up_host_ + ":" + std::to_string(up_port_)),
+        pool_(std::max<size_t>(options.pool_per_upstream, 1),
+              std::max<size_t>(options.pool_per_upstream * 16, 1024), options.pool_idle_timeout),
+        ioc_(std::make_unique<asio::io_context>()) {}
+  ~RecorderImpl() override { stop(std::chrono::milliseconds(0)); }
+
+  Result<std::string> start() override;
+  void stop(std::chrono::milliseconds grace) override;
+  RecorderStats stats() const override;
+
+  // Hands a finished flow to the sink; never blocks.
+  void offer(flow::Flow&& f) {
+    if (f.error) errors_.fetch_add(1, std::memory_order_relaxed);
+    if (sink_.offer(std::move(f))) {
+      flows_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  void unregister(ProxyConnection* c) {
+    std::lock_guard lock(registry_mutex_);
+    registry_.erase(c);
+  }
+
+  const RecorderOptions options_;
+  flow::FlowSink& sink_;
+  const std::string up_scheme_, up_authority_, up_host_;
+  const uint16_t up_port_;
+  const std::string up_key_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> connections_{0}, active_{0}, flows_{0}, dropped_{0}, errors_{0},
+      upstream_connects_{0};
+  net::UpstreamPool pool_;
+  std::mutex registry_mutex_;
+  std::unordered_map<ProxyConnection*, std::weak_ptr<ProxyConnection>> registry_;
+  // Declared last among what connections use, reset explicitly in stop(): destroying the
+  // io_context destroys suspended coroutines, which touch the members above.
+  std::unique_ptr<asio::io_context> ioc_;
+
+ private:
+  awaitable<void> accept_loop();
+  awaitable<void> sweep_loop();
+  std::vector<std::shared_ptr<ProxyConnection>> snapshot();
+
+  std::mutex lifecycle_mutex_;
+  bool started_ = false;
+  bool stopped_ = false;
+  std::optional<tcp::acceptor> acceptor_;
+  std::optional<asio::steady_timer> sweep_timer_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::vector<std::thread> threads_;
+};
+
+// One client connection: a loop of exchanges (or one CONNECT tunnel).
+class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
+ public:
+  ProxyConnection(RecorderImpl& rec, tcp::socket socket, Strand strand)
+      : rec_(rec),
+        opts_(rec.options_),
+        hooks_(rec.options_.hooks),
+        strand_(std::move(strand)),
+        client_(std::move(socket)),
+        in_(16u << 10, rec.options_.max_header_bytes + (16u << 10)),
+        up_in_(16u << 10, rec.options_.max_header_bytes + (16u << 10)),
+        req_parser_(net::Http1Parser::Kind::request, limits()),
+        resp_parser_(net::Http1Parser::Kind::response, limits()),
+        timer_(strand_) {}
+  ~ProxyConnection() {
+    rec_.unregister(this);
+    rec_.active_.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  const Strand& strand() const { return strand_; }
+  awaitable<void> run();
+  // Called on the strand by stop(): closes the connection if it is between requests.
+  void close_if_idle() {
+    if (phase_ == Phase::idle) close_sockets();
+  }
+  // Called on the strand by stop() after the grace period.
+  void close_sockets() {
+    error_code ec;
+    client_.close(ec);
+    if (up_) up_->socket.close(ec);
+    if (watch_socket_) watch_socket_->close(ec);
+  }
+
+ private:
+  net::Http1Limits limits() const {
+    net::Http1Limits l;
+    l.max_header_bytes = opts_.max_header_bytes;
+    return l;
+  }
+  bool explicit_mode() const { return opts_.mode == Mode::explicit_proxy; }
+
+  // Deadlines: arm() records the phase and deadline; the watchdog coroutine wakes at the
+  // earliest deadline and closes `socket` when it has passed. Re-arming with a later deadline
+  // costs no timer operation, which keeps the per-request cost flat.
+  void arm(Phase p, std::chrono::milliseconds timeout, tcp::socket* socket) {
+    phase_ = p;
+    watch_socket_ = socket;
+    deadline_ = Clock::now() + timeout;
+    if (deadline_ < timer_expiry_) {
+      timer_expiry_ = deadline_;
+      timer_.expires_at(deadline_);
+    }
+  }
+  void disarm() {
+    phase_ = Phase::none;
+    watch_socket_ = nullptr;
+    deadline_ = Clock::time_point::max();
+  }
+  awaitable<void> watchdog();
+
+  awaitable<std::pair<error_code, size_t>> read_into(tcp::socket& s, net::ReadBuffer& b, Phase p,
+                                                     std::chrono::milliseconds timeout) {
+    auto [ptr, len] = b.prepare(4096);
+    if (len == 0) co_return std::pair{asio::error::no_buffer_space, size_t{0}};
+    arm(p, timeout, &s);
+    auto [ec, n] = co_await s.async_read_some(asio::buffer(ptr, len), kTuple);
+    disarm();
+    b.commit(n);
+    co_return std::pair{ec, n};
+  }
+  template <class Buffers>
+  awaitable<error_code> write_to(tcp::socket& s, const Buffers& bufs, Phase p,
+                                 std::chrono::milliseconds timeout) {
+    arm(p, timeout, &s);
+    auto [ec, n] = co_await asio::async_write(s, bufs, kTuple);
+    disarm();
+    co_return ec;
+  }
+
+  awaitable<bool> exchange();
+  awaitable<bool> tunnel(flow::Flow& f, const std::string& host, uint16_t port);
+  awaitable<void> pump(tcp::socket& from, tcp::socket& to, net::ReadBuffer& buf, uint64_t& count);
+  // Connects a fresh upstream connection into up_. On failure returns false with `why` set
+  // and `timed_out` telling whether the connect deadline passed.
+  awaitable<bool> connect_upstream(const std::string& host, uint16_t port, std::string key,
+                                   std::string& why, bool& timed_out);
+  // Sends a one-line text/plain error response and closes the connection gracefully.
+  awaitable<void> send_error(int status, std::string_view reason, std::string_view message);
+  void record_error(flow::Flow& f, ErrorKind kind, std::string message);
+  void drop_upstream() {
+    if (up_) {
+      error_code ec;
+      up_->socket.close(ec);
+      up_.reset();
+    }
+    up_in_.clear();
+  }
+  flow::Flow new_flow() const {
+    flow::Flow f;
+    f.session = opts_.session;
+    f.mode = explicit_mode() ? "explicit" : "reverse";
+    f.client_address = client_address_;
+    f.timing.client_connected = client_connected_ns_;
+    return f;
+  }
+
+  RecorderImpl& rec_;
+  const RecorderOptions& opts_;
+  RecordHooks* hooks_;
+  Strand strand_;
+  tcp::socket client_;
+  std::string client_address_;
+  int64_t client_connected_ns_ = 0;
+  net::ReadBuffer in_;
+  net::ReadBuffer up_in_;
+  net::Http1Parser req_parser_;
+  net::Http1Parser resp_parser_;
+  std::string out_;  // serialized heads, reused
+  std::unique_ptr<net::UpstreamConnection> up_;
+
+  asio::steady_timer timer_;
+  Clock::time_point deadline_ = Clock::time_point::max();
+  Clock::time_point timer_expiry_ = Clock::time_point::max();
+  Phase phase_ = Phase::none;
+  Phase fired_ = Phase::none;
+  tcp::socket* watch_socket_ = nullptr;
+  bool alive_ = true;
+};
+
+awaitable<void> ProxyConnection::watchdog() {
+  auto self = shared_from_this();
+  while (alive_) {
+    auto [ec] = co_await timer_.async_wait(kTuple);
+    if (!alive_) break;
+    if (ec == asio::error::operation_aborted) continue;  // re-armed earlier by arm()
+    auto now = Clock::now();
+    if (phase_ != Phase::none && now >= deadline_) {
+      fired_ = phase_;
+      error_code ignored;
+      if (phase_ == Phase::tunnel) {
+        client_.close(ignored);
+        if (up_) up_->socket.close(ignored);
+      } else if (watch_socket_) {
+        watch_socket_->close(ignored);
+      }
+      disarm();
+    }
+    timer_expiry_ = deadline_;
+    timer_.expires_at(timer_expiry_);
+  }
+}
+
+awaitable<void> ProxyConnection::run() {
+  auto self = shared_from_this();
+  error_code ec;
+  client_connected_ns_ = flow::now_ns();
+  auto remote = client_.remote_endpoint(ec);
+  client_address_ = ec ? std::string("unknown") : endpoint_text(remote);
+  client_.set_option(tcp::no_delay(true), ec);
+  if (hooks_) hooks_->connection_opened(client_address_);
+  asio::co_spawn(strand_, watchdog(), asio::detached);
+  try {
+    for (;;) {
+      if (!co_await exchange()) break;
+    }
+  } catch (const std::exception&) {
+    // Unexpected failures end this connection only.
+  }
+  alive_ = false;
+  timer_.cancel();
+  if (up_ && up_in_.empty() && up_->socket.is_open()) {
+    rec_.pool_.give(std::move(up_));
+  } else {
+    drop_upstream();
+  }
+  client_.shutdown(tcp::socket::shutdown_both, ec);
+  client_.close(ec);
+}
+
+void ProxyConnection::record_error(flow::Flow& f, ErrorKind kind, std::string message) {
+  f.error = flow::Error{kind, std::move(message)};
+  finish_body(f.request.body);
+  if (f.response) finish_body(f.response->body);
+  if (hooks_) hooks_->error(f);
+  rec_.offer(std::move(f));
+}
+
+awaitable<void> ProxyConnection::send_error(int status, std::string_view reason,
+                                            std::string_view message) {
+  std::string body = "retake: ";
+  body.append(message);
+  body.push_back('\n');
+  out_.clear();
+  out_.append("HTTP/1.1 ").append(std::to_string(status)).append(" ").append(reason);
+  out_.append("\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+  out_.append(std::to_string(body.size())).append("\r\nConnection: close\r\n\r\n");
+  out_.append(body);
+  auto ec = co_await write_to(client_, asio::buffer(out_), Phase::client_write,
+                              opts_.client_read_timeout);
+  if (ec) co_return;
+  // Lingering close: stop sending, then drain briefly so the client reads the response
+  // instead of a reset caused by its unread bytes.
+  client_.shutdown(tcp::socket::shutdown_send, ec);
+  auto drain_limit = std::min(opts_.client_read_timeout, std::chrono::milliseconds(1000));
+  for (size_t drained = 0; drained < (1u << 20);) {
+    in_.clear();
+    auto [rec, n] = co_await read_into(client_, in_, Phase::client_body, drain_limit);
+    if (rec) break;
+    drained += n;
+  }
+  in_.clear();
+}
+
+awaitable<bool> ProxyConnection::connect_upstream(const std::string& host, uint16_t port,
+                                                  std::string key, std::string& why,
+                                                  bool& timed_out) {
+  timed_out = false;
+  std::vector<tcp::endpoint> endpoints;
+  error_code ec;
+  auto addr = asio::ip::make_address(host, ec);
+  if (!ec) {
+    endpoints.emplace_back(addr, port);
+  } else {
+    tcp::resolver resolver(rec_.ioc_->get_executor());
+    arm(Phase::connect, opts_.connect_timeout, nullptr);
+    auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), kTuple);
+    disarm();
+    if (rec) {
+      why = "cannot resolve upstream host '" + host + "': " + rec.message();
+      co_return false;
+    }
+    for (const auto& r : results) endpoints.push_back(r.endpoint());
+    if (endpoints.empty()) {
+      why = "upstream host '" + host + "' has no address";
+      co_return false;
+    }
+  }
+  auto conn = std::make_unique<net::UpstreamConnection>(tcp::socket(rec_.ioc_->get_executor()));
+  for (const auto& ep : endpoints) {
+    fired_ = Phase::none;
+    arm(Phase::connect, opts_.connect_timeout, &conn->socket);
+    auto [cec] = co_await conn->socket.async_connect(ep, kTuple);
+    disarm();
+    if (!cec) {
+      conn->socket.set_option(tcp::no_delay(true), ec);
+      conn->address = endpoint_text(ep);
+      conn->connected_ns = flow::now_ns();
+      conn->key = std::move(key);
+      up_ = std::move(conn);
+      rec_.upstream_connects_.fetch_add(1, std::memory_order_relaxed);
+      co_return true;
+    }
+    if (fired_ == Phase::connect) {
+      timed_out = true;
+      why = "connecting to upstream " + endpoint_text(ep) + " timed out after " +
+            ms_text(opts_.connect_timeout);
+    } else {
+      why = "cannot connect to upstream " + endpoint_text(ep) + ": " + cec.message();
+    }
+    conn->socket.close(ec);
+  }
+  co_return false;
+}
+
+awaitable<bool> ProxyConnection::exchange() {
+  req_parser_.reset();
+  flow::Flow f = new_flow();
+
+  // 1. The request head. Bytes may already be buffered (pipelining).
+  bool any = !in_.empty();
+  if (any) f.timing.request_started = flow::now_ns();
+  size_t head_len = 0;
+  for (;;) {
+    if (any) {
+      head_len = req_parser_.parse_head(in_.data());
+      if (head_len || req_parser_.failed()) break;
+    } else if (rec_.stopping_.load(std::memory_order_relaxed)) {
+      co_return false;
+    }
+    fired_ = Phase::none;
+    auto [ec, n] = co_await read_into(client_, in_, any ? Phase::client_head : Phase::idle,
+                                      any ? opts_.client_read_timeout : opts_.idle_timeout);
+    if (ec) {
+      if (!any) co_return false;  // closed or idle between requests: nothing to record
+      if (fired_ == Phase::client_head) {
+        record_error(f, ErrorKind::client_timeout,
+                     "request header not completed within " + ms_text(opts_.client_read_timeout));
+      } else {
+        record_error(f, ErrorKind::client_closed,
+                     "client closed the connection before the request header was complete");
+      }
+      co_return false;
+    }
+    if (!any) {
+      any = true;
+      f.timing.request_started = flow::now_ns();
+    }
+  }
+  if (req_parser_.failed()) {
+    auto kind = req_parser_.error();
+    std::string message = req_parser_.error_message();
+    f.request.method = req_parser_.head().method;
+    if (kind == ErrorKind::headers_too_large) {
+      co_await send_error(431, "Request Header Fields Too Large", message);
+    } else {
+      co_await send_error(400, "Bad Request", message);
+    }
+    record_error(f, kind, std::move(message));
+    co_return false;
+  }
+  in_.consume(head_len);
+  f.bytes_from_client = head_len;
+
+  net::Http1Head& head = req_parser_.head();
+  f.request.method = head.method;
+  f.request.http_version = head.version;
+  f.request.headers = std::move(head.headers);
+  const bool client_minor1 = head.minor == 1;
+  const bool client_keep_alive = req_parser_.keep_alive();
+
+  // 2. Where it goes.
+  std::string host;
+  uint16_t port = 0;
+  std::string key;
+  if (head.method == "CONNECT") {
+    f.kind = flow::FlowKind::tunnel;
+    f.request.authority = head.target;
+    if (!explicit_mode()) {
+      std::string m = "CONNECT is only accepted in explicit proxy mode";
+      co_await send_error(400, "Bad Request", m);
+      record_error(f, ErrorKind::bad_request, m);
+      co_return false;
+    }
+    if (!net::split_host_port(head.target, 0, host, port) || port == 0) {
+      std::string m = "CONNECT target must be host:port, got '" + head.target + "'";
+      co_await send_error(400, "Bad Request", m);
+      record_error(f, ErrorKind::bad_request, m);
+      co_return false;
+    }
+    co_return co_await tunnel(f, host, port);
+  }
+  if (explicit_mode()) {
+    net::AbsoluteTarget abs;
+    std::string m;
+    if (head.target.empty() || head.target.front() == '/' || head.target == "*") {
+      m = "this is an explicit proxy: the request target must be absolute-form "
+          "(GET http://host/path), got '" + head.target.substr(0, 200) +
+          "'; configure the client to use the proxy, or record in reverse mode";
+    } else if (!net::parse_absolute_target(head.target, abs)) {
+      m = "malformed absolute-form request target '" + head.target.substr(0, 200) + "'";
+    } else if (abs.scheme != "http") {
+      m = "scheme '" + abs.scheme + "' cannot be proxied without CONNECT";
+    } else if (!net::split_host_port(abs.authority, 80, host, port)) {
+      m = "malformed authority '" + abs.authority + "' in the request target";
+    }
+    if (!m.empty()) {
+      co_await send_error(400, "Bad Request", m);
+      record_error(f, ErrorKind::bad_request, m);
+      co_return false;
+    }
+    f.request.scheme = "http";
+    f.request.authority = std::move(abs.authority);
+    f.request.path = std::move(abs.path);
+    key = host + ":" + std::to_string(port);
+  } else {
+    net::AbsoluteTarget abs;
+    if (!head.target.empty() && (head.target.front() == '/' || head.target == "*")) {
+      f.request.path = head.target;
+    } else if (net::parse_absolute_target(head.target, abs)) {
+      f.request.path = std::move(abs.path);
+    } else {
+      std::string m = "malformed request target '" + head.target.substr(0, 200) + "'";
+      co_await send_error(400, "Bad Request", m);
+      record_error(f, ErrorKind::bad_request, m);
+      co_return false;
+    }
+    f.request.scheme = rec_.up_scheme_;
+    f.request.authority = rec_.up_authority_;
+    host = rec_.up_host_;
+    port = rec_.up_port_;
+  }
+  const std::string& up_key = explicit_mode() ? key : rec_.up_key_;
+  if (hooks_) hooks_->request_headers(f);
+
+  // 3. Request body bytes that arrived with the head: validate (and capture) them before
+  // anything is sent upstream, so a framing error never reaches the upstream.
+  const size_t cap = opts_.body_cap;
+  size_t first_raw = 0;
+  if (!req_parser_.done()) {
+    first_raw = req_parser_.parse_body(in_.data(), Capture{&f.request.body, cap});
+    if (req_parser_.failed()) {
+      co_await send_error(400, "Bad Request", req_parser_.error_message());
+      record_error(f, req_parser_.error(), req_parser_.error_message());
+      co_return false;
+    }
+  }
+  const bool whole_request = req_parser_.done();
+  const bool answer_continue = req_parser_.expect_continue() && !whole_request && client_minor1;
+  const bool chunked = req_parser_.framing() == net::BodyFraming::chunked;
+
+  out_.clear();
+  out_.append(f.request.method).append(" ").append(f.request.path).append(" ");
+  out_.append(f.request.http_version).append("\r\n");
+  net::append_forward_fields(out_, f.request.headers, chunked,
+                             explicit_mode() ? std::string_view() : rec_.up_authority_,
+                             answer_continue ? "expect" : std::string_view());
+  if (!f.request.headers.contains("host"))
+    out_.append("Host: ").append(explicit_mode() ? f.request.authority : rec_.up_authority_)
+        .append("\r\n");
+  out_.append("\r\n");
+
+  // 4. Upstream connection, head (+ buffered body) out, response head in; one retry when a
+  // reused connection turns out dead and the request can be sent again safely.
+  const bool is_head = f.request.method == "HEAD";
+  bool sent_continue = false;
+  size_t resp_head_len = 0;
+  for (int attempt = 0;; ++attempt) {
+    if (up_ && up_->key != up_key) {
+      rec_.pool_.give(std::move(up_));
+      up_in_.clear();
+    }
+    if (!up_) up_ = rec_.pool_.take(up_key);
+    const bool reused = up_ != nullptr;
+    if (!up_) {
+      std::string why;
+      bool timed_out = false;
+      if (!co_await connect_upstream(host, port, up_key, why, timed_out)) {
+        co_await send_error(502, "Bad Gateway", why);
+        record_error(f, timed_out ? ErrorKind::upstream_timeout : ErrorKind::upstream_unreachable,
+                     why);
+        co_return false;
+      }
+    }
+    const bool may_retry = reused && attempt == 0 && whole_request;
+    f.upstream_address = up_->address;
+    f.timing.upstream_connected = up_->connected_ns;
+
+    fired_ = Phase::none;
+    std::array<asio::const_buffer, 2> bufs{asio::buffer(out_),
+                                           asio::buffer(in_.data().data(), first_raw)};
+    auto wec = co_await write_to(up_->socket, bufs, Phase::upstream_write, opts_.upstream_timeout);
+    if (wec) {
+      drop_upstream();
+      if (may_retry && fired_ != Phase::upstream_write) continue;
+      std::string m = fired_ == Phase::upstream_write
+                          ? "sending the request upstream timed out after " +
+                                ms_text(opts_.upstream_timeout)
+                          : "upstream closed the connection while the request was sent";
+      co_await send_error(fired_ == Phase::upstream_write ? 504 : 502,
+                          fired_ == Phase::upstream_write ? "Gateway Timeout" : "Bad Gateway", m);
+      record_error(f,
+                   fired_ == Phase::upstream_write ? ErrorKind::upstream_timeout
+                                                   : ErrorKind::upstream_closed,
+                   m);
+      co_return false;
+    }
+    if (attempt == 0) {
+      in_.consume(first_raw);
+      f.bytes_from_client += first_raw;
+    }
+
+    // The rest of the request body, streamed as it arrives.
+    if (answer_continue && !sent_continue) {
+      static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+      sent_continue = true;
+      if (co_await write_to(client_, asio::buffer(k100), Phase::client_write,
+                            opts_.client_read_timeout)) {
+        drop_upstream();
+        record_error(f, ErrorKind::client_closed, "client went away before sending its body");
+        co_return false;
+      }
+    }
+    while (!req_parser_.done()) {
+      fired_ = Phase::none;
+      auto [ec, n] = co_await read_into(client_, in_, Phase::client_body,
+                                        opts_.client_read_timeout);
+      if (ec) {
+        drop_upstream();
+        if (fired_ == Phase::client_body) {
+          record_error(f, ErrorKind::client_timeout,
+                       "request body stalled for " + ms_text(opts_.client_read_timeout));
+        } else {
+          record_error(f, ErrorKind::client_closed,
+                       "client closed the connection before the end of the request body");
+        }
+        co_return false;
+      }
+      size_t raw = req_parser_.parse_body(in_.data(), Capture{&f.request.body, cap});
+      if (req_parser_.failed()) {
+        drop_upstream();
+        co_await send_error(400, "Bad Request", req_parser_.error_message());
+        record_error(f, req_parser_.error(), req_parser_.error_message());
+        co_return false;
+      }
+      if (raw == 0) continue;
+      auto wec2 = co_await write_to(up_->socket, asio::buffer(in_.data().data(), raw),
+                                    Phase::upstream_write, opts_.upstream_timeout);
+      if (wec2) {
+        bool to = fired_ == Phase::upstream_write;
+        drop_upstream();
+        std::string m = to ? "sending the request body upstream timed out"
+                           : "upstream closed the connection during the request body";
+        co_await send_error(to ? 504 : 502, to ? "Gateway Timeout" : "Bad Gateway", m);
+        record_error(f, to ? ErrorKind::upstream_timeout : ErrorKind::upstream_closed, m);
+        co_return false;
+      }
+      in_.consume(raw);
+      f.bytes_from_client += raw;
+    }
+    if (f.timing.request_ended == 0) {
+      f.timing.request_ended = flow::now_ns();
+      f.request.trailers = std::move(req_parser_.trailers());
+      if (hooks_) hooks_->request_complete(f);
+    }
+
+    // Response head; interim 1xx responses are relayed (our own 100 is not repeated).
+    resp_parser_.reset(is_head);
+    bool retry = false;
+    for (;;) {
+      resp_head_len = 0;
+      for (;;) {
+        if (!up_in_.empty()) {
+          resp_head_len = resp_parser_.parse_head(up_in_.data());
+          if (resp_head_len || resp_parser_.failed()) break;
+        }
+        fired_ = Phase::none;
+        auto [ec, n] = co_await read_into(up_->socket, up_in_, Phase::upstream_head,
+                                          opts_.upstream_timeout);
+        if (ec) {
+          bool nothing = up_in_.empty() && f.timing.response_started == 0;
+          drop_upstream();
+          if (fired_ == Phase::upstream_head) {
+            std::string m = "upstream did not answer within " + ms_text(opts_.upstream_timeout);
+            co_await send_error(504, "Gateway Timeout", m);
+            record_error(f, ErrorKind::upstream_timeout, m);
+            co_return false;
+          }
+          if (nothing && may_retry && idempotent(f.request.method)) {
+            retry = true;
+            break;
+          }
+          std::string m = nothing ? "upstream closed the connection without a response"
+                                  : "upstream closed the connection before the response "
+                                    "header was complete";
+          co_await send_error(502, "Bad Gateway", m);
+          record_error(f, ErrorKind::upstream_closed, m);
+          co_return false;
+        }
+        if (f.timing.response_started == 0) f.timing.response_started = flow::now_ns();
+      }
+      if (retry) break;
+      if (resp_parser_.failed()) {
+        drop_upstream();
+        std::string m = "malformed response from upstream: " + resp_parser_.error_message();
+        co_await send_error(502, "Bad Gateway", m);
+        record_error(f, ErrorKind::upstream_protocol, m);
+        co_return false;
+      }
+      int status = resp_parser_.head().status;
+      if (status >= 100 && status < 200 && status != 101) {
+        up_in_.consume(resp_head_len);
+        f.bytes_from_upstream += resp_head_len;
+        if (client_minor1 && !(status == 100 && sent_continue)) {
+          const auto& h = resp_parser_.head();
+          out_.clear();
+          out_.append("HTTP/1.1 ").append(std::to_string(status)).append(" ");
+          out_.append(h.reason).append("\r\n");
+          net::append_forward_fields(out_, h.headers, false);
+          out_.append("\r\n");
+          if (co_await write_to(client_, asio::buffer(out_), Phase::client_write,
+                                opts_.client_read_timeout)) {
+            drop_upstream();
+            record_error(f, ErrorKind::client_closed, "client went away during the exchange");
+            co_return false;
+          }
+        }
+        resp_parser_.reset(is_head);
+        continue;
+      }
+      break;
+    }
+    if (retry) continue;
+    break;
+  }
+
+  // 5. The final response: head out, body streamed as it arrives.
+  up_in_.consume(resp_head_len);
+  f.bytes_from_upstream += resp_head_len;
+  net::Http1Head& rh = resp_parser_.head();
+  auto& resp = f.response.emplace();
+  resp.status = rh.status;
+  resp.reason = rh.reason;
+  resp.http_version = rh.version;
+  resp.headers = std::move(rh.headers);
+  if (hooks_) hooks_->response_headers(f);
+  const bool resp_chunked = resp_parser_.framing() == net::BodyFraming::chunked;
+  const bool client_keep = client_keep_alive && resp.status != 101 &&
+                           resp_parser_.framing() != net::BodyFraming::until_close &&
+                           !rec_.stopping_.load(std::memory_order_relaxed);
+  // The status line carries our own version towards the client (RFC 9110 §2.5: an
+  // intermediary speaks its own version); the flow keeps the upstream's.
+  out_.clear();
+  out_.append(f.request.http_version).append(" ").append(std::to_string(resp.status)).append(" ");
+  out_.append(resp.reason).append("\r\n");
+  net::append_forward_fields(out_, resp.headers, resp_chunked);
+  if (!client_keep) {
+    out_.append("Connection: close\r\n");
+  } else if (!client_minor1) {
+    out_.append("Connection: keep-alive\r\n");
+  }
+  out_.append("\r\n");
+
+  size_t raw = resp_parser_.done()
+                   ? 0
+                   : resp_parser_.parse_body(up_in_.data(), Capture{&resp.body, cap});
+  bool upstream_ok = true;
+  for (bool first = true;; first = false) {
+    if (resp_parser_.failed()) {
+      drop_upstream();
+      record_error(f, ErrorKind::upstream_protocol,
+                   "malformed response body from upstream: " + resp_parser_.error_message());
+      co_return false;
+    }
+    if (first || raw) {
+      fired_ = Phase::none;
+      std::array<asio::const_buffer, 2> bufs{
+          first ? asio::const_buffer(out_.data(), out_.size()) : asio::const_buffer(),
+          asio::buffer(up_in_.data().data(), raw)};
+      if (co_await write_to(client_, bufs, Phase::client_write, opts_.client_read_timeout)) {
+        drop_upstream();
+        if (fired_ == Phase::client_write) {
+          record_error(f, ErrorKind::client_timeout, "client stopped reading the response");
+        } else {
+          record_error(f, ErrorKind::client_closed,
+                       "client closed the connection during the response");
+        }
+        co_return false;
+      }
+      up_in_.consume(raw);
+      f.bytes_from_upstream += raw;
+    }
+    if (resp_parser_.done()) break;
+    fired_ = Phase::none;
+    auto [ec, n] = co_await read_into(up_->socket, up_in_, Phase::upstream_body,
+                                      opts_.upstream_timeout);
+    if (ec) {
+      if (fired_ == Phase::upstream_body) {
+        drop_upstream();
+        record_error(f, ErrorKind::upstream_timeout,
+                     "upstream response body stalled for " + ms_text(opts_.upstream_timeout));
+        co_return false;
+      }
+      resp_parser_.finish_eof();
+      upstream_ok = false;
+      if (!resp_parser_.done()) {
+        drop_upstream();
+        record_error(f, ErrorKind::upstream_closed,
+                     "upstream closed the connection before the end of the response body");
+        co_return false;
+      }
+      raw = 0;
+      continue;
+    }
+    raw = resp_parser_.parse_body(up_in_.data(), Capture{&resp.body, cap});
+  }
+  f.timing.response_ended = flow::now_ns();
+  resp.trailers = std::move(resp_parser_.trailers());
+  finish_body(f.request.body);
+  finish_body(resp.body);
+
+  if (!(upstream_ok && resp_parser_.keep_alive() && up_in_.empty() && resp.status != 101)) {
+    drop_upstream();
+  } else {
+    ++up_->exchanges;
+  }
+  if (hooks_) hooks_->response_complete(f);
+  rec_.offer(std::move(f));
+  co_return client_keep;
+}
+
+awaitable<void> ProxyConnection::pump(tcp::socket& from, tcp::socket& to, net::ReadBuffer& buf,
+                                      uint64_t& count) {
+  error_code ec;
+  for (;;) {
+    if (!buf.empty()) {
+      auto [wec, n] = co_await asio::async_write(to, asio::buffer(buf.data()), kTuple);
+      if (wec) break;
+      count += buf.size();
+      buf.clear();
+    }
+    auto [ptr, len] = buf.prepare(16u << 10);
+    arm(Phase::tunnel, opts_.idle_timeout, nullptr);
+    auto [rec, n] = co_await from.async_read_some(asio::buffer(ptr, len), kTuple);
+    buf.commit(n);
+    if (rec) {
+      if (!buf.empty()) {
+        auto [wec, m] = co_await asio::async_write(to, asio::buffer(buf.data()), kTuple);
+        if (!wec) count += buf.size();
+        buf.clear();
+      }
+      if (rec == asio::error::eof) {
+        to.shutdown(tcp::socket::shutdown_send, ec);
+      } else {
+        // A reset or a timeout: end the other direction too.
+        from.close(ec);
+        to.close(ec);
+      }
+      break;
+    }
+  }
+}
+
+awaitable<bool> ProxyConnection::tunnel(flow::Flow& f, const std::string& host, uint16_t port) {
+  using namespace asio::experimental::awaitable_operators;
+  f.timing.request_ended = flow::now_ns();
+  if (hooks_) hooks_->request_headers(f);
+  drop_upstream();  // a tunnel never reuses a pooled connection
+  std::string why;
+  bool timed_out = false;
+  if (!co_await connect_upstream(host, port, host + ":" + std::to_string(port), why,
+                                 timed_out)) {
+    co_await send_error(502, "Bad Gateway", why);
+    record_error(f, timed_out ? ErrorKind::upstream_timeout : ErrorKind::upstream_unreachable,
+                 why);
+    co_return false;
+  }
+  f.upstream_address = up_->address;
+  f.timing.upstream_connected = up_->connected_ns;
+  static constexpr std::string_view k200 = "HTTP/1.1 200 Connection established\r\n\r\n";
+  if (co_await write_to(client_, asio::buffer(k200), Phase::client_write,
+                        opts_.client_read_timeout)) {
+    drop_upstream();
+    record_error(f, ErrorKind::client_closed, "client went away before the tunnel was set up");
+    co_return false;
+  }
+  auto& resp = f.response.emplace();
+  resp.status = 200;
+  resp.reason = "Connection established";
+  resp.http_version = "HTTP/1.1";
+  f.timing.response_started = flow::now_ns();
+  uint64_t from_client = 0, from_upstream = 0;
+  up_in_.clear();
+  co_await (pump(client_, up_->socket, in_, from_client) &&
+            pump(up_->socket, client_, up_in_, from_upstream));
+  disarm();
+  f.bytes_from_client += from_client;
+  f.bytes_from_upstream = from_upstream;
+  f.timing.response_ended = flow::now_ns();
+  drop_upstream();
+  if (fired_ == Phase::tunnel) {
+    record_error(f, ErrorKind::client_timeout,
+                 "tunnel idle for " + ms_text(opts_.idle_timeout));
+    co_return false;
+  }
+  if (hooks_) hooks_->response_complete(f);
+  rec_.offer(std::move(f));
+  co_return false;
+}
+
+// ---- RecorderImpl ----
+
+awaitable<void> RecorderImpl::accept_loop() {
+  asio::steady_timer backoff(acceptor_->get_executor());
+  for (;;) {
+    if (active_.load(std::memory_order_relaxed) >= options_.max_connections) {
+      // At the bound: leave further clients in the listen backlog until one closes.
+      backoff.expires_after(std::chrono::milliseconds(5));
+      co_await backoff.async_wait(kTuple);
+      if (stopping_) co_return;
+      continue;
+    }
+    auto [ec, socket] = co_await acceptor_->async_accept(kTuple);
+    if (stopping_) co_return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) co_return;
+      // EMFILE and friends: wait instead of spinning.
+      backoff.expires_after(std::chrono::milliseconds(50));
+      co_await backoff.async_wait(kTuple);
+      continue;
+    }
+    connections_.fetch_add(1, std::memory_order_relaxed);
+    active_.fetch_add(1, std::memory_order_relaxed);
+    auto conn = std::make_shared<ProxyConnection>(*this, std::move(socket),
+                                                  asio::make_strand(ioc_->get_executor()));
+    {
+      std::lock_guard lock(registry_mutex_);
+      registry_.emplace(conn.get(), conn);
+    }
+    auto strand = conn->strand();
+    asio::co_spawn(strand, conn->run(), [](std::exception_ptr) {});
+  }
+}
+
+awaitable<void> RecorderImpl::sweep_loop() {
+  auto period = std::max(options_.pool_idle_timeout / 2, std::chrono::milliseconds(500));
+  while (!stopping_) {
+    sweep_timer_->expires_after(period);
+    auto [ec] = co_await sweep_timer_->async_wait(kTuple);
+    if (ec || stopping_) co_return;
+    pool_.sweep();
+  }
+}
+
+Result<std::string> RecorderImpl::start() {
+  std::lock_guard lock(lifecycle_mutex_);
+  if (started_ || stopped_)
+    return Status(Errc::failed_precondition, "recorder already started (or stopped)");
+  error_code ec;
+  auto addr = asio::ip::make_address(options_.listen_host, ec);
+  if (ec) return Status(Errc::invalid_argument, "listen_host '" + options_.listen_host +
+                                                    "' is not an IP address");
+  tcp::endpoint ep(addr, options_.listen_port);
+  tcp::acceptor acceptor(*ioc_);
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor.bind(ep, ec);
+  if (ec == asio::error::address_in_use)
+    return Status(Errc::already_exists, "address " + endpoint_text(ep) + " is already in use");
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status(Errc::io_error, "cannot listen on " + endpoint_text(ep) + ": " +
+                                            ec.message());
+  auto bound = acceptor.local_endpoint(ec);
+  acceptor_.emplace(std::move(acceptor));
+  sweep_timer_.emplace(*ioc_);
+  work_.emplace(ioc_->get_executor());
+  asio::co_spawn(*ioc_, accept_loop(), asio::detached);
+  asio::co_spawn(*ioc_, sweep_loop(), asio::detached);
+  unsigned n = options_.threads ? options_.threads : std::thread::hardware_concurrency();
+  if (n == 0) n = 1;
+  for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this] { ioc_->run(); });
+  started_ = true;
+  return endpoint_text(bound);
+}
+
+std::vector<std::shared_ptr<ProxyConnection>> RecorderImpl::snapshot() {
+  std::vector<std::shared_ptr<ProxyConnection>> out;
+  std::lock_guard lock(registry_mutex_);
+  for (auto& [ptr, weak] : registry_)
+    if (auto c = weak.lock()) out.push_back(std::move(c));
+  return out;
+}
+
+void RecorderImpl::stop(std::chrono::milliseconds grace) {
+  std::lock_guard lock(lifecycle_mutex_);
+  if (stopped_) return;
+  stopped_ = true;
+  stopping_ = true;
+  if (started_) {
+    asio::post(*ioc_, [this] {
+      error_code ec;
+      acceptor_->close(ec);
+      sweep_timer_->cancel();
+    });
+    for (auto& c : snapshot()) asio::post(c->strand(), [c] { c->close_if_idle(); });
+    auto wait_idle = [this](std::chrono::milliseconds limit) {
+      auto until = Clock::now() + limit;
+      while (active_.load() > 0 && Clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    };
+    wait_idle(grace);
+    for (auto& c : snapshot()) asio::post(c->strand(), [c] { c->close_sockets(); });
+    wait_idle(std::chrono::milliseconds(1000));
+    work_.reset();
+    ioc_->stop();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+  pool_.close();
+  acceptor_.reset();
+  sweep_timer_.reset();
+  ioc_.reset();  // destroys whatever coroutine is still suspended
+}
+
+RecorderStats RecorderImpl::stats() const {
+  RecorderStats s;
+  s.connections = connections_.load();
+  s.active_connections = active_.load();
+  s.flows = flows_.load();
+  s.flows_dropped = dropped_.load();
+  s.errors = errors_.load();
+  s.upstream_connects = upstream_connects_.load();
+  return s;
+}
+
+// ---- factory and mode parsing ----
+
+Result<std::unique_ptr<Recorder>> Recorder::create(const RecorderOptions& options,
+                                                   flow::FlowSink& sink) {
+  if (options.mode == Mode::transparent)
+    return Status(Errc::invalid_argument, "mode: transparent mode is not yet supported");
+  if (options.body_cap > (size_t{1} << 30))
+    return Status(Errc::invalid_argument, "body_cap: at most 1 GiB");
+  if (options.max_header_bytes < 256 || options.max_header_bytes > (size_t{16} << 20))
+    return Status(Errc::invalid_argument, "max_header_bytes: must be between 256 B and 16 MiB");
+  if (options.max_connections == 0)
+    return Status(Errc::invalid_argument, "max_connections: must be at least 1");
+  using std::chrono::milliseconds;
+  for (auto [name, value] : {std::pair{"idle_timeout", options.idle_timeout},
+                             std::pair{"client_read_timeout", options.client_read_timeout},
+                             std::pair{"connect_timeout", options.connect_timeout},
+                             std::pair{"upstream_timeout", options.upstream_timeout},
+                             std::pair{"pool_idle_timeout", options.pool_idle_timeout}})
+    if (value <= milliseconds(0))
+      return Status(Errc::invalid_argument, std::string(name) + ": must be positive");
+  std::string scheme, authority, host;
+  uint16_t port = 0;
+  if (options.mode == Mode::reverse) {
+    net::AbsoluteTarget t;
+    if (options.upstream.empty())
+      return Status(Errc::invalid_argument, "upstream: required in reverse mode");
+    if (!net::parse_absolute_target(options.upstream, t) || t.path != "/")
+      return Status(Errc::invalid_argument,
+                    "upstream: expected http://host[:port], got '" + options.upstream + "'");
+    if (t.scheme != "http")
+      return Status(Errc::invalid_argument,
+                    "upstream: scheme '" + t.scheme + "' is not supported yet (only http)");
+    if (!net::split_host_port(t.authority, 80, host, port))
+      return Status(Errc::invalid_argument, "upstream: malformed authority '" + t.authority + "'");
+    scheme = t.scheme;
+    authority = t.authority;
+  }
+  return std::unique_ptr<Recorder>(
+      new RecorderImpl(options, sink, std::move(scheme), std::move(authority), std::move(host),
+                       port));
+}
+
+Status parse_mode(std::string_view text, RecorderOptions& options) {
+  if (text == "explicit" || text == "regular") {
+    options.mode = Mode::explicit_proxy;
+    options.upstream.clear();
+    return {};
+  }
+  if (text == "transparent") {
+    options.mode = Mode::transparent;
+    options.upstream.clear();
+    return {};
+  }
+  constexpr std::string_view kReverse = "reverse:";
+  if (text.substr(0, kReverse.size()) == kReverse) {
+    std::string_view spec = text.substr(kReverse.size());
+    net::AbsoluteTarget t;
+    std::string host;
+    uint16_t port = 0;
+    if (!net::parse_absolute_target(spec, t) || t.path != "/" ||
+        !net::split_host_port(t.authority, 80, host, port))
+      return Status(Errc::invalid_argument, "mode: expected reverse:http://host[:port], got '" +
+                                                std::string(text) + "'");
+    if (t.scheme != "http")
+      return Status(Errc::invalid_argument, "mode: reverse upstream scheme '" + t.scheme +
+                                                "' is not supported yet (only http)");
+    options.mode = Mode::reverse;
+    options.upstream = std::string(spec);
+    if (!options.upstream.empty() && options.upstream.back() == '/') options.upstream.pop_back();
+    return {};
+  }
+  return Status(Errc::invalid_argument,
+                "mode: unknown mode '" + std::string(text) +
+                    "'; expected explicit, regular, reverse:http://host:port or transparent");
+}
+
+}  // namespace retake::record
