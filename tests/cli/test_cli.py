@@ -57,6 +57,7 @@ class Upstream:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.proc.stdout.close()
 
 
 class RetakeTest(unittest.TestCase):
@@ -70,6 +71,9 @@ class RetakeTest(unittest.TestCase):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+            for pipe in (p.stdout, p.stderr):
+                if pipe:
+                    pipe.close()
         shutil.rmtree(self.home, ignore_errors=True)
 
     def retake(self, *args, timeout=30, check=None):
