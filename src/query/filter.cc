@@ -642,7 +642,10 @@ class Parser {
     std::string word;
     auto missing = [&](std::string what) {
       skip_space();
-      return fail(pos_, std::move(what) + " after ~" + std::string(spec->name));
+      what += " after ~" + std::string(spec->name);
+      if (!at_end() && (peek() == '!' || peek() == '&' || peek() == '|'))
+        what += " (quote an argument that starts with '!', '&' or '|')";
+      return fail(pos_, std::move(what));
     };
     switch (spec->arg) {
       case ArgKind::none:
@@ -651,9 +654,7 @@ class Parser {
         skip_space();
         arg_start = pos_;
         if (!read_argument(true, word))
-          return failed_ ? false
-                         : missing(std::string(spec->arg_expected) +
-                                   " (quote an argument that starts with '!', '&' or '|')");
+          return failed_ ? false : missing(spec->arg_expected);
         return compile_regex(spec->kind, spec->mode, std::move(word), arg_start, out);
       case ArgKind::name:
         skip_space();
@@ -696,6 +697,15 @@ class Parser {
         if (!parse_time(word, out.lo))
           return fail(arg_start, "a time like 2026-11-01T10:00[:SS][Z|+hh:mm] (UTC when no zone)");
         out.arg = format_time(out.lo);
+        // "~until 2026-11-01 10:00" would otherwise quietly mean "... & ~u 10:00".
+        if (word.find_first_of("Tt") == std::string::npos) {
+          skip_space();
+          size_t next = pos_;
+          if (next + 5 <= text_.size() && is_digit(text_[next]) && is_digit(text_[next + 1]) &&
+              text_[next + 2] == ':' && is_digit(text_[next + 3]) && is_digit(text_[next + 4]))
+            return fail(next, "'T' between the date and the time, as in 2026-11-01T10:00",
+                        "got a separate time");
+        }
         return true;
       case ArgKind::duration:
       case ArgKind::size: {
