@@ -13,7 +13,6 @@ namespace retake::query {
 // at most `cap` bytes. Returns false (and leaves `out` unspecified) when an encoding is unknown
 // or nothing could be decoded; a stream that breaks off (a truncated body) yields what decoded
 // before the break and counts as success.
-bool decode_content(std::string_view encoding, std::string_view data, size_t cap,
-                    std::string& out);
+bool decode_content(std::string_view encoding, std::string_view data, size_t cap, std::string& out);
 
 }  // namespace retake::query

@@ -99,8 +99,8 @@ constexpr std::array kSpecs = {
     Spec{"marked", Kind::marked, ArgKind::none, RegexMode::plain, "~marked", "a marked flow", ""},
     Spec{"replay", Kind::replay, ArgKind::none, RegexMode::plain, "~replay",
          "made by a replay (has a run or an origin)", ""},
-    Spec{"u", Kind::url, ArgKind::regex, RegexMode::plain, "~u REGEX", "URL (a bare REGEX means ~u)",
-         "a URL regex"},
+    Spec{"u", Kind::url, ArgKind::regex, RegexMode::plain, "~u REGEX",
+         "URL (a bare REGEX means ~u)", "a URL regex"},
     Spec{"d", Kind::domain, ArgKind::regex, RegexMode::plain, "~d REGEX",
          "request host (authority or Host header)", "a domain regex"},
     Spec{"m", Kind::method, ArgKind::regex, RegexMode::plain, "~m REGEX", "request method",
@@ -215,7 +215,9 @@ bool is_name_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 // Text safe to show in a message: printable ASCII kept, everything else \xNN, at most `max`
 // input bytes.
@@ -274,22 +276,32 @@ const Spec* suggestion_for(std::string_view name) {
 
 const char* cmp_text(Cmp cmp) {
   switch (cmp) {
-    case Cmp::lt: return "<";
-    case Cmp::le: return "<=";
-    case Cmp::gt: return ">";
-    case Cmp::ge: return ">=";
-    case Cmp::eq: return "=";
+    case Cmp::lt:
+      return "<";
+    case Cmp::le:
+      return "<=";
+    case Cmp::gt:
+      return ">";
+    case Cmp::ge:
+      return ">=";
+    case Cmp::eq:
+      return "=";
   }
   return "=";
 }
 
 bool compare(int64_t value, Cmp cmp, int64_t target) {
   switch (cmp) {
-    case Cmp::lt: return value < target;
-    case Cmp::le: return value <= target;
-    case Cmp::gt: return value > target;
-    case Cmp::ge: return value >= target;
-    case Cmp::eq: return value == target;
+    case Cmp::lt:
+      return value < target;
+    case Cmp::le:
+      return value <= target;
+    case Cmp::gt:
+      return value > target;
+    case Cmp::ge:
+      return value >= target;
+    case Cmp::eq:
+      return value == target;
   }
   return false;
 }
@@ -312,7 +324,8 @@ Cmp take_cmp(std::string_view& s) {
 
 // "<digits>[.<digits>]<unit>" times the unit's multiplier from `units`, into an int64.
 template <size_t N>
-bool parse_quantity(std::string_view s, const std::array<std::pair<std::string_view, int64_t>, N>& units,
+bool parse_quantity(std::string_view s,
+                    const std::array<std::pair<std::string_view, int64_t>, N>& units,
                     bool unit_required, int64_t& out) {
   size_t i = 0;
   __int128 whole = 0;
@@ -351,17 +364,17 @@ bool parse_quantity(std::string_view s, const std::array<std::pair<std::string_v
   return true;
 }
 
-constexpr std::array<std::pair<std::string_view, int64_t>, 4> kDurationUnits = {{
-    {"ns", 1}, {"us", 1000}, {"ms", 1000'000}, {"s", 1000'000'000}}};
+constexpr std::array<std::pair<std::string_view, int64_t>, 4> kDurationUnits = {
+    {{"ns", 1}, {"us", 1000}, {"ms", 1000'000}, {"s", 1000'000'000}}};
 
-constexpr std::array<std::pair<std::string_view, int64_t>, 7> kSizeUnits = {{
-    {"b", 1},
-    {"kb", 1000},
-    {"kib", 1024},
-    {"mb", 1000'000},
-    {"mib", 1 << 20},
-    {"gb", 1000'000'000},
-    {"gib", int64_t{1} << 30}}};
+constexpr std::array<std::pair<std::string_view, int64_t>, 7> kSizeUnits = {
+    {{"b", 1},
+     {"kb", 1000},
+     {"kib", 1024},
+     {"mb", 1000'000},
+     {"mib", 1 << 20},
+     {"gb", 1000'000'000},
+     {"gib", int64_t{1} << 30}}};
 
 // Reads exactly `n` digits at s[i...].
 bool take_digits(std::string_view s, size_t& i, size_t n, int& out) {
@@ -438,11 +451,11 @@ std::string format_time(int64_t ns) {
   year_month_day ymd{day_point};
   hh_mm_ss<nanoseconds> hms{tp - day_point};
   char buf[64];
-  int n = std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d", static_cast<int>(ymd.year()),
-                        static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                        static_cast<int>(hms.hours().count()),
-                        static_cast<int>(hms.minutes().count()),
-                        static_cast<int>(hms.seconds().count()));
+  int n =
+      std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d", static_cast<int>(ymd.year()),
+                    static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                    static_cast<int>(hms.hours().count()), static_cast<int>(hms.minutes().count()),
+                    static_cast<int>(hms.seconds().count()));
   std::string out(buf, static_cast<size_t>(n));
   int64_t frac = hms.subseconds().count();
   if (frac != 0) {
@@ -608,9 +621,10 @@ class Parser {
       if (!parse_sequence(out)) return false;
       skip_space();
       if (at_end() || peek() != ')')
-        return fail(pos_, "')'", at_end() ? "got end of input (the '(' at column " +
-                                                std::to_string(column(open)) + " is not closed)"
-                                          : std::string{});
+        return fail(pos_, "')'",
+                    at_end() ? "got end of input (the '(' at column " +
+                                   std::to_string(column(open)) + " is not closed)"
+                             : std::string{});
       ++pos_;
       --depth_;
       return true;
@@ -653,8 +667,7 @@ class Parser {
       case ArgKind::regex:
         skip_space();
         arg_start = pos_;
-        if (!read_argument(true, word))
-          return failed_ ? false : missing(spec->arg_expected);
+        if (!read_argument(true, word)) return failed_ ? false : missing(spec->arg_expected);
         return compile_regex(spec->kind, spec->mode, std::move(word), arg_start, out);
       case ArgKind::name:
         skip_space();
@@ -710,8 +723,9 @@ class Parser {
       case ArgKind::duration:
       case ArgKind::size: {
         bool is_duration = spec->arg == ArgKind::duration;
-        const char* expected = is_duration ? "a duration like >250ms (units ns, us, ms, s)"
-                                           : "a size like >1MB (units B, KB, KiB, MB, MiB, GB, GiB)";
+        const char* expected = is_duration
+                                   ? "a duration like >250ms (units ns, us, ms, s)"
+                                   : "a size like >1MB (units B, KB, KiB, MB, MiB, GB, GiB)";
         skip_space();
         arg_start = pos_;
         if (!read_argument(false, word)) return failed_ ? false : missing(expected);
@@ -900,7 +914,9 @@ struct Scratch {
 };
 thread_local Scratch scratch;
 
-bool search(std::string_view text, const RE2& re) { return RE2::PartialMatch(text, re); }
+bool search(std::string_view text, const RE2& re) {
+  return RE2::PartialMatch(text, re);
+}
 
 std::string_view host_of(std::string_view authority) {
   if (!authority.empty() && authority.front() == '[') {
@@ -935,8 +951,7 @@ bool headers_match(const flow::Headers& headers, const RE2& re) {
 std::string_view body_text(const flow::Body& body, const flow::Headers& headers) {
   std::string_view raw = body.data;
   if (auto encoding = headers.get("content-encoding")) {
-    if (decode_content(*encoding, raw, kMaxBodyScanBytes, scratch.decoded))
-      return scratch.decoded;
+    if (decode_content(*encoding, raw, kMaxBodyScanBytes, scratch.decoded)) return scratch.decoded;
   }
   return raw.substr(0, kMaxBodyScanBytes);
 }
@@ -956,8 +971,7 @@ bool websocket_matches(const flow::Flow& f, const RE2& re, int direction) {
   for (const auto& m : f.websocket->messages) {
     if (direction == 1 && !m.from_client) continue;
     if (direction == 2 && m.from_client) continue;
-    if (!m.payload.empty() &&
-        search(std::string_view(m.payload).substr(0, kMaxBodyScanBytes), re))
+    if (!m.payload.empty() && search(std::string_view(m.payload).substr(0, kMaxBodyScanBytes), re))
       return true;
   }
   return false;
@@ -994,18 +1008,30 @@ bool eval(const Node& n, const flow::Flow& f) {
       for (const auto& c : n.children)
         if (eval(c, f)) return true;
       return false;
-    case Kind::not_: return !eval(n.children[0], f);
-    case Kind::all: return true;
-    case Kind::request_only: return f.kind == flow::FlowKind::http && !resp;
-    case Kind::response: return resp.has_value();
-    case Kind::error: return f.error.has_value();
-    case Kind::asset: return resp && any_content_type(resp->headers, asset_regex());
-    case Kind::http: return f.kind == flow::FlowKind::http;
-    case Kind::tunnel: return f.kind == flow::FlowKind::tunnel;
-    case Kind::websocket: return f.websocket.has_value();
-    case Kind::marked: return !f.marked.empty();
-    case Kind::replay: return f.origin != 0 || !f.run.empty();
-    case Kind::origin: return n.hi != 0 ? f.origin == static_cast<uint64_t>(n.lo) : f.origin != 0;
+    case Kind::not_:
+      return !eval(n.children[0], f);
+    case Kind::all:
+      return true;
+    case Kind::request_only:
+      return f.kind == flow::FlowKind::http && !resp;
+    case Kind::response:
+      return resp.has_value();
+    case Kind::error:
+      return f.error.has_value();
+    case Kind::asset:
+      return resp && any_content_type(resp->headers, asset_regex());
+    case Kind::http:
+      return f.kind == flow::FlowKind::http;
+    case Kind::tunnel:
+      return f.kind == flow::FlowKind::tunnel;
+    case Kind::websocket:
+      return f.websocket.has_value();
+    case Kind::marked:
+      return !f.marked.empty();
+    case Kind::replay:
+      return f.origin != 0 || !f.run.empty();
+    case Kind::origin:
+      return n.hi != 0 ? f.origin == static_cast<uint64_t>(n.lo) : f.origin != 0;
     case Kind::url: {
       std::string& text = scratch.text;
       text.clear();
@@ -1022,11 +1048,14 @@ bool eval(const Node& n, const flow::Flow& f) {
       auto host_header = req.headers.get("host");
       return host_header && search(host_of(*host_header), *n.re);
     }
-    case Kind::method: return search(req.method, *n.re);
+    case Kind::method:
+      return search(req.method, *n.re);
     case Kind::header:
       return headers_match(req.headers, *n.re) || (resp && headers_match(resp->headers, *n.re));
-    case Kind::header_request: return headers_match(req.headers, *n.re);
-    case Kind::header_response: return resp && headers_match(resp->headers, *n.re);
+    case Kind::header_request:
+      return headers_match(req.headers, *n.re);
+    case Kind::header_response:
+      return resp && headers_match(resp->headers, *n.re);
     case Kind::body:
       return body_matches(req.body, req.headers, *n.re) ||
              (resp && body_matches(resp->body, resp->headers, *n.re)) ||
@@ -1039,16 +1068,26 @@ bool eval(const Node& n, const flow::Flow& f) {
     case Kind::content_type:
       return any_content_type(req.headers, *n.re) ||
              (resp && any_content_type(resp->headers, *n.re));
-    case Kind::content_type_request: return any_content_type(req.headers, *n.re);
-    case Kind::content_type_response: return resp && any_content_type(resp->headers, *n.re);
-    case Kind::comment: return search(f.comment, *n.re);
-    case Kind::marker: return search(f.marked, *n.re);
-    case Kind::source: return search(f.client_address, *n.re);
-    case Kind::destination: return search(f.upstream_address, *n.re);
-    case Kind::status: return resp && resp->status >= n.lo && resp->status <= n.hi;
-    case Kind::session: return f.session == n.arg;
-    case Kind::run: return f.run == n.arg;
-    case Kind::tag: return std::find(f.tags.begin(), f.tags.end(), n.arg) != f.tags.end();
+    case Kind::content_type_request:
+      return any_content_type(req.headers, *n.re);
+    case Kind::content_type_response:
+      return resp && any_content_type(resp->headers, *n.re);
+    case Kind::comment:
+      return search(f.comment, *n.re);
+    case Kind::marker:
+      return search(f.marked, *n.re);
+    case Kind::source:
+      return search(f.client_address, *n.re);
+    case Kind::destination:
+      return search(f.upstream_address, *n.re);
+    case Kind::status:
+      return resp && resp->status >= n.lo && resp->status <= n.hi;
+    case Kind::session:
+      return f.session == n.arg;
+    case Kind::run:
+      return f.run == n.arg;
+    case Kind::tag:
+      return std::find(f.tags.begin(), f.tags.end(), n.arg) != f.tags.end();
     case Kind::since: {
       int64_t t = flow_start_ns(f);
       return t != 0 && t >= n.lo;
@@ -1063,8 +1102,10 @@ bool eval(const Node& n, const flow::Flow& f) {
     }
     case Kind::size:
       return compare(saturate(req.body.size + (resp ? resp->body.size : 0)), n.cmp, n.lo);
-    case Kind::size_request: return compare(saturate(req.body.size), n.cmp, n.lo);
-    case Kind::size_response: return resp && compare(saturate(resp->body.size), n.cmp, n.lo);
+    case Kind::size_request:
+      return compare(saturate(req.body.size), n.cmp, n.lo);
+    case Kind::size_response:
+      return resp && compare(saturate(resp->body.size), n.cmp, n.lo);
   }
   return false;
 }
@@ -1075,8 +1116,10 @@ bool reads_bodies(const Node& n) {
   switch (n.kind) {
     case Kind::body:
     case Kind::body_request:
-    case Kind::body_response: return true;
-    default: break;
+    case Kind::body_response:
+      return true;
+    default:
+      break;
   }
   for (const auto& c : n.children)
     if (reads_bodies(c)) return true;
@@ -1152,7 +1195,9 @@ Result<Filter> Filter::parse(std::string_view text, ParseError* error) {
   return Filter(std::move(compiled));
 }
 
-bool Filter::matches(const flow::Flow& flow) const { return eval(compiled_->root, flow); }
+bool Filter::matches(const flow::Flow& flow) const {
+  return eval(compiled_->root, flow);
+}
 
 std::string Filter::to_string() const {
   std::string out;
@@ -1160,11 +1205,17 @@ std::string Filter::to_string() const {
   return out;
 }
 
-const IndexHint& Filter::hint() const { return compiled_->hint; }
+const IndexHint& Filter::hint() const {
+  return compiled_->hint;
+}
 
-bool Filter::needs_bodies() const { return compiled_->needs_bodies; }
+bool Filter::needs_bodies() const {
+  return compiled_->needs_bodies;
+}
 
-std::span<const FilterHelp> Filter::help() { return help_rows(); }
+std::span<const FilterHelp> Filter::help() {
+  return help_rows();
+}
 
 int64_t flow_start_ns(const flow::Flow& flow) noexcept {
   return flow.timing.request_started != 0 ? flow.timing.request_started

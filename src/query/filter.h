@@ -50,10 +50,10 @@ namespace retake::query {
 
 // Bounds that keep a hostile or mistaken expression from costing much.
 inline constexpr size_t kMaxExpressionBytes = 16 * 1024;  // longer text is a parse error
-inline constexpr int kMaxNestingDepth = 256;               // ( and ! nesting
-inline constexpr int kMaxRegexes = 64;                     // regex arguments per expression
-inline constexpr int64_t kRegexMaxMem = 2 << 20;           // RE2 max_mem per regex
-inline constexpr size_t kMaxBodyScanBytes = 8 << 20;       // bytes of one (decoded) body searched
+inline constexpr int kMaxNestingDepth = 256;              // ( and ! nesting
+inline constexpr int kMaxRegexes = 64;                    // regex arguments per expression
+inline constexpr int64_t kRegexMaxMem = 2 << 20;          // RE2 max_mem per regex
+inline constexpr size_t kMaxBodyScanBytes = 8 << 20;      // bytes of one (decoded) body searched
 
 // Where and why an expression did not parse.
 struct ParseError {
