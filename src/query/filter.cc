@@ -192,8 +192,9 @@ struct Filter::Node {
   std::vector<Node> children;  // and_, or_ (two or more), not_ (one)
   std::string arg;             // canonical argument text; the regex source for regexes
   std::unique_ptr<RE2> re;
-  int64_t lo = 0;  // status min, time, compared value, origin id
-  int64_t hi = 0;  // status max; for origin: 1 when an id was given
+  std::string literal;  // lowercased; when set, searched for instead of running `re`
+  int64_t lo = 0;       // status min, time, compared value, origin id
+  int64_t hi = 0;       // status max; for origin: 1 when an id was given
   Cmp cmp = Cmp::eq;
 };
 
@@ -217,6 +218,24 @@ bool is_name_char(char c) {
 
 bool is_digit(char c) {
   return c >= '0' && c <= '9';
+}
+
+char lower_ascii(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
+
+// A regex that is only printable ASCII without metacharacters matches exactly where its
+// lowercased text occurs ignoring ASCII case, which is far cheaper to find than to run RE2
+// (RE2's case folding also maps the Kelvin sign to k and long s to s; we accept that gap).
+std::string plain_literal(std::string_view source) {
+  constexpr std::string_view kMeta = "\\.+*?()|[]{}^$";
+  if (source.empty() || source.size() > 64) return {};
+  std::string out;
+  for (char c : source) {
+    if (c < 0x20 || c > 0x7e || kMeta.find(c) != std::string_view::npos) return {};
+    out += lower_ascii(c);
+  }
+  return out;
 }
 
 // Text safe to show in a message: printable ASCII kept, everything else \xNN, at most `max`
@@ -834,6 +853,8 @@ class Parser {
     auto re = std::make_unique<RE2>(pattern, options);
     if (!re->ok()) return fail(at, "a valid regex", "got " + printable(re->error(), 120));
     out.kind = kind;
+    // Bodies stay with RE2 so their search time is linear whatever the pattern.
+    if (mode != RegexMode::dot_all) out.literal = plain_literal(source);
     out.arg = std::move(source);
     out.re = std::move(re);
     return true;
@@ -914,8 +935,10 @@ struct Scratch {
 };
 thread_local Scratch scratch;
 
+// Match() directly: PartialMatch's argument plumbing costs more than a short search.
 bool search(std::string_view text, const RE2& re) {
-  return RE2::PartialMatch(text, re);
+  return re.Match(re2::StringPiece(text.data(), text.size()), 0, text.size(), RE2::UNANCHORED,
+                  nullptr, 0);
 }
 
 std::string_view host_of(std::string_view authority) {
@@ -928,13 +951,33 @@ std::string_view host_of(std::string_view authority) {
   return authority.substr(0, colon);
 }
 
-bool any_content_type(const flow::Headers& headers, const RE2& re) {
-  for (const auto& h : headers)
-    if (flow::iequals(h.name, "content-type") && search(h.value, re)) return true;
+// ASCII case-insensitive substring search for a lowercased needle.
+bool contains_folded(std::string_view text, std::string_view needle) {
+  if (needle.size() > text.size()) return false;
+  const char first = needle[0];
+  const char first_upper = (first >= 'a' && first <= 'z') ? static_cast<char>(first - 32) : first;
+  for (size_t i = 0; i + needle.size() <= text.size(); ++i) {
+    if (text[i] != first && text[i] != first_upper) continue;
+    size_t k = 1;
+    while (k < needle.size() && lower_ascii(text[i + k]) == needle[k]) ++k;
+    if (k == needle.size()) return true;
+  }
   return false;
 }
 
-bool headers_match(const flow::Headers& headers, const RE2& re) {
+// A regex argument searched in a short field (never a body: bodies always go to RE2, whose
+// time is linear in the text whatever the pattern).
+bool find(std::string_view text, const Node& n) {
+  return n.literal.empty() ? search(text, *n.re) : contains_folded(text, n.literal);
+}
+
+bool any_content_type(const flow::Headers& headers, const Node& n) {
+  for (const auto& h : headers)
+    if (flow::iequals(h.name, "content-type") && find(h.value, n)) return true;
+  return false;
+}
+
+bool headers_match(const flow::Headers& headers, const Node& n) {
   std::string& text = scratch.text;
   text.clear();
   for (const auto& h : headers) {
@@ -943,7 +986,7 @@ bool headers_match(const flow::Headers& headers, const RE2& re) {
     text += h.value;
     text += '\n';
   }
-  return search(text, re);
+  return find(text, n);
 }
 
 // The body as a person would read it: content-decoded when the headers say so and decoding
@@ -977,17 +1020,20 @@ bool websocket_matches(const flow::Flow& f, const RE2& re, int direction) {
   return false;
 }
 
-const RE2& asset_regex() {
-  static const RE2 re = [] {
+const Node& asset_node() {
+  static const Node node = [] {
     RE2::Options options;
     options.set_case_sensitive(false);
     options.set_log_errors(false);
-    return RE2(
+    Node n;
+    n.kind = Kind::content_type_response;
+    n.re = std::make_unique<RE2>(
         "text/javascript|application/x-javascript|application/javascript|text/css|image/|font/"
         "|application/font",
         options);
+    return n;
   }();
-  return re;
+  return node;
 }
 
 int64_t saturate(uint64_t v) {
@@ -1019,7 +1065,7 @@ bool eval(const Node& n, const flow::Flow& f) {
     case Kind::error:
       return f.error.has_value();
     case Kind::asset:
-      return resp && any_content_type(resp->headers, asset_regex());
+      return resp && any_content_type(resp->headers, asset_node());
     case Kind::http:
       return f.kind == flow::FlowKind::http;
     case Kind::tunnel:
@@ -1041,21 +1087,21 @@ bool eval(const Node& n, const flow::Flow& f) {
       }
       text += req.authority;
       if (!req.scheme.empty()) text += req.path;
-      return search(text, *n.re);
+      return find(text, n);
     }
     case Kind::domain: {
-      if (search(host_of(req.authority), *n.re)) return true;
+      if (find(host_of(req.authority), n)) return true;
       auto host_header = req.headers.get("host");
-      return host_header && search(host_of(*host_header), *n.re);
+      return host_header && find(host_of(*host_header), n);
     }
     case Kind::method:
-      return search(req.method, *n.re);
+      return find(req.method, n);
     case Kind::header:
-      return headers_match(req.headers, *n.re) || (resp && headers_match(resp->headers, *n.re));
+      return headers_match(req.headers, n) || (resp && headers_match(resp->headers, n));
     case Kind::header_request:
-      return headers_match(req.headers, *n.re);
+      return headers_match(req.headers, n);
     case Kind::header_response:
-      return resp && headers_match(resp->headers, *n.re);
+      return resp && headers_match(resp->headers, n);
     case Kind::body:
       return body_matches(req.body, req.headers, *n.re) ||
              (resp && body_matches(resp->body, resp->headers, *n.re)) ||
@@ -1066,20 +1112,19 @@ bool eval(const Node& n, const flow::Flow& f) {
       return (resp && body_matches(resp->body, resp->headers, *n.re)) ||
              websocket_matches(f, *n.re, 2);
     case Kind::content_type:
-      return any_content_type(req.headers, *n.re) ||
-             (resp && any_content_type(resp->headers, *n.re));
+      return any_content_type(req.headers, n) || (resp && any_content_type(resp->headers, n));
     case Kind::content_type_request:
-      return any_content_type(req.headers, *n.re);
+      return any_content_type(req.headers, n);
     case Kind::content_type_response:
-      return resp && any_content_type(resp->headers, *n.re);
+      return resp && any_content_type(resp->headers, n);
     case Kind::comment:
-      return search(f.comment, *n.re);
+      return find(f.comment, n);
     case Kind::marker:
-      return search(f.marked, *n.re);
+      return find(f.marked, n);
     case Kind::source:
-      return search(f.client_address, *n.re);
+      return find(f.client_address, n);
     case Kind::destination:
-      return search(f.upstream_address, *n.re);
+      return find(f.upstream_address, n);
     case Kind::status:
       return resp && resp->status >= n.lo && resp->status <= n.hi;
     case Kind::session:

@@ -516,6 +516,49 @@ TEST_CASE("expressions beyond the length and regex-count bounds are refused") {
   CHECK(error.expected == "a valid regex");
 }
 
+TEST_CASE("a plain-text argument matches exactly where the same text as a regex does") {
+  // Plain ASCII text without regex metacharacters takes a substring fast path; wrapping it in
+  // (?:...) forces RE2. Both must agree on every fixture flow.
+  const std::vector<std::string> filters = {"~m", "~d",  "~u",       "~h",      "~hq",  "~hs",
+                                            "~t", "~ts", "~comment", "~marker", "~src", "~dst"};
+  const std::vector<std::string> texts = {"get",
+                                          "GET",
+                                          "Example",
+                                          "v1/ORD",
+                                          "content-type: application/json",
+                                          "X-TRACE",
+                                          "json",
+                                          "ticket",
+                                          "500",
+                                          "nginx",
+                                          ": ",
+                                          "e",
+                                          " ",
+                                          "/",
+                                          "=",
+                                          "%C3",
+                                          "CAF",
+                                          "star:",
+                                          "zzz",
+                                          "https://example.com/index.html",
+                                          "127.0.0.1:50016",
+                                          "sid=1; httponly"};
+  int matched = 0;
+  for (const auto& name : filters) {
+    for (const auto& text : texts) {
+      auto fast = Filter::parse(name + " '" + text + "'");
+      auto slow = Filter::parse(name + " '(?:" + text + ")'");
+      REQUIRE(fast.ok());
+      REQUIRE(slow.ok());
+      const std::string expression = name + " " + text;
+      CAPTURE(expression);
+      CHECK(ids_text(matching_ids(*fast)) == ids_text(matching_ids(*slow)));
+      matched += static_cast<int>(matching_ids(*fast).size());
+    }
+  }
+  CHECK(matched > 100);
+}
+
 TEST_CASE("hints come from the top-level AND chain only") {
   auto hint_of = [](const char* expression) {
     auto filter = Filter::parse(expression);
