@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/command.h"
+#include "ops/select.h"
 #include "store/flow_store.h"
 
 namespace retake::cli {
@@ -51,6 +52,7 @@ boost::json::object summary_json(const flow::Flow& f) {
 
 struct ListArgs {
   std::string db;
+  std::string filter;
   std::string session;
   size_t limit = 0;
   bool json = false;
@@ -58,14 +60,15 @@ struct ListArgs {
 };
 
 int run_list(const ListArgs& args) {
+  ops::Selection selection;
+  selection.filter = args.filter;
+  selection.session = args.session;
+  selection.limit = args.limit;
+  selection.reverse = args.reverse;
+  if (auto st = ops::validate(selection); !st.ok()) throw UsageError("filter: " + st.message());
   auto store = open_store(args.db, true);
   if (!store) return fail(store.status());
-  store::ScanOptions scan;
-  scan.session = args.session;
-  scan.limit = args.limit;
-  scan.reverse = args.reverse;
-  scan.with_bodies = false;
-  auto status = (*store)->scan(scan, [&](const flow::Flow& f) {
+  auto status = ops::select_flows(**store, selection, [&](const flow::Flow& f) {
     if (args.json) {
       std::cout << boost::json::serialize(summary_json(f)) << '\n';
     } else {
@@ -220,6 +223,9 @@ void add_flows_commands(CLI::App& app, Action& action) {
 
   auto list_args = std::make_shared<ListArgs>();
   auto* list = flows->add_subcommand("list", "One line per flow: id, time, method, URL, status, size, duration");
+  list->add_option("filter", list_args->filter,
+                   "Filter expression (mitmproxy syntax: ~m POST & ~c 5xx, ~d example.com, ...)")
+      ->type_name("FILTER");
   add_db_option(*list, list_args->db);
   list->add_option("--session", list_args->session, "Only flows of this session")->type_name("NAME");
   list->add_option("--limit", list_args->limit, "At most N flows")->type_name("N");

@@ -1,0 +1,51 @@
+#include "ops/select.h"
+
+#include "query/filter.h"
+
+namespace retake::ops {
+
+Status validate(const Selection& selection) {
+  if (selection.filter.empty()) return {};
+  auto parsed = query::Filter::parse(selection.filter);
+  return parsed ? Status() : parsed.status();
+}
+
+Status select_flows(store::FlowStore& store, const Selection& selection,
+                    const std::function<bool(const flow::Flow&)>& visit) {
+  std::optional<query::Filter> filter;
+  if (!selection.filter.empty()) {
+    auto parsed = query::Filter::parse(selection.filter);
+    if (!parsed) return parsed.status();
+    filter = std::move(parsed.value());
+  }
+
+  store::ScanOptions scan;
+  scan.session = selection.session;
+  scan.run = selection.run;
+  scan.after_id = selection.after_id;
+  scan.reverse = selection.reverse;
+  scan.with_bodies = selection.with_bodies || (filter && filter->needs_bodies());
+  if (filter) {
+    // A hint is a necessary condition: narrowing the scan by it never loses a match.
+    const auto& hint = filter->hint();
+    if (hint.session) {
+      if (!scan.session.empty() && scan.session != *hint.session) return {};
+      scan.session = *hint.session;
+    }
+    if (hint.run) {
+      if (!scan.run.empty() && scan.run != *hint.run) return {};
+      scan.run = *hint.run;
+    }
+    if (auto status = hint.exact_status()) scan.status = *status;
+  }
+
+  size_t matched = 0;
+  return store.scan(scan, [&](const flow::Flow& f) {
+    if (filter && !filter->matches(f)) return true;
+    ++matched;
+    if (!visit(f)) return false;
+    return selection.limit == 0 || matched < selection.limit;
+  });
+}
+
+}  // namespace retake::ops
