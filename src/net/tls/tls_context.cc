@@ -273,7 +273,8 @@ Status UpstreamTlsContext::prepare(SSL* ssl, std::string_view host,
 // Handshake facts
 
 std::optional<std::string> verify_failure_reason(const SSL* ssl) {
-  if (ssl == nullptr) return std::nullopt;
+  // With verification off (insecure) OpenSSL still records chain errors; they do not count.
+  if (ssl == nullptr || (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) == 0) return std::nullopt;
   long result = SSL_get_verify_result(ssl);
   auto* failure = static_cast<const VerifyFailure*>(SSL_get_ex_data(ssl, verify_index()));
   if (result == X509_V_OK && failure == nullptr) return std::nullopt;

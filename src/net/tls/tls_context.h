@@ -130,7 +130,7 @@ class UpstreamTlsContext {
 
 // Why certificate verification failed on `ssl` (an upstream connection after its handshake
 // failed or finished), e.g. "upstream certificate verify failed: certificate has expired
-// (depth 0, CN=example.com)". nullopt when verification passed or was not attempted.
+// (depth 0, CN=example.com)". nullopt when verification passed or was off (insecure).
 std::optional<std::string> verify_failure_reason(const SSL* ssl);
 
 // TLS facts of a completed handshake: SNI, ALPN, version ("TLSv1.3"), cipher, and the peer
