@@ -72,7 +72,8 @@ TEST_CASE("first use creates the CA with a 0600 key in a 0700 directory and late
   CHECK(loaded->certificate_der() == first->certificate_der());
 }
 
-TEST_CASE("the CA certificate has the subject, constraints, usages and lifetime the issue asks for") {
+TEST_CASE(
+    "the CA certificate has the subject, constraints, usages and lifetime the issue asks for") {
   test::TempDir tmp;
   auto ca = CertificateAuthority::load_or_create(tmp.path());
   REQUIRE(ca.ok());

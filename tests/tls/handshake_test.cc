@@ -55,8 +55,8 @@ TEST_CASE("curl trusts a leaf minted for its SNI when given the retake CA") {
   auto server = f.server({.fallback_host = "connect.test", .alpn = {"http/1.1"}});
   std::string port = std::to_string(server->port());
   auto r = test::run_command("curl -sS --max-time 10 --cacert " + f.ca_file() +
-                             " --resolve foo.test:" + port + ":127.0.0.1 https://foo.test:" +
-                             port + "/");
+                             " --resolve foo.test:" + port + ":127.0.0.1 https://foo.test:" + port +
+                             "/");
   CHECK_MESSAGE(r.exit_code == 0, r.output);
   CHECK(r.output == "ok");
   auto outcomes = server->wait_outcomes(1);
@@ -83,10 +83,10 @@ TEST_CASE("curl without the retake CA refuses the minted leaf") {
 TEST_CASE("openssl s_client verifies the leaf for its SNI with -verify_return_error") {
   InterceptFixture f;
   auto server = f.server({.fallback_host = "connect.test"});
-  auto r = test::run_command("openssl s_client -connect 127.0.0.1:" +
-                             std::to_string(server->port()) +
-                             " -servername bar.test -verify_hostname bar.test -CAfile " +
-                             f.ca_file() + " -verify_return_error");
+  auto r =
+      test::run_command("openssl s_client -connect 127.0.0.1:" + std::to_string(server->port()) +
+                        " -servername bar.test -verify_hostname bar.test -CAfile " + f.ca_file() +
+                        " -verify_return_error");
   CHECK_MESSAGE(r.exit_code == 0, r.output);
   CHECK_MESSAGE(contains(r.output, "subject=CN = bar.test"), r.output);
   CHECK_MESSAGE(contains(r.output, "issuer=O = retake, CN = retake CA"), r.output);
@@ -97,10 +97,10 @@ TEST_CASE("a client without SNI gets the leaf of the connection's fallback host"
   InterceptFixture f;
   SUBCASE("a host name") {
     auto server = f.server({.fallback_host = "fallback.test"});
-    auto r = test::run_command("openssl s_client -connect 127.0.0.1:" +
-                               std::to_string(server->port()) +
-                               " -noservername -verify_hostname fallback.test -CAfile " +
-                               f.ca_file() + " -verify_return_error");
+    auto r =
+        test::run_command("openssl s_client -connect 127.0.0.1:" + std::to_string(server->port()) +
+                          " -noservername -verify_hostname fallback.test -CAfile " + f.ca_file() +
+                          " -verify_return_error");
     CHECK_MESSAGE(r.exit_code == 0, r.output);
     CHECK_MESSAGE(contains(r.output, "subject=CN = fallback.test"), r.output);
     auto outcomes = server->wait_outcomes(1);
@@ -110,17 +110,16 @@ TEST_CASE("a client without SNI gets the leaf of the connection's fallback host"
   }
   SUBCASE("an IP address") {
     auto server = f.server({.fallback_host = "127.0.0.1"});
-    auto r = test::run_command("openssl s_client -connect 127.0.0.1:" +
-                               std::to_string(server->port()) +
-                               " -noservername -verify_ip 127.0.0.1 -CAfile " + f.ca_file() +
-                               " -verify_return_error");
+    auto r = test::run_command(
+        "openssl s_client -connect 127.0.0.1:" + std::to_string(server->port()) +
+        " -noservername -verify_ip 127.0.0.1 -CAfile " + f.ca_file() + " -verify_return_error");
     CHECK_MESSAGE(r.exit_code == 0, r.output);
     CHECK_MESSAGE(contains(r.output, "subject=CN = 127.0.0.1"), r.output);
   }
   SUBCASE("no usable name at all fails the handshake") {
     auto server = f.server({});
-    auto r = test::run_command("openssl s_client -connect 127.0.0.1:" +
-                               std::to_string(server->port()) + " -noservername");
+    auto r = test::run_command(
+        "openssl s_client -connect 127.0.0.1:" + std::to_string(server->port()) + " -noservername");
     CHECK(r.exit_code != 0);
     auto outcomes = server->wait_outcomes(1);
     REQUIRE(outcomes.size() == 1);
@@ -131,10 +130,10 @@ TEST_CASE("a client without SNI gets the leaf of the connection's fallback host"
 TEST_CASE("an invalid SNI falls back to the connection's host") {
   InterceptFixture f;
   auto server = f.server({.fallback_host = "fallback.test"});
-  auto r = test::run_command("openssl s_client -connect 127.0.0.1:" +
-                             std::to_string(server->port()) +
-                             " -servername bad_name..test -CAfile " + f.ca_file() +
-                             " -verify_hostname fallback.test -verify_return_error");
+  auto r =
+      test::run_command("openssl s_client -connect 127.0.0.1:" + std::to_string(server->port()) +
+                        " -servername bad_name..test -CAfile " + f.ca_file() +
+                        " -verify_hostname fallback.test -verify_return_error");
   CHECK_MESSAGE(r.exit_code == 0, r.output);
   CHECK_MESSAGE(contains(r.output, "subject=CN = fallback.test"), r.output);
 }
@@ -162,17 +161,18 @@ TEST_CASE("a client that sends garbage instead of a ClientHello gets a handshake
   MESSAGE("handshake error for garbage: " << outcomes[0].error);
 
   // The server still serves proper clients afterwards.
-  auto r = test::run_command("openssl s_client -connect 127.0.0.1:" +
-                             std::to_string(server->port()) + " -servername ok.test -CAfile " +
-                             f.ca_file() + " -verify_return_error");
+  auto r =
+      test::run_command("openssl s_client -connect 127.0.0.1:" + std::to_string(server->port()) +
+                        " -servername ok.test -CAfile " + f.ca_file() + " -verify_return_error");
   CHECK_MESSAGE(r.exit_code == 0, r.output);
 }
 
-TEST_CASE("our upstream context trusts the intercept side through extra_ca_file and agrees on ALPN") {
+TEST_CASE(
+    "our upstream context trusts the intercept side through extra_ca_file and agrees on ALPN") {
   InterceptFixture f;
   auto server = f.server({.fallback_host = "connect.test", .alpn = {"h2", "http/1.1"}});
-  auto upstream = UpstreamTlsContext::create({.extra_ca_file = f.ca_file(),
-                                              .alpn = {"http/1.1", "h2"}});
+  auto upstream =
+      UpstreamTlsContext::create({.extra_ca_file = f.ca_file(), .alpn = {"http/1.1", "h2"}});
   REQUIRE_MESSAGE(upstream.ok(), upstream.status().to_string());
   auto* up = upstream->get();
   auto client = test::client_handshake(up->asio_context(), server->port(), [up](SSL* ssl) {
@@ -230,9 +230,8 @@ struct UpstreamFixture {
     auto upstream = UpstreamTlsContext::create(std::move(options));
     REQUIRE_MESSAGE(upstream.ok(), upstream.status().to_string());
     auto* up = upstream->get();
-    return test::client_handshake(up->asio_context(), port, [up, host](SSL* ssl) {
-      REQUIRE(up->prepare(ssl, host).ok());
-    });
+    return test::client_handshake(up->asio_context(), port,
+                                  [up, host](SSL* ssl) { REQUIRE(up->prepare(ssl, host).ok()); });
   }
 };
 
@@ -240,10 +239,10 @@ struct UpstreamFixture {
 
 TEST_CASE("upstream verification against an extra CA checks expiry and host names") {
   UpstreamFixture f;
-  auto good = test::make_test_leaf(f.upstream_ca, "up.test", "DNS:up.test,IP:127.0.0.1",
-                                   -3600, 30L * 86400);
-  auto expired = test::make_test_leaf(f.upstream_ca, "old.test", "DNS:old.test", -10L * 86400,
-                                      -86400);
+  auto good = test::make_test_leaf(f.upstream_ca, "up.test", "DNS:up.test,IP:127.0.0.1", -3600,
+                                   30L * 86400);
+  auto expired =
+      test::make_test_leaf(f.upstream_ca, "old.test", "DNS:old.test", -10L * 86400, -86400);
   auto good_ctx = UpstreamFixture::server_context(good);
   auto expired_ctx = UpstreamFixture::server_context(expired);
   test::TestTlsServer good_server(*good_ctx);

@@ -66,11 +66,11 @@ TEST_CASE("server names are normalized and hostile or malformed names are reject
   CHECK(parse_server_name("2001:DB8::1")->text == "2001:db8::1");
   CHECK(parse_server_name("2001:db8::1")->is_ip);
 
-  for (std::string bad : {std::string(""), std::string("a b"), std::string("a..b"),
-                          std::string(".a"), std::string("[foo.test]"), std::string("[127.0.0.1]"),
-                          std::string("foo,DNS:evil.test"), std::string("foo\0bar", 7),
-                          std::string("x/y"), std::string(64, 'a') + ".test",
-                          std::string(300, 'a')}) {
+  for (std::string bad :
+       {std::string(""), std::string("a b"), std::string("a..b"), std::string(".a"),
+        std::string("[foo.test]"), std::string("[127.0.0.1]"), std::string("foo,DNS:evil.test"),
+        std::string("foo\0bar", 7), std::string("x/y"), std::string(64, 'a') + ".test",
+        std::string(300, 'a')}) {
     auto r = parse_server_name(bad);
     CHECK_MESSAGE(!r.ok(), bad);
     if (!r.ok()) CHECK(r.status().code() == Errc::invalid_argument);
@@ -108,7 +108,8 @@ TEST_CASE("leaves for IPv4 and IPv6 literals carry IP SANs that verify") {
   CHECK(test::verify_leaf(f.ca.x509(), (*v4)->x509(), "", "127.0.0.1") == X509_V_OK);
   CHECK(test::verify_leaf(f.ca.x509(), (*v4)->x509(), "", "127.0.0.2") ==
         X509_V_ERR_IP_ADDRESS_MISMATCH);
-  CHECK(sans_of((*v4)->x509(), GEN_IPADD) == std::vector<std::string>{std::string("\x7f\0\0\x01", 4)});
+  CHECK(sans_of((*v4)->x509(), GEN_IPADD) ==
+        std::vector<std::string>{std::string("\x7f\0\0\x01", 4)});
   CHECK(sans_of((*v4)->x509(), GEN_DNS).empty());
   CHECK(cn_of((*v4)->x509()) == "127.0.0.1");
 
@@ -116,8 +117,7 @@ TEST_CASE("leaves for IPv4 and IPv6 literals carry IP SANs that verify") {
   REQUIRE(v6.ok());
   CHECK(test::verify_leaf(f.ca.x509(), (*v6)->x509(), "", "::1") == X509_V_OK);
   CHECK(test::verify_leaf(f.ca.x509(), (*v6)->x509(), "", "0:0::1") == X509_V_OK);
-  CHECK(test::verify_leaf(f.ca.x509(), (*v6)->x509(), "", "::2") ==
-        X509_V_ERR_IP_ADDRESS_MISMATCH);
+  CHECK(test::verify_leaf(f.ca.x509(), (*v6)->x509(), "", "::2") == X509_V_ERR_IP_ADDRESS_MISMATCH);
   CHECK(sans_of((*v6)->x509(), GEN_IPADD).front().size() == 16);
 }
 

@@ -22,8 +22,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", ca.status().to_string().c_str());
     return 1;
   }
-  auto cache = LeafCertCache::create(
-      *ca, {.key_type = rsa ? LeafKeyType::rsa_2048 : LeafKeyType::ec_p256});
+  auto cache =
+      LeafCertCache::create(*ca, {.key_type = rsa ? LeafKeyType::rsa_2048 : LeafKeyType::ec_p256});
   if (!cache) return 1;
   if (!(*cache)->get("warmup.test")) return 1;  // the first mint is excluded
   // CPU time of this thread as well as wall time: on a shared, loaded machine the wall figure
@@ -43,8 +43,10 @@ int main(int argc, char** argv) {
   double cpu_us = (cpu_now() - cpu_start) / count;
   auto hit_start = std::chrono::steady_clock::now();
   for (int i = 0; i < count; ++i) (void)(*cache)->get("host" + std::to_string(i) + ".bench.test");
-  double hit_us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() -
-                                                            hit_start).count() / count;
+  double hit_us =
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - hit_start)
+          .count() /
+      count;
   std::printf(
       "leaf key %s, CA key P-256: mean mint %.1f us wall, %.1f us CPU over %d new names; "
       "cache hit %.2f us\n",

@@ -47,8 +47,9 @@ CommandResult run_command(const std::string& command) {
 namespace {
 
 void check(bool ok, const char* what) {
-  if (!ok) throw std::runtime_error(std::string("test certificate: ") + what + ": " +
-                                    detail::drain_openssl_errors());
+  if (!ok)
+    throw std::runtime_error(std::string("test certificate: ") + what + ": " +
+                             detail::drain_openssl_errors());
 }
 
 void add_conf_ext(X509* cert, X509* issuer, int nid, const std::string& value) {
@@ -137,8 +138,8 @@ asio::awaitable<void> serve_connection(tcp::socket socket, TestTlsServer* server
     if (!ec) stream.lowest_layer().close();
   });
   ServerOutcome outcome;
-  auto [hs_ec] =
-      co_await stream.async_handshake(ssl::stream_base::server, asio::as_tuple(asio::use_awaitable));
+  auto [hs_ec] = co_await stream.async_handshake(ssl::stream_base::server,
+                                                 asio::as_tuple(asio::use_awaitable));
   outcome.served_name = InterceptTlsContext::served_name(stream.native_handle());
   if (hs_ec) {
     outcome.error = hs_ec.message();
@@ -150,12 +151,14 @@ asio::awaitable<void> serve_connection(tcp::socket socket, TestTlsServer* server
   outcome.tls = collect_tls_info(stream.native_handle());
   server->record(std::move(outcome));
   std::string head;
-  auto [read_ec, n] = co_await asio::async_read_until(
-      stream, asio::dynamic_buffer(head, 64 * 1024), "\r\n\r\n", asio::as_tuple(asio::use_awaitable));
+  auto [read_ec, n] =
+      co_await asio::async_read_until(stream, asio::dynamic_buffer(head, 64 * 1024), "\r\n\r\n",
+                                      asio::as_tuple(asio::use_awaitable));
   if (!read_ec) {
     static constexpr std::string_view kResponse =
         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
-    co_await asio::async_write(stream, asio::buffer(kResponse), asio::as_tuple(asio::use_awaitable));
+    co_await asio::async_write(stream, asio::buffer(kResponse),
+                               asio::as_tuple(asio::use_awaitable));
     co_await stream.async_shutdown(asio::as_tuple(asio::use_awaitable));
   }
   deadline.cancel();
@@ -206,7 +209,8 @@ namespace {
 asio::awaitable<void> run_client(ssl::stream<tcp::socket>& stream, unsigned short port,
                                  boost::system::error_code& out) {
   tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), port);
-  auto [connect_ec] = co_await stream.lowest_layer().async_connect(ep, asio::as_tuple(asio::use_awaitable));
+  auto [connect_ec] =
+      co_await stream.lowest_layer().async_connect(ep, asio::as_tuple(asio::use_awaitable));
   if (connect_ec) {
     out = connect_ec;
     co_return;

@@ -39,7 +39,9 @@ constexpr auto kLockWait = std::chrono::seconds(10);
 constexpr long kCaValidityDays = 3650;
 constexpr long kCaBackdateSeconds = 2 * 86400;
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+  return std::strerror(err);
+}
 
 // Closes a file descriptor on scope exit.
 struct Fd {
@@ -57,9 +59,10 @@ Result<std::string> read_file(const fs::path& path, const char* what) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
-    if (err == ENOENT) return Status(Errc::not_found, std::string(what) + " " + path.string() + " does not exist");
-    return Status(Errc::io_error,
-                  "cannot read " + std::string(what) + " " + path.string() + ": " + errno_text(err));
+    if (err == ENOENT)
+      return Status(Errc::not_found, std::string(what) + " " + path.string() + " does not exist");
+    return Status(Errc::io_error, "cannot read " + std::string(what) + " " + path.string() + ": " +
+                                      errno_text(err));
   }
   Fd guard(fd);
   std::string out;
@@ -146,9 +149,9 @@ Result<std::shared_ptr<CertificateAuthority::State>> load_files(const fs::path& 
     auto no_pass = [](char*, int, int, void*) -> int { return 0; };
     state->key.reset(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, no_pass, nullptr) : nullptr);
     if (!state->key)
-      return openssl_failure("CA key " + key_path.string() +
-                                 " is not an unencrypted PEM private key" + keep,
-                             Errc::corruption);
+      return openssl_failure(
+          "CA key " + key_path.string() + " is not an unencrypted PEM private key" + keep,
+          Errc::corruption);
   }
   if (X509_check_private_key(state->cert.get(), state->key.get()) != 1)
     return openssl_failure("CA key " + key_path.string() + " does not match CA certificate " +
@@ -171,25 +174,24 @@ Result<X509Ptr> build_ca_certificate(EVP_PKEY* key) {
   Asn1IntPtr serial = random_serial(16);
   NamePtr name(X509_NAME_new());
   auto text = [](const char* s) { return reinterpret_cast<const unsigned char*>(s); };
-  bool ok = serial && name && X509_set_version(cert.get(), X509_VERSION_3) == 1 &&
-            X509_set_serialNumber(cert.get(), serial.get()) == 1 &&
-            X509_NAME_add_entry_by_txt(name.get(), "O", MBSTRING_UTF8, text("retake"), -1, -1,
-                                       0) == 1 &&
-            X509_NAME_add_entry_by_txt(name.get(), "CN", MBSTRING_UTF8, text("retake CA"), -1,
-                                       -1, 0) == 1 &&
-            X509_set_subject_name(cert.get(), name.get()) == 1 &&
-            X509_set_issuer_name(cert.get(), name.get()) == 1 &&
-            X509_gmtime_adj(X509_getm_notBefore(cert.get()), -kCaBackdateSeconds) != nullptr &&
-            X509_time_adj_ex(X509_getm_notAfter(cert.get()), kCaValidityDays, 0, nullptr) !=
-                nullptr &&
-            X509_set_pubkey(cert.get(), key) == 1;
+  bool ok =
+      serial && name && X509_set_version(cert.get(), X509_VERSION_3) == 1 &&
+      X509_set_serialNumber(cert.get(), serial.get()) == 1 &&
+      X509_NAME_add_entry_by_txt(name.get(), "O", MBSTRING_UTF8, text("retake"), -1, -1, 0) == 1 &&
+      X509_NAME_add_entry_by_txt(name.get(), "CN", MBSTRING_UTF8, text("retake CA"), -1, -1, 0) ==
+          1 &&
+      X509_set_subject_name(cert.get(), name.get()) == 1 &&
+      X509_set_issuer_name(cert.get(), name.get()) == 1 &&
+      X509_gmtime_adj(X509_getm_notBefore(cert.get()), -kCaBackdateSeconds) != nullptr &&
+      X509_time_adj_ex(X509_getm_notAfter(cert.get()), kCaValidityDays, 0, nullptr) != nullptr &&
+      X509_set_pubkey(cert.get(), key) == 1;
   if (!ok) return openssl_failure("building the CA certificate failed");
 
   std::unique_ptr<BASIC_CONSTRAINTS, Deleter<BASIC_CONSTRAINTS_free>> bc(BASIC_CONSTRAINTS_new());
   std::unique_ptr<ASN1_BIT_STRING, Deleter<ASN1_BIT_STRING_free>> usage(ASN1_BIT_STRING_new());
   auto ski = key_identifier(X509_get_X509_PUBKEY(cert.get()));
   if (!bc || !usage || !ski) return openssl_failure("building the CA extensions failed");
-  bc->ca = 0xFF;  // ASN1_BOOLEAN true
+  bc->ca = 0xFF;                                           // ASN1_BOOLEAN true
   ok = ASN1_BIT_STRING_set_bit(usage.get(), 5, 1) == 1 &&  // keyCertSign
        ASN1_BIT_STRING_set_bit(usage.get(), 6, 1) == 1 &&  // cRLSign
        add_ext(cert.get(), NID_basic_constraints, bc.get(), true) &&
@@ -212,8 +214,8 @@ Status create_files(const fs::path& dir) {
   std::string key_pem;
   {
     BioPtr bio(BIO_new(BIO_s_mem()));
-    if (!bio || PEM_write_bio_PrivateKey(bio.get(), key->get(), nullptr, nullptr, 0, nullptr,
-                                         nullptr) != 1)
+    if (!bio ||
+        PEM_write_bio_PrivateKey(bio.get(), key->get(), nullptr, nullptr, 0, nullptr, nullptr) != 1)
       return openssl_failure("encoding the CA key failed");
     char* data = nullptr;
     long len = BIO_get_mem_data(bio.get(), &data);
@@ -253,8 +255,7 @@ Status create_files(const fs::path& dir) {
   // in place always means its key is in place too.
   if (::link(key_tmp.c_str(), key_final.c_str()) != 0) {
     if (errno == EEXIST) return Status(Errc::already_exists, key_final.string());
-    return Status(Errc::io_error,
-                  "cannot create " + key_final.string() + ": " + errno_text(errno));
+    return Status(Errc::io_error, "cannot create " + key_final.string() + ": " + errno_text(errno));
   }
   if (::link(cert_tmp.c_str(), cert_final.c_str()) != 0) {
     if (errno == EEXIST) return Status(Errc::already_exists, cert_final.string());
@@ -274,8 +275,8 @@ Result<int> lock_dir(const fs::path& dir) {
   fs::path path = dir / kLockFile;
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0)
-    return Status(Errc::io_error, "cannot open lock file " + path.string() + ": " +
-                                      errno_text(errno));
+    return Status(Errc::io_error,
+                  "cannot open lock file " + path.string() + ": " + errno_text(errno));
   auto deadline = std::chrono::steady_clock::now() + kLockWait;
   for (;;) {
     if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
@@ -302,8 +303,8 @@ Status ensure_dir(const fs::path& dir) {
                     "cannot create directory " + dir.parent_path().string() + ": " + ec.message());
   }
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
-    return Status(Errc::io_error, "cannot create directory " + dir.string() + ": " +
-                                      errno_text(errno));
+    return Status(Errc::io_error,
+                  "cannot create directory " + dir.string() + ": " + errno_text(errno));
   if (!fs::is_directory(dir, ec))
     return Status(Errc::failed_precondition, dir.string() + " exists and is not a directory");
   return {};
@@ -369,14 +370,30 @@ Result<CertificateAuthority> CertificateAuthority::load_or_create(const fs::path
   return CertificateAuthority(std::move(*state));
 }
 
-const fs::path& CertificateAuthority::dir() const { return state_->dir; }
-fs::path CertificateAuthority::certificate_path() const { return state_->dir / kCertificateFile; }
-fs::path CertificateAuthority::key_path() const { return state_->dir / kKeyFile; }
-bool CertificateAuthority::created() const { return state_->created; }
-const std::string& CertificateAuthority::certificate_pem() const { return state_->pem; }
-const std::string& CertificateAuthority::certificate_der() const { return state_->der; }
-X509* CertificateAuthority::x509() const { return state_->cert.get(); }
-EVP_PKEY* CertificateAuthority::private_key() const { return state_->key.get(); }
+const fs::path& CertificateAuthority::dir() const {
+  return state_->dir;
+}
+fs::path CertificateAuthority::certificate_path() const {
+  return state_->dir / kCertificateFile;
+}
+fs::path CertificateAuthority::key_path() const {
+  return state_->dir / kKeyFile;
+}
+bool CertificateAuthority::created() const {
+  return state_->created;
+}
+const std::string& CertificateAuthority::certificate_pem() const {
+  return state_->pem;
+}
+const std::string& CertificateAuthority::certificate_der() const {
+  return state_->der;
+}
+X509* CertificateAuthority::x509() const {
+  return state_->cert.get();
+}
+EVP_PKEY* CertificateAuthority::private_key() const {
+  return state_->key.get();
+}
 
 std::string CertificateAuthority::subject() const {
   return name_rfc2253(X509_get_subject_name(state_->cert.get()));

@@ -58,7 +58,8 @@ Result<PkeyPtr> legacy_copy(EVP_PKEY* key) {
       if (!ok) RSA_free(rsa);
       break;
     }
-    default: break;
+    default:
+      break;
   }
 #pragma GCC diagnostic pop
   if (!ok) return openssl_failure("converting the leaf key");
@@ -97,8 +98,12 @@ Result<ServerName> parse_server_name(std::string_view name) {
 
 LeafCertificate::LeafCertificate(ServerName name, X509* cert)
     : name_(std::move(name)), cert_(cert) {}
-LeafCertificate::~LeafCertificate() { X509_free(cert_); }
-std::string LeafCertificate::pem() const { return to_pem(cert_); }
+LeafCertificate::~LeafCertificate() {
+  X509_free(cert_);
+}
+std::string LeafCertificate::pem() const {
+  return to_pem(cert_);
+}
 
 // What every leaf shares, computed once so minting is little more than one signature.
 struct LeafCertCache::Precomputed {
@@ -169,7 +174,9 @@ LeafCertCache::LeafCertCache(CertificateAuthority ca, LeafOptions options, EVP_P
                              std::unique_ptr<Precomputed> pre)
     : ca_(std::move(ca)), options_(options), leaf_key_(key), pre_(std::move(pre)) {}
 
-LeafCertCache::~LeafCertCache() { EVP_PKEY_free(leaf_key_); }
+LeafCertCache::~LeafCertCache() {
+  EVP_PKEY_free(leaf_key_);
+}
 
 size_t LeafCertCache::size() const {
   std::lock_guard lock(mutex_);
@@ -211,18 +218,17 @@ Result<std::shared_ptr<const LeafCertificate>> LeafCertCache::mint(const ServerN
   if (!cert || !serial || !subject) return openssl_failure("allocating a leaf certificate");
 
   std::string cn = name.text.substr(0, kMaxCommonName);
-  bool ok =
-      X509_set_version(cert.get(), X509_VERSION_3) == 1 &&
-      X509_set_serialNumber(cert.get(), serial.get()) == 1 &&
-      X509_NAME_add_entry_by_txt(subject.get(), "CN", MBSTRING_UTF8,
-                                 reinterpret_cast<const unsigned char*>(cn.data()),
-                                 static_cast<int>(cn.size()), -1, 0) == 1 &&
-      X509_set_subject_name(cert.get(), subject.get()) == 1 &&
-      X509_set_issuer_name(cert.get(), X509_get_subject_name(ca_.x509())) == 1 &&
-      X509_gmtime_adj(X509_getm_notBefore(cert.get()), -kBackdateSeconds) != nullptr &&
-      X509_time_adj_ex(X509_getm_notAfter(cert.get()), options_.validity_days, 0, nullptr) !=
-          nullptr &&
-      X509_set_pubkey(cert.get(), leaf_key_) == 1;
+  bool ok = X509_set_version(cert.get(), X509_VERSION_3) == 1 &&
+            X509_set_serialNumber(cert.get(), serial.get()) == 1 &&
+            X509_NAME_add_entry_by_txt(subject.get(), "CN", MBSTRING_UTF8,
+                                       reinterpret_cast<const unsigned char*>(cn.data()),
+                                       static_cast<int>(cn.size()), -1, 0) == 1 &&
+            X509_set_subject_name(cert.get(), subject.get()) == 1 &&
+            X509_set_issuer_name(cert.get(), X509_get_subject_name(ca_.x509())) == 1 &&
+            X509_gmtime_adj(X509_getm_notBefore(cert.get()), -kBackdateSeconds) != nullptr &&
+            X509_time_adj_ex(X509_getm_notAfter(cert.get()), options_.validity_days, 0, nullptr) !=
+                nullptr &&
+            X509_set_pubkey(cert.get(), leaf_key_) == 1;
   if (!ok) return openssl_failure("building a leaf certificate for " + name.text);
   // A leaf must not outlive its CA: verifiers would reject it at the end anyway.
   if (ASN1_TIME_compare(X509_get0_notAfter(cert.get()), pre_->ca_not_after.get()) > 0 &&

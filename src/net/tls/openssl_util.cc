@@ -81,8 +81,12 @@ Asn1IntPtr random_serial(int bytes) {
 Result<PkeyPtr> generate_key(KeyKind kind) {
   EVP_PKEY* key = nullptr;
   switch (kind) {
-    case KeyKind::ec_p256: key = EVP_EC_gen("P-256"); break;
-    case KeyKind::rsa_2048: key = EVP_RSA_gen(2048); break;
+    case KeyKind::ec_p256:
+      key = EVP_EC_gen("P-256");
+      break;
+    case KeyKind::rsa_2048:
+      key = EVP_RSA_gen(2048);
+      break;
   }
   if (key == nullptr) return openssl_failure("key generation failed");
   return PkeyPtr(key);

@@ -35,8 +35,8 @@ void free_ex_data(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
 }
 
 int intercept_index() {
-  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr,
-                                                &free_ex_data<InterceptState>);
+  static const int index =
+      SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, &free_ex_data<InterceptState>);
   return index;
 }
 
@@ -104,8 +104,8 @@ Result<std::unique_ptr<InterceptTlsContext>> InterceptTlsContext::create(
   // TLS 1.2 minimum, as mitmproxy; no compression (CRIME), no renegotiation (a client could
   // otherwise make us redo handshakes at will).
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                               SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_options(
+      ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   // Called for every ClientHello, with or without SNI (OpenSSL >= 1.1.1), before the cipher
   // and certificate are chosen: the place to install the leaf.
   SSL_CTX_set_tlsext_servername_callback(ctx, &InterceptTlsContext::on_servername);
@@ -200,8 +200,7 @@ int InterceptTlsContext::on_alpn(SSL* ssl, const unsigned char** out, unsigned c
 UpstreamTlsContext::UpstreamTlsContext(UpstreamTlsOptions options)
     : context_(boost::asio::ssl::context::tls_client), options_(std::move(options)) {}
 
-Result<std::unique_ptr<UpstreamTlsContext>> UpstreamTlsContext::create(
-    UpstreamTlsOptions options) {
+Result<std::unique_ptr<UpstreamTlsContext>> UpstreamTlsContext::create(UpstreamTlsOptions options) {
   auto wire = encode_alpn(options.alpn);
   if (!wire) return wire.status();
   if (verify_index() < 0) return openssl_failure("allocating SSL ex_data index");
