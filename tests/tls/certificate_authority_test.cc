@@ -244,7 +244,8 @@ TEST_CASE("concurrent first use by several processes yields one CA") {
 TEST_CASE("RETAKE_HOME picks the home directory and the CA lives in its ca subdirectory") {
   std::string saved_retake = std::getenv("RETAKE_HOME") ? std::getenv("RETAKE_HOME") : "";
   bool had_retake = std::getenv("RETAKE_HOME") != nullptr;
-  std::string saved_home = std::getenv("HOME") ? std::getenv("HOME") : "";
+  bool had_home = std::getenv("HOME") != nullptr;
+  std::string saved_home = had_home ? std::getenv("HOME") : "";
 
   ::setenv("RETAKE_HOME", "/tmp/some-retake-home", 1);
   auto home = retake_home();
@@ -261,5 +262,8 @@ TEST_CASE("RETAKE_HOME picks the home directory and the CA lives in its ca subdi
   CHECK(*home == fs::path("/home/someone/.retake"));
 
   if (had_retake) ::setenv("RETAKE_HOME", saved_retake.c_str(), 1);
-  ::setenv("HOME", saved_home.c_str(), 1);
+  if (had_home)
+    ::setenv("HOME", saved_home.c_str(), 1);
+  else
+    ::unsetenv("HOME");
 }
