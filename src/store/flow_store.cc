@@ -1,6 +1,8 @@
 // FlowStore on RocksDB. Layout and key scheme: see flow_store.h.
 #include "store/flow_store.h"
 
+#include "flow/home.h"
+
 #include <pwd.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/convenience.h>
@@ -971,20 +973,11 @@ Result<uint64_t> FlowStore::put(flow::Flow& flow) {
   return ids->front();
 }
 
-std::string retake_home() {
-  if (const char* home = std::getenv("RETAKE_HOME"); home && *home) return home;
-  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.retake";
-  std::vector<char> buffer(16384);
-  passwd pw{};
-  passwd* found = nullptr;
-  if (getpwuid_r(getuid(), &pw, buffer.data(), buffer.size(), &found) == 0 && found &&
-      found->pw_dir && *found->pw_dir)
-    return std::string(found->pw_dir) + "/.retake";
+std::string default_db_path() {
   // No home at all (a bare container): a relative directory is the least surprising place.
-  return ".retake";
+  auto home = retake::retake_home();
+  return ((home ? *home : std::filesystem::path(".retake")) / "db").string();
 }
-
-std::string default_db_path() { return retake_home() + "/db"; }
 
 namespace testing {
 

@@ -199,9 +199,8 @@ class FlowWriter final : public flow::FlowSink {
   std::unique_ptr<State> state_;
 };
 
-// $RETAKE_HOME (default ~/.retake, ~ from $HOME, else the password database) and the default
-// store directory $RETAKE_HOME/db. FlowStore::open creates missing directories (mkdir -p).
-std::string retake_home();
+// The default store directory: $RETAKE_HOME/db (retake::retake_home(), flow/home.h).
+// FlowStore::open creates missing directories (mkdir -p).
 std::string default_db_path();
 
 }  // namespace retake::store

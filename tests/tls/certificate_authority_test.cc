@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "net/tls/certificate_authority.h"
+#include "flow/home.h"
 #include "tls_test_support.h"
 
 using namespace retake;

@@ -1,5 +1,7 @@
 #include "net/tls/certificate_authority.h"
 
+#include "flow/home.h"
+
 #include <fcntl.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -316,20 +318,6 @@ bool path_exists(const fs::path& p) {
 }
 
 }  // namespace
-
-Result<fs::path> retake_home() {
-  if (const char* home = std::getenv("RETAKE_HOME"); home != nullptr && *home != '\0')
-    return fs::path(home);
-  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0')
-    return fs::path(home) / ".retake";
-  struct passwd pw {};
-  struct passwd* found = nullptr;
-  std::array<char, 4096> buf{};
-  if (::getpwuid_r(::getuid(), &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr &&
-      found->pw_dir != nullptr && *found->pw_dir != '\0')
-    return fs::path(found->pw_dir) / ".retake";
-  return Status(Errc::not_found, "neither RETAKE_HOME nor HOME is set and the user has no home");
-}
 
 Result<fs::path> default_ca_dir() {
   auto home = retake_home();

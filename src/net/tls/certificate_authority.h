@@ -24,12 +24,7 @@
 
 namespace retake::tls {
 
-// retake's home directory: $RETAKE_HOME when set and non-empty, otherwise "$HOME/.retake"
-// (HOME from the environment, else from the password database). Fails with not_found when
-// neither gives a home. Does not create anything.
-Result<std::filesystem::path> retake_home();
-
-// retake_home() / "ca": where the CA lives unless the caller names another directory.
+// retake::retake_home() (flow/home.h) / "ca": where the CA lives unless the caller names another directory.
 Result<std::filesystem::path> default_ca_dir();
 
 // retake's CA: a key pair and a self-signed certificate (CN "retake CA", O "retake",
