@@ -870,11 +870,13 @@ class Parser {
 
 // ---- printing -----------------------------------------------------------------------------
 
-std::string quote_if_needed(const std::string& s) {
+// Bare when read_argument would read the same text back (a regex may hold & and |, as in
+// mitmproxy; other arguments stop there), quoted otherwise.
+std::string quote_if_needed(const std::string& s, bool regex) {
   bool needs = s.empty() || s.front() == '!' || s.front() == '&' || s.front() == '|';
   for (char c : s)
-    if (is_space(c) || c == '(' || c == ')' || c == '~' || c == '"' || c == '\'' || c == '&' ||
-        c == '|')
+    if (is_space(c) || c == '(' || c == ')' || c == '~' || c == '"' || c == '\'' ||
+        (!regex && (c == '&' || c == '|')))
       needs = true;
   if (!needs) return s;
   std::string out = "\"";
@@ -917,7 +919,7 @@ void print(const Node& node, std::string& out) {
     case ArgKind::regex:
     case ArgKind::name:
       out += ' ';
-      out += quote_if_needed(node.arg);
+      out += quote_if_needed(node.arg, spec.arg == ArgKind::regex);
       return;
     default:
       out += ' ';

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <fstream>
 #include <random>
 #include <string>
 #include <thread>
@@ -402,6 +403,28 @@ TEST_CASE("the canonical form shows precedence, quoting and normalized arguments
   }
   CHECK(Filter().to_string() == "~all");
   CHECK(Filter().matches(flows().front()));
+}
+
+TEST_CASE("operators group exactly as mitmproxy's own parser groups them") {
+  // fixtures/query/mitmproxy_canonical.tsv: expression, then the tree mitmproxy 8's
+  // flowfilter.parse built for it, printed in our canonical form (see the .py beside it).
+  std::ifstream in(std::string(RETAKE_FIXTURES_DIR) + "/query/mitmproxy_canonical.tsv");
+  REQUIRE(in.good());
+  std::string line;
+  int rows = 0;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    auto tab = line.find('\t');
+    REQUIRE(tab != std::string::npos);
+    const std::string expression = line.substr(0, tab);
+    const std::string mitmproxy_tree = line.substr(tab + 1);
+    CAPTURE(expression);
+    auto filter = Filter::parse(expression);
+    REQUIRE_MESSAGE(filter.ok(), filter.status().to_string());
+    CHECK(filter->to_string() == mitmproxy_tree);
+    ++rows;
+  }
+  CHECK(rows >= 25);
 }
 
 TEST_CASE("a syntax error names the column and what was expected") {
