@@ -291,6 +291,17 @@ const Spec* suggestion_for(std::string_view name) {
   return best;
 }
 
+// "~c200" is "~c 200" without its space: a filter that takes an argument, then digits.
+std::optional<std::string> glued_argument(std::string_view name) {
+  size_t digits = name.find_first_of("0123456789");
+  if (digits == 0 || digits == std::string_view::npos || name.size() > 32) return std::nullopt;
+  for (char c : name.substr(digits))
+    if (!is_digit(c)) return std::nullopt;
+  const Spec* spec = find_spec(name.substr(0, digits));
+  if (spec == nullptr || spec->arg == ArgKind::none) return std::nullopt;
+  return "~" + std::string(spec->name) + " " + std::string(name.substr(digits));
+}
+
 // ---- argument values ------------------------------------------------------------------------
 
 const char* cmp_text(Cmp cmp) {
@@ -666,8 +677,11 @@ class Parser {
     const Spec* spec = find_spec(name);
     if (spec == nullptr) {
       std::string detail = "got unknown filter '~" + printable(name) + "'";
-      if (const Spec* near = suggestion_for(name))
+      if (auto glued = glued_argument(name)) {
+        detail += " (did you mean " + *glued + "?)";
+      } else if (const Spec* near = suggestion_for(name)) {
         detail += " (did you mean ~" + std::string(near->name) + "?)";
+      }
       return fail(tilde, "a known filter name", std::move(detail));
     }
     out.kind = spec->kind;
@@ -851,7 +865,7 @@ class Parser {
     // (?m) before the user's text rather than around it, so an unbalanced ')' stays an error.
     std::string pattern = mode == RegexMode::multiline ? "(?m)" + source : source;
     auto re = std::make_unique<RE2>(pattern, options);
-    if (!re->ok()) return fail(at, "a valid regex", "got " + printable(re->error(), 120));
+    if (!re->ok()) return fail(at, "a valid regex", "RE2 says: " + printable(re->error(), 120));
     out.kind = kind;
     // Bodies stay with RE2 so their search time is linear whatever the pattern.
     if (mode != RegexMode::dot_all) out.literal = plain_literal(source);

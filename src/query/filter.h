@@ -66,7 +66,8 @@ struct ParseError {
 // decoding each flow. A hint is a NECESSARY condition only: every matching flow satisfies it,
 // but a flow that satisfies it may still not match, so matches() must still be called on each
 // candidate. Only constraints forced by the top-level AND chain are reported; nothing under
-// `|` or `!` is. Empty fields do not restrict.
+// `|` or `!` is. Empty fields do not restrict. There is no host or method: ~d and ~m take
+// case-insensitive regexes, which never force one exact value.
 struct IndexHint {
   std::optional<std::string> session;  // flow.session == *session       (from ~session)
   std::optional<std::string> run;      // flow.run == *run                 (from ~run)

@@ -440,6 +440,8 @@ TEST_CASE("a syntax error names the column and what was expected") {
       {"~zz", 1, "a known filter name", "unknown filter '~zz'"},
       {"~sesion shop", 1, "a known filter name", "did you mean ~session?"},
       {"~M GET", 1, "a known filter name", "did you mean ~m?"},
+      {"~c200", 1, "a known filter name", "did you mean ~c 200?"},
+      {"~e7", 1, "a known filter name", "unknown filter '~e7'"},
       {"", 1, "a filter expression", "got end of input"},
       {"   ", 4, "a filter expression", "column 4"},
       {"~m", 3, "a method regex after ~m", "column 3"},
