@@ -944,10 +944,20 @@ void print(const Node& node, std::string& out) {
 
 // ---- matching -----------------------------------------------------------------------------
 
+// A content-decoded body, kept for the rest of one matches() call so `~b a | ~bs b` decodes
+// each body once.
+struct DecodedBody {
+  const flow::Body* body = nullptr;
+  uint64_t call = 0;  // the matches() call it belongs to
+  bool decoded = false;
+  std::string text;
+};
+
 // Per-thread buffers so matching does not allocate once they have grown.
 struct Scratch {
+  uint64_t call = 0;  // counts matches() calls on this thread
   std::string text;
-  std::string decoded;
+  std::array<DecodedBody, 2> bodies;  // a flow has two: request and response
 };
 thread_local Scratch scratch;
 
@@ -1009,19 +1019,38 @@ bool headers_match(const flow::Headers& headers, const Node& n) {
 // works, else the stored bytes; at most kMaxBodyScanBytes either way.
 std::string_view body_text(const flow::Body& body, const flow::Headers& headers) {
   std::string_view raw = body.data;
-  if (auto encoding = headers.get("content-encoding")) {
-    if (decode_content(*encoding, raw, kMaxBodyScanBytes, scratch.decoded)) return scratch.decoded;
+  auto encoding = headers.get("content-encoding");
+  if (!encoding) return raw.substr(0, kMaxBodyScanBytes);
+  DecodedBody* slot = nullptr;
+  for (auto& candidate : scratch.bodies) {
+    if (candidate.call == scratch.call && candidate.body == &body)
+      return candidate.decoded ? std::string_view(candidate.text)
+                               : raw.substr(0, kMaxBodyScanBytes);
+    if (slot == nullptr && candidate.call != scratch.call) slot = &candidate;
   }
-  return raw.substr(0, kMaxBodyScanBytes);
+  if (slot == nullptr) slot = &scratch.bodies[0];
+  slot->body = &body;
+  slot->call = scratch.call;
+  slot->decoded = decode_content(*encoding, raw, kMaxBodyScanBytes, slot->text);
+  return slot->decoded ? std::string_view(slot->text) : raw.substr(0, kMaxBodyScanBytes);
 }
 
 bool body_matches(const flow::Body& body, const flow::Headers& headers, const RE2& re) {
   // As mitmproxy: an empty body is never searched, so `~b ""` means "has a body".
   if (body.data.empty()) return false;
-  bool hit = search(body_text(body, headers), re);
-  // Do not keep a large decode buffer alive on every thread that ever matched once.
-  if (scratch.decoded.capacity() > (1u << 20)) std::string().swap(scratch.decoded);
-  return hit;
+  return search(body_text(body, headers), re);
+}
+
+// Called after each matches(): a thread that once decoded a large body does not keep the
+// buffer alive.
+void trim_scratch() {
+  for (auto& slot : scratch.bodies) {
+    if (slot.text.capacity() > (1u << 20)) {
+      std::string().swap(slot.text);
+      slot.body = nullptr;
+      slot.call = 0;
+    }
+  }
 }
 
 // direction: 0 both, 1 client messages only, 2 server messages only.
@@ -1257,7 +1286,10 @@ Result<Filter> Filter::parse(std::string_view text, ParseError* error) {
 }
 
 bool Filter::matches(const flow::Flow& flow) const {
-  return eval(compiled_->root, flow);
+  ++scratch.call;
+  bool hit = eval(compiled_->root, flow);
+  if (compiled_->needs_bodies) trim_scratch();
+  return hit;
 }
 
 std::string Filter::to_string() const {

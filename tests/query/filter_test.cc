@@ -686,6 +686,17 @@ TEST_CASE("body search decodes content encodings and falls back to the raw bytes
   CHECK(first->matches(with_body("gzip", cut)));
   CHECK_FALSE(needle->matches(with_body("gzip", compress(text, 31).substr(0, 12))));
 
+  // Several body filters in one expression, and a body changed in place between calls (same
+  // address): each call sees the body as it is now.
+  auto both = Filter::parse("~bs alpha & ~bs 'alpha b' | ~bs beta ~bs 'beta$'");
+  REQUIRE(both.ok());
+  Flow changing = with_body("gzip", compress("alpha beta", 31));
+  CHECK(both->matches(changing));
+  set_body(changing.response->body, compress("gamma", 31));
+  CHECK_FALSE(both->matches(changing));
+  set_body(changing.response->body, compress("the beta", 31));
+  CHECK(both->matches(changing));
+
   // A decompression bomb costs at most kMaxBodyScanBytes: the needle after 16 MiB is not seen.
   std::string bomb = compress(std::string(16 << 20, '0') + "needle", 31);
   CHECK(bomb.size() < 100 * 1024);
