@@ -85,6 +85,7 @@ struct IndexHint {
   // The exact status when the range is one code (what FlowStore's ScanOptions::status takes).
   std::optional<int> exact_status() const;
   bool empty() const;
+  bool operator==(const IndexHint&) const = default;
 };
 
 // One row of the language reference, for `retake help filters` and the gRPC docs.

@@ -366,6 +366,7 @@ TEST_CASE("each expression of the table matches exactly the expected fixture flo
     REQUIRE_MESSAGE(again.ok(), filter->to_string());
     CHECK(ids_text(matching_ids(*again)) == ids_text(row.expected));
     CHECK(again->to_string() == filter->to_string());
+    CHECK(again->hint() == filter->hint());
   }
 }
 
@@ -788,6 +789,8 @@ TEST_CASE("random bytes and mutated expressions never crash and round-trip when 
     REQUIRE_MESSAGE(again.ok(), (canonical + " <- " + text));
     CHECK(again->to_string() == canonical);
     CHECK(matching_ids(*again) == matching_ids(*filter));
+    CHECK(again->hint() == filter->hint());
+    CHECK(again->needs_bodies() == filter->needs_bodies());
   };
 
   for (int i = 0; i < 1500; ++i) {
