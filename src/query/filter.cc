@@ -291,6 +291,17 @@ const Spec* suggestion_for(std::string_view name) {
   return best;
 }
 
+// "~c200" is "~c 200" without its space: a filter that takes an argument, then digits.
+std::optional<std::string> glued_argument(std::string_view name) {
+  size_t digits = name.find_first_of("0123456789");
+  if (digits == 0 || digits == std::string_view::npos || name.size() > 32) return std::nullopt;
+  for (char c : name.substr(digits))
+    if (!is_digit(c)) return std::nullopt;
+  const Spec* spec = find_spec(name.substr(0, digits));
+  if (spec == nullptr || spec->arg == ArgKind::none) return std::nullopt;
+  return "~" + std::string(spec->name) + " " + std::string(name.substr(digits));
+}
+
 // ---- argument values ------------------------------------------------------------------------
 
 const char* cmp_text(Cmp cmp) {
@@ -666,8 +677,11 @@ class Parser {
     const Spec* spec = find_spec(name);
     if (spec == nullptr) {
       std::string detail = "got unknown filter '~" + printable(name) + "'";
-      if (const Spec* near = suggestion_for(name))
+      if (auto glued = glued_argument(name)) {
+        detail += " (did you mean " + *glued + "?)";
+      } else if (const Spec* near = suggestion_for(name)) {
         detail += " (did you mean ~" + std::string(near->name) + "?)";
+      }
       return fail(tilde, "a known filter name", std::move(detail));
     }
     out.kind = spec->kind;
@@ -851,7 +865,7 @@ class Parser {
     // (?m) before the user's text rather than around it, so an unbalanced ')' stays an error.
     std::string pattern = mode == RegexMode::multiline ? "(?m)" + source : source;
     auto re = std::make_unique<RE2>(pattern, options);
-    if (!re->ok()) return fail(at, "a valid regex", "got " + printable(re->error(), 120));
+    if (!re->ok()) return fail(at, "a valid regex", "RE2 says: " + printable(re->error(), 120));
     out.kind = kind;
     // Bodies stay with RE2 so their search time is linear whatever the pattern.
     if (mode != RegexMode::dot_all) out.literal = plain_literal(source);
@@ -870,11 +884,13 @@ class Parser {
 
 // ---- printing -----------------------------------------------------------------------------
 
-std::string quote_if_needed(const std::string& s) {
+// Bare when read_argument would read the same text back (a regex may hold & and |, as in
+// mitmproxy; other arguments stop there), quoted otherwise.
+std::string quote_if_needed(const std::string& s, bool regex) {
   bool needs = s.empty() || s.front() == '!' || s.front() == '&' || s.front() == '|';
   for (char c : s)
-    if (is_space(c) || c == '(' || c == ')' || c == '~' || c == '"' || c == '\'' || c == '&' ||
-        c == '|')
+    if (is_space(c) || c == '(' || c == ')' || c == '~' || c == '"' || c == '\'' ||
+        (!regex && (c == '&' || c == '|')))
       needs = true;
   if (!needs) return s;
   std::string out = "\"";
@@ -917,7 +933,7 @@ void print(const Node& node, std::string& out) {
     case ArgKind::regex:
     case ArgKind::name:
       out += ' ';
-      out += quote_if_needed(node.arg);
+      out += quote_if_needed(node.arg, spec.arg == ArgKind::regex);
       return;
     default:
       out += ' ';
@@ -928,10 +944,20 @@ void print(const Node& node, std::string& out) {
 
 // ---- matching -----------------------------------------------------------------------------
 
+// A content-decoded body, kept for the rest of one matches() call so `~b a | ~bs b` decodes
+// each body once.
+struct DecodedBody {
+  const flow::Body* body = nullptr;
+  uint64_t call = 0;  // the matches() call it belongs to
+  bool decoded = false;
+  std::string text;
+};
+
 // Per-thread buffers so matching does not allocate once they have grown.
 struct Scratch {
+  uint64_t call = 0;  // counts matches() calls on this thread
   std::string text;
-  std::string decoded;
+  std::array<DecodedBody, 2> bodies;  // a flow has two: request and response
 };
 thread_local Scratch scratch;
 
@@ -993,19 +1019,38 @@ bool headers_match(const flow::Headers& headers, const Node& n) {
 // works, else the stored bytes; at most kMaxBodyScanBytes either way.
 std::string_view body_text(const flow::Body& body, const flow::Headers& headers) {
   std::string_view raw = body.data;
-  if (auto encoding = headers.get("content-encoding")) {
-    if (decode_content(*encoding, raw, kMaxBodyScanBytes, scratch.decoded)) return scratch.decoded;
+  auto encoding = headers.get("content-encoding");
+  if (!encoding) return raw.substr(0, kMaxBodyScanBytes);
+  DecodedBody* slot = nullptr;
+  for (auto& candidate : scratch.bodies) {
+    if (candidate.call == scratch.call && candidate.body == &body)
+      return candidate.decoded ? std::string_view(candidate.text)
+                               : raw.substr(0, kMaxBodyScanBytes);
+    if (slot == nullptr && candidate.call != scratch.call) slot = &candidate;
   }
-  return raw.substr(0, kMaxBodyScanBytes);
+  if (slot == nullptr) slot = &scratch.bodies[0];
+  slot->body = &body;
+  slot->call = scratch.call;
+  slot->decoded = decode_content(*encoding, raw, kMaxBodyScanBytes, slot->text);
+  return slot->decoded ? std::string_view(slot->text) : raw.substr(0, kMaxBodyScanBytes);
 }
 
 bool body_matches(const flow::Body& body, const flow::Headers& headers, const RE2& re) {
   // As mitmproxy: an empty body is never searched, so `~b ""` means "has a body".
   if (body.data.empty()) return false;
-  bool hit = search(body_text(body, headers), re);
-  // Do not keep a large decode buffer alive on every thread that ever matched once.
-  if (scratch.decoded.capacity() > (1u << 20)) std::string().swap(scratch.decoded);
-  return hit;
+  return search(body_text(body, headers), re);
+}
+
+// Called after each matches(): a thread that once decoded a large body does not keep the
+// buffer alive.
+void trim_scratch() {
+  for (auto& slot : scratch.bodies) {
+    if (slot.text.capacity() > (1u << 20)) {
+      std::string().swap(slot.text);
+      slot.body = nullptr;
+      slot.call = 0;
+    }
+  }
 }
 
 // direction: 0 both, 1 client messages only, 2 server messages only.
@@ -1241,7 +1286,10 @@ Result<Filter> Filter::parse(std::string_view text, ParseError* error) {
 }
 
 bool Filter::matches(const flow::Flow& flow) const {
-  return eval(compiled_->root, flow);
+  ++scratch.call;
+  bool hit = eval(compiled_->root, flow);
+  if (compiled_->needs_bodies) trim_scratch();
+  return hit;
 }
 
 std::string Filter::to_string() const {

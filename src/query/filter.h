@@ -7,7 +7,7 @@
 // Language (mitmproxy's, so its users know it; see help() for the full list):
 //   ~q ~s ~e ~a ~all ~http ~websocket ~tunnel (alias ~tcp) ~marked ~replay   flags, no argument
 //   ~u ~d ~m ~h ~hq ~hs ~b ~bq ~bs ~t ~tq ~ts ~comment ~marker ~src ~dst     take a regex
-//   ~c 200 | ~c 5xx                                          response status, exact or class
+//   ~c 200, ~c 5xx                                           response status, exact or class
 //   ~session NAME  ~run ID  ~tag NAME  ~origin [ID]          store fields, exact (case kept)
 //   ~since TIME  ~until TIME     flow start time, TIME = YYYY-MM-DD[Thh:mm[:ss[.frac]]][Z|±hh:mm]
 //                                (no zone means UTC, so a filter means the same on every host);
@@ -28,7 +28,12 @@
 //   - Every regex is case-INSENSITIVE (mitmproxy ignores case only for ~d and ~m). Write
 //     `(?-i)` at the start of a regex for a case-sensitive match.
 //   - Regexes are RE2 (linear time, no backreferences or lookaround).
-//   - `(a b)` and `~e&~s` are accepted (mitmproxy's parser rejects them).
+//   - `(a b)`, `(~e)` and `~e&~s` are accepted (mitmproxy's parser rejects them); `& x` is a
+//     syntax error (mitmproxy reads the lone & as a URL regex).
+//   - In quotes, a backslash before anything but a quote or a backslash is kept (mitmproxy drops
+//     it, turning "\d" into "d").
+//   - ~replay means "made by a replay run" (run set or origin set); mitmproxy's ~replayq,
+//     ~replays, ~dns and ~meta have no counterpart in our flows and are unknown filters.
 //   - Headers for ~h are matched as "name: value" lines joined by "\n" with ^ and $ matching at
 //     line ends; names keep the case they had on the wire (the match ignores case anyway).
 //   - ~b decodes gzip, deflate, br and zstd content encodings (like mitmproxy); when decoding
@@ -66,7 +71,8 @@ struct ParseError {
 // decoding each flow. A hint is a NECESSARY condition only: every matching flow satisfies it,
 // but a flow that satisfies it may still not match, so matches() must still be called on each
 // candidate. Only constraints forced by the top-level AND chain are reported; nothing under
-// `|` or `!` is. Empty fields do not restrict.
+// `|` or `!` is. Empty fields do not restrict. There is no host or method: ~d and ~m take
+// case-insensitive regexes, which never force one exact value.
 struct IndexHint {
   std::optional<std::string> session;  // flow.session == *session       (from ~session)
   std::optional<std::string> run;      // flow.run == *run                 (from ~run)
@@ -79,6 +85,7 @@ struct IndexHint {
   // The exact status when the range is one code (what FlowStore's ScanOptions::status takes).
   std::optional<int> exact_status() const;
   bool empty() const;
+  bool operator==(const IndexHint&) const = default;
 };
 
 // One row of the language reference, for `retake help filters` and the gRPC docs.

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <fstream>
 #include <random>
 #include <string>
 #include <thread>
@@ -365,6 +366,7 @@ TEST_CASE("each expression of the table matches exactly the expected fixture flo
     REQUIRE_MESSAGE(again.ok(), filter->to_string());
     CHECK(ids_text(matching_ids(*again)) == ids_text(row.expected));
     CHECK(again->to_string() == filter->to_string());
+    CHECK(again->hint() == filter->hint());
   }
 }
 
@@ -404,6 +406,28 @@ TEST_CASE("the canonical form shows precedence, quoting and normalized arguments
   CHECK(Filter().matches(flows().front()));
 }
 
+TEST_CASE("operators group exactly as mitmproxy's own parser groups them") {
+  // fixtures/query/mitmproxy_canonical.tsv: expression, then the tree mitmproxy 8's
+  // flowfilter.parse built for it, printed in our canonical form (see the .py beside it).
+  std::ifstream in(std::string(RETAKE_FIXTURES_DIR) + "/query/mitmproxy_canonical.tsv");
+  REQUIRE(in.good());
+  std::string line;
+  int rows = 0;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    auto tab = line.find('\t');
+    REQUIRE(tab != std::string::npos);
+    const std::string expression = line.substr(0, tab);
+    const std::string mitmproxy_tree = line.substr(tab + 1);
+    CAPTURE(expression);
+    auto filter = Filter::parse(expression);
+    REQUIRE_MESSAGE(filter.ok(), filter.status().to_string());
+    CHECK(filter->to_string() == mitmproxy_tree);
+    ++rows;
+  }
+  CHECK(rows >= 25);
+}
+
 TEST_CASE("a syntax error names the column and what was expected") {
   struct Bad {
     const char* expression;
@@ -417,6 +441,8 @@ TEST_CASE("a syntax error names the column and what was expected") {
       {"~zz", 1, "a known filter name", "unknown filter '~zz'"},
       {"~sesion shop", 1, "a known filter name", "did you mean ~session?"},
       {"~M GET", 1, "a known filter name", "did you mean ~m?"},
+      {"~c200", 1, "a known filter name", "did you mean ~c 200?"},
+      {"~e7", 1, "a known filter name", "unknown filter '~e7'"},
       {"", 1, "a filter expression", "got end of input"},
       {"   ", 4, "a filter expression", "column 4"},
       {"~m", 3, "a method regex after ~m", "column 3"},
@@ -661,6 +687,17 @@ TEST_CASE("body search decodes content encodings and falls back to the raw bytes
   CHECK(first->matches(with_body("gzip", cut)));
   CHECK_FALSE(needle->matches(with_body("gzip", compress(text, 31).substr(0, 12))));
 
+  // Several body filters in one expression, and a body changed in place between calls (same
+  // address): each call sees the body as it is now.
+  auto both = Filter::parse("~bs alpha & ~bs 'alpha b' | ~bs beta ~bs 'beta$'");
+  REQUIRE(both.ok());
+  Flow changing = with_body("gzip", compress("alpha beta", 31));
+  CHECK(both->matches(changing));
+  set_body(changing.response->body, compress("gamma", 31));
+  CHECK_FALSE(both->matches(changing));
+  set_body(changing.response->body, compress("the beta", 31));
+  CHECK(both->matches(changing));
+
   // A decompression bomb costs at most kMaxBodyScanBytes: the needle after 16 MiB is not seen.
   std::string bomb = compress(std::string(16 << 20, '0') + "needle", 31);
   CHECK(bomb.size() < 100 * 1024);
@@ -752,6 +789,8 @@ TEST_CASE("random bytes and mutated expressions never crash and round-trip when 
     REQUIRE_MESSAGE(again.ok(), (canonical + " <- " + text));
     CHECK(again->to_string() == canonical);
     CHECK(matching_ids(*again) == matching_ids(*filter));
+    CHECK(again->hint() == filter->hint());
+    CHECK(again->needs_bodies() == filter->needs_bodies());
   };
 
   for (int i = 0; i < 1500; ++i) {
