@@ -105,7 +105,8 @@ class RetakeTest(unittest.TestCase):
 
     def test_help_on_every_command_exits_zero(self):
         for cmd in ([], ["record"], ["flows"], ["flows", "list"], ["flows", "show"],
-                    ["flows", "delete"], ["sessions"]):
+                    ["flows", "delete"], ["sessions"], ["ca"], ["ca", "export"],
+                    ["ca", "path"]):
             r = self.retake(*cmd, "--help")
             self.assertEqual(r.returncode, 0, cmd)
             self.assertIn("--", r.stdout)
@@ -129,6 +130,21 @@ class RetakeTest(unittest.TestCase):
         self.assertIn("nope", r.stderr)
         r = self.retake("flows", "show", "12345")
         self.assertEqual(r.returncode, 1)
+
+    def test_ca_is_created_once_with_a_private_key_and_exports_pem_and_der(self):
+        path = self.retake("ca", "path", check=0).stdout.strip()
+        self.assertEqual(path, os.path.join(self.home, "ca", "retake-ca.pem"))
+        key = os.path.join(self.home, "ca", "retake-ca-key.pem")
+        self.assertEqual(os.stat(key).st_mode & 0o777, 0o600)
+        pem = self.retake("ca", "export", check=0).stdout
+        self.assertTrue(pem.startswith("-----BEGIN CERTIFICATE-----"))
+        with open(path) as f:
+            self.assertEqual(f.read(), pem)  # reused, not regenerated
+        der_file = os.path.join(self.home, "ca.der")
+        self.retake("ca", "export", "--der", "-o", der_file, check=0)
+        subject = subprocess.run(["openssl", "x509", "-inform", "der", "-in", der_file, "-noout",
+                                  "-subject"], capture_output=True, text=True).stdout
+        self.assertIn("retake CA", subject)
 
     # --- recording ---------------------------------------------------------------------
 
