@@ -9,6 +9,7 @@
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+#include <rocksdb/write_buffer_manager.h>
 #include <signal.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -44,12 +45,14 @@ const std::string kSessionPrefix = "i\0session\0"s;
 const std::string kUserPrefix = "u\0"s;
 
 // Memory bounds: the recorder must stay small (well under 64 MB RSS after 100k flows).
-constexpr size_t kBlockCacheBytes = 8u << 20;  // shared by every column family
-constexpr size_t kAllMemtablesBytes = 24u << 20;
+// One budget for memtables and cached blocks together: memtables are charged to the block
+// cache (WriteBufferManager), so the two cannot both be full.
+constexpr size_t kBlockCacheBytes = 16u << 20;
+constexpr size_t kAllMemtablesBytes = 12u << 20;
 constexpr int kMaxOpenFiles = 256;
 // Digests known to be in `bodies`, so repeated bodies skip the existence read. Cleared when
 // full: it is only a shortcut, the read is the truth.
-constexpr size_t kKnownBodiesMax = 65536;
+constexpr size_t kKnownBodiesMax = 4096;
 constexpr const char* kSecondaryDirPrefix = "retake-secondary-";
 
 void append_be64(std::string& out, uint64_t v) {
@@ -93,7 +96,7 @@ std::optional<std::string> status_value(int status) {
 
 std::vector<std::string> index_keys(const flow::Flow& f) {
   std::vector<std::string> keys;
-  keys.reserve(5);
+  keys.reserve(4);
   auto add = [&](char tag, std::string_view value) {
     keys.push_back(index_prefix(tag, value));
     append_be64(keys.back(), f.id);
@@ -103,7 +106,6 @@ std::vector<std::string> index_keys(const flow::Flow& f) {
   if (auto host = f.request.host(); !host.empty()) add('h', ascii_lower(host));
   if (f.response)
     if (auto v = status_value(f.response->status)) add('c', *v);
-  if (!f.request.method.empty()) add('m', f.request.method);
   return keys;
 }
 
@@ -289,8 +291,10 @@ class RocksFlowStore final : public FlowStore {
   // catch-up, which only refresh() moves.
   bool snapshots() const { return !read_only_; }
 
-  Status store_body(rocksdb::WriteBatch& batch, const std::string& data,
-                    std::unordered_set<std::string>& batch_bodies, std::string& digest);
+  // Hashes data into digest; queues it in new_bodies unless `bodies` (or this batch) has it.
+  Status store_body(const std::string& data, std::unordered_set<std::string>& batch_bodies,
+                    std::vector<std::pair<std::string, const std::string*>>& new_bodies,
+                    std::string& digest);
   Status load_body(const rocksdb::ReadOptions& ro, uint64_t id, const std::string& digest,
                    uint64_t stored, flow::Body& body);
   Result<flow::Flow> load_flow(const rocksdb::ReadOptions& ro, uint64_t id,
@@ -339,11 +343,18 @@ rocksdb::ColumnFamilyOptions RocksFlowStore::cf_options(Cf cf) const {
   o.compression = (cf != kMeta && zstd) ? rocksdb::kZSTD : rocksdb::kNoCompression;
   switch (cf) {
     case kFlows:
-    case kBodies: o.write_buffer_size = 8u << 20; break;
-    case kIndex: o.write_buffer_size = 4u << 20; break;
+    case kBodies: o.write_buffer_size = 4u << 20; break;
+    case kIndex: o.write_buffer_size = 2u << 20; break;
     default: o.write_buffer_size = 1u << 20; break;
   }
-  o.max_write_buffer_number = 2;
+  // A third memtable lets writes continue while two wait for a slow flush; the shared
+  // WriteBufferManager still bounds their sum.
+  o.max_write_buffer_number = 3;
+  if (cf == kBodies) {
+    // The dedup check asks the memtable about keys that are usually absent.
+    o.memtable_whole_key_filtering = true;
+    o.memtable_prefix_bloom_size_ratio = 0.05;
+  }
   o.target_file_size_base = 16u << 20;
   o.max_bytes_for_level_base = 64u << 20;
   return o;
@@ -357,7 +368,8 @@ Status RocksFlowStore::open_db(bool exists) {
   // Secondary instances require every file open (RocksDB's rule for OpenAsSecondary).
   db_options.max_open_files = read_only_ ? -1 : kMaxOpenFiles;
   db_options.max_background_jobs = 2;
-  db_options.db_write_buffer_size = kAllMemtablesBytes;
+  db_options.write_buffer_manager =
+      std::make_shared<rocksdb::WriteBufferManager>(kAllMemtablesBytes, cache_);
   db_options.max_total_wal_size = 64u << 20;
   db_options.keep_log_file_num = 2;
   db_options.max_log_file_size = 1u << 20;
@@ -467,17 +479,18 @@ Status RocksFlowStore::check_version() {
   return {};
 }
 
-Status RocksFlowStore::store_body(rocksdb::WriteBatch& batch, const std::string& data,
-                                  std::unordered_set<std::string>& batch_bodies,
-                                  std::string& digest) {
+Status RocksFlowStore::store_body(
+    const std::string& data, std::unordered_set<std::string>& batch_bodies,
+    std::vector<std::pair<std::string, const std::string*>>& new_bodies, std::string& digest) {
   digest.clear();
   if (data.empty()) return {};
   digest = sha256(data);
-  if (known_bodies_.count(digest) || batch_bodies.count(digest)) return {};
+  if (known_bodies_.count(digest) || !batch_bodies.insert(digest).second) return {};
   bool present = false;
   std::string value;
   bool value_found = false;
-  // The bloom filter answers "surely absent" for new content without reading the bytes.
+  // Bloom filters (memtable and tables) answer "surely absent" for new content without
+  // reading any bytes.
   if (db_->KeyMayExist({}, cf_[kBodies], digest, &value, &value_found)) {
     if (value_found) {
       present = true;
@@ -490,11 +503,7 @@ Status RocksFlowStore::store_body(rocksdb::WriteBatch& batch, const std::string&
         return from_rocks(st, "reading bodies of " + path_);
     }
   }
-  if (!present) {
-    auto st = batch.Put(cf_[kBodies], digest, data);
-    if (!st.ok()) return from_rocks(st, "batching a body");
-  }
-  batch_bodies.insert(digest);
+  if (!present) new_bodies.emplace_back(digest, &data);
   return {};
 }
 
@@ -531,6 +540,9 @@ Result<std::vector<uint64_t>> RocksFlowStore::put(std::vector<flow::Flow>& flows
   std::vector<uint64_t> ids;
   ids.reserve(flows.size());
   std::string request_digest, response_digest;
+  std::vector<std::string> new_index;
+  new_index.reserve(flows.size() * 4);
+  std::vector<std::pair<std::string, const std::string*>> new_bodies;
   for (auto& f : flows) {
     if (f.id == 0) {
       // Above every stored id: nothing to replace.
@@ -540,17 +552,25 @@ Result<std::vector<uint64_t>> RocksFlowStore::put(std::vector<flow::Flow>& flows
       observe_id(f.id);
       if (auto s = take_out(batch, f.id, false, changes); !s) return s;
     }
-    if (auto s = store_body(batch, f.request.body.data, batch_bodies, request_digest); !s)
+    if (auto s = store_body(f.request.body.data, batch_bodies, new_bodies, request_digest); !s)
       return s;
     response_digest.clear();
     if (f.response)
-      if (auto s = store_body(batch, f.response->body.data, batch_bodies, response_digest); !s)
+      if (auto s = store_body(f.response->body.data, batch_bodies, new_bodies, response_digest);
+          !s)
         return s;
     batch.Put(cf_[kFlows], be64(f.id), encode_flow(f, request_digest, response_digest));
-    for (const auto& k : index_keys(f)) batch.Put(cf_[kIndex], k, rocksdb::Slice());
+    for (auto& k : index_keys(f)) new_index.push_back(std::move(k));
     changes.add(f);
     ids.push_back(f.id);
   }
+  // Key order makes the memtable's skiplist inserts sequential (it reuses its last position):
+  // interleaved index tags and random digests otherwise cost a search from the top each.
+  std::sort(new_index.begin(), new_index.end());
+  for (const auto& k : new_index) batch.Put(cf_[kIndex], k, rocksdb::Slice());
+  std::sort(new_bodies.begin(), new_bodies.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [digest, data] : new_bodies) batch.Put(cf_[kBodies], digest, *data);
   if (auto s = apply_session_changes(batch, changes, touched); !s) return s;
 
   rocksdb::WriteOptions wo;

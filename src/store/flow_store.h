@@ -15,7 +15,9 @@
 //               r  run name            (flows with a non-empty run)
 //               h  request host, ASCII-lowercased (Request::host(), non-empty)
 //               c  response status as big-endian 16 bits (flows with a response, 0..65535)
-//               m  request method      (non-empty)
+//             Only what scan() can drive by is indexed: each entry is one more memtable insert
+//             per flow on the recorder's write path. (Tags are single letters; new ones may be
+//             added without a schema bump, flows written before simply lack them.)
 //   `meta`    internal keys start with "i\0":  i\0schema_version -> decimal text;
 //             i\0session\0<name> -> be64 flow count, be64 first_ns, be64 last_ns.
 //             Keys of the generic metadata API (put_meta ...) are stored under "u\0", so no

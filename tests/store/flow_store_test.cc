@@ -369,8 +369,8 @@ TEST_CASE("remove deletes flows, their index entries and their share of the coun
   auto after = s->stats();
   REQUIRE(after.ok());
   CHECK(after->flows == before->flows - 2);
-  // Each small flow has 4 index entries: session, host, status, method.
-  CHECK(after->index_entries == before->index_entries - 8);
+  // Each small flow has 3 index entries: session, host, status.
+  CHECK(after->index_entries == before->index_entries - 6);
 
   std::vector<uint64_t> all_b;
   for (auto& f : b) all_b.push_back(f.id);
@@ -448,11 +448,9 @@ TEST_CASE("a damaged flow value is reported as corruption naming the id, never a
   expect_corruption(std::string(64, '\xff'));        // whole words, nonsense pointers
   expect_corruption(encoded.substr(0, encoded.size() / 2));  // cut short
   expect_corruption(encoded);                        // a valid flow stored under another id
-  // A root pointer to a struct whose list claims 2^29 elements far past the end.
-  std::string huge(32, '\0');
-  huge[0] = 0; huge[4] = 3;               // segment table: 1 segment of 3 words
-  huge[8] = 0; huge[12] = 0; huge[14] = 1;  // root: struct, 0 data words, 1 pointer
-  huge[16] = 1; huge[20] = static_cast<char>(0xfd); huge[21] = huge[22] = huge[23] = static_cast<char>(0xff);
+  // Packed words: segment table (1 segment, 3 words), a root struct pointer with one pointer
+  // field, and that pointer: a list claiming 2^29 8-byte elements far past the end.
+  const std::string huge("\x10\x03" "\x40\x01" "\xf1\x01\xfd\xff\xff\xff" "\x00\x00", 12);
   expect_corruption(huge);
 
   // Random damage to a valid encoding: each outcome is a flow or corruption, never a crash.
