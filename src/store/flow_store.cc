@@ -11,6 +11,7 @@
 #include <rocksdb/write_batch.h>
 #include <rocksdb/write_buffer_manager.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -24,7 +25,6 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
-#include <random>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -403,14 +403,13 @@ Status RocksFlowStore::open_db(bool exists) {
     fs::path tmp = fs::temp_directory_path(ec);
     if (ec) tmp = "/tmp";
     remove_stale_secondary_dirs(tmp);
-    std::random_device rd;
-    char suffix[17];
-    std::snprintf(suffix, sizeof suffix, "%08x%08x", rd(), rd());
-    secondary_dir_ =
-        (tmp / (kSecondaryDirPrefix + std::to_string(getpid()) + "-" + suffix)).string();
-    fs::create_directories(secondary_dir_, ec);
-    if (ec)
-      return Status(Errc::io_error, "cannot create " + secondary_dir_ + ": " + ec.message());
+    // mkdtemp: created atomically, mode 0700, with a name nobody could have prepared.
+    std::string pattern =
+        (tmp / (kSecondaryDirPrefix + std::to_string(getpid()) + "-XXXXXX")).string();
+    if (!mkdtemp(pattern.data()))
+      return Status(Errc::io_error,
+                    "cannot create a directory in " + tmp.string() + ": " + std::strerror(errno));
+    secondary_dir_ = pattern;
     st = rocksdb::DB::OpenAsSecondary(db_options, path_, secondary_dir_, descriptors, &handles_,
                                       &raw);
   } else {
@@ -528,10 +527,14 @@ Result<std::vector<uint64_t>> RocksFlowStore::put(std::vector<flow::Flow>& flows
   if (auto s = writable(); !s) return s;
   std::unordered_set<uint64_t> touched;
   touched.reserve(flows.size() * 2);
-  for (const auto& f : flows)
-    if (f.id != 0 && !touched.insert(f.id).second)
+  for (const auto& f : flows) {
+    if (f.id == 0) continue;
+    if (!touched.insert(f.id).second)
       return Result<std::vector<uint64_t>>(
           Errc::invalid_argument, "flow " + std::to_string(f.id) + " appears twice in one put");
+    // Before any id is assigned, so a fresh one cannot collide with one given in this batch.
+    observe_id(f.id);
+  }
 
   std::lock_guard lock(write_mu_);
   rocksdb::WriteBatch batch;
@@ -549,7 +552,6 @@ Result<std::vector<uint64_t>> RocksFlowStore::put(std::vector<flow::Flow>& flows
       f.id = next_id();
       touched.insert(f.id);
     } else {
-      observe_id(f.id);
       if (auto s = take_out(batch, f.id, false, changes); !s) return s;
     }
     if (auto s = store_body(f.request.body.data, batch_bodies, new_bodies, request_digest); !s)

@@ -65,7 +65,14 @@ struct FlowWriter::State {
       auto notify = observer;  // on_written may not race with offers; copy under the lock
       lock.unlock();
 
-      auto ids = store.put(batch);
+      // A throwing store (out of memory, a bug) must not take the thread down with it:
+      // that would leave flush() waiting forever. It counts as a failed batch.
+      Result<std::vector<uint64_t>> ids(Errc::internal, "not written");
+      try {
+        ids = store.put(batch);
+      } catch (const std::exception& e) {
+        ids = Result<std::vector<uint64_t>>(Errc::internal, std::string("store threw: ") + e.what());
+      }
       if (ids) {
         if (notify)
           for (const auto& f : batch) {

@@ -178,7 +178,7 @@ TEST_CASE("a store stamped with a newer schema is refused, naming both versions"
     auto opened = FlowStore::open({.path = dir.path(), .read_only = read_only});
     REQUIRE_FALSE(opened.ok());
     CHECK(opened.status().code() == Errc::version_mismatch);
-    const auto& message = opened.status().message();
+    const std::string message = opened.status().message();
     CHECK(message.find("schema " + std::to_string(kSchemaVersion + 1)) != std::string::npos);
     CHECK(message.find("up to " + std::to_string(kSchemaVersion)) != std::string::npos);
   }
@@ -404,6 +404,14 @@ TEST_CASE("putting a stored id replaces the flow, its index entries and counters
 
   std::vector<flow::Flow> twice{changed, changed};
   CHECK(s->put(twice).status().code() == Errc::invalid_argument);
+
+  // A fresh id never collides with an id given later in the same batch.
+  std::vector<flow::Flow> mixed{test::small_flow(7, "x"), test::small_flow(8, "x")};
+  mixed[1].id = s->next_id() + 1;
+  auto ids = s->put(mixed);
+  REQUIRE(ids.ok());
+  CHECK((*ids)[0] != (*ids)[1]);
+  CHECK(find_session(*s, "x")->flow_count == 4);
 }
 
 TEST_CASE("ids are time-ordered, strictly increasing and above every stored id") {
@@ -566,6 +574,18 @@ TEST_CASE("a read-only store beside a live writer in another process sees its fl
   CHECK(reader->put(f).status().code() == Errc::failed_precondition);
   CHECK(reader->remove({seen[0].id}).code() == Errc::failed_precondition);
   CHECK(reader->put_meta("k", "v").code() == Errc::failed_precondition);
+
+  // The secondary instance keeps its private directory only while open.
+  auto secondary_dirs = [] {
+    std::string mine = "retake-secondary-" + std::to_string(getpid()) + "-";
+    int n = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::temp_directory_path()))
+      if (entry.path().filename().string().rfind(mine, 0) == 0) ++n;
+    return n;
+  };
+  CHECK(secondary_dirs() == 1);
+  reader.reset();
+  CHECK(secondary_dirs() == 0);
 
   writer.close_stdin();
   CHECK(writer.wait() == 0);
