@@ -3,8 +3,8 @@
 #include <capnp/message.h>
 #include <capnp/serialize-packed.h>
 #include <capnp/serialize.h>
-#include <kj/io.h>
 #include <kj/exception.h>
+#include <kj/io.h>
 #include <openssl/evp.h>
 
 #include <cstring>
@@ -195,8 +195,8 @@ Result<DecodedFlow> decode_flow(std::string_view bytes, uint64_t id) {
   options.traversalLimitInWords = kMaxFlowWords;
   options.nestingLimit = kNestingLimit;
   try {
-    kj::ArrayInputStream input(
-        kj::ArrayPtr<const kj::byte>(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
+    kj::ArrayInputStream input(kj::ArrayPtr<const kj::byte>(
+        reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
     capnp::PackedMessageReader reader(input, options);
     auto in = reader.getRoot<sc::Flow>();
     DecodedFlow out;
@@ -257,8 +257,8 @@ Result<DecodedFlow> decode_flow(std::string_view bytes, uint64_t id) {
       auto messages = ws.getMessages();
       w.messages.reserve(messages.size());
       for (auto m : messages)
-        w.messages.push_back({m.getFromClient(), m.getOpcode(), as_string(m.getPayload()),
-                              m.getTimestamp()});
+        w.messages.push_back(
+            {m.getFromClient(), m.getOpcode(), as_string(m.getPayload()), m.getTimestamp()});
       w.close_code = ws.getCloseCode();
       w.close_reason = as_string(ws.getCloseReason());
       w.closed_by_client = ws.getClosedByClient();

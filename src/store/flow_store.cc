@@ -110,8 +110,7 @@ std::vector<std::string> index_keys(const flow::Flow& f) {
 }
 
 int64_t flow_time(const flow::Flow& f) {
-  return f.timing.request_started != 0 ? f.timing.request_started
-                                       : static_cast<int64_t>(f.id);
+  return f.timing.request_started != 0 ? f.timing.request_started : static_cast<int64_t>(f.id);
 }
 
 Status from_rocks(const rocksdb::Status& s, const std::string& what) {
@@ -258,9 +257,8 @@ class RocksFlowStore final : public FlowStore {
   Status refresh() override;
   Status put_meta(std::string_view key, std::string_view value) override;
   Result<std::optional<std::string>> get_meta(std::string_view key) override;
-  Status scan_meta(
-      std::string_view prefix,
-      const std::function<bool(std::string_view, std::string_view)>& visit) override;
+  Status scan_meta(std::string_view prefix,
+                   const std::function<bool(std::string_view, std::string_view)>& visit) override;
   Status remove_meta(std::string_view key) override;
   Result<StoreStats> stats() override;
   bool read_only() const override { return read_only_; }
@@ -274,7 +272,8 @@ class RocksFlowStore final : public FlowStore {
   rocksdb::ColumnFamilyOptions cf_options(Cf cf) const;
   Status check_version();
   Status writable() const {
-    if (read_only_) return Status(Errc::failed_precondition, "store at " + path_ + " is open read-only");
+    if (read_only_)
+      return Status(Errc::failed_precondition, "store at " + path_ + " is open read-only");
     return {};
   }
   void observe_id(uint64_t id) {
@@ -297,8 +296,8 @@ class RocksFlowStore final : public FlowStore {
                     std::string& digest);
   Status load_body(const rocksdb::ReadOptions& ro, uint64_t id, const std::string& digest,
                    uint64_t stored, flow::Body& body);
-  Result<flow::Flow> load_flow(const rocksdb::ReadOptions& ro, uint64_t id,
-                               std::string_view bytes, bool with_bodies);
+  Result<flow::Flow> load_flow(const rocksdb::ReadOptions& ro, uint64_t id, std::string_view bytes,
+                               bool with_bodies);
   // Removes the stored flow `id` (if any) from the batch: its key, index keys and counters.
   Status take_out(rocksdb::WriteBatch& batch, uint64_t id, bool delete_flow_key,
                   SessionChanges& changes);
@@ -343,9 +342,15 @@ rocksdb::ColumnFamilyOptions RocksFlowStore::cf_options(Cf cf) const {
   o.compression = (cf != kMeta && zstd) ? rocksdb::kZSTD : rocksdb::kNoCompression;
   switch (cf) {
     case kFlows:
-    case kBodies: o.write_buffer_size = 4u << 20; break;
-    case kIndex: o.write_buffer_size = 2u << 20; break;
-    default: o.write_buffer_size = 1u << 20; break;
+    case kBodies:
+      o.write_buffer_size = 4u << 20;
+      break;
+    case kIndex:
+      o.write_buffer_size = 2u << 20;
+      break;
+    default:
+      o.write_buffer_size = 1u << 20;
+      break;
   }
   // A third memtable lets writes continue while two wait for a slow flush; the shared
   // WriteBufferManager still bounds their sum.
@@ -382,8 +387,7 @@ Status RocksFlowStore::open_db(bool exists) {
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
   for (int cf = 0; cf < kCfCount; ++cf) {
-    if (read_only_ &&
-        std::find(existing.begin(), existing.end(), kCfNames[cf]) == existing.end())
+    if (read_only_ && std::find(existing.begin(), existing.end(), kCfNames[cf]) == existing.end())
       return Status(Errc::corruption, "store at " + path_ + " has no column family '" +
                                           kCfNames[cf] + "': not a retake store");
     descriptors.emplace_back(kCfNames[cf], cf_options(static_cast<Cf>(cf)));
@@ -419,7 +423,8 @@ Status RocksFlowStore::open_db(bool exists) {
     if (st.IsIOError() && st.ToString().find("lock") != std::string::npos)
       return Status(Errc::unavailable, "store at " + path_ +
                                            " is open for writing by another process (open it "
-                                           "read-only to look at it): " + st.ToString());
+                                           "read-only to look at it): " +
+                                           st.ToString());
     return from_rocks(st, "opening store at " + path_);
   }
   db_.reset(raw);
@@ -468,8 +473,7 @@ Status RocksFlowStore::check_version() {
   uint64_t version = 0;
   auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), version);
   if (ec != std::errc() || ptr != value.data() + value.size() || value.empty() || version == 0)
-    return Status(Errc::corruption,
-                  "store at " + path_ + " has an unreadable schema version");
+    return Status(Errc::corruption, "store at " + path_ + " has an unreadable schema version");
   if (version > kSchemaVersion)
     return Status(Errc::version_mismatch,
                   "store at " + path_ + " was written by schema " + std::to_string(version) +
@@ -558,8 +562,7 @@ Result<std::vector<uint64_t>> RocksFlowStore::put(std::vector<flow::Flow>& flows
       return s;
     response_digest.clear();
     if (f.response)
-      if (auto s = store_body(f.response->body.data, batch_bodies, new_bodies, response_digest);
-          !s)
+      if (auto s = store_body(f.response->body.data, batch_bodies, new_bodies, response_digest); !s)
         return s;
     batch.Put(cf_[kFlows], be64(f.id), encode_flow(f, request_digest, response_digest));
     for (auto& k : index_keys(f)) new_index.push_back(std::move(k));
@@ -610,19 +613,18 @@ Status RocksFlowStore::recount_session(const std::string& name,
   out = SessionCounters{0, INT64_MAX, INT64_MIN};
   ScanOptions all;
   rocksdb::ReadOptions ro;
-  return walk_ids(ro, kIndex, index_prefix('s', name), all,
-                  [&](uint64_t id, rocksdb::Iterator&) {
-                    if (touched.count(id)) return true;
-                    std::string bytes;
-                    if (!db_->Get(ro, cf_[kFlows], be64(id), &bytes).ok()) return true;
-                    auto decoded = decode_flow(bytes, id);
-                    if (!decoded) return true;
-                    int64_t t = flow_time(decoded->flow);
-                    ++out.count;
-                    out.first = std::min(out.first, t);
-                    out.last = std::max(out.last, t);
-                    return true;
-                  });
+  return walk_ids(ro, kIndex, index_prefix('s', name), all, [&](uint64_t id, rocksdb::Iterator&) {
+    if (touched.count(id)) return true;
+    std::string bytes;
+    if (!db_->Get(ro, cf_[kFlows], be64(id), &bytes).ok()) return true;
+    auto decoded = decode_flow(bytes, id);
+    if (!decoded) return true;
+    int64_t t = flow_time(decoded->flow);
+    ++out.count;
+    out.first = std::min(out.first, t);
+    out.last = std::max(out.last, t);
+    return true;
+  });
 }
 
 Status RocksFlowStore::apply_session_changes(rocksdb::WriteBatch& batch,
@@ -691,8 +693,7 @@ Result<flow::Flow> RocksFlowStore::load_flow(const rocksdb::ReadOptions& ro, uin
     if (auto s = load_body(ro, id, d.request_digest, d.request_stored, d.flow.request.body); !s)
       return s;
     if (d.flow.response)
-      if (auto s = load_body(ro, id, d.response_digest, d.response_stored,
-                             d.flow.response->body);
+      if (auto s = load_body(ro, id, d.response_digest, d.response_stored, d.flow.response->body);
           !s)
         return s;
   }
@@ -709,8 +710,8 @@ Result<flow::Flow> RocksFlowStore::get(uint64_t id, bool with_bodies) {
   return load_flow(ro, id, std::string_view(bytes.data(), bytes.size()), with_bodies);
 }
 
-Status RocksFlowStore::walk_ids(const rocksdb::ReadOptions& base, Cf cf,
-                                const std::string& prefix, const ScanOptions& options,
+Status RocksFlowStore::walk_ids(const rocksdb::ReadOptions& base, Cf cf, const std::string& prefix,
+                                const ScanOptions& options,
                                 const std::function<bool(uint64_t, rocksdb::Iterator&)>& visit) {
   rocksdb::ReadOptions ro = base;
   std::string upper;
@@ -856,7 +857,8 @@ Result<std::vector<SessionInfo>> RocksFlowStore::sessions() {
       auto counters = decode_counters(std::string_view(it->value().data(), it->value().size()));
       std::string name(key.data() + kSessionPrefix.size(), key.size() - kSessionPrefix.size());
       if (!counters)
-        return Status(Errc::corruption, "store at " + path_ + " has unreadable counters for session '" + name + "'");
+        return Status(Errc::corruption,
+                      "store at " + path_ + " has unreadable counters for session '" + name + "'");
       out.push_back({std::move(name), counters->count, counters->first, counters->last});
     }
     if (!it->status().ok()) return from_rocks(it->status(), "listing sessions of " + path_);
@@ -875,8 +877,8 @@ Status RocksFlowStore::refresh() {
 
 Status check_meta_key(std::string_view key) {
   if (key.empty() || key.size() > kMaxMetaKeySize)
-    return Status(Errc::invalid_argument, "metadata keys are 1 to " +
-                                              std::to_string(kMaxMetaKeySize) + " bytes");
+    return Status(Errc::invalid_argument,
+                  "metadata keys are 1 to " + std::to_string(kMaxMetaKeySize) + " bytes");
   return {};
 }
 
@@ -884,11 +886,12 @@ Status RocksFlowStore::put_meta(std::string_view key, std::string_view value) {
   if (auto s = writable(); !s) return s;
   if (auto s = check_meta_key(key); !s) return s;
   if (value.size() > kMaxMetaValueSize)
-    return Status(Errc::invalid_argument, "metadata values are at most " +
-                                              std::to_string(kMaxMetaValueSize) + " bytes");
+    return Status(Errc::invalid_argument,
+                  "metadata values are at most " + std::to_string(kMaxMetaValueSize) + " bytes");
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
-  auto st = db_->Put(wo, cf_[kMeta], kUserPrefix + std::string(key), rocksdb::Slice(value.data(), value.size()));
+  auto st = db_->Put(wo, cf_[kMeta], kUserPrefix + std::string(key),
+                     rocksdb::Slice(value.data(), value.size()));
   if (!st.ok()) return from_rocks(st, "writing metadata to " + path_);
   return {};
 }
@@ -903,8 +906,7 @@ Result<std::optional<std::string>> RocksFlowStore::get_meta(std::string_view key
 }
 
 Status RocksFlowStore::scan_meta(
-    std::string_view prefix,
-    const std::function<bool(std::string_view, std::string_view)>& visit) {
+    std::string_view prefix, const std::function<bool(std::string_view, std::string_view)>& visit) {
   std::string lower = kUserPrefix + std::string(prefix);
   std::string upper = kUserPrefix;
   upper.back() = '\1';
@@ -936,8 +938,7 @@ Result<StoreStats> RocksFlowStore::stats() {
   StoreStats out;
   SnapshotGuard snapshot(db_.get(), snapshots());
   auto ro = read_options(snapshot);
-  uint64_t* counters[kCfCount] = {&out.flows, &out.bodies, &out.index_entries,
-                                  &out.meta_entries};
+  uint64_t* counters[kCfCount] = {&out.flows, &out.bodies, &out.index_entries, &out.meta_entries};
   for (int cf = 0; cf < kCfCount; ++cf) {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf_[cf]));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -971,8 +972,7 @@ Result<std::unique_ptr<FlowStore>> FlowStore::open(const StoreOptions& options) 
   std::error_code ec;
   bool exists = fs::exists(fs::path(options.path) / "CURRENT", ec);
   if (!exists && (options.read_only || !options.create_if_missing))
-    return Result<std::unique_ptr<FlowStore>>(Errc::not_found,
-                                              "no store at " + options.path);
+    return Result<std::unique_ptr<FlowStore>>(Errc::not_found, "no store at " + options.path);
   if (!options.read_only) {
     fs::create_directories(options.path, ec);
     if (ec)
@@ -1006,7 +1006,9 @@ std::string retake_home() {
   return ".retake";
 }
 
-std::string default_db_path() { return retake_home() + "/db"; }
+std::string default_db_path() {
+  return retake_home() + "/db";
+}
 
 namespace testing {
 
@@ -1023,9 +1025,13 @@ Status remove_raw(FlowStore& store, std::string_view column_family, std::string_
   return rocks->write_raw(column_family, key, std::nullopt);
 }
 
-std::string flow_key(uint64_t id) { return be64(id); }
+std::string flow_key(uint64_t id) {
+  return be64(id);
+}
 
-std::string schema_version_key() { return kVersionKey; }
+std::string schema_version_key() {
+  return kVersionKey;
+}
 
 }  // namespace testing
 

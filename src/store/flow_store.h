@@ -78,7 +78,7 @@ struct StoreStats {
 struct ScanOptions {
   std::string session;
   std::string run;
-  std::string host;          // compared ASCII case-insensitively with Request::host()
+  std::string host;  // compared ASCII case-insensitively with Request::host()
   std::optional<int> status;
   uint64_t after_id = 0;    // start strictly after this id (paging cursor); 0: from the start
   size_t limit = 0;         // 0: no limit

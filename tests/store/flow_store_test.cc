@@ -312,16 +312,16 @@ TEST_CASE("scans by session, host and status page forward and backward") {
   }
   SUBCASE("with_bodies false leaves body bytes out") {
     REQUIRE(s->scan({.session = "s2", .with_bodies = false}, [&](const flow::Flow& f) {
-      CHECK(f.response->body.data.empty());
-      CHECK(f.response->body.size > 0);
-      return true;
-    }).ok());
+               CHECK(f.response->body.data.empty());
+               CHECK(f.response->body.size > 0);
+               return true;
+             }).ok());
   }
   SUBCASE("count agrees with scan") {
-    for (ScanOptions o : {ScanOptions{}, ScanOptions{.session = "s1"},
-                          ScanOptions{.host = "host2.test"}, ScanOptions{.status = 404},
-                          ScanOptions{.session = "s2", .status = 200},
-                          ScanOptions{.session = "s1", .after_id = all_s1[10], .limit = 5}}) {
+    for (ScanOptions o :
+         {ScanOptions{}, ScanOptions{.session = "s1"}, ScanOptions{.host = "host2.test"},
+          ScanOptions{.status = 404}, ScanOptions{.session = "s2", .status = 200},
+          ScanOptions{.session = "s1", .after_id = all_s1[10], .limit = 5}}) {
       auto n = s->count(o);
       REQUIRE(n.ok());
       CHECK(*n == scan_ids(*s, o).size());
@@ -438,8 +438,8 @@ TEST_CASE("a damaged flow value is reported as corruption naming the id, never a
   auto s = open_store(dir.path());
   flow::Flow good = test::full_flow();
   REQUIRE(s->put(good).ok());
-  std::string encoded = encode_flow(good, sha256(good.request.body.data),
-                                    sha256(good.response->body.data));
+  std::string encoded =
+      encode_flow(good, sha256(good.request.body.data), sha256(good.response->body.data));
   const uint64_t id = good.id + 1;
 
   auto expect_corruption = [&](const std::string& bytes) {
@@ -452,13 +452,18 @@ TEST_CASE("a damaged flow value is reported as corruption naming the id, never a
     CHECK(scanned.code() == Errc::corruption);
   };
   expect_corruption("");
-  expect_corruption("garbage");                      // not whole words
-  expect_corruption(std::string(64, '\xff'));        // whole words, nonsense pointers
+  expect_corruption("garbage");                              // not whole words
+  expect_corruption(std::string(64, '\xff'));                // whole words, nonsense pointers
   expect_corruption(encoded.substr(0, encoded.size() / 2));  // cut short
-  expect_corruption(encoded);                        // a valid flow stored under another id
+  expect_corruption(encoded);                                // a valid flow stored under another id
   // Packed words: segment table (1 segment, 3 words), a root struct pointer with one pointer
   // field, and that pointer: a list claiming 2^29 8-byte elements far past the end.
-  const std::string huge("\x10\x03" "\x40\x01" "\xf1\x01\xfd\xff\xff\xff" "\x00\x00", 12);
+  const std::string huge(
+      "\x10\x03"
+      "\x40\x01"
+      "\xf1\x01\xfd\xff\xff\xff"
+      "\x00\x00",
+      12);
   expect_corruption(huge);
 
   // Random damage to a valid encoding: each outcome is a flow or corruption, never a crash.
@@ -504,24 +509,23 @@ TEST_CASE("the metadata API keeps caller keys apart from the store's own") {
 
     std::vector<std::pair<std::string, std::string>> seen;
     REQUIRE(s->scan_meta("noise/", [&](std::string_view k, std::string_view v) {
-      seen.emplace_back(k, v);
-      return true;
-    }).ok());
+               seen.emplace_back(k, v);
+               return true;
+             }).ok());
     REQUIRE(seen.size() == 2);
     CHECK(seen[0] == std::pair<std::string, std::string>{"noise/api", "ignore $.ts"});
     CHECK(seen[1].first == "noise/web");
 
     size_t everything = 0;
     REQUIRE(s->scan_meta("", [&](std::string_view, std::string_view) {
-      return ++everything, true;
-    }).ok());
+               return ++everything, true;
+             }).ok());
     CHECK(everything == 5);
 
     REQUIRE(s->remove_meta("noise/api").ok());
     CHECK_FALSE(s->get_meta("noise/api")->has_value());
     CHECK(s->put_meta("", "x").code() == Errc::invalid_argument);
-    CHECK(s->put_meta(std::string(kMaxMetaKeySize + 1, 'k'), "x").code() ==
-          Errc::invalid_argument);
+    CHECK(s->put_meta(std::string(kMaxMetaKeySize + 1, 'k'), "x").code() == Errc::invalid_argument);
     auto sessions = s->sessions();
     REQUIRE(sessions.ok());
     CHECK(sessions->empty());
@@ -548,10 +552,13 @@ TEST_CASE("a read-only store beside a live writer in another process sees its fl
   REQUIRE(n.ok());
   CHECK(*n == 50);
   std::vector<flow::Flow> seen;
-  REQUIRE(reader->scan({.session = "live"}, [&](const flow::Flow& f) {
-    seen.push_back(f);
-    return true;
-  }).ok());
+  REQUIRE(reader
+              ->scan({.session = "live"},
+                     [&](const flow::Flow& f) {
+                       seen.push_back(f);
+                       return true;
+                     })
+              .ok());
   REQUIRE(seen.size() == 50);
   for (int i = 0; i < 50; ++i) {
     flow::Flow expected = test::small_flow(i, "live");
@@ -579,7 +586,8 @@ TEST_CASE("a read-only store beside a live writer in another process sees its fl
   auto secondary_dirs = [] {
     std::string mine = "retake-secondary-" + std::to_string(getpid()) + "-";
     int n = 0;
-    for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::temp_directory_path()))
+    for (const auto& entry :
+         std::filesystem::directory_iterator(std::filesystem::temp_directory_path()))
       if (entry.path().filename().string().rfind(mine, 0) == 0) ++n;
     return n;
   };

@@ -62,7 +62,9 @@ class FailingStore final : public FlowStore {
     if (failing) return Result<std::vector<uint64_t>>(Errc::io_error, "no space left on device");
     return inner_.put(flows);
   }
-  Result<flow::Flow> get(uint64_t id, bool with_bodies) override { return inner_.get(id, with_bodies); }
+  Result<flow::Flow> get(uint64_t id, bool with_bodies) override {
+    return inner_.get(id, with_bodies);
+  }
   Status scan(const ScanOptions& o, const std::function<bool(const flow::Flow&)>& v) override {
     return inner_.scan(o, v);
   }
@@ -71,7 +73,9 @@ class FailingStore final : public FlowStore {
   Result<std::vector<SessionInfo>> sessions() override { return inner_.sessions(); }
   Status refresh() override { return inner_.refresh(); }
   Status put_meta(std::string_view k, std::string_view v) override { return inner_.put_meta(k, v); }
-  Result<std::optional<std::string>> get_meta(std::string_view k) override { return inner_.get_meta(k); }
+  Result<std::optional<std::string>> get_meta(std::string_view k) override {
+    return inner_.get_meta(k);
+  }
   Status scan_meta(std::string_view p,
                    const std::function<bool(std::string_view, std::string_view)>& v) override {
     return inner_.scan_meta(p, v);

@@ -99,9 +99,10 @@ int main(int argc, char** argv) {
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
     // Wall time depends on what else the machine runs; the writing thread's CPU time does not.
-    std::printf("%d flows in %.3f s wall: %.0f flows/s; writing thread CPU %.3f s: %.0f flows "
-                "per CPU-second; max RSS %ld KiB (now %ld KiB)\n",
-                n, seconds, n / seconds, cpu, n / cpu, usage.ru_maxrss, rss_now);
+    std::printf(
+        "%d flows in %.3f s wall: %.0f flows/s; writing thread CPU %.3f s: %.0f flows "
+        "per CPU-second; max RSS %ld KiB (now %ld KiB)\n",
+        n, seconds, n / seconds, cpu, n / cpu, usage.ru_maxrss, rss_now);
     return 0;
   }
   return 2;
