@@ -647,6 +647,8 @@ Status RocksFlowStore::apply_session_changes(rocksdb::WriteBatch& batch,
     if (current)
       for (int64_t t : change.removed_times)
         if (t <= current->first || t >= current->last) edge_left = true;
+    // TODO(perf): a recount decodes the whole session (seconds for a million flows); it only
+    // happens when an edge flow is removed or moved, which the recorder never does.
     bool recount = (had && !current) || (!had && !change.removed_times.empty()) || edge_left;
     if (recount) {
       if (auto s = recount_session(name, touched, next); !s) return s;

@@ -613,3 +613,22 @@ TEST_CASE("retake_home follows RETAKE_HOME, then HOME") {
   if (!saved_home.empty()) setenv("HOME", saved_home.c_str(), 1);
   if (!saved_retake.empty()) setenv("RETAKE_HOME", saved_retake.c_str(), 1);
 }
+
+TEST_CASE("index values that extend one another stay apart, even with NUL bytes") {
+  TempDir dir;
+  auto s = open_store(dir.path());
+  const std::string longer("a\0b", 3);
+  auto a = put_small(*s, 0, 3, "a");
+  auto ab = put_small(*s, 3, 4, longer);
+  auto a0 = put_small(*s, 7, 2, std::string("a\0", 2));
+  CHECK(scan_ids(*s, {.session = "a"}).size() == 3);
+  CHECK(scan_ids(*s, {.session = longer}).size() == 4);
+  CHECK(scan_ids(*s, {.session = std::string("a\0", 2)}).size() == 2);
+  CHECK(scan_ids(*s, {.session = "a", .reverse = true}).size() == 3);
+  CHECK(scan_paged(*s, {.session = longer}, 1).size() == 4);
+  CHECK(s->count({.session = "a"}).value() == 3);
+  auto sessions = s->sessions();
+  REQUIRE(sessions.ok());
+  REQUIRE(sessions->size() == 3);
+  CHECK(find_session(*s, longer)->flow_count == 4);
+}
