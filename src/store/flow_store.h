@@ -4,8 +4,8 @@
 // types stay out of this header.
 //
 // Layout (ARCHITECTURE.md). Column families:
-//   `flows`   big-endian 64-bit id -> Cap'n Proto Flow (src/store/flow.capnp) whose bodies are
-//             references (SHA-256, stored size, wire size, truncated flag).
+//   `flows`   big-endian 64-bit id -> packed Cap'n Proto Flow (src/store/flow.capnp) whose
+//             bodies are references (SHA-256, stored size, wire size, truncated flag).
 //   `bodies`  32-byte SHA-256 of the bytes -> the bytes. Written once per distinct content, so
 //             identical bodies across flows are stored once. Never deleted by remove().
 //   `index`   secondary keys, value empty. Every key is <tag> \0 <value> \0 <be64 id>; since the
@@ -25,6 +25,9 @@
 // zstd compression (flows, bodies, index), WAL on. Each put() or remove() is one WriteBatch
 // holding the flows, their new bodies, index entries and session counters, so a reader never
 // sees half a flow nor counters that disagree with the flows.
+//
+// Memory (the recorder's budget is small): one 16 MB block cache per store, to which the
+// memtables (at most 12 MB together) are charged; at most 256 open table files.
 #pragma once
 
 #include <cstdint>
@@ -47,7 +50,8 @@ struct StoreOptions {
   // Directory of the RocksDB database. Required.
   std::string path;
   // Open without write access, beside a live writer in another process (RocksDB secondary
-  // instance, catching up at open). Default: false.
+  // instance, catching up at open and at refresh()). Its private directory is made under the
+  // system temp dir and removed at close. Default: false.
   bool read_only = false;
   // Create the database when it does not exist (ignored when read_only). Default: true.
   bool create_if_missing = true;
