@@ -11,7 +11,9 @@
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+#include <rocksdb/write_buffer_manager.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -25,7 +27,6 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
-#include <random>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -46,12 +47,14 @@ const std::string kSessionPrefix = "i\0session\0"s;
 const std::string kUserPrefix = "u\0"s;
 
 // Memory bounds: the recorder must stay small (well under 64 MB RSS after 100k flows).
-constexpr size_t kBlockCacheBytes = 8u << 20;  // shared by every column family
-constexpr size_t kAllMemtablesBytes = 24u << 20;
+// One budget for memtables and cached blocks together: memtables are charged to the block
+// cache (WriteBufferManager), so the two cannot both be full.
+constexpr size_t kBlockCacheBytes = 16u << 20;
+constexpr size_t kAllMemtablesBytes = 12u << 20;
 constexpr int kMaxOpenFiles = 256;
 // Digests known to be in `bodies`, so repeated bodies skip the existence read. Cleared when
 // full: it is only a shortcut, the read is the truth.
-constexpr size_t kKnownBodiesMax = 65536;
+constexpr size_t kKnownBodiesMax = 4096;
 constexpr const char* kSecondaryDirPrefix = "retake-secondary-";
 
 void append_be64(std::string& out, uint64_t v) {
@@ -95,7 +98,7 @@ std::optional<std::string> status_value(int status) {
 
 std::vector<std::string> index_keys(const flow::Flow& f) {
   std::vector<std::string> keys;
-  keys.reserve(5);
+  keys.reserve(4);
   auto add = [&](char tag, std::string_view value) {
     keys.push_back(index_prefix(tag, value));
     append_be64(keys.back(), f.id);
@@ -105,13 +108,11 @@ std::vector<std::string> index_keys(const flow::Flow& f) {
   if (auto host = f.request.host(); !host.empty()) add('h', ascii_lower(host));
   if (f.response)
     if (auto v = status_value(f.response->status)) add('c', *v);
-  if (!f.request.method.empty()) add('m', f.request.method);
   return keys;
 }
 
 int64_t flow_time(const flow::Flow& f) {
-  return f.timing.request_started != 0 ? f.timing.request_started
-                                       : static_cast<int64_t>(f.id);
+  return f.timing.request_started != 0 ? f.timing.request_started : static_cast<int64_t>(f.id);
 }
 
 Status from_rocks(const rocksdb::Status& s, const std::string& what) {
@@ -258,9 +259,8 @@ class RocksFlowStore final : public FlowStore {
   Status refresh() override;
   Status put_meta(std::string_view key, std::string_view value) override;
   Result<std::optional<std::string>> get_meta(std::string_view key) override;
-  Status scan_meta(
-      std::string_view prefix,
-      const std::function<bool(std::string_view, std::string_view)>& visit) override;
+  Status scan_meta(std::string_view prefix,
+                   const std::function<bool(std::string_view, std::string_view)>& visit) override;
   Status remove_meta(std::string_view key) override;
   Result<StoreStats> stats() override;
   bool read_only() const override { return read_only_; }
@@ -274,7 +274,8 @@ class RocksFlowStore final : public FlowStore {
   rocksdb::ColumnFamilyOptions cf_options(Cf cf) const;
   Status check_version();
   Status writable() const {
-    if (read_only_) return Status(Errc::failed_precondition, "store at " + path_ + " is open read-only");
+    if (read_only_)
+      return Status(Errc::failed_precondition, "store at " + path_ + " is open read-only");
     return {};
   }
   void observe_id(uint64_t id) {
@@ -291,12 +292,14 @@ class RocksFlowStore final : public FlowStore {
   // catch-up, which only refresh() moves.
   bool snapshots() const { return !read_only_; }
 
-  Status store_body(rocksdb::WriteBatch& batch, const std::string& data,
-                    std::unordered_set<std::string>& batch_bodies, std::string& digest);
+  // Hashes data into digest; queues it in new_bodies unless `bodies` (or this batch) has it.
+  Status store_body(const std::string& data, std::unordered_set<std::string>& batch_bodies,
+                    std::vector<std::pair<std::string, const std::string*>>& new_bodies,
+                    std::string& digest);
   Status load_body(const rocksdb::ReadOptions& ro, uint64_t id, const std::string& digest,
                    uint64_t stored, flow::Body& body);
-  Result<flow::Flow> load_flow(const rocksdb::ReadOptions& ro, uint64_t id,
-                               std::string_view bytes, bool with_bodies);
+  Result<flow::Flow> load_flow(const rocksdb::ReadOptions& ro, uint64_t id, std::string_view bytes,
+                               bool with_bodies);
   // Removes the stored flow `id` (if any) from the batch: its key, index keys and counters.
   Status take_out(rocksdb::WriteBatch& batch, uint64_t id, bool delete_flow_key,
                   SessionChanges& changes);
@@ -341,11 +344,24 @@ rocksdb::ColumnFamilyOptions RocksFlowStore::cf_options(Cf cf) const {
   o.compression = (cf != kMeta && zstd) ? rocksdb::kZSTD : rocksdb::kNoCompression;
   switch (cf) {
     case kFlows:
-    case kBodies: o.write_buffer_size = 8u << 20; break;
-    case kIndex: o.write_buffer_size = 4u << 20; break;
-    default: o.write_buffer_size = 1u << 20; break;
+    case kBodies:
+      o.write_buffer_size = 4u << 20;
+      break;
+    case kIndex:
+      o.write_buffer_size = 2u << 20;
+      break;
+    default:
+      o.write_buffer_size = 1u << 20;
+      break;
   }
-  o.max_write_buffer_number = 2;
+  // A third memtable lets writes continue while two wait for a slow flush; the shared
+  // WriteBufferManager still bounds their sum.
+  o.max_write_buffer_number = 3;
+  if (cf == kBodies) {
+    // The dedup check asks the memtable about keys that are usually absent.
+    o.memtable_whole_key_filtering = true;
+    o.memtable_prefix_bloom_size_ratio = 0.05;
+  }
   o.target_file_size_base = 16u << 20;
   o.max_bytes_for_level_base = 64u << 20;
   return o;
@@ -359,7 +375,8 @@ Status RocksFlowStore::open_db(bool exists) {
   // Secondary instances require every file open (RocksDB's rule for OpenAsSecondary).
   db_options.max_open_files = read_only_ ? -1 : kMaxOpenFiles;
   db_options.max_background_jobs = 2;
-  db_options.db_write_buffer_size = kAllMemtablesBytes;
+  db_options.write_buffer_manager =
+      std::make_shared<rocksdb::WriteBufferManager>(kAllMemtablesBytes, cache_);
   db_options.max_total_wal_size = 64u << 20;
   db_options.keep_log_file_num = 2;
   db_options.max_log_file_size = 1u << 20;
@@ -372,8 +389,7 @@ Status RocksFlowStore::open_db(bool exists) {
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
   for (int cf = 0; cf < kCfCount; ++cf) {
-    if (read_only_ &&
-        std::find(existing.begin(), existing.end(), kCfNames[cf]) == existing.end())
+    if (read_only_ && std::find(existing.begin(), existing.end(), kCfNames[cf]) == existing.end())
       return Status(Errc::corruption, "store at " + path_ + " has no column family '" +
                                           kCfNames[cf] + "': not a retake store");
     descriptors.emplace_back(kCfNames[cf], cf_options(static_cast<Cf>(cf)));
@@ -393,14 +409,13 @@ Status RocksFlowStore::open_db(bool exists) {
     fs::path tmp = fs::temp_directory_path(ec);
     if (ec) tmp = "/tmp";
     remove_stale_secondary_dirs(tmp);
-    std::random_device rd;
-    char suffix[17];
-    std::snprintf(suffix, sizeof suffix, "%08x%08x", rd(), rd());
-    secondary_dir_ =
-        (tmp / (kSecondaryDirPrefix + std::to_string(getpid()) + "-" + suffix)).string();
-    fs::create_directories(secondary_dir_, ec);
-    if (ec)
-      return Status(Errc::io_error, "cannot create " + secondary_dir_ + ": " + ec.message());
+    // mkdtemp: created atomically, mode 0700, with a name nobody could have prepared.
+    std::string pattern =
+        (tmp / (kSecondaryDirPrefix + std::to_string(getpid()) + "-XXXXXX")).string();
+    if (!mkdtemp(pattern.data()))
+      return Status(Errc::io_error,
+                    "cannot create a directory in " + tmp.string() + ": " + std::strerror(errno));
+    secondary_dir_ = pattern;
     st = rocksdb::DB::OpenAsSecondary(db_options, path_, secondary_dir_, descriptors, &handles_,
                                       &raw);
   } else {
@@ -410,7 +425,8 @@ Status RocksFlowStore::open_db(bool exists) {
     if (st.IsIOError() && st.ToString().find("lock") != std::string::npos)
       return Status(Errc::unavailable, "store at " + path_ +
                                            " is open for writing by another process (open it "
-                                           "read-only to look at it): " + st.ToString());
+                                           "read-only to look at it): " +
+                                           st.ToString());
     return from_rocks(st, "opening store at " + path_);
   }
   db_.reset(raw);
@@ -459,8 +475,7 @@ Status RocksFlowStore::check_version() {
   uint64_t version = 0;
   auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), version);
   if (ec != std::errc() || ptr != value.data() + value.size() || value.empty() || version == 0)
-    return Status(Errc::corruption,
-                  "store at " + path_ + " has an unreadable schema version");
+    return Status(Errc::corruption, "store at " + path_ + " has an unreadable schema version");
   if (version > kSchemaVersion)
     return Status(Errc::version_mismatch,
                   "store at " + path_ + " was written by schema " + std::to_string(version) +
@@ -469,17 +484,18 @@ Status RocksFlowStore::check_version() {
   return {};
 }
 
-Status RocksFlowStore::store_body(rocksdb::WriteBatch& batch, const std::string& data,
-                                  std::unordered_set<std::string>& batch_bodies,
-                                  std::string& digest) {
+Status RocksFlowStore::store_body(
+    const std::string& data, std::unordered_set<std::string>& batch_bodies,
+    std::vector<std::pair<std::string, const std::string*>>& new_bodies, std::string& digest) {
   digest.clear();
   if (data.empty()) return {};
   digest = sha256(data);
-  if (known_bodies_.count(digest) || batch_bodies.count(digest)) return {};
+  if (known_bodies_.count(digest) || !batch_bodies.insert(digest).second) return {};
   bool present = false;
   std::string value;
   bool value_found = false;
-  // The bloom filter answers "surely absent" for new content without reading the bytes.
+  // Bloom filters (memtable and tables) answer "surely absent" for new content without
+  // reading any bytes.
   if (db_->KeyMayExist({}, cf_[kBodies], digest, &value, &value_found)) {
     if (value_found) {
       present = true;
@@ -492,11 +508,7 @@ Status RocksFlowStore::store_body(rocksdb::WriteBatch& batch, const std::string&
         return from_rocks(st, "reading bodies of " + path_);
     }
   }
-  if (!present) {
-    auto st = batch.Put(cf_[kBodies], digest, data);
-    if (!st.ok()) return from_rocks(st, "batching a body");
-  }
-  batch_bodies.insert(digest);
+  if (!present) new_bodies.emplace_back(digest, &data);
   return {};
 }
 
@@ -521,10 +533,14 @@ Result<std::vector<uint64_t>> RocksFlowStore::put(std::vector<flow::Flow>& flows
   if (auto s = writable(); !s) return s;
   std::unordered_set<uint64_t> touched;
   touched.reserve(flows.size() * 2);
-  for (const auto& f : flows)
-    if (f.id != 0 && !touched.insert(f.id).second)
+  for (const auto& f : flows) {
+    if (f.id == 0) continue;
+    if (!touched.insert(f.id).second)
       return Result<std::vector<uint64_t>>(
           Errc::invalid_argument, "flow " + std::to_string(f.id) + " appears twice in one put");
+    // Before any id is assigned, so a fresh one cannot collide with one given in this batch.
+    observe_id(f.id);
+  }
 
   std::lock_guard lock(write_mu_);
   rocksdb::WriteBatch batch;
@@ -533,26 +549,35 @@ Result<std::vector<uint64_t>> RocksFlowStore::put(std::vector<flow::Flow>& flows
   std::vector<uint64_t> ids;
   ids.reserve(flows.size());
   std::string request_digest, response_digest;
+  std::vector<std::string> new_index;
+  new_index.reserve(flows.size() * 4);
+  std::vector<std::pair<std::string, const std::string*>> new_bodies;
   for (auto& f : flows) {
     if (f.id == 0) {
       // Above every stored id: nothing to replace.
       f.id = next_id();
       touched.insert(f.id);
     } else {
-      observe_id(f.id);
       if (auto s = take_out(batch, f.id, false, changes); !s) return s;
     }
-    if (auto s = store_body(batch, f.request.body.data, batch_bodies, request_digest); !s)
+    if (auto s = store_body(f.request.body.data, batch_bodies, new_bodies, request_digest); !s)
       return s;
     response_digest.clear();
     if (f.response)
-      if (auto s = store_body(batch, f.response->body.data, batch_bodies, response_digest); !s)
+      if (auto s = store_body(f.response->body.data, batch_bodies, new_bodies, response_digest); !s)
         return s;
     batch.Put(cf_[kFlows], be64(f.id), encode_flow(f, request_digest, response_digest));
-    for (const auto& k : index_keys(f)) batch.Put(cf_[kIndex], k, rocksdb::Slice());
+    for (auto& k : index_keys(f)) new_index.push_back(std::move(k));
     changes.add(f);
     ids.push_back(f.id);
   }
+  // Key order makes the memtable's skiplist inserts sequential (it reuses its last position):
+  // interleaved index tags and random digests otherwise cost a search from the top each.
+  std::sort(new_index.begin(), new_index.end());
+  for (const auto& k : new_index) batch.Put(cf_[kIndex], k, rocksdb::Slice());
+  std::sort(new_bodies.begin(), new_bodies.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [digest, data] : new_bodies) batch.Put(cf_[kBodies], digest, *data);
   if (auto s = apply_session_changes(batch, changes, touched); !s) return s;
 
   rocksdb::WriteOptions wo;
@@ -590,19 +615,18 @@ Status RocksFlowStore::recount_session(const std::string& name,
   out = SessionCounters{0, INT64_MAX, INT64_MIN};
   ScanOptions all;
   rocksdb::ReadOptions ro;
-  return walk_ids(ro, kIndex, index_prefix('s', name), all,
-                  [&](uint64_t id, rocksdb::Iterator&) {
-                    if (touched.count(id)) return true;
-                    std::string bytes;
-                    if (!db_->Get(ro, cf_[kFlows], be64(id), &bytes).ok()) return true;
-                    auto decoded = decode_flow(bytes, id);
-                    if (!decoded) return true;
-                    int64_t t = flow_time(decoded->flow);
-                    ++out.count;
-                    out.first = std::min(out.first, t);
-                    out.last = std::max(out.last, t);
-                    return true;
-                  });
+  return walk_ids(ro, kIndex, index_prefix('s', name), all, [&](uint64_t id, rocksdb::Iterator&) {
+    if (touched.count(id)) return true;
+    std::string bytes;
+    if (!db_->Get(ro, cf_[kFlows], be64(id), &bytes).ok()) return true;
+    auto decoded = decode_flow(bytes, id);
+    if (!decoded) return true;
+    int64_t t = flow_time(decoded->flow);
+    ++out.count;
+    out.first = std::min(out.first, t);
+    out.last = std::max(out.last, t);
+    return true;
+  });
 }
 
 Status RocksFlowStore::apply_session_changes(rocksdb::WriteBatch& batch,
@@ -625,6 +649,8 @@ Status RocksFlowStore::apply_session_changes(rocksdb::WriteBatch& batch,
     if (current)
       for (int64_t t : change.removed_times)
         if (t <= current->first || t >= current->last) edge_left = true;
+    // TODO(perf): a recount decodes the whole session (seconds for a million flows); it only
+    // happens when an edge flow is removed or moved, which the recorder never does.
     bool recount = (had && !current) || (!had && !change.removed_times.empty()) || edge_left;
     if (recount) {
       if (auto s = recount_session(name, touched, next); !s) return s;
@@ -671,8 +697,7 @@ Result<flow::Flow> RocksFlowStore::load_flow(const rocksdb::ReadOptions& ro, uin
     if (auto s = load_body(ro, id, d.request_digest, d.request_stored, d.flow.request.body); !s)
       return s;
     if (d.flow.response)
-      if (auto s = load_body(ro, id, d.response_digest, d.response_stored,
-                             d.flow.response->body);
+      if (auto s = load_body(ro, id, d.response_digest, d.response_stored, d.flow.response->body);
           !s)
         return s;
   }
@@ -689,8 +714,8 @@ Result<flow::Flow> RocksFlowStore::get(uint64_t id, bool with_bodies) {
   return load_flow(ro, id, std::string_view(bytes.data(), bytes.size()), with_bodies);
 }
 
-Status RocksFlowStore::walk_ids(const rocksdb::ReadOptions& base, Cf cf,
-                                const std::string& prefix, const ScanOptions& options,
+Status RocksFlowStore::walk_ids(const rocksdb::ReadOptions& base, Cf cf, const std::string& prefix,
+                                const ScanOptions& options,
                                 const std::function<bool(uint64_t, rocksdb::Iterator&)>& visit) {
   rocksdb::ReadOptions ro = base;
   std::string upper;
@@ -836,7 +861,8 @@ Result<std::vector<SessionInfo>> RocksFlowStore::sessions() {
       auto counters = decode_counters(std::string_view(it->value().data(), it->value().size()));
       std::string name(key.data() + kSessionPrefix.size(), key.size() - kSessionPrefix.size());
       if (!counters)
-        return Status(Errc::corruption, "store at " + path_ + " has unreadable counters for session '" + name + "'");
+        return Status(Errc::corruption,
+                      "store at " + path_ + " has unreadable counters for session '" + name + "'");
       out.push_back({std::move(name), counters->count, counters->first, counters->last});
     }
     if (!it->status().ok()) return from_rocks(it->status(), "listing sessions of " + path_);
@@ -855,8 +881,8 @@ Status RocksFlowStore::refresh() {
 
 Status check_meta_key(std::string_view key) {
   if (key.empty() || key.size() > kMaxMetaKeySize)
-    return Status(Errc::invalid_argument, "metadata keys are 1 to " +
-                                              std::to_string(kMaxMetaKeySize) + " bytes");
+    return Status(Errc::invalid_argument,
+                  "metadata keys are 1 to " + std::to_string(kMaxMetaKeySize) + " bytes");
   return {};
 }
 
@@ -864,11 +890,12 @@ Status RocksFlowStore::put_meta(std::string_view key, std::string_view value) {
   if (auto s = writable(); !s) return s;
   if (auto s = check_meta_key(key); !s) return s;
   if (value.size() > kMaxMetaValueSize)
-    return Status(Errc::invalid_argument, "metadata values are at most " +
-                                              std::to_string(kMaxMetaValueSize) + " bytes");
+    return Status(Errc::invalid_argument,
+                  "metadata values are at most " + std::to_string(kMaxMetaValueSize) + " bytes");
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
-  auto st = db_->Put(wo, cf_[kMeta], kUserPrefix + std::string(key), rocksdb::Slice(value.data(), value.size()));
+  auto st = db_->Put(wo, cf_[kMeta], kUserPrefix + std::string(key),
+                     rocksdb::Slice(value.data(), value.size()));
   if (!st.ok()) return from_rocks(st, "writing metadata to " + path_);
   return {};
 }
@@ -883,8 +910,7 @@ Result<std::optional<std::string>> RocksFlowStore::get_meta(std::string_view key
 }
 
 Status RocksFlowStore::scan_meta(
-    std::string_view prefix,
-    const std::function<bool(std::string_view, std::string_view)>& visit) {
+    std::string_view prefix, const std::function<bool(std::string_view, std::string_view)>& visit) {
   std::string lower = kUserPrefix + std::string(prefix);
   std::string upper = kUserPrefix;
   upper.back() = '\1';
@@ -916,8 +942,7 @@ Result<StoreStats> RocksFlowStore::stats() {
   StoreStats out;
   SnapshotGuard snapshot(db_.get(), snapshots());
   auto ro = read_options(snapshot);
-  uint64_t* counters[kCfCount] = {&out.flows, &out.bodies, &out.index_entries,
-                                  &out.meta_entries};
+  uint64_t* counters[kCfCount] = {&out.flows, &out.bodies, &out.index_entries, &out.meta_entries};
   for (int cf = 0; cf < kCfCount; ++cf) {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf_[cf]));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -951,8 +976,7 @@ Result<std::unique_ptr<FlowStore>> FlowStore::open(const StoreOptions& options) 
   std::error_code ec;
   bool exists = fs::exists(fs::path(options.path) / "CURRENT", ec);
   if (!exists && (options.read_only || !options.create_if_missing))
-    return Result<std::unique_ptr<FlowStore>>(Errc::not_found,
-                                              "no store at " + options.path);
+    return Result<std::unique_ptr<FlowStore>>(Errc::not_found, "no store at " + options.path);
   if (!options.read_only) {
     fs::create_directories(options.path, ec);
     if (ec)
@@ -994,9 +1018,13 @@ Status remove_raw(FlowStore& store, std::string_view column_family, std::string_
   return rocks->write_raw(column_family, key, std::nullopt);
 }
 
-std::string flow_key(uint64_t id) { return be64(id); }
+std::string flow_key(uint64_t id) {
+  return be64(id);
+}
 
-std::string schema_version_key() { return kVersionKey; }
+std::string schema_version_key() {
+  return kVersionKey;
+}
 
 }  // namespace testing
 

@@ -4,8 +4,8 @@
 // types stay out of this header.
 //
 // Layout (ARCHITECTURE.md). Column families:
-//   `flows`   big-endian 64-bit id -> Cap'n Proto Flow (src/store/flow.capnp) whose bodies are
-//             references (SHA-256, stored size, wire size, truncated flag).
+//   `flows`   big-endian 64-bit id -> packed Cap'n Proto Flow (src/store/flow.capnp) whose
+//             bodies are references (SHA-256, stored size, wire size, truncated flag).
 //   `bodies`  32-byte SHA-256 of the bytes -> the bytes. Written once per distinct content, so
 //             identical bodies across flows are stored once. Never deleted by remove().
 //   `index`   secondary keys, value empty. Every key is <tag> \0 <value> \0 <be64 id>; since the
@@ -15,7 +15,9 @@
 //               r  run name            (flows with a non-empty run)
 //               h  request host, ASCII-lowercased (Request::host(), non-empty)
 //               c  response status as big-endian 16 bits (flows with a response, 0..65535)
-//               m  request method      (non-empty)
+//             Only what scan() can drive by is indexed: each entry is one more memtable insert
+//             per flow on the recorder's write path. (Tags are single letters; new ones may be
+//             added without a schema bump, flows written before simply lack them.)
 //   `meta`    internal keys start with "i\0":  i\0schema_version -> decimal text;
 //             i\0session\0<name> -> be64 flow count, be64 first_ns, be64 last_ns.
 //             Keys of the generic metadata API (put_meta ...) are stored under "u\0", so no
@@ -23,6 +25,9 @@
 // zstd compression (flows, bodies, index), WAL on. Each put() or remove() is one WriteBatch
 // holding the flows, their new bodies, index entries and session counters, so a reader never
 // sees half a flow nor counters that disagree with the flows.
+//
+// Memory (the recorder's budget is small): one 16 MB block cache per store, to which the
+// memtables (at most 12 MB together) are charged; at most 256 open table files.
 #pragma once
 
 #include <cstdint>
@@ -45,7 +50,8 @@ struct StoreOptions {
   // Directory of the RocksDB database. Required.
   std::string path;
   // Open without write access, beside a live writer in another process (RocksDB secondary
-  // instance, catching up at open). Default: false.
+  // instance, catching up at open and at refresh()). Its private directory is made under the
+  // system temp dir and removed at close. Default: false.
   bool read_only = false;
   // Create the database when it does not exist (ignored when read_only). Default: true.
   bool create_if_missing = true;
@@ -76,7 +82,7 @@ struct StoreStats {
 struct ScanOptions {
   std::string session;
   std::string run;
-  std::string host;          // compared ASCII case-insensitively with Request::host()
+  std::string host;  // compared ASCII case-insensitively with Request::host()
   std::optional<int> status;
   uint64_t after_id = 0;    // start strictly after this id (paging cursor); 0: from the start
   size_t limit = 0;         // 0: no limit

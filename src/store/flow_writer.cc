@@ -43,8 +43,10 @@ struct FlowWriter::State {
       return;
     }
     last_log = now;
-    std::fprintf(stderr, "retake: store write of %zu flows failed (%llu more since the last "
-                 "message): %s\n", flows, static_cast<unsigned long long>(unlogged_failures),
+    std::fprintf(stderr,
+                 "retake: store write of %zu flows failed (%llu more since the last "
+                 "message): %s\n",
+                 flows, static_cast<unsigned long long>(unlogged_failures),
                  status.to_string().c_str());
     unlogged_failures = 0;
   }
@@ -65,7 +67,15 @@ struct FlowWriter::State {
       auto notify = observer;  // on_written may not race with offers; copy under the lock
       lock.unlock();
 
-      auto ids = store.put(batch);
+      // A throwing store (out of memory, a bug) must not take the thread down with it:
+      // that would leave flush() waiting forever. It counts as a failed batch.
+      Result<std::vector<uint64_t>> ids(Errc::internal, "not written");
+      try {
+        ids = store.put(batch);
+      } catch (const std::exception& e) {
+        ids =
+            Result<std::vector<uint64_t>>(Errc::internal, std::string("store threw: ") + e.what());
+      }
       if (ids) {
         if (notify)
           for (const auto& f : batch) {
@@ -97,7 +107,9 @@ FlowWriter::FlowWriter(FlowStore& store, WriterOptions options)
   state_->thread = std::thread([s = state_.get()] { s->run(); });
 }
 
-FlowWriter::~FlowWriter() { stop(); }
+FlowWriter::~FlowWriter() {
+  stop();
+}
 
 bool FlowWriter::offer(flow::Flow&& flow) {
   std::lock_guard lock(state_->mu);

@@ -178,7 +178,7 @@ TEST_CASE("a store stamped with a newer schema is refused, naming both versions"
     auto opened = FlowStore::open({.path = dir.path(), .read_only = read_only});
     REQUIRE_FALSE(opened.ok());
     CHECK(opened.status().code() == Errc::version_mismatch);
-    const auto& message = opened.status().message();
+    const std::string message = opened.status().message();
     CHECK(message.find("schema " + std::to_string(kSchemaVersion + 1)) != std::string::npos);
     CHECK(message.find("up to " + std::to_string(kSchemaVersion)) != std::string::npos);
   }
@@ -312,16 +312,16 @@ TEST_CASE("scans by session, host and status page forward and backward") {
   }
   SUBCASE("with_bodies false leaves body bytes out") {
     REQUIRE(s->scan({.session = "s2", .with_bodies = false}, [&](const flow::Flow& f) {
-      CHECK(f.response->body.data.empty());
-      CHECK(f.response->body.size > 0);
-      return true;
-    }).ok());
+               CHECK(f.response->body.data.empty());
+               CHECK(f.response->body.size > 0);
+               return true;
+             }).ok());
   }
   SUBCASE("count agrees with scan") {
-    for (ScanOptions o : {ScanOptions{}, ScanOptions{.session = "s1"},
-                          ScanOptions{.host = "host2.test"}, ScanOptions{.status = 404},
-                          ScanOptions{.session = "s2", .status = 200},
-                          ScanOptions{.session = "s1", .after_id = all_s1[10], .limit = 5}}) {
+    for (ScanOptions o :
+         {ScanOptions{}, ScanOptions{.session = "s1"}, ScanOptions{.host = "host2.test"},
+          ScanOptions{.status = 404}, ScanOptions{.session = "s2", .status = 200},
+          ScanOptions{.session = "s1", .after_id = all_s1[10], .limit = 5}}) {
       auto n = s->count(o);
       REQUIRE(n.ok());
       CHECK(*n == scan_ids(*s, o).size());
@@ -369,8 +369,8 @@ TEST_CASE("remove deletes flows, their index entries and their share of the coun
   auto after = s->stats();
   REQUIRE(after.ok());
   CHECK(after->flows == before->flows - 2);
-  // Each small flow has 4 index entries: session, host, status, method.
-  CHECK(after->index_entries == before->index_entries - 8);
+  // Each small flow has 3 index entries: session, host, status.
+  CHECK(after->index_entries == before->index_entries - 6);
 
   std::vector<uint64_t> all_b;
   for (auto& f : b) all_b.push_back(f.id);
@@ -404,6 +404,14 @@ TEST_CASE("putting a stored id replaces the flow, its index entries and counters
 
   std::vector<flow::Flow> twice{changed, changed};
   CHECK(s->put(twice).status().code() == Errc::invalid_argument);
+
+  // A fresh id never collides with an id given later in the same batch.
+  std::vector<flow::Flow> mixed{test::small_flow(7, "x"), test::small_flow(8, "x")};
+  mixed[1].id = s->next_id() + 1;
+  auto ids = s->put(mixed);
+  REQUIRE(ids.ok());
+  CHECK((*ids)[0] != (*ids)[1]);
+  CHECK(find_session(*s, "x")->flow_count == 4);
 }
 
 TEST_CASE("ids are time-ordered, strictly increasing and above every stored id") {
@@ -430,8 +438,8 @@ TEST_CASE("a damaged flow value is reported as corruption naming the id, never a
   auto s = open_store(dir.path());
   flow::Flow good = test::full_flow();
   REQUIRE(s->put(good).ok());
-  std::string encoded = encode_flow(good, sha256(good.request.body.data),
-                                    sha256(good.response->body.data));
+  std::string encoded =
+      encode_flow(good, sha256(good.request.body.data), sha256(good.response->body.data));
   const uint64_t id = good.id + 1;
 
   auto expect_corruption = [&](const std::string& bytes) {
@@ -444,15 +452,18 @@ TEST_CASE("a damaged flow value is reported as corruption naming the id, never a
     CHECK(scanned.code() == Errc::corruption);
   };
   expect_corruption("");
-  expect_corruption("garbage");                      // not whole words
-  expect_corruption(std::string(64, '\xff'));        // whole words, nonsense pointers
+  expect_corruption("garbage");                              // not whole words
+  expect_corruption(std::string(64, '\xff'));                // whole words, nonsense pointers
   expect_corruption(encoded.substr(0, encoded.size() / 2));  // cut short
-  expect_corruption(encoded);                        // a valid flow stored under another id
-  // A root pointer to a struct whose list claims 2^29 elements far past the end.
-  std::string huge(32, '\0');
-  huge[0] = 0; huge[4] = 3;               // segment table: 1 segment of 3 words
-  huge[8] = 0; huge[12] = 0; huge[14] = 1;  // root: struct, 0 data words, 1 pointer
-  huge[16] = 1; huge[20] = static_cast<char>(0xfd); huge[21] = huge[22] = huge[23] = static_cast<char>(0xff);
+  expect_corruption(encoded);                                // a valid flow stored under another id
+  // Packed words: segment table (1 segment, 3 words), a root struct pointer with one pointer
+  // field, and that pointer: a list claiming 2^29 8-byte elements far past the end.
+  const std::string huge(
+      "\x10\x03"
+      "\x40\x01"
+      "\xf1\x01\xfd\xff\xff\xff"
+      "\x00\x00",
+      12);
   expect_corruption(huge);
 
   // Random damage to a valid encoding: each outcome is a flow or corruption, never a crash.
@@ -498,24 +509,23 @@ TEST_CASE("the metadata API keeps caller keys apart from the store's own") {
 
     std::vector<std::pair<std::string, std::string>> seen;
     REQUIRE(s->scan_meta("noise/", [&](std::string_view k, std::string_view v) {
-      seen.emplace_back(k, v);
-      return true;
-    }).ok());
+               seen.emplace_back(k, v);
+               return true;
+             }).ok());
     REQUIRE(seen.size() == 2);
     CHECK(seen[0] == std::pair<std::string, std::string>{"noise/api", "ignore $.ts"});
     CHECK(seen[1].first == "noise/web");
 
     size_t everything = 0;
     REQUIRE(s->scan_meta("", [&](std::string_view, std::string_view) {
-      return ++everything, true;
-    }).ok());
+               return ++everything, true;
+             }).ok());
     CHECK(everything == 5);
 
     REQUIRE(s->remove_meta("noise/api").ok());
     CHECK_FALSE(s->get_meta("noise/api")->has_value());
     CHECK(s->put_meta("", "x").code() == Errc::invalid_argument);
-    CHECK(s->put_meta(std::string(kMaxMetaKeySize + 1, 'k'), "x").code() ==
-          Errc::invalid_argument);
+    CHECK(s->put_meta(std::string(kMaxMetaKeySize + 1, 'k'), "x").code() == Errc::invalid_argument);
     auto sessions = s->sessions();
     REQUIRE(sessions.ok());
     CHECK(sessions->empty());
@@ -542,10 +552,13 @@ TEST_CASE("a read-only store beside a live writer in another process sees its fl
   REQUIRE(n.ok());
   CHECK(*n == 50);
   std::vector<flow::Flow> seen;
-  REQUIRE(reader->scan({.session = "live"}, [&](const flow::Flow& f) {
-    seen.push_back(f);
-    return true;
-  }).ok());
+  REQUIRE(reader
+              ->scan({.session = "live"},
+                     [&](const flow::Flow& f) {
+                       seen.push_back(f);
+                       return true;
+                     })
+              .ok());
   REQUIRE(seen.size() == 50);
   for (int i = 0; i < 50; ++i) {
     flow::Flow expected = test::small_flow(i, "live");
@@ -569,6 +582,19 @@ TEST_CASE("a read-only store beside a live writer in another process sees its fl
   CHECK(reader->remove({seen[0].id}).code() == Errc::failed_precondition);
   CHECK(reader->put_meta("k", "v").code() == Errc::failed_precondition);
 
+  // The secondary instance keeps its private directory only while open.
+  auto secondary_dirs = [] {
+    std::string mine = "retake-secondary-" + std::to_string(getpid()) + "-";
+    int n = 0;
+    for (const auto& entry :
+         std::filesystem::directory_iterator(std::filesystem::temp_directory_path()))
+      if (entry.path().filename().string().rfind(mine, 0) == 0) ++n;
+    return n;
+  };
+  CHECK(secondary_dirs() == 1);
+  reader.reset();
+  CHECK(secondary_dirs() == 0);
+
   writer.close_stdin();
   CHECK(writer.wait() == 0);
 }
@@ -585,4 +611,23 @@ TEST_CASE("the default store lives in $RETAKE_HOME/db, then ~/.retake/db") {
   CHECK(default_db_path().size() > std::string("/.retake/db").size() - 1);  // password database
   if (!saved_home.empty()) setenv("HOME", saved_home.c_str(), 1);
   if (!saved_retake.empty()) setenv("RETAKE_HOME", saved_retake.c_str(), 1);
+}
+
+TEST_CASE("index values that extend one another stay apart, even with NUL bytes") {
+  TempDir dir;
+  auto s = open_store(dir.path());
+  const std::string longer("a\0b", 3);
+  auto a = put_small(*s, 0, 3, "a");
+  auto ab = put_small(*s, 3, 4, longer);
+  auto a0 = put_small(*s, 7, 2, std::string("a\0", 2));
+  CHECK(scan_ids(*s, {.session = "a"}).size() == 3);
+  CHECK(scan_ids(*s, {.session = longer}).size() == 4);
+  CHECK(scan_ids(*s, {.session = std::string("a\0", 2)}).size() == 2);
+  CHECK(scan_ids(*s, {.session = "a", .reverse = true}).size() == 3);
+  CHECK(scan_paged(*s, {.session = longer}, 1).size() == 4);
+  CHECK(s->count({.session = "a"}).value() == 3);
+  auto sessions = s->sessions();
+  REQUIRE(sessions.ok());
+  REQUIRE(sessions->size() == 3);
+  CHECK(find_session(*s, longer)->flow_count == 4);
 }

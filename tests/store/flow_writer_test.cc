@@ -54,13 +54,17 @@ class FailingStore final : public FlowStore {
  public:
   explicit FailingStore(FlowStore& inner) : inner_(inner) {}
   std::atomic<bool> failing{true};
+  std::atomic<bool> throwing{false};
 
   uint64_t next_id() override { return inner_.next_id(); }
   Result<std::vector<uint64_t>> put(std::vector<flow::Flow>& flows) override {
+    if (throwing) throw std::runtime_error("bug in the store");
     if (failing) return Result<std::vector<uint64_t>>(Errc::io_error, "no space left on device");
     return inner_.put(flows);
   }
-  Result<flow::Flow> get(uint64_t id, bool with_bodies) override { return inner_.get(id, with_bodies); }
+  Result<flow::Flow> get(uint64_t id, bool with_bodies) override {
+    return inner_.get(id, with_bodies);
+  }
   Status scan(const ScanOptions& o, const std::function<bool(const flow::Flow&)>& v) override {
     return inner_.scan(o, v);
   }
@@ -69,7 +73,9 @@ class FailingStore final : public FlowStore {
   Result<std::vector<SessionInfo>> sessions() override { return inner_.sessions(); }
   Status refresh() override { return inner_.refresh(); }
   Status put_meta(std::string_view k, std::string_view v) override { return inner_.put_meta(k, v); }
-  Result<std::optional<std::string>> get_meta(std::string_view k) override { return inner_.get_meta(k); }
+  Result<std::optional<std::string>> get_meta(std::string_view k) override {
+    return inner_.get_meta(k);
+  }
   Status scan_meta(std::string_view p,
                    const std::function<bool(std::string_view, std::string_view)>& v) override {
     return inner_.scan_meta(p, v);
@@ -179,6 +185,19 @@ TEST_CASE("failed writes are counted and the writer keeps running") {
     CHECK(writer.stats().written == 5);
     CHECK(writer.stats().failed == 20);
     CHECK(real->count({.session = "f"}).value() == 5);
+  }
+  SUBCASE("a store that throws") {
+    FailingStore failing(*real);
+    failing.throwing = true;
+    FlowWriter writer(failing, {.queue_capacity = 100, .max_batch = 8});
+    for (int i = 0; i < 10; ++i) REQUIRE(writer.offer(test::small_flow(i, "t")));
+    writer.flush();
+    CHECK(writer.stats().failed == 10);
+    failing.throwing = false;
+    failing.failing = false;
+    REQUIRE(writer.offer(test::small_flow(0, "t")));
+    writer.flush();
+    CHECK(writer.stats().written == 1);
   }
   SUBCASE("a read-only store") {
     auto read_only = open_store(dir.path(), true);

@@ -45,8 +45,13 @@ inline flow::Flow full_flow() {
   f.timing = {1700000000000000001, 1700000000000000002, 1700000000000000003,
               1700000000000000004, 1700000000000000005, 1700000000000000006};
   f.client_tls = {true, "api.example.test", "h2", "TLSv1.3", "TLS_AES_128_GCM_SHA256", "", ""};
-  f.upstream_tls = {true,      "api.example.test", "http/1.1", "TLSv1.2",
-                    "ECDHE-RSA-AES128-GCM-SHA256", "CN=api.example.test", "CN=Test CA"};
+  f.upstream_tls = {true,
+                    "api.example.test",
+                    "http/1.1",
+                    "TLSv1.2",
+                    "ECDHE-RSA-AES128-GCM-SHA256",
+                    "CN=api.example.test",
+                    "CN=Test CA"};
   flow::WebSocket ws;
   ws.messages.push_back({true, 1, "hi", 1700000000000000010});
   ws.messages.push_back({false, 2, std::string("\0\x01\x02", 3), 1700000000000000011});

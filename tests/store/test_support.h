@@ -72,7 +72,8 @@ class Child {
   }
 
   // The next line the child prints, or nullopt at end of output or after the timeout.
-  std::optional<std::string> read_line(std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  std::optional<std::string> read_line(
+      std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
       if (auto nl = buffer_.find('\n'); nl != std::string::npos) {
