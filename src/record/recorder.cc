@@ -587,6 +587,9 @@ awaitable<bool> ProxyConnection::exchange() {
       worker_.pool.give(std::move(up_));
       up_in_.clear();
     }
+    // The connection kept from the previous exchange may have been closed by the upstream
+    // meanwhile; one non-blocking peek avoids sending a request into a dead connection.
+    if (up_ && attempt == 0 && !net::idle_socket_alive(up_->socket)) drop_upstream();
     if (!up_) up_ = worker_.pool.take(up_key);
     const bool reused = up_ != nullptr;
     if (!up_) {

@@ -44,7 +44,8 @@ struct RecorderOptions {
   uint16_t listen_port = 8080;
   // Session the flows are recorded into. Default: "default".
   std::string session = "default";
-  // Network threads. Default: 0 = std::thread::hardware_concurrency().
+  // Network threads (workers; each serves its share of client connections from accept to
+  // close). Default: 0 = std::thread::hardware_concurrency().
   unsigned threads = 0;
   // Body bytes stored per message; the rest is forwarded but not stored (Body::truncated).
   // Default: 16 MiB.
@@ -53,13 +54,15 @@ struct RecorderOptions {
   size_t max_header_bytes = 64u << 10;
   // A client connection with no request in progress is closed after this. Default: 60 s.
   std::chrono::milliseconds idle_timeout{60'000};
-  // Limit for reading one request's header block and for each body read. Default: 30 s.
+  // Limit for reading one request's header block, for each body read and for each write to
+  // the client (a client that stops reading). Default: 30 s.
   std::chrono::milliseconds client_read_timeout{30'000};
   // Connecting to the upstream. Default: 10 s (then 502).
   std::chrono::milliseconds connect_timeout{10'000};
   // Waiting for the upstream's response headers / each body read. Default: 60 s (then 504).
   std::chrono::milliseconds upstream_timeout{60'000};
-  // Idle pooled upstream connections kept per upstream. Default: 64.
+  // Idle pooled upstream connections kept per upstream and per network thread (each thread
+  // has its own pool, as nginx workers do). Default: 64.
   size_t pool_per_upstream = 64;
   // Most client connections open at once; further ones wait in the listen backlog.
   // Default: 10000.

@@ -4,6 +4,8 @@
 Prints its port on the first stdout line, serves until stdin closes (the test process went
 away) or 120 s pass. Raw sockets, so framing is exactly what each route says:
   GET  /size/N          N bytes (byte i is i % 251), Content-Length; HEAD: headers only
+  GET  /size-close/N    the same, then closes the connection without saying so
+  GET  /slow            answers "slow" after 0.4 s
   GET  /chunked         chunked body "abc" "defg" with trailer X-Trailer: done
   GET  /204, /304       no body
   GET  /interim         103 Early Hints, then 200 "ok"
@@ -82,6 +84,16 @@ def handle(sock, number):
                     data = pattern(n)
                     for i in range(0, n, 65536):
                         sock.sendall(data[i:i + 65536])
+            elif target.startswith("/size-close/"):
+                # Looks keep-alive (no Connection: close) but hangs up right after: what an
+                # upstream does when its keep-alive timeout strikes between two requests.
+                n = int(target[12:])
+                sock.sendall(b"HTTP/1.1 200 OK\r\n" + xc + b"Content-Length: %d\r\n\r\n" % n
+                             + pattern(n))
+                return
+            elif target == "/slow":
+                time.sleep(0.4)
+                sock.sendall(b"HTTP/1.1 200 OK\r\n" + xc + b"Content-Length: 4\r\n\r\nslow")
             elif target == "/chunked":
                 sock.sendall(b"HTTP/1.1 200 OK\r\n" + xc + b"Transfer-Encoding: chunked\r\n"
                              b"Trailer: X-Trailer\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n"

@@ -333,6 +333,57 @@ TEST_CASE("pooled upstream connections are reused across client connections") {
   CHECK(proxy.rec->stats().upstream_connects == 1);
 }
 
+TEST_CASE("an upstream connection closed between two requests is replaced transparently") {
+  Upstream up;
+  auto o = reverse_options(up);
+  o.threads = 1;
+  Proxy proxy(o);
+  std::string out = curl(proxy.url() + "/size-close/7 " + proxy.url() + "/size/8 " + proxy.url() +
+                         "/size-close/9 " + proxy.url() + "/size/10");
+  CHECK(out == pattern(7) + pattern(8) + pattern(9) + pattern(10));
+  auto flows = proxy.sink.wait_for(4);
+  REQUIRE(flows.size() == 4);
+  for (const auto& f : flows) CHECK_FALSE(f.error.has_value());
+  CHECK(proxy.rec->stats().connections == 1);
+  CHECK(proxy.rec->stats().upstream_connects == 3);  // each hang-up costs one new connection
+}
+
+TEST_CASE("stop lets an exchange in flight finish within the grace period") {
+  Upstream up;
+  auto o = reverse_options(up);
+  auto proxy = std::make_unique<Proxy>(o);
+  std::string out;
+  std::thread client([&] { out = curl(proxy->url() + "/slow"); });
+  std::this_thread::sleep_for(150ms);
+  proxy->rec->stop(5000ms);
+  client.join();
+  CHECK(out == "slow");
+  auto flows = proxy->sink.wait_for(1);
+  REQUIRE(flows.size() == 1);
+  CHECK_FALSE(flows[0].error.has_value());
+  // New clients are refused after stop.
+  CHECK(curl("-w '%{http_code}' " + proxy->url() + "/size/1").find("000") != std::string::npos);
+}
+
+TEST_CASE("at max_connections further clients wait until a slot frees") {
+  Upstream up;
+  auto o = reverse_options(up);
+  o.max_connections = 1;
+  Proxy proxy(o);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(proxy.port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  for (int i = 0; i < 200 && proxy.rec->stats().active_connections < 1; ++i)
+    std::this_thread::sleep_for(5ms);
+  REQUIRE(proxy.rec->stats().active_connections == 1);
+  CHECK(run("curl -sS -m 1 -w '%{http_code}' " + proxy.url() + "/size/1 2>/dev/null") == "000");
+  close(fd);
+  CHECK(curl(proxy.url() + "/size/3") == pattern(3));
+}
+
 TEST_CASE("a chunked response with trailers is relayed and recorded") {
   Upstream up;
   Proxy proxy(reverse_options(up));
