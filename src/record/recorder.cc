@@ -72,14 +72,17 @@ std::string endpoint_text(const tcp::endpoint& ep) {
   return out;
 }
 
-std::string ms_text(std::chrono::milliseconds ms) { return std::to_string(ms.count()) + " ms"; }
-
-bool idempotent(std::string_view m) {
-  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" ||
-         m == "DELETE";
+std::string ms_text(std::chrono::milliseconds ms) {
+  return std::to_string(ms.count()) + " ms";
 }
 
-void finish_body(flow::Body& b) { b.truncated = b.size > b.data.size(); }
+bool idempotent(std::string_view m) {
+  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" || m == "DELETE";
+}
+
+void finish_body(flow::Body& b) {
+  b.truncated = b.size > b.data.size();
+}
 
 // Appends decoded body bytes to `body`, keeping at most `cap` of them.
 struct Capture {
@@ -222,9 +225,7 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
     deadline_ = Clock::time_point::max();
   }
   awaitable<void> serve();
-  static awaitable<void> watchdog(std::shared_ptr<ProxyConnection> self) {
-    co_await self->watch();
-  }
+  static awaitable<void> watchdog(std::shared_ptr<ProxyConnection> self) { co_await self->watch(); }
   awaitable<void> watch();
 
   awaitable<std::pair<error_code, size_t>> read_into(tcp::socket& s, net::ReadBuffer& b, Phase p,
@@ -512,7 +513,8 @@ awaitable<bool> ProxyConnection::exchange() {
     std::string m;
     if (head.target.empty() || head.target.front() == '/' || head.target == "*") {
       m = "this is an explicit proxy: the request target must be absolute-form "
-          "(GET http://host/path), got '" + head.target.substr(0, 200) +
+          "(GET http://host/path), got '" +
+          head.target.substr(0, 200) +
           "'; configure the client to use the proxy, or record in reverse mode";
     } else if (!net::parse_absolute_target(head.target, abs)) {
       m = "malformed absolute-form request target '" + head.target.substr(0, 200) + "'";
@@ -573,7 +575,8 @@ awaitable<bool> ProxyConnection::exchange() {
                              explicit_mode() ? std::string_view() : rec_.up_authority_,
                              answer_continue ? "expect" : std::string_view());
   if (!f.request.headers.contains("host"))
-    out_.append("Host: ").append(explicit_mode() ? f.request.authority : rec_.up_authority_)
+    out_.append("Host: ")
+        .append(explicit_mode() ? f.request.authority : rec_.up_authority_)
         .append("\r\n");
   out_.append("\r\n");
 
@@ -613,10 +616,10 @@ awaitable<bool> ProxyConnection::exchange() {
     if (wec) {
       drop_upstream();
       if (may_retry && fired_ != Phase::upstream_write) continue;
-      std::string m = fired_ == Phase::upstream_write
-                          ? "sending the request upstream timed out after " +
-                                ms_text(opts_.upstream_timeout)
-                          : "upstream closed the connection while the request was sent";
+      std::string m =
+          fired_ == Phase::upstream_write
+              ? "sending the request upstream timed out after " + ms_text(opts_.upstream_timeout)
+              : "upstream closed the connection while the request was sent";
       co_await send_error(fired_ == Phase::upstream_write ? 504 : 502,
                           fired_ == Phase::upstream_write ? "Gateway Timeout" : "Bad Gateway", m);
       record_error(f,
@@ -643,8 +646,8 @@ awaitable<bool> ProxyConnection::exchange() {
     }
     while (!req_parser_.done()) {
       fired_ = Phase::none;
-      auto [ec, n] = co_await read_into(client_, in_, Phase::client_body,
-                                        opts_.client_read_timeout);
+      auto [ec, n] =
+          co_await read_into(client_, in_, Phase::client_body, opts_.client_read_timeout);
       if (ec) {
         drop_upstream();
         if (fired_ == Phase::client_body) {
@@ -695,8 +698,8 @@ awaitable<bool> ProxyConnection::exchange() {
           if (resp_head_len || resp_parser_.failed()) break;
         }
         fired_ = Phase::none;
-        auto [ec, n] = co_await read_into(up_->socket, up_in_, Phase::upstream_head,
-                                          opts_.upstream_timeout);
+        auto [ec, n] =
+            co_await read_into(up_->socket, up_in_, Phase::upstream_head, opts_.upstream_timeout);
         if (ec) {
           bool nothing = up_in_.empty() && f.timing.response_started == 0;
           drop_upstream();
@@ -781,9 +784,8 @@ awaitable<bool> ProxyConnection::exchange() {
   }
   out_.append("\r\n");
 
-  size_t raw = resp_parser_.done()
-                   ? 0
-                   : resp_parser_.parse_body(up_in_.data(), Capture{&resp.body, cap});
+  size_t raw =
+      resp_parser_.done() ? 0 : resp_parser_.parse_body(up_in_.data(), Capture{&resp.body, cap});
   bool upstream_ok = true;
   for (bool first = true;; first = false) {
     if (resp_parser_.failed()) {
@@ -812,8 +814,8 @@ awaitable<bool> ProxyConnection::exchange() {
     }
     if (resp_parser_.done()) break;
     fired_ = Phase::none;
-    auto [ec, n] = co_await read_into(up_->socket, up_in_, Phase::upstream_body,
-                                      opts_.upstream_timeout);
+    auto [ec, n] =
+        co_await read_into(up_->socket, up_in_, Phase::upstream_body, opts_.upstream_timeout);
     if (ec) {
       if (fired_ == Phase::upstream_body) {
         drop_upstream();
@@ -888,11 +890,9 @@ awaitable<bool> ProxyConnection::tunnel(flow::Flow& f, const std::string& host, 
   drop_upstream();  // a tunnel never reuses a pooled connection
   std::string why;
   bool timed_out = false;
-  if (!co_await connect_upstream(host, port, host + ":" + std::to_string(port), why,
-                                 timed_out)) {
+  if (!co_await connect_upstream(host, port, host + ":" + std::to_string(port), why, timed_out)) {
     co_await send_error(502, "Bad Gateway", why);
-    record_error(f, timed_out ? ErrorKind::upstream_timeout : ErrorKind::upstream_unreachable,
-                 why);
+    record_error(f, timed_out ? ErrorKind::upstream_timeout : ErrorKind::upstream_unreachable, why);
     co_return false;
   }
   f.upstream_address = up_->address;
@@ -919,8 +919,7 @@ awaitable<bool> ProxyConnection::tunnel(flow::Flow& f, const std::string& host, 
   f.timing.response_ended = flow::now_ns();
   drop_upstream();
   if (fired_ == Phase::tunnel) {
-    record_error(f, ErrorKind::client_timeout,
-                 "tunnel idle for " + ms_text(opts_.idle_timeout));
+    record_error(f, ErrorKind::client_timeout, "tunnel idle for " + ms_text(opts_.idle_timeout));
     co_return false;
   }
   if (hooks_) hooks_->response_complete(f);
@@ -981,8 +980,9 @@ Result<std::string> RecorderImpl::start() {
     return Status(Errc::failed_precondition, "recorder already started (or stopped)");
   error_code ec;
   auto addr = asio::ip::make_address(options_.listen_host, ec);
-  if (ec) return Status(Errc::invalid_argument, "listen_host '" + options_.listen_host +
-                                                    "' is not an IP address");
+  if (ec)
+    return Status(Errc::invalid_argument,
+                  "listen_host '" + options_.listen_host + "' is not an IP address");
   tcp::endpoint ep(addr, options_.listen_port);
   tcp::acceptor acceptor(*workers_[0]->ioc);
   acceptor.open(ep.protocol(), ec);
@@ -991,8 +991,8 @@ Result<std::string> RecorderImpl::start() {
   if (ec == asio::error::address_in_use)
     return Status(Errc::already_exists, "address " + endpoint_text(ep) + " is already in use");
   if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return Status(Errc::io_error, "cannot listen on " + endpoint_text(ep) + ": " +
-                                            ec.message());
+  if (ec)
+    return Status(Errc::io_error, "cannot listen on " + endpoint_text(ep) + ": " + ec.message());
   auto bound = acceptor.local_endpoint(ec);
   acceptor_.emplace(std::move(acceptor));
   asio::co_spawn(*workers_[0]->ioc, accept_loop(), asio::detached);
@@ -1098,9 +1098,8 @@ Result<std::unique_ptr<Recorder>> Recorder::create(const RecorderOptions& option
     scheme = t.scheme;
     authority = t.authority;
   }
-  return std::unique_ptr<Recorder>(
-      new RecorderImpl(options, sink, std::move(scheme), std::move(authority), std::move(host),
-                       port));
+  return std::unique_ptr<Recorder>(new RecorderImpl(options, sink, std::move(scheme),
+                                                    std::move(authority), std::move(host), port));
 }
 
 Status parse_mode(std::string_view text, RecorderOptions& options) {
@@ -1122,8 +1121,8 @@ Status parse_mode(std::string_view text, RecorderOptions& options) {
     uint16_t port = 0;
     if (!net::parse_absolute_target(spec, t) || t.path != "/" ||
         !net::split_host_port(t.authority, 80, host, port))
-      return Status(Errc::invalid_argument, "mode: expected reverse:http://host[:port], got '" +
-                                                std::string(text) + "'");
+      return Status(Errc::invalid_argument,
+                    "mode: expected reverse:http://host[:port], got '" + std::string(text) + "'");
     if (t.scheme != "http")
       return Status(Errc::invalid_argument, "mode: reverse upstream scheme '" + t.scheme +
                                                 "' is not supported yet (only http)");

@@ -97,12 +97,12 @@ class RecordHooks {
 };
 
 struct RecorderStats {
-  uint64_t connections = 0;       // client connections accepted
+  uint64_t connections = 0;  // client connections accepted
   uint64_t active_connections = 0;
-  uint64_t flows = 0;             // flows completed and offered to the sink
-  uint64_t flows_dropped = 0;     // flows the sink refused (queue full)
-  uint64_t errors = 0;            // error flows
-  uint64_t upstream_connects = 0; // new TCP connections to upstreams (the rest were reused)
+  uint64_t flows = 0;              // flows completed and offered to the sink
+  uint64_t flows_dropped = 0;      // flows the sink refused (queue full)
+  uint64_t errors = 0;             // error flows
+  uint64_t upstream_connects = 0;  // new TCP connections to upstreams (the rest were reused)
 };
 
 class Recorder {

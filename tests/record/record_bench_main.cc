@@ -12,7 +12,9 @@
 
 namespace {
 std::atomic<bool> g_stop{false};
-void on_signal(int) { g_stop = true; }
+void on_signal(int) {
+  g_stop = true;
+}
 
 class CountingSink : public retake::flow::FlowSink {
  public:

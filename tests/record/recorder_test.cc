@@ -135,7 +135,9 @@ struct Proxy {
   uint16_t port = 0;
 };
 
-record::RecorderOptions explicit_options() { return {}; }
+record::RecorderOptions explicit_options() {
+  return {};
+}
 record::RecorderOptions reverse_options(const Upstream& up) {
   record::RecorderOptions o;
   REQUIRE(record::parse_mode("reverse:" + up.url(""), o).ok());
@@ -153,7 +155,9 @@ std::string run(const std::string& cmd) {
   pclose(p);
   return out;
 }
-std::string curl(const std::string& args) { return run("curl -sS -m 15 " + args + " 2>&1"); }
+std::string curl(const std::string& args) {
+  return run("curl -sS -m 15 " + args + " 2>&1");
+}
 
 std::string pattern(size_t n) {
   std::string s(n, '\0');
@@ -432,8 +436,8 @@ TEST_CASE("a POST upload with Expect: 100-continue is answered and streamed upst
   }
   uint64_t sum = 0;
   for (unsigned char c : data) sum += c;
-  std::string out = curl("-H 'Expect: 100-continue' --data-binary @" + file + " " + proxy.url() +
-                         "/sum");
+  std::string out =
+      curl("-H 'Expect: 100-continue' --data-binary @" + file + " " + proxy.url() + "/sum");
   std::remove(file.c_str());
   CHECK(out == "size=" + std::to_string(kSize) + " sum=" + std::to_string(sum));
   auto flows = proxy.sink.wait_for(1);
@@ -448,8 +452,8 @@ TEST_CASE("a POST upload with Expect: 100-continue is answered and streamed upst
 TEST_CASE("a chunked upload is streamed upstream and recorded decoded") {
   Upstream up;
   Proxy proxy(reverse_options(up));
-  std::string out = curl("-H 'Transfer-Encoding: chunked' --data-binary 'hello chunks' " +
-                         proxy.url() + "/sum");
+  std::string out =
+      curl("-H 'Transfer-Encoding: chunked' --data-binary 'hello chunks' " + proxy.url() + "/sum");
   uint64_t sum = 0;
   for (unsigned char c : std::string("hello chunks")) sum += c;
   CHECK(out == "size=12 sum=" + std::to_string(sum));
