@@ -20,6 +20,9 @@
 #include <boost/asio.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
+// Asio brings <netinet/in.h>, which must come before the netfilter header.
+#include <linux/netfilter_ipv4.h>
+
 #include "net/http1.h"
 #include "net/read_buffer.h"
 #include "net/upstream_pool.h"
@@ -70,6 +73,25 @@ std::string endpoint_text(const tcp::endpoint& ep) {
   out += ':';
   out += std::to_string(ep.port());
   return out;
+}
+
+// The destination a client connected to before the firewall redirected it here (iptables
+// REDIRECT/DNAT), or nullopt when the connection was not redirected.
+std::optional<tcp::endpoint> original_destination(tcp::socket& socket) {
+  constexpr int kIp6tSoOriginalDst = 80;  // IP6T_SO_ORIGINAL_DST, without ip6_tables.h
+  error_code ec;
+  auto local = socket.local_endpoint(ec);
+  if (ec) return std::nullopt;
+  tcp::endpoint ep;
+  socklen_t len = static_cast<socklen_t>(ep.capacity());
+  int rc =
+      local.address().is_v4()
+          ? ::getsockopt(socket.native_handle(), SOL_IP, SO_ORIGINAL_DST, ep.data(), &len)
+          : ::getsockopt(socket.native_handle(), SOL_IPV6, kIp6tSoOriginalDst, ep.data(), &len);
+  if (rc != 0) return std::nullopt;
+  ep.resize(len);
+  if (ep == local) return std::nullopt;  // not redirected: it would loop back to us
+  return ep;
 }
 
 std::string ms_text(std::chrono::milliseconds ms) {
@@ -268,7 +290,7 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
   flow::Flow new_flow() const {
     flow::Flow f;
     f.session = opts_.session;
-    f.mode = explicit_mode() ? "explicit" : "reverse";
+    f.mode = explicit_mode() ? "explicit" : opts_.mode == Mode::reverse ? "reverse" : "transparent";
     f.client_address = client_address_;
     f.timing.client_connected = client_connected_ns_;
     return f;
@@ -282,6 +304,7 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
   tcp::socket client_;
   std::string client_address_;
   int64_t client_connected_ns_ = 0;
+  std::optional<tcp::endpoint> original_dst_;  // transparent mode only
   net::ReadBuffer in_;
   net::ReadBuffer up_in_;
   net::Http1Parser req_parser_;
@@ -326,6 +349,7 @@ awaitable<void> ProxyConnection::serve() {
   auto remote = client_.remote_endpoint(ec);
   client_address_ = ec ? std::string("unknown") : endpoint_text(remote);
   client_.set_option(tcp::no_delay(true), ec);
+  if (opts_.mode == Mode::transparent) original_dst_ = original_destination(client_);
   if (hooks_) hooks_->connection_opened(client_address_);
   asio::co_spawn(executor_, watchdog(shared_from_this()), asio::detached);
   try {
@@ -532,6 +556,34 @@ awaitable<bool> ProxyConnection::exchange() {
     f.request.authority = std::move(abs.authority);
     f.request.path = std::move(abs.path);
     key = host + ":" + std::to_string(port);
+  } else if (opts_.mode == Mode::transparent) {
+    if (!original_dst_) {
+      std::string m =
+          "transparent mode: this connection was not redirected here by the firewall (no "
+          "original destination); add an iptables REDIRECT rule or use explicit mode";
+      co_await send_error(502, "Bad Gateway", m);
+      record_error(f, ErrorKind::upstream_unreachable, m);
+      co_return false;
+    }
+    net::AbsoluteTarget abs;
+    if (!head.target.empty() && (head.target.front() == '/' || head.target == "*")) {
+      f.request.path = head.target;
+    } else if (net::parse_absolute_target(head.target, abs)) {
+      f.request.path = std::move(abs.path);
+    } else {
+      std::string m = "malformed request target '" + head.target.substr(0, 200) + "'";
+      co_await send_error(400, "Bad Request", m);
+      record_error(f, ErrorKind::bad_request, m);
+      co_return false;
+    }
+    // Connect where the client meant to go; name it as the client did (Host), falling back
+    // to the address.
+    key = endpoint_text(*original_dst_);
+    host = original_dst_->address().to_string();
+    port = original_dst_->port();
+    f.request.scheme = "http";
+    auto h = f.request.headers.get("host");
+    f.request.authority = h && !h->empty() ? std::string(*h) : key;
   } else {
     net::AbsoluteTarget abs;
     if (!head.target.empty() && (head.target.front() == '/' || head.target == "*")) {
@@ -549,7 +601,8 @@ awaitable<bool> ProxyConnection::exchange() {
     host = rec_.up_host_;
     port = rec_.up_port_;
   }
-  const std::string& up_key = explicit_mode() ? key : rec_.up_key_;
+  const bool reverse = opts_.mode == Mode::reverse;
+  const std::string& up_key = reverse ? rec_.up_key_ : key;
   if (hooks_) hooks_->request_headers(f);
 
   // 3. Request body bytes that arrived with the head: validate (and capture) them before
@@ -572,12 +625,10 @@ awaitable<bool> ProxyConnection::exchange() {
   out_.append(f.request.method).append(" ").append(f.request.path).append(" ");
   out_.append(f.request.http_version).append("\r\n");
   net::append_forward_fields(out_, f.request.headers, chunked,
-                             explicit_mode() ? std::string_view() : rec_.up_authority_,
+                             reverse ? rec_.up_authority_ : std::string_view(),
                              answer_continue ? "expect" : std::string_view());
   if (!f.request.headers.contains("host"))
-    out_.append("Host: ")
-        .append(explicit_mode() ? f.request.authority : rec_.up_authority_)
-        .append("\r\n");
+    out_.append("Host: ").append(reverse ? rec_.up_authority_ : f.request.authority).append("\r\n");
   out_.append("\r\n");
 
   // 4. Upstream connection, head (+ buffered body) out, response head in; one retry when a
@@ -1065,8 +1116,6 @@ RecorderStats RecorderImpl::stats() const {
 
 Result<std::unique_ptr<Recorder>> Recorder::create(const RecorderOptions& options,
                                                    flow::FlowSink& sink) {
-  if (options.mode == Mode::transparent)
-    return Status(Errc::invalid_argument, "mode: transparent mode is not yet supported");
   if (options.body_cap > (size_t{1} << 30))
     return Status(Errc::invalid_argument, "body_cap: at most 1 GiB");
   if (options.max_header_bytes < 256 || options.max_header_bytes > (size_t{16} << 20))

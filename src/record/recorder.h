@@ -25,6 +25,8 @@ namespace retake::record {
 //   went, so a replay re-issues it there); the Host header sent upstream is rewritten to the
 //   upstream's authority (mitmproxy's default), while Request::headers keeps the Host the
 //   client sent.
+// - transparent: the recorder connects to the original destination address; Request::authority
+//   is the client's Host header (or that address when Host is absent).
 // In every mode Request::headers/Response::headers are the fields exactly as the client/upstream
 // sent them (order, case, duplicates, hop-by-hop fields included); what is forwarded omits the
 // hop-by-hop fields (RFC 9110 §7.6.1). "Expect: 100-continue" is answered by the recorder itself
@@ -32,7 +34,8 @@ namespace retake::record {
 enum class Mode {
   explicit_proxy,  // clients send absolute-form requests and CONNECT
   reverse,         // every request goes to RecorderOptions::upstream
-  transparent,     // original destination from SO_ORIGINAL_DST
+  transparent,     // original destination from SO_ORIGINAL_DST (iptables REDIRECT); a
+                   // connection that was not redirected is answered 502 with an error flow
 };
 
 struct RecorderOptions {

@@ -233,13 +233,9 @@ TEST_CASE("parse_mode accepts explicit, regular and reverse and names what is wr
   CHECK(record::parse_mode("reverse:ftp://h", o).code() == Errc::invalid_argument);
 }
 
-TEST_CASE("create rejects transparent mode, a reverse mode without upstream and bad bounds") {
+TEST_CASE("create rejects a reverse mode without upstream and bad bounds") {
   CollectingSink sink;
   record::RecorderOptions o;
-  o.mode = record::Mode::transparent;
-  auto r = record::Recorder::create(o, sink);
-  REQUIRE_FALSE(r.ok());
-  CHECK(r.status().message().find("not yet supported") != std::string::npos);
   o.mode = record::Mode::reverse;
   CHECK(record::Recorder::create(o, sink).status().code() == Errc::invalid_argument);
   o = {};
@@ -545,6 +541,22 @@ TEST_CASE("a malformed upstream response is answered 502 and recorded as upstrea
   REQUIRE(flows.size() == 1);
   REQUIRE(flows[0].error);
   CHECK(flows[0].error->kind == ErrorKind::upstream_protocol);
+}
+
+TEST_CASE("transparent mode answers a connection that was not redirected with a clear 502") {
+  // A real redirect needs an iptables rule, which tests must not install; this checks the
+  // path every non-redirected connection takes.
+  record::RecorderOptions o;
+  REQUIRE(record::parse_mode("transparent", o).ok());
+  Proxy proxy(o);
+  std::string out = curl("-w '\n%{http_code}' " + proxy.url() + "/x");
+  CHECK(out.find("502") != std::string::npos);
+  CHECK(out.find("not redirected") != std::string::npos);
+  auto flows = proxy.sink.wait_for(1);
+  REQUIRE(flows.size() == 1);
+  CHECK(flows[0].mode == "transparent");
+  REQUIRE(flows[0].error);
+  CHECK(flows[0].error->kind == ErrorKind::upstream_unreachable);
 }
 
 TEST_CASE("origin-form requests to the explicit proxy are answered 400 with a clear message") {
