@@ -39,6 +39,7 @@ using flow::ErrorKind;
 namespace {
 
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr auto kPeekAfterIdle = std::chrono::seconds(1);
 using Executor = asio::io_context::executor_type;
 
 // One thread, its io_context and its upstream pool. Pooled sockets belong to the worker's
@@ -642,8 +643,12 @@ awaitable<bool> ProxyConnection::exchange() {
       up_in_.clear();
     }
     // The connection kept from the previous exchange may have been closed by the upstream
-    // meanwhile; one non-blocking peek avoids sending a request into a dead connection.
-    if (up_ && attempt == 0 && !net::idle_socket_alive(up_->socket)) drop_upstream();
+    // meanwhile (its keep-alive timeout); one non-blocking peek avoids sending a request into
+    // a dead connection. Skipped when it was busy within the last second: no upstream times
+    // out that fast, the retry covers the rare race, and it saves a syscall per request.
+    if (up_ && attempt == 0 && Clock::now() - up_->idle_since > kPeekAfterIdle &&
+        !net::idle_socket_alive(up_->socket))
+      drop_upstream();
     if (!up_) up_ = worker_.pool.take(up_key);
     const bool reused = up_ != nullptr;
     if (!up_) {
@@ -896,6 +901,7 @@ awaitable<bool> ProxyConnection::exchange() {
     drop_upstream();
   } else {
     ++up_->exchanges;
+    up_->idle_since = Clock::now();
   }
   if (hooks_) hooks_->response_complete(f);
   rec_.offer(std::move(f));
