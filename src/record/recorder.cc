@@ -684,7 +684,9 @@ awaitable<bool> ProxyConnection::exchange() {
                    m);
       co_return false;
     }
-    if (attempt == 0) {
+    // A request held whole in in_ stays there until a response arrives, so a retry can send
+    // the same bytes again; a streamed one must make room for the rest of its body.
+    if (attempt == 0 && !whole_request) {
       in_.consume(first_raw);
       f.bytes_from_client += first_raw;
     }
@@ -811,6 +813,11 @@ awaitable<bool> ProxyConnection::exchange() {
     }
     if (retry) continue;
     break;
+  }
+
+  if (whole_request) {
+    in_.consume(first_raw);
+    f.bytes_from_client += first_raw;
   }
 
   // 5. The final response: head out, body streamed as it arrives.

@@ -348,6 +348,24 @@ TEST_CASE("an upstream connection closed between two requests is replaced transp
   CHECK(proxy.rec->stats().upstream_connects == 3);  // each hang-up costs one new connection
 }
 
+TEST_CASE("an idempotent request with a body is re-sent whole after such a hang-up") {
+  Upstream up;
+  auto o = reverse_options(up);
+  o.threads = 1;
+  Proxy proxy(o);
+  // curl sends the same PUT body to both URLs over one connection; the upstream hangs up after
+  // the first, so the second goes out on a dead connection and must be re-sent intact.
+  std::string out =
+      curl("-X PUT --data-binary hello " + proxy.url() + "/size-close/3 " + proxy.url() + "/sum");
+  CHECK(out == pattern(3) + "size=5 sum=532");
+  auto flows = proxy.sink.wait_for(2);
+  REQUIRE(flows.size() == 2);
+  CHECK_FALSE(flows[1].error.has_value());
+  CHECK(flows[1].request.body.data == "hello");
+  CHECK(flows[1].bytes_from_client > 5);
+  CHECK(proxy.rec->stats().upstream_connects == 2);
+}
+
 TEST_CASE("stop lets an exchange in flight finish within the grace period") {
   Upstream up;
   auto o = reverse_options(up);
