@@ -14,8 +14,21 @@ using flow::ErrorKind;
 bool is_tchar(unsigned char c) {
   if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
-    case '.': case '^': case '_': case '`': case '|': case '~':
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
       return true;
     default:
       return false;
@@ -23,9 +36,13 @@ bool is_tchar(unsigned char c) {
 }
 
 // field-vchar, SP, HTAB, obs-text; never CTLs (NUL, CR, LF, DEL, ...).
-bool is_value_char(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
+bool is_value_char(unsigned char c) {
+  return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
 
-bool is_target_char(unsigned char c) { return c > 0x20 && c != 0x7f; }
+bool is_target_char(unsigned char c) {
+  return c > 0x20 && c != 0x7f;
+}
 
 std::string_view trim_ows(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -444,14 +461,22 @@ void Http1Parser::finish_eof() {
 
 bool is_hop_by_hop(std::string_view n) noexcept {
   switch (n.size()) {
-    case 2: return flow::iequals(n, "te");
-    case 7: return flow::iequals(n, "upgrade");
-    case 10: return flow::iequals(n, "connection") || flow::iequals(n, "keep-alive");
-    case 16: return flow::iequals(n, "proxy-connection");
-    case 17: return flow::iequals(n, "transfer-encoding");
-    case 18: return flow::iequals(n, "proxy-authenticate");
-    case 19: return flow::iequals(n, "proxy-authorization");
-    default: return false;
+    case 2:
+      return flow::iequals(n, "te");
+    case 7:
+      return flow::iequals(n, "upgrade");
+    case 10:
+      return flow::iequals(n, "connection") || flow::iequals(n, "keep-alive");
+    case 16:
+      return flow::iequals(n, "proxy-connection");
+    case 17:
+      return flow::iequals(n, "transfer-encoding");
+    case 18:
+      return flow::iequals(n, "proxy-authenticate");
+    case 19:
+      return flow::iequals(n, "proxy-authorization");
+    default:
+      return false;
   }
 }
 
@@ -518,8 +543,7 @@ bool parse_absolute_target(std::string_view target, AbsoluteTarget& out) {
   return true;
 }
 
-bool split_host_port(std::string_view a, uint16_t default_port, std::string& host,
-                     uint16_t& port) {
+bool split_host_port(std::string_view a, uint16_t default_port, std::string& host, uint16_t& port) {
   std::string_view h = a, p;
   if (!a.empty() && a.front() == '[') {
     auto close = a.find(']');

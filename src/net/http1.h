@@ -30,12 +30,12 @@ enum class BodyFraming : uint8_t {
 
 // A parsed start line and header block. Request fields are empty for responses and vice versa.
 struct Http1Head {
-  std::string method;   // request: "GET"
-  std::string target;   // request: "/a?b", "http://h/a", "h:443", "*"
-  int status = 0;       // response: 200
-  std::string reason;   // response: "OK" (may be empty)
-  std::string version;  // "HTTP/1.1" or "HTTP/1.0"
-  int minor = 1;        // 1 for HTTP/1.1, 0 for HTTP/1.0
+  std::string method;     // request: "GET"
+  std::string target;     // request: "/a?b", "http://h/a", "h:443", "*"
+  int status = 0;         // response: 200
+  std::string reason;     // response: "OK" (may be empty)
+  std::string version;    // "HTTP/1.1" or "HTTP/1.0"
+  int minor = 1;          // 1 for HTTP/1.1, 0 for HTTP/1.0
   flow::Headers headers;  // exactly as received: order, case, duplicates kept
 };
 

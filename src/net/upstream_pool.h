@@ -24,10 +24,10 @@ namespace retake::net {
 struct UpstreamConnection {
   explicit UpstreamConnection(boost::asio::ip::tcp::socket s) : socket(std::move(s)) {}
   boost::asio::ip::tcp::socket socket;
-  std::string key;             // "host:port" as named by the request (pool key)
-  std::string address;         // "ip:port" actually connected
-  int64_t connected_ns = 0;    // when the TCP connection was established (flow::now_ns())
-  uint32_t exchanges = 0;      // exchanges completed on it; > 0 means it came from reuse
+  std::string key;           // "host:port" as named by the request (pool key)
+  std::string address;       // "ip:port" actually connected
+  int64_t connected_ns = 0;  // when the TCP connection was established (flow::now_ns())
+  uint32_t exchanges = 0;    // exchanges completed on it; > 0 means it came from reuse
   std::chrono::steady_clock::time_point idle_since;
 };
 

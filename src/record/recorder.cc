@@ -1,6 +1,13 @@
-// The recording proxy: one io_context run by N threads, one strand and one coroutine per client
-// connection (nghttpx would call it the Upstream side), an upstream connection pool, and a
-// watchdog timer per connection that enforces every deadline without a timer per operation.
+// The recording proxy: N workers, each an io_context run by one thread with its own upstream
+// pool (nginx's and nghttpx's worker model); one coroutine per client connection (nghttpx's
+// Upstream side) pinned to a worker; a watchdog timer per connection that enforces every
+// deadline without a timer operation per I/O.
+//
+// Why not one io_context shared by N threads with a strand per connection (ARCHITECTURE.md's
+// first sketch): measured on the 2-core box, the shared scheduler hands completions between
+// threads (futex wake-ups) on every read, which costs latency at low concurrency and lock
+// contention at high concurrency; pinning removes both and needs no strands, because each
+// connection's handlers can only ever run on its worker's thread.
 #include "record/recorder.h"
 
 #include <algorithm>
@@ -12,6 +19,9 @@
 
 #include <boost/asio.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+
+// Asio brings <netinet/in.h>, which must come before the netfilter header.
+#include <linux/netfilter_ipv4.h>
 
 #include "net/http1.h"
 #include "net/read_buffer.h"
@@ -29,7 +39,20 @@ using flow::ErrorKind;
 namespace {
 
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
-using Strand = asio::strand<asio::io_context::executor_type>;
+constexpr auto kPeekAfterIdle = std::chrono::seconds(1);
+using Executor = asio::io_context::executor_type;
+
+// One thread, its io_context and its upstream pool. Pooled sockets belong to the worker's
+// io_context, so a connection only ever takes from its own worker's pool.
+struct Worker {
+  Worker(size_t per_upstream, size_t max_total, std::chrono::milliseconds idle)
+      : ioc(std::make_unique<asio::io_context>(1)), pool(per_upstream, max_total, idle) {}
+  std::unique_ptr<asio::io_context> ioc;
+  net::UpstreamPool pool;
+  std::optional<asio::executor_work_guard<Executor>> work;
+  std::optional<asio::steady_timer> sweep_timer;
+  std::thread thread;
+};
 
 // What a connection is waiting for; the watchdog reports which deadline passed.
 enum class Phase : uint8_t {
@@ -53,14 +76,36 @@ std::string endpoint_text(const tcp::endpoint& ep) {
   return out;
 }
 
-std::string ms_text(std::chrono::milliseconds ms) { return std::to_string(ms.count()) + " ms"; }
-
-bool idempotent(std::string_view m) {
-  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" ||
-         m == "DELETE";
+// The destination a client connected to before the firewall redirected it here (iptables
+// REDIRECT/DNAT), or nullopt when the connection was not redirected.
+std::optional<tcp::endpoint> original_destination(tcp::socket& socket) {
+  constexpr int kIp6tSoOriginalDst = 80;  // IP6T_SO_ORIGINAL_DST, without ip6_tables.h
+  error_code ec;
+  auto local = socket.local_endpoint(ec);
+  if (ec) return std::nullopt;
+  tcp::endpoint ep;
+  socklen_t len = static_cast<socklen_t>(ep.capacity());
+  int rc =
+      local.address().is_v4()
+          ? ::getsockopt(socket.native_handle(), SOL_IP, SO_ORIGINAL_DST, ep.data(), &len)
+          : ::getsockopt(socket.native_handle(), SOL_IPV6, kIp6tSoOriginalDst, ep.data(), &len);
+  if (rc != 0) return std::nullopt;
+  ep.resize(len);
+  if (ep == local) return std::nullopt;  // not redirected: it would loop back to us
+  return ep;
 }
 
-void finish_body(flow::Body& b) { b.truncated = b.size > b.data.size(); }
+std::string ms_text(std::chrono::milliseconds ms) {
+  return std::to_string(ms.count()) + " ms";
+}
+
+bool idempotent(std::string_view m) {
+  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" || m == "DELETE";
+}
+
+void finish_body(flow::Body& b) {
+  b.truncated = b.size > b.data.size();
+}
 
 // Appends decoded body bytes to `body`, keeping at most `cap` of them.
 struct Capture {
@@ -88,9 +133,13 @@ class RecorderImpl final : public Recorder {
         up_host_(std::move(up_host)),
         up_port_(up_port),
         up_key_(up_host_ + ":" + std::to_string(up_port_)),
-        pool_(std::max<size_t>(options.pool_per_upstream, 1),
-              std::max<size_t>(options.pool_per_upstream * 16, 1024), options.pool_idle_timeout),
-        ioc_(std::make_unique<asio::io_context>()) {}
+        threads_(options.threads ? options.threads
+                                 : std::max(1u, std::thread::hardware_concurrency())) {
+    for (unsigned i = 0; i < threads_; ++i)
+      workers_.push_back(std::make_unique<Worker>(
+          std::max<size_t>(options.pool_per_upstream, 1),
+          std::max<size_t>(options.pool_per_upstream * 16, 1024), options.pool_idle_timeout));
+  }
   ~RecorderImpl() override { stop(std::chrono::milliseconds(0)); }
 
   Result<std::string> start() override;
@@ -119,53 +168,53 @@ class RecorderImpl final : public Recorder {
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> connections_{0}, active_{0}, flows_{0}, dropped_{0}, errors_{0},
       upstream_connects_{0};
-  net::UpstreamPool pool_;
+  const unsigned threads_;
   std::mutex registry_mutex_;
   std::unordered_map<ProxyConnection*, std::weak_ptr<ProxyConnection>> registry_;
-  // Declared last among what connections use, reset explicitly in stop(): destroying the
-  // io_context destroys suspended coroutines, which touch the members above.
-  std::unique_ptr<asio::io_context> ioc_;
+  // Their io_contexts are reset explicitly in stop(): destroying an io_context destroys
+  // suspended coroutines, which touch the members above.
+  std::vector<std::unique_ptr<Worker>> workers_;
 
  private:
   awaitable<void> accept_loop();
-  awaitable<void> sweep_loop();
+  awaitable<void> sweep_loop(Worker& w);
   std::vector<std::shared_ptr<ProxyConnection>> snapshot();
 
   std::mutex lifecycle_mutex_;
   bool started_ = false;
   bool stopped_ = false;
-  std::optional<tcp::acceptor> acceptor_;
-  std::optional<asio::steady_timer> sweep_timer_;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
-  std::vector<std::thread> threads_;
+  std::optional<tcp::acceptor> acceptor_;  // on worker 0
 };
 
 // One client connection: a loop of exchanges (or one CONNECT tunnel).
 class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
  public:
-  ProxyConnection(RecorderImpl& rec, tcp::socket socket, Strand strand)
+  ProxyConnection(RecorderImpl& rec, Worker& worker, tcp::socket socket)
       : rec_(rec),
+        worker_(worker),
         opts_(rec.options_),
         hooks_(rec.options_.hooks),
-        strand_(std::move(strand)),
+        executor_(worker.ioc->get_executor()),
         client_(std::move(socket)),
         in_(16u << 10, rec.options_.max_header_bytes + (16u << 10)),
         up_in_(16u << 10, rec.options_.max_header_bytes + (16u << 10)),
         req_parser_(net::Http1Parser::Kind::request, limits()),
         resp_parser_(net::Http1Parser::Kind::response, limits()),
-        timer_(strand_) {}
+        timer_(executor_) {}
   ~ProxyConnection() {
     rec_.unregister(this);
     rec_.active_.fetch_sub(1, std::memory_order_relaxed);
   }
 
-  const Strand& strand() const { return strand_; }
-  awaitable<void> run();
-  // Called on the strand by stop(): closes the connection if it is between requests.
+  const Executor& executor() const { return executor_; }
+  // Serves the connection until it closes. Takes the owning pointer as a coroutine parameter so
+  // the frame keeps the connection alive from its first suspension on.
+  static awaitable<void> run(std::shared_ptr<ProxyConnection> self) { co_await self->serve(); }
+  // Called on the worker by stop(): closes the connection if it is between requests.
   void close_if_idle() {
     if (phase_ == Phase::idle) close_sockets();
   }
-  // Called on the strand by stop() after the grace period.
+  // Called on the worker by stop() after the grace period.
   void close_sockets() {
     error_code ec;
     client_.close(ec);
@@ -198,7 +247,9 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
     watch_socket_ = nullptr;
     deadline_ = Clock::time_point::max();
   }
-  awaitable<void> watchdog();
+  awaitable<void> serve();
+  static awaitable<void> watchdog(std::shared_ptr<ProxyConnection> self) { co_await self->watch(); }
+  awaitable<void> watch();
 
   awaitable<std::pair<error_code, size_t>> read_into(tcp::socket& s, net::ReadBuffer& b, Phase p,
                                                      std::chrono::milliseconds timeout) {
@@ -240,19 +291,21 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
   flow::Flow new_flow() const {
     flow::Flow f;
     f.session = opts_.session;
-    f.mode = explicit_mode() ? "explicit" : "reverse";
+    f.mode = explicit_mode() ? "explicit" : opts_.mode == Mode::reverse ? "reverse" : "transparent";
     f.client_address = client_address_;
     f.timing.client_connected = client_connected_ns_;
     return f;
   }
 
   RecorderImpl& rec_;
+  Worker& worker_;
   const RecorderOptions& opts_;
   RecordHooks* hooks_;
-  Strand strand_;
+  Executor executor_;
   tcp::socket client_;
   std::string client_address_;
   int64_t client_connected_ns_ = 0;
+  std::optional<tcp::endpoint> original_dst_;  // transparent mode only
   net::ReadBuffer in_;
   net::ReadBuffer up_in_;
   net::Http1Parser req_parser_;
@@ -269,8 +322,7 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
   bool alive_ = true;
 };
 
-awaitable<void> ProxyConnection::watchdog() {
-  auto self = shared_from_this();
+awaitable<void> ProxyConnection::watch() {
   while (alive_) {
     auto [ec] = co_await timer_.async_wait(kTuple);
     if (!alive_) break;
@@ -292,15 +344,15 @@ awaitable<void> ProxyConnection::watchdog() {
   }
 }
 
-awaitable<void> ProxyConnection::run() {
-  auto self = shared_from_this();
+awaitable<void> ProxyConnection::serve() {
   error_code ec;
   client_connected_ns_ = flow::now_ns();
   auto remote = client_.remote_endpoint(ec);
   client_address_ = ec ? std::string("unknown") : endpoint_text(remote);
   client_.set_option(tcp::no_delay(true), ec);
+  if (opts_.mode == Mode::transparent) original_dst_ = original_destination(client_);
   if (hooks_) hooks_->connection_opened(client_address_);
-  asio::co_spawn(strand_, watchdog(), asio::detached);
+  asio::co_spawn(executor_, watchdog(shared_from_this()), asio::detached);
   try {
     for (;;) {
       if (!co_await exchange()) break;
@@ -311,7 +363,7 @@ awaitable<void> ProxyConnection::run() {
   alive_ = false;
   timer_.cancel();
   if (up_ && up_in_.empty() && up_->socket.is_open()) {
-    rec_.pool_.give(std::move(up_));
+    worker_.pool.give(std::move(up_));
   } else {
     drop_upstream();
   }
@@ -363,7 +415,7 @@ awaitable<bool> ProxyConnection::connect_upstream(const std::string& host, uint1
   if (!ec) {
     endpoints.emplace_back(addr, port);
   } else {
-    tcp::resolver resolver(rec_.ioc_->get_executor());
+    tcp::resolver resolver(executor_);
     arm(Phase::connect, opts_.connect_timeout, nullptr);
     auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), kTuple);
     disarm();
@@ -377,7 +429,7 @@ awaitable<bool> ProxyConnection::connect_upstream(const std::string& host, uint1
       co_return false;
     }
   }
-  auto conn = std::make_unique<net::UpstreamConnection>(tcp::socket(rec_.ioc_->get_executor()));
+  auto conn = std::make_unique<net::UpstreamConnection>(tcp::socket(executor_));
   for (const auto& ep : endpoints) {
     fired_ = Phase::none;
     arm(Phase::connect, opts_.connect_timeout, &conn->socket);
@@ -486,7 +538,8 @@ awaitable<bool> ProxyConnection::exchange() {
     std::string m;
     if (head.target.empty() || head.target.front() == '/' || head.target == "*") {
       m = "this is an explicit proxy: the request target must be absolute-form "
-          "(GET http://host/path), got '" + head.target.substr(0, 200) +
+          "(GET http://host/path), got '" +
+          head.target.substr(0, 200) +
           "'; configure the client to use the proxy, or record in reverse mode";
     } else if (!net::parse_absolute_target(head.target, abs)) {
       m = "malformed absolute-form request target '" + head.target.substr(0, 200) + "'";
@@ -504,6 +557,34 @@ awaitable<bool> ProxyConnection::exchange() {
     f.request.authority = std::move(abs.authority);
     f.request.path = std::move(abs.path);
     key = host + ":" + std::to_string(port);
+  } else if (opts_.mode == Mode::transparent) {
+    if (!original_dst_) {
+      std::string m =
+          "transparent mode: this connection was not redirected here by the firewall (no "
+          "original destination); add an iptables REDIRECT rule or use explicit mode";
+      co_await send_error(502, "Bad Gateway", m);
+      record_error(f, ErrorKind::upstream_unreachable, m);
+      co_return false;
+    }
+    net::AbsoluteTarget abs;
+    if (!head.target.empty() && (head.target.front() == '/' || head.target == "*")) {
+      f.request.path = head.target;
+    } else if (net::parse_absolute_target(head.target, abs)) {
+      f.request.path = std::move(abs.path);
+    } else {
+      std::string m = "malformed request target '" + head.target.substr(0, 200) + "'";
+      co_await send_error(400, "Bad Request", m);
+      record_error(f, ErrorKind::bad_request, m);
+      co_return false;
+    }
+    // Connect where the client meant to go; name it as the client did (Host), falling back
+    // to the address.
+    key = endpoint_text(*original_dst_);
+    host = original_dst_->address().to_string();
+    port = original_dst_->port();
+    f.request.scheme = "http";
+    auto h = f.request.headers.get("host");
+    f.request.authority = h && !h->empty() ? std::string(*h) : key;
   } else {
     net::AbsoluteTarget abs;
     if (!head.target.empty() && (head.target.front() == '/' || head.target == "*")) {
@@ -521,7 +602,8 @@ awaitable<bool> ProxyConnection::exchange() {
     host = rec_.up_host_;
     port = rec_.up_port_;
   }
-  const std::string& up_key = explicit_mode() ? key : rec_.up_key_;
+  const bool reverse = opts_.mode == Mode::reverse;
+  const std::string& up_key = reverse ? rec_.up_key_ : key;
   if (hooks_) hooks_->request_headers(f);
 
   // 3. Request body bytes that arrived with the head: validate (and capture) them before
@@ -544,11 +626,10 @@ awaitable<bool> ProxyConnection::exchange() {
   out_.append(f.request.method).append(" ").append(f.request.path).append(" ");
   out_.append(f.request.http_version).append("\r\n");
   net::append_forward_fields(out_, f.request.headers, chunked,
-                             explicit_mode() ? std::string_view() : rec_.up_authority_,
+                             reverse ? rec_.up_authority_ : std::string_view(),
                              answer_continue ? "expect" : std::string_view());
   if (!f.request.headers.contains("host"))
-    out_.append("Host: ").append(explicit_mode() ? f.request.authority : rec_.up_authority_)
-        .append("\r\n");
+    out_.append("Host: ").append(reverse ? rec_.up_authority_ : f.request.authority).append("\r\n");
   out_.append("\r\n");
 
   // 4. Upstream connection, head (+ buffered body) out, response head in; one retry when a
@@ -558,10 +639,17 @@ awaitable<bool> ProxyConnection::exchange() {
   size_t resp_head_len = 0;
   for (int attempt = 0;; ++attempt) {
     if (up_ && up_->key != up_key) {
-      rec_.pool_.give(std::move(up_));
+      worker_.pool.give(std::move(up_));
       up_in_.clear();
     }
-    if (!up_) up_ = rec_.pool_.take(up_key);
+    // The connection kept from the previous exchange may have been closed by the upstream
+    // meanwhile (its keep-alive timeout); one non-blocking peek avoids sending a request into
+    // a dead connection. Skipped when it was busy within the last second: no upstream times
+    // out that fast, the retry covers the rare race, and it saves a syscall per request.
+    if (up_ && attempt == 0 && Clock::now() - up_->idle_since > kPeekAfterIdle &&
+        !net::idle_socket_alive(up_->socket))
+      drop_upstream();
+    if (!up_) up_ = worker_.pool.take(up_key);
     const bool reused = up_ != nullptr;
     if (!up_) {
       std::string why;
@@ -584,10 +672,10 @@ awaitable<bool> ProxyConnection::exchange() {
     if (wec) {
       drop_upstream();
       if (may_retry && fired_ != Phase::upstream_write) continue;
-      std::string m = fired_ == Phase::upstream_write
-                          ? "sending the request upstream timed out after " +
-                                ms_text(opts_.upstream_timeout)
-                          : "upstream closed the connection while the request was sent";
+      std::string m =
+          fired_ == Phase::upstream_write
+              ? "sending the request upstream timed out after " + ms_text(opts_.upstream_timeout)
+              : "upstream closed the connection while the request was sent";
       co_await send_error(fired_ == Phase::upstream_write ? 504 : 502,
                           fired_ == Phase::upstream_write ? "Gateway Timeout" : "Bad Gateway", m);
       record_error(f,
@@ -596,7 +684,9 @@ awaitable<bool> ProxyConnection::exchange() {
                    m);
       co_return false;
     }
-    if (attempt == 0) {
+    // A request held whole in in_ stays there until a response arrives, so a retry can send
+    // the same bytes again; a streamed one must make room for the rest of its body.
+    if (attempt == 0 && !whole_request) {
       in_.consume(first_raw);
       f.bytes_from_client += first_raw;
     }
@@ -614,8 +704,8 @@ awaitable<bool> ProxyConnection::exchange() {
     }
     while (!req_parser_.done()) {
       fired_ = Phase::none;
-      auto [ec, n] = co_await read_into(client_, in_, Phase::client_body,
-                                        opts_.client_read_timeout);
+      auto [ec, n] =
+          co_await read_into(client_, in_, Phase::client_body, opts_.client_read_timeout);
       if (ec) {
         drop_upstream();
         if (fired_ == Phase::client_body) {
@@ -666,8 +756,8 @@ awaitable<bool> ProxyConnection::exchange() {
           if (resp_head_len || resp_parser_.failed()) break;
         }
         fired_ = Phase::none;
-        auto [ec, n] = co_await read_into(up_->socket, up_in_, Phase::upstream_head,
-                                          opts_.upstream_timeout);
+        auto [ec, n] =
+            co_await read_into(up_->socket, up_in_, Phase::upstream_head, opts_.upstream_timeout);
         if (ec) {
           bool nothing = up_in_.empty() && f.timing.response_started == 0;
           drop_upstream();
@@ -725,6 +815,11 @@ awaitable<bool> ProxyConnection::exchange() {
     break;
   }
 
+  if (whole_request) {
+    in_.consume(first_raw);
+    f.bytes_from_client += first_raw;
+  }
+
   // 5. The final response: head out, body streamed as it arrives.
   up_in_.consume(resp_head_len);
   f.bytes_from_upstream += resp_head_len;
@@ -752,9 +847,8 @@ awaitable<bool> ProxyConnection::exchange() {
   }
   out_.append("\r\n");
 
-  size_t raw = resp_parser_.done()
-                   ? 0
-                   : resp_parser_.parse_body(up_in_.data(), Capture{&resp.body, cap});
+  size_t raw =
+      resp_parser_.done() ? 0 : resp_parser_.parse_body(up_in_.data(), Capture{&resp.body, cap});
   bool upstream_ok = true;
   for (bool first = true;; first = false) {
     if (resp_parser_.failed()) {
@@ -783,8 +877,8 @@ awaitable<bool> ProxyConnection::exchange() {
     }
     if (resp_parser_.done()) break;
     fired_ = Phase::none;
-    auto [ec, n] = co_await read_into(up_->socket, up_in_, Phase::upstream_body,
-                                      opts_.upstream_timeout);
+    auto [ec, n] =
+        co_await read_into(up_->socket, up_in_, Phase::upstream_body, opts_.upstream_timeout);
     if (ec) {
       if (fired_ == Phase::upstream_body) {
         drop_upstream();
@@ -814,6 +908,7 @@ awaitable<bool> ProxyConnection::exchange() {
     drop_upstream();
   } else {
     ++up_->exchanges;
+    up_->idle_since = Clock::now();
   }
   if (hooks_) hooks_->response_complete(f);
   rec_.offer(std::move(f));
@@ -859,11 +954,9 @@ awaitable<bool> ProxyConnection::tunnel(flow::Flow& f, const std::string& host, 
   drop_upstream();  // a tunnel never reuses a pooled connection
   std::string why;
   bool timed_out = false;
-  if (!co_await connect_upstream(host, port, host + ":" + std::to_string(port), why,
-                                 timed_out)) {
+  if (!co_await connect_upstream(host, port, host + ":" + std::to_string(port), why, timed_out)) {
     co_await send_error(502, "Bad Gateway", why);
-    record_error(f, timed_out ? ErrorKind::upstream_timeout : ErrorKind::upstream_unreachable,
-                 why);
+    record_error(f, timed_out ? ErrorKind::upstream_timeout : ErrorKind::upstream_unreachable, why);
     co_return false;
   }
   f.upstream_address = up_->address;
@@ -890,8 +983,7 @@ awaitable<bool> ProxyConnection::tunnel(flow::Flow& f, const std::string& host, 
   f.timing.response_ended = flow::now_ns();
   drop_upstream();
   if (fired_ == Phase::tunnel) {
-    record_error(f, ErrorKind::client_timeout,
-                 "tunnel idle for " + ms_text(opts_.idle_timeout));
+    record_error(f, ErrorKind::client_timeout, "tunnel idle for " + ms_text(opts_.idle_timeout));
     co_return false;
   }
   if (hooks_) hooks_->response_complete(f);
@@ -903,6 +995,7 @@ awaitable<bool> ProxyConnection::tunnel(flow::Flow& f, const std::string& host, 
 
 awaitable<void> RecorderImpl::accept_loop() {
   asio::steady_timer backoff(acceptor_->get_executor());
+  size_t next = 0;
   for (;;) {
     if (active_.load(std::memory_order_relaxed) >= options_.max_connections) {
       // At the bound: leave further clients in the listen backlog until one closes.
@@ -911,7 +1004,10 @@ awaitable<void> RecorderImpl::accept_loop() {
       if (stopping_) co_return;
       continue;
     }
-    auto [ec, socket] = co_await acceptor_->async_accept(kTuple);
+    // Round robin over the workers; the socket is created on the chosen worker's io_context.
+    Worker& worker = *workers_[next];
+    next = (next + 1) % workers_.size();
+    auto [ec, socket] = co_await acceptor_->async_accept(*worker.ioc, kTuple);
     if (stopping_) co_return;
     if (ec) {
       if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) co_return;
@@ -922,24 +1018,23 @@ awaitable<void> RecorderImpl::accept_loop() {
     }
     connections_.fetch_add(1, std::memory_order_relaxed);
     active_.fetch_add(1, std::memory_order_relaxed);
-    auto conn = std::make_shared<ProxyConnection>(*this, std::move(socket),
-                                                  asio::make_strand(ioc_->get_executor()));
+    auto conn = std::make_shared<ProxyConnection>(*this, worker, std::move(socket));
     {
       std::lock_guard lock(registry_mutex_);
       registry_.emplace(conn.get(), conn);
     }
-    auto strand = conn->strand();
-    asio::co_spawn(strand, conn->run(), [](std::exception_ptr) {});
+    auto executor = conn->executor();
+    asio::co_spawn(executor, ProxyConnection::run(std::move(conn)), [](std::exception_ptr) {});
   }
 }
 
-awaitable<void> RecorderImpl::sweep_loop() {
+awaitable<void> RecorderImpl::sweep_loop(Worker& w) {
   auto period = std::max(options_.pool_idle_timeout / 2, std::chrono::milliseconds(500));
   while (!stopping_) {
-    sweep_timer_->expires_after(period);
-    auto [ec] = co_await sweep_timer_->async_wait(kTuple);
+    w.sweep_timer->expires_after(period);
+    auto [ec] = co_await w.sweep_timer->async_wait(kTuple);
     if (ec || stopping_) co_return;
-    pool_.sweep();
+    w.pool.sweep();
   }
 }
 
@@ -949,27 +1044,28 @@ Result<std::string> RecorderImpl::start() {
     return Status(Errc::failed_precondition, "recorder already started (or stopped)");
   error_code ec;
   auto addr = asio::ip::make_address(options_.listen_host, ec);
-  if (ec) return Status(Errc::invalid_argument, "listen_host '" + options_.listen_host +
-                                                    "' is not an IP address");
+  if (ec)
+    return Status(Errc::invalid_argument,
+                  "listen_host '" + options_.listen_host + "' is not an IP address");
   tcp::endpoint ep(addr, options_.listen_port);
-  tcp::acceptor acceptor(*ioc_);
+  tcp::acceptor acceptor(*workers_[0]->ioc);
   acceptor.open(ep.protocol(), ec);
   if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec) acceptor.bind(ep, ec);
   if (ec == asio::error::address_in_use)
     return Status(Errc::already_exists, "address " + endpoint_text(ep) + " is already in use");
   if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return Status(Errc::io_error, "cannot listen on " + endpoint_text(ep) + ": " +
-                                            ec.message());
+  if (ec)
+    return Status(Errc::io_error, "cannot listen on " + endpoint_text(ep) + ": " + ec.message());
   auto bound = acceptor.local_endpoint(ec);
   acceptor_.emplace(std::move(acceptor));
-  sweep_timer_.emplace(*ioc_);
-  work_.emplace(ioc_->get_executor());
-  asio::co_spawn(*ioc_, accept_loop(), asio::detached);
-  asio::co_spawn(*ioc_, sweep_loop(), asio::detached);
-  unsigned n = options_.threads ? options_.threads : std::thread::hardware_concurrency();
-  if (n == 0) n = 1;
-  for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this] { ioc_->run(); });
+  asio::co_spawn(*workers_[0]->ioc, accept_loop(), asio::detached);
+  for (auto& w : workers_) {
+    w->sweep_timer.emplace(*w->ioc);
+    w->work.emplace(w->ioc->get_executor());
+    asio::co_spawn(*w->ioc, sweep_loop(*w), asio::detached);
+    w->thread = std::thread([ioc = w->ioc.get()] { ioc->run(); });
+  }
   started_ = true;
   return endpoint_text(bound);
 }
@@ -988,29 +1084,34 @@ void RecorderImpl::stop(std::chrono::milliseconds grace) {
   stopped_ = true;
   stopping_ = true;
   if (started_) {
-    asio::post(*ioc_, [this] {
+    asio::post(*workers_[0]->ioc, [this] {
       error_code ec;
       acceptor_->close(ec);
-      sweep_timer_->cancel();
     });
-    for (auto& c : snapshot()) asio::post(c->strand(), [c] { c->close_if_idle(); });
+    for (auto& w : workers_) asio::post(*w->ioc, [w = w.get()] { w->sweep_timer->cancel(); });
+    for (auto& c : snapshot()) asio::post(c->executor(), [c] { c->close_if_idle(); });
     auto wait_idle = [this](std::chrono::milliseconds limit) {
       auto until = Clock::now() + limit;
       while (active_.load() > 0 && Clock::now() < until)
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
     };
     wait_idle(grace);
-    for (auto& c : snapshot()) asio::post(c->strand(), [c] { c->close_sockets(); });
+    for (auto& c : snapshot()) asio::post(c->executor(), [c] { c->close_sockets(); });
     wait_idle(std::chrono::milliseconds(1000));
-    work_.reset();
-    ioc_->stop();
-    for (auto& t : threads_) t.join();
-    threads_.clear();
+    for (auto& w : workers_) {
+      w->work.reset();
+      w->ioc->stop();
+    }
+    for (auto& w : workers_)
+      if (w->thread.joinable()) w->thread.join();
   }
-  pool_.close();
   acceptor_.reset();
-  sweep_timer_.reset();
-  ioc_.reset();  // destroys whatever coroutine is still suspended
+  for (auto& w : workers_) {
+    w->pool.close();
+    w->sweep_timer.reset();
+  }
+  // Destroys whatever coroutine is still suspended; their sockets go with their io_context.
+  for (auto& w : workers_) w->ioc.reset();
 }
 
 RecorderStats RecorderImpl::stats() const {
@@ -1028,8 +1129,6 @@ RecorderStats RecorderImpl::stats() const {
 
 Result<std::unique_ptr<Recorder>> Recorder::create(const RecorderOptions& options,
                                                    flow::FlowSink& sink) {
-  if (options.mode == Mode::transparent)
-    return Status(Errc::invalid_argument, "mode: transparent mode is not yet supported");
   if (options.body_cap > (size_t{1} << 30))
     return Status(Errc::invalid_argument, "body_cap: at most 1 GiB");
   if (options.max_header_bytes < 256 || options.max_header_bytes > (size_t{16} << 20))
@@ -1061,9 +1160,8 @@ Result<std::unique_ptr<Recorder>> Recorder::create(const RecorderOptions& option
     scheme = t.scheme;
     authority = t.authority;
   }
-  return std::unique_ptr<Recorder>(
-      new RecorderImpl(options, sink, std::move(scheme), std::move(authority), std::move(host),
-                       port));
+  return std::unique_ptr<Recorder>(new RecorderImpl(options, sink, std::move(scheme),
+                                                    std::move(authority), std::move(host), port));
 }
 
 Status parse_mode(std::string_view text, RecorderOptions& options) {
@@ -1085,8 +1183,8 @@ Status parse_mode(std::string_view text, RecorderOptions& options) {
     uint16_t port = 0;
     if (!net::parse_absolute_target(spec, t) || t.path != "/" ||
         !net::split_host_port(t.authority, 80, host, port))
-      return Status(Errc::invalid_argument, "mode: expected reverse:http://host[:port], got '" +
-                                                std::string(text) + "'");
+      return Status(Errc::invalid_argument,
+                    "mode: expected reverse:http://host[:port], got '" + std::string(text) + "'");
     if (t.scheme != "http")
       return Status(Errc::invalid_argument, "mode: reverse upstream scheme '" + t.scheme +
                                                 "' is not supported yet (only http)");

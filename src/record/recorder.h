@@ -25,6 +25,8 @@ namespace retake::record {
 //   went, so a replay re-issues it there); the Host header sent upstream is rewritten to the
 //   upstream's authority (mitmproxy's default), while Request::headers keeps the Host the
 //   client sent.
+// - transparent: the recorder connects to the original destination address; Request::authority
+//   is the client's Host header (or that address when Host is absent).
 // In every mode Request::headers/Response::headers are the fields exactly as the client/upstream
 // sent them (order, case, duplicates, hop-by-hop fields included); what is forwarded omits the
 // hop-by-hop fields (RFC 9110 §7.6.1). "Expect: 100-continue" is answered by the recorder itself
@@ -32,7 +34,8 @@ namespace retake::record {
 enum class Mode {
   explicit_proxy,  // clients send absolute-form requests and CONNECT
   reverse,         // every request goes to RecorderOptions::upstream
-  transparent,     // original destination from SO_ORIGINAL_DST
+  transparent,     // original destination from SO_ORIGINAL_DST (iptables REDIRECT); a
+                   // connection that was not redirected is answered 502 with an error flow
 };
 
 struct RecorderOptions {
@@ -44,7 +47,8 @@ struct RecorderOptions {
   uint16_t listen_port = 8080;
   // Session the flows are recorded into. Default: "default".
   std::string session = "default";
-  // Network threads. Default: 0 = std::thread::hardware_concurrency().
+  // Network threads (workers; each serves its share of client connections from accept to
+  // close). Default: 0 = std::thread::hardware_concurrency().
   unsigned threads = 0;
   // Body bytes stored per message; the rest is forwarded but not stored (Body::truncated).
   // Default: 16 MiB.
@@ -53,13 +57,15 @@ struct RecorderOptions {
   size_t max_header_bytes = 64u << 10;
   // A client connection with no request in progress is closed after this. Default: 60 s.
   std::chrono::milliseconds idle_timeout{60'000};
-  // Limit for reading one request's header block and for each body read. Default: 30 s.
+  // Limit for reading one request's header block, for each body read and for each write to
+  // the client (a client that stops reading). Default: 30 s.
   std::chrono::milliseconds client_read_timeout{30'000};
   // Connecting to the upstream. Default: 10 s (then 502).
   std::chrono::milliseconds connect_timeout{10'000};
   // Waiting for the upstream's response headers / each body read. Default: 60 s (then 504).
   std::chrono::milliseconds upstream_timeout{60'000};
-  // Idle pooled upstream connections kept per upstream. Default: 64.
+  // Idle pooled upstream connections kept per upstream and per network thread (each thread
+  // has its own pool, as nginx workers do). Default: 64.
   size_t pool_per_upstream = 64;
   // Most client connections open at once; further ones wait in the listen backlog.
   // Default: 10000.
@@ -94,12 +100,12 @@ class RecordHooks {
 };
 
 struct RecorderStats {
-  uint64_t connections = 0;       // client connections accepted
+  uint64_t connections = 0;  // client connections accepted
   uint64_t active_connections = 0;
-  uint64_t flows = 0;             // flows completed and offered to the sink
-  uint64_t flows_dropped = 0;     // flows the sink refused (queue full)
-  uint64_t errors = 0;            // error flows
-  uint64_t upstream_connects = 0; // new TCP connections to upstreams (the rest were reused)
+  uint64_t flows = 0;              // flows completed and offered to the sink
+  uint64_t flows_dropped = 0;      // flows the sink refused (queue full)
+  uint64_t errors = 0;             // error flows
+  uint64_t upstream_connects = 0;  // new TCP connections to upstreams (the rest were reused)
 };
 
 class Recorder {

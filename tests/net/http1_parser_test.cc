@@ -9,8 +9,8 @@
 #include <vector>
 
 using namespace retake;
-using net::Http1Parser;
 using flow::ErrorKind;
+using net::Http1Parser;
 
 namespace {
 
@@ -227,11 +227,16 @@ TEST_CASE("a response to HEAD has no body whatever its Content-Length says") {
 }
 
 TEST_CASE("forwarded fields drop hop-by-hop fields and those named by Connection") {
-  flow::Headers h{{"Host", "a"},          {"Connection", "keep-alive, X-Hop"},
-                  {"X-Hop", "1"},         {"Keep-Alive", "timeout=5"},
-                  {"Proxy-Connection", "x"}, {"TE", "trailers"},
-                  {"Upgrade", "h2c"},     {"Proxy-Authorization", "Basic x"},
-                  {"Content-Length", "3"}, {"X-Keep", "yes"}};
+  flow::Headers h{{"Host", "a"},
+                  {"Connection", "keep-alive, X-Hop"},
+                  {"X-Hop", "1"},
+                  {"Keep-Alive", "timeout=5"},
+                  {"Proxy-Connection", "x"},
+                  {"TE", "trailers"},
+                  {"Upgrade", "h2c"},
+                  {"Proxy-Authorization", "Basic x"},
+                  {"Content-Length", "3"},
+                  {"X-Keep", "yes"}};
   std::string out;
   net::append_forward_fields(out, h, false, "upstream:1");
   CHECK(out == "Host: upstream:1\r\nContent-Length: 3\r\nX-Keep: yes\r\n");
