@@ -79,6 +79,7 @@ std::vector<std::string> default_ignored_headers() {
           "last-modified",
           "etag",
           "content-length",
+          "content-encoding",
           "transfer-encoding",
           "connection",
           "keep-alive",

@@ -95,8 +95,8 @@ struct ArrayRule {
 
 // The headers ignored unless the caller removes them: per-request identifiers, tracing, dates,
 // caches and hop-by-hop framing, lowercase: date, age, expires, last-modified, etag,
-// content-length (bodies are compared instead), transfer-encoding, connection, keep-alive,
-// via, server-timing, x-request-id, x-correlation-id, x-amzn-trace-id, x-amzn-requestid,
+// content-length and content-encoding (bodies are compared decoded instead; a replay may
+// negotiate another coding), transfer-encoding, connection, keep-alive, via, server-timing, x-request-id, x-correlation-id, x-amzn-trace-id, x-amzn-requestid,
 // x-amz-request-id, x-amz-id-2, x-amz-cf-id, x-amz-cf-pop, traceparent, tracestate, b3,
 // x-b3-traceid, x-b3-spanid, x-b3-parentspanid, x-b3-sampled, x-cloud-trace-context,
 // x-datadog-trace-id, x-datadog-parent-id, x-runtime, x-response-time, cf-ray,
