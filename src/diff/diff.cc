@@ -176,6 +176,20 @@ bool is_text_media(std::string_view m) {
 // ---------------------------------------------------------------------------------------------
 // Comparator construction
 
+struct Comparator::Scratch {
+  // Retained between comparisons up to this size; larger bodies use one-off memory.
+  static constexpr size_t kMaxRetained = size_t{256} << 20;
+  explicit Scratch(const json::parse_options& po) : parser(json::storage_ptr(), po) {}
+  std::unique_ptr<unsigned char[]> buffer;
+  size_t size = 0;
+  json::parser parser;  // keeps its internal stack between comparisons
+};
+
+Comparator::Comparator() = default;
+Comparator::~Comparator() = default;
+Comparator::Comparator(Comparator&&) noexcept = default;
+Comparator& Comparator::operator=(Comparator&&) noexcept = default;
+
 namespace {
 
 Result<Comparator::Rule> parse_target(std::string_view text, std::string_view what) {
@@ -238,6 +252,9 @@ Result<Comparator> Comparator::create(CompareOptions options) {
     c.arrays_.push_back({std::move(path.value()), a.order});
   }
   if (options.max_value_chars < 8) options.max_value_chars = 8;
+  json::parse_options po;
+  po.max_depth = options.max_json_depth;
+  c.scratch_ = std::make_unique<Scratch>(po);
   c.options_ = std::move(options);
   return c;
 }
@@ -898,27 +915,49 @@ void ComparisonRun::body(const flow::Response& a, const flow::Response& b) {
                                             : BodyKind::binary;
     return;
   }
-  auto da = decode_content(a.body.data, ce_a, o_.decoding);
-  auto db = decode_content(b.body.data, ce_b, o_.decoding);
-  if (!da.ok() || !db.ok()) {
+  // Identity bodies are compared in place; only encoded ones are decoded into buffers.
+  std::string buf_a, buf_b;
+  std::string_view ta = a.body.data, tb = b.body.data;
+  Status sa, sb;
+  if (!parse_content_encoding(ce_a).empty()) {
+    auto d = decode_content(a.body.data, ce_a, o_.decoding);
+    if (d.ok()) buf_a = std::move(d.value()), ta = buf_a; else sa = d.status();
+  }
+  if (!parse_content_encoding(ce_b).empty()) {
+    auto d = decode_content(b.body.data, ce_b, o_.decoding);
+    if (d.ok()) buf_b = std::move(d.value()), tb = buf_b; else sb = d.status();
+  }
+  if (!sa.ok() || !sb.ok()) {
     out_.body_kind = BodyKind::binary;
     emit(DiffKind::body_changed, "body", "body",
-         da.ok() ? describe_bytes(*da) : "undecodable: " + da.status().message(),
-         db.ok() ? describe_bytes(*db) : "undecodable: " + db.status().message());
+         sa.ok() ? describe_bytes(ta) : "undecodable: " + sa.message(),
+         sb.ok() ? describe_bytes(tb) : "undecodable: " + sb.message());
     return finish();
   }
-  const std::string& ta = *da;
-  const std::string& tb = *db;
   if (ta == tb) return;
 
   bool try_json = is_json_media(media) || (media.empty() && starts_like_json(ta));
   if (try_json) {
-    json::monotonic_resource mr;
-    json::parse_options po;
-    po.max_depth = o_.max_json_depth;
+    // Parse memory comes from a buffer the Comparator keeps: after the first comparison of a
+    // batch its pages are mapped already, and nothing is freed value by value.
+    auto& scratch = *c_.scratch_;
+    const size_t need = 3 * (ta.size() + tb.size()) + 4096;
+    if (scratch.size < need && need <= Comparator::Scratch::kMaxRetained) {
+      scratch.buffer.reset(new unsigned char[need]);
+      scratch.size = need;
+    }
+    json::monotonic_resource mr(scratch.buffer.get(), scratch.size);
+    // Values are only ever move-constructed from the parser: assigning into a value with
+    // another memory resource would deep-copy it onto the heap.
+    auto parse_one = [&](std::string_view text, std::error_code& ec) -> json::value {
+      scratch.parser.reset(&mr);
+      scratch.parser.write(text.data(), text.size(), ec);
+      if (ec) return json::value();
+      return scratch.parser.release();
+    };
     std::error_code ea, eb;
-    auto ja = json::parse(ta, ea, &mr, po);
-    auto jb = ea ? json::value() : json::parse(tb, eb, &mr, po);
+    json::value ja = parse_one(ta, ea);
+    json::value jb = ea ? json::value() : parse_one(tb, eb);
     if (!ea && !eb) {
       out_.body_kind = BodyKind::json;
       prepare_json();

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -160,6 +161,9 @@ class Comparator {
  public:
   // Compiles the options. Errors: parse_error naming the bad rule, scope or array path.
   static Result<Comparator> create(CompareOptions options);
+  ~Comparator();
+  Comparator(Comparator&&) noexcept;
+  Comparator& operator=(Comparator&&) noexcept;
 
   // Compares A with B. `request`, when given, names the endpoint. Never fails: undecodable or
   // unparsable bodies are compared as bytes and reported as body_changed.
@@ -199,8 +203,9 @@ class Comparator {
   };
 
  private:
-  Comparator() = default;
+  Comparator();
   friend class ComparisonRun;
+  struct Scratch;  // reusable parse memory and parser (diff.cc)
 
   CompareOptions options_;
   std::unordered_set<std::string> ignored_headers_;  // lowercase
@@ -209,6 +214,7 @@ class Comparator {
   std::vector<ScopedNormalizer> normalizers_;
   std::vector<CompiledArrayRule> arrays_;
   uint64_t comparisons_ = 0;
+  std::unique_ptr<Scratch> scratch_;
 };
 
 }  // namespace retake::diff
