@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "diff/internal.h"
+#include "diff/json_tape.h"
 
 namespace retake::diff {
 
@@ -127,22 +128,6 @@ std::string truncate_utf8(std::string_view s, size_t max) {
   return out;
 }
 
-std::string render_json_value(const json::value& v, size_t max) {
-  // Serialize only as much as will be shown: a missing 10 MB subtree costs max bytes.
-  json::serializer sr;
-  sr.reset(&v);
-  std::string out;
-  out.resize(max + 1);
-  size_t filled = 0;
-  while (!sr.done() && filled < out.size()) {
-    auto piece = sr.read(out.data() + filled, out.size() - filled);
-    filled += piece.size();
-  }
-  out.resize(filled);
-  if (!sr.done() || out.size() > max) return truncate_utf8(out, max);
-  return out;
-}
-
 std::string sha256_hex(std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
@@ -177,12 +162,7 @@ bool is_text_media(std::string_view m) {
 // Comparator construction
 
 struct Comparator::Scratch {
-  // Retained between comparisons up to this size; larger bodies use one-off memory.
-  static constexpr size_t kMaxRetained = size_t{256} << 20;
-  explicit Scratch(const json::parse_options& po) : parser(json::storage_ptr(), po) {}
-  std::unique_ptr<unsigned char[]> buffer;
-  size_t size = 0;
-  json::parser parser;  // keeps its internal stack between comparisons
+  tape::Tape a, b;  // parsed bodies; memory kept between comparisons
 };
 
 Comparator::Comparator() = default;
@@ -252,9 +232,7 @@ Result<Comparator> Comparator::create(CompareOptions options) {
     c.arrays_.push_back({std::move(path.value()), a.order});
   }
   if (options.max_value_chars < 8) options.max_value_chars = 8;
-  json::parse_options po;
-  po.max_depth = options.max_json_depth;
-  c.scratch_ = std::make_unique<Scratch>(po);
+  c.scratch_ = std::make_unique<Scratch>();
   c.options_ = std::move(options);
   return c;
 }
@@ -282,32 +260,6 @@ void Comparator::merge_rule_counts(const Comparator& other) {
 // One comparison
 
 namespace {
-
-bool is_number(const json::value& v) {
-  return v.is_int64() || v.is_uint64() || v.is_double();
-}
-
-double as_double(const json::value& v) {
-  if (v.is_int64()) return static_cast<double>(v.get_int64());
-  if (v.is_uint64()) return static_cast<double>(v.get_uint64());
-  return v.get_double();
-}
-
-bool numbers_equal(const json::value& a, const json::value& b) {
-  if (a.kind() == b.kind()) {
-    if (a.is_int64()) return a.get_int64() == b.get_int64();
-    if (a.is_uint64()) return a.get_uint64() == b.get_uint64();
-    return a.get_double() == b.get_double();
-  }
-  if (a.is_int64() && b.is_uint64()) return a.get_int64() >= 0 && static_cast<uint64_t>(a.get_int64()) == b.get_uint64();
-  if (a.is_uint64() && b.is_int64()) return b.get_int64() >= 0 && static_cast<uint64_t>(b.get_int64()) == a.get_uint64();
-  return as_double(a) == as_double(b);
-}
-
-// Same type class (numbers are one type).
-bool same_type(const json::value& a, const json::value& b) {
-  return a.kind() == b.kind() || (is_number(a) && is_number(b));
-}
 
 bool looks_text(std::string_view s) {
   size_t n = std::min<size_t>(s.size(), 8192), control = 0;
@@ -424,24 +376,21 @@ class ComparisonRun {
   }
 
   // The placeholder form of a leaf for comparison after normalizing, or nullopt.
-  std::optional<std::string> token(const json::value& v, std::span<const NormalizerKind> kinds) {
-    if (v.is_string()) {
-      auto s = v.get_string();
-      return normalize_text({s.data(), s.size()}, kinds, o_);
-    }
-    if (is_number(v) &&
+  std::optional<std::string> token(const tape::Node& v, std::span<const NormalizerKind> kinds) {
+    if (v.kind == tape::Kind::string) return normalize_text(v.view(), kinds, o_);
+    if (v.is_number() &&
         std::find(kinds.begin(), kinds.end(), NormalizerKind::timestamp) != kinds.end() &&
-        is_epoch_value(as_double(v), o_))
+        is_epoch_value(tape::number_value(v), o_))
       return std::string("<timestamp>");
     return std::nullopt;
   }
 
-  bool equal_after_normalizing(const json::value& a, const json::value& b) {
+  bool equal_after_normalizing(const tape::Node& a, const tape::Node& b) {
     if (c_.normalizers_.empty()) return false;
     applicable(Target::json, {}, scratch_);
     if (scratch_.empty()) return false;
-    if (is_number(a) && is_number(b) &&
-        numbers_within_tolerance(as_double(a), as_double(b), scratch_))
+    if (a.is_number() && b.is_number() &&
+        numbers_within_tolerance(tape::number_value(a), tape::number_value(b), scratch_))
       return true;
     auto kinds = text_kinds(scratch_);
     if (kinds.empty()) return false;
@@ -455,37 +404,51 @@ class ComparisonRun {
     emit(kind, render_path(path_), render_path_generalized(path_), va, vb);
   }
 
-  std::string render(const json::value& v) { return render_json_value(v, o_.max_value_chars); }
+  std::string render_a(uint32_t i) { return tape::render(*ta_, i, o_.max_value_chars); }
+  std::string render_b(uint32_t i) { return tape::render(*tb_, i, o_.max_value_chars); }
 
-  void leaf(const json::value& a, const json::value& b) {
+  static bool same_type(const tape::Node& a, const tape::Node& b) {
+    return a.kind == b.kind || (a.is_number() && b.is_number()) || (a.is_bool() && b.is_bool());
+  }
+
+  void leaf(uint32_t ia, uint32_t ib) {
     if (json_rules_ && suppressed(Target::json, {})) return;
+    const auto& a = (*ta_)[ia];
+    const auto& b = (*tb_)[ib];
     if (equal_after_normalizing(a, b)) return;
-    emit_json(same_type(a, b) ? DiffKind::value_changed : DiffKind::type_changed, render(a),
-              render(b));
+    emit_json(same_type(a, b) ? DiffKind::value_changed : DiffKind::type_changed, render_a(ia),
+              render_b(ib));
   }
 
-  void only_in_a(const json::value& a) {
+  void only_in_a(uint32_t ia) {
     if (json_rules_ && suppressed(Target::json, {})) return;
-    emit_json(DiffKind::field_missing, render(a), {});
+    emit_json(DiffKind::field_missing, render_a(ia), {});
   }
-  void only_in_b(const json::value& b) {
+  void only_in_b(uint32_t ib) {
     if (json_rules_ && suppressed(Target::json, {})) return;
-    emit_json(DiffKind::field_added, {}, render(b));
+    emit_json(DiffKind::field_added, {}, render_b(ib));
   }
 
  public:
-  void json_diff(const json::value& a, const json::value& b);
+  // Compares the roots of two parsed documents.
+  void json_diff_documents(const tape::Tape& a, const tape::Tape& b) {
+    ta_ = &a;
+    tb_ = &b;
+    json_rules_ = has_json_rules();
+    json_diff(0, 0);
+  }
   void text_diff(std::string_view a, std::string_view b, bool form);
   void binary_diff(std::string_view a, std::string_view b) {
     emit(DiffKind::body_changed, "body", "body", describe_bytes(a), describe_bytes(b));
   }
-  void prepare_json() { json_rules_ = has_json_rules(); }
 
  private:
-  void object_diff(const json::object& a, const json::object& b);
-  void array_diff(const json::array& a, const json::array& b);
-  void unordered_array_diff(const json::array& a, const json::array& b, ArrayOrder order);
-  void canonical(const json::value& v, std::span<const NormalizerKind> kinds, std::string& out);
+  void json_diff(uint32_t ia, uint32_t ib);
+  void object_diff(uint32_t ia, uint32_t ib);
+  void array_diff(uint32_t ia, uint32_t ib);
+  void unordered_array_diff(uint32_t ia, uint32_t ib, ArrayOrder order);
+  void canonical(const tape::Tape& t, uint32_t i, std::span<const NormalizerKind> kinds,
+                 std::string& out);
   bool full() const { return out_.differences.size() >= o_.max_differences; }
 
   Comparator& c_;
@@ -493,149 +456,221 @@ class ComparisonRun {
   Comparison& out_;
   std::vector<PathElem> path_;
   std::vector<const Comparator::ScopedNormalizer*> scratch_;
+  const tape::Tape* ta_ = nullptr;
+  const tape::Tape* tb_ = nullptr;
   bool json_rules_ = false;
 };
 
-void ComparisonRun::json_diff(const json::value& a, const json::value& b) {
+void ComparisonRun::json_diff(uint32_t ia, uint32_t ib) {
   if (full()) {
     out_.truncated = true;
     return;
   }
-  if (!same_type(a, b)) return leaf(a, b);
-  switch (a.kind()) {
-    case json::kind::object: return object_diff(a.get_object(), b.get_object());
-    case json::kind::array: return array_diff(a.get_array(), b.get_array());
-    case json::kind::string:
-      if (a.get_string() != b.get_string()) leaf(a, b);
+  const auto& a = (*ta_)[ia];
+  const auto& b = (*tb_)[ib];
+  if (!same_type(a, b)) return leaf(ia, ib);
+  switch (a.kind) {
+    case tape::Kind::object: return object_diff(ia, ib);
+    case tape::Kind::array: return array_diff(ia, ib);
+    case tape::Kind::string:
+      if (a.view() != b.view()) leaf(ia, ib);
       return;
-    case json::kind::bool_:
-      if (a.get_bool() != b.get_bool()) leaf(a, b);
+    case tape::Kind::false_:
+    case tape::Kind::true_:
+      if (a.kind != b.kind) leaf(ia, ib);
       return;
-    case json::kind::null: return;
+    case tape::Kind::null: return;
     default:
-      if (!numbers_equal(a, b)) leaf(a, b);
+      if (!tape::numbers_equal(a, b)) leaf(ia, ib);
       return;
   }
 }
 
-void ComparisonRun::object_diff(const json::object& a, const json::object& b) {
+namespace {
+// Member look-up in a tape object: linear for small objects, a hash index built on first need
+// for large ones (objects in the same order never need it).
+class MemberIndex {
+ public:
+  MemberIndex(const tape::Tape& t, uint32_t obj) : t_(t), obj_(obj) {}
+  // Index of the value for `key`, or 0 (never a value index: 0 is the root).
+  uint32_t find(std::string_view key) {
+    const auto& o = t_[obj_];
+    if (o.len <= 16) {
+      uint32_t c = obj_ + 1;
+      for (uint32_t k = 0; k < o.len; ++k) {
+        if (t_[c].view() == key) return c + 1;
+        c = t_[c + 1].end;
+      }
+      return 0;
+    }
+    if (map_.empty()) {
+      map_.reserve(o.len);
+      uint32_t c = obj_ + 1;
+      for (uint32_t k = 0; k < o.len; ++k) {
+        map_.emplace(t_[c].view(), c + 1);  // first wins, like a linear scan
+        c = t_[c + 1].end;
+      }
+    }
+    auto it = map_.find(key);
+    return it == map_.end() ? 0 : it->second;
+  }
+
+ private:
+  const tape::Tape& t_;
+  uint32_t obj_;
+  std::unordered_map<std::string_view, uint32_t> map_;
+};
+}  // namespace
+
+void ComparisonRun::object_diff(uint32_t ia, uint32_t ib) {
+  const auto& A = *ta_;
+  const auto& B = *tb_;
   // Same keys in the same order is the common case: walk both side by side and only fall
-  // back to hashed look-ups where the orders part.
-  bool positional = a.size() == b.size();
-  size_t i = 0;
-  auto bit = b.begin();
-  for (const auto& kv : a) {
-    const json::value* other = nullptr;
-    if (positional && bit != b.end() && bit->key() == kv.key()) {
-      other = &bit->value();
+  // back to look-ups where the orders part.
+  bool positional = A[ia].len == B[ib].len;
+  MemberIndex index_b(B, ib);
+  uint32_t ca = ia + 1, cb = ib + 1;
+  for (uint32_t k = 0; k < A[ia].len; ++k) {
+    const auto key = A[ca].view();
+    uint32_t other = 0;
+    if (positional && B[cb].view() == key) {
+      other = cb + 1;
     } else {
       positional = false;
-      auto found = b.find(kv.key());
-      if (found != b.end()) other = &found->value();
+      other = index_b.find(key);
     }
-    if (bit != b.end()) ++bit;
-    ++i;
-    path_.push_back(PathElem::member({kv.key().data(), kv.key().size()}));
+    if (positional) cb = B[cb + 1].end;
+    path_.push_back(PathElem::member(key));
     if (other)
-      json_diff(kv.value(), *other);
+      json_diff(ca + 1, other);
     else
-      only_in_a(kv.value());
+      only_in_a(ca + 1);
     path_.pop_back();
+    ca = A[ca + 1].end;
+    if (full()) {
+      // Stopped with members left unexamined: say the list is incomplete.
+      out_.truncated = out_.truncated || k + 1 < A[ia].len || !positional;
+      return;
+    }
   }
   if (positional) return;
-  for (const auto& kv : b) {
-    if (a.find(kv.key()) != a.end()) continue;
-    path_.push_back(PathElem::member({kv.key().data(), kv.key().size()}));
-    only_in_b(kv.value());
-    path_.pop_back();
+  MemberIndex index_a(A, ia);
+  cb = ib + 1;
+  for (uint32_t k = 0; k < B[ib].len; ++k) {
+    const auto key = B[cb].view();
+    if (!index_a.find(key)) {
+      path_.push_back(PathElem::member(key));
+      only_in_b(cb + 1);
+      path_.pop_back();
+    }
+    cb = B[cb + 1].end;
   }
 }
 
-void ComparisonRun::array_diff(const json::array& a, const json::array& b) {
+void ComparisonRun::array_diff(uint32_t ia, uint32_t ib) {
   for (const auto& rule : c_.arrays_) {
     if (rule.order != ArrayOrder::ordered && rule.path.matches(path_))
-      return unordered_array_diff(a, b, rule.order);
+      return unordered_array_diff(ia, ib, rule.order);
   }
-  if (a.size() != b.size()) {
+  const auto& A = *ta_;
+  const auto& B = *tb_;
+  const uint32_t na = A[ia].len, nb = B[ib].len;
+  if (na != nb) {
     if (!(json_rules_ && suppressed(Target::json, {})))
-      emit_json(DiffKind::array_length_changed, "length " + std::to_string(a.size()),
-                "length " + std::to_string(b.size()));
+      emit_json(DiffKind::array_length_changed, "length " + std::to_string(na),
+                "length " + std::to_string(nb));
   }
-  size_t n = std::min(a.size(), b.size());
-  for (size_t i = 0; i < n; ++i) {
+  uint32_t ca = ia + 1, cb = ib + 1;
+  const uint32_t n = std::min(na, nb);
+  for (uint32_t i = 0; i < n; ++i) {
     path_.push_back(PathElem::element(i));
-    json_diff(a[i], b[i]);
+    json_diff(ca, cb);
     path_.pop_back();
-    if (full()) return;
+    if (full()) {
+      out_.truncated = out_.truncated || i + 1 < n;
+      return;
+    }
+    ca = A[ca].end;
+    cb = B[cb].end;
   }
 }
 
-void ComparisonRun::canonical(const json::value& v, std::span<const NormalizerKind> kinds,
-                              std::string& out) {
-  switch (v.kind()) {
-    case json::kind::object: {
+void ComparisonRun::canonical(const tape::Tape& t, uint32_t i,
+                              std::span<const NormalizerKind> kinds, std::string& out) {
+  const auto& n = t[i];
+  switch (n.kind) {
+    case tape::Kind::object: {
       // Key order does not matter for equality; sort keys.
-      std::vector<const json::key_value_pair*> members;
-      for (const auto& kv : v.get_object()) members.push_back(&kv);
-      std::sort(members.begin(), members.end(),
-                [](auto* x, auto* y) { return x->key() < y->key(); });
+      std::vector<std::pair<std::string_view, uint32_t>> members;
+      uint32_t c = i + 1;
+      for (uint32_t k = 0; k < n.len; ++k) {
+        members.emplace_back(t[c].view(), c + 1);
+        c = t[c + 1].end;
+      }
+      std::sort(members.begin(), members.end());
       out += '{';
-      for (auto* kv : members) {
-        out += json::serialize(json::string_view(kv->key()));
+      for (auto& [key, v] : members) {
+        tape::append_quoted(out, key);
         out += ':';
-        canonical(kv->value(), kinds, out);
+        canonical(t, v, kinds, out);
         out += ',';
       }
       out += '}';
       return;
     }
-    case json::kind::array:
+    case tape::Kind::array: {
       out += '[';
-      for (const auto& e : v.get_array()) {
-        canonical(e, kinds, out);
+      uint32_t c = i + 1;
+      for (uint32_t k = 0; k < n.len; ++k) {
+        canonical(t, c, kinds, out);
         out += ',';
+        c = t[c].end;
       }
       out += ']';
       return;
-    case json::kind::string:
-      if (!kinds.empty()) {
-        auto s = v.get_string();
-        out += json::serialize(json::string(normalize_text({s.data(), s.size()}, kinds, o_)));
-        return;
-      }
-      out += json::serialize(v);
+    }
+    case tape::Kind::string:
+      tape::append_quoted(out, kinds.empty() ? std::string(n.view())
+                                             : normalize_text(n.view(), kinds, o_));
       return;
-    default:
-      if (is_number(v)) {
-        // 1 and 1.0 are the same number.
-        char buf[32];
-        auto [p, ec] = std::to_chars(buf, buf + sizeof buf, as_double(v));
-        out.append(buf, p);
-        return;
-      }
-      out += json::serialize(v);
+    case tape::Kind::int64:
+    case tape::Kind::uint64:
+    case tape::Kind::double_: {
+      // 1 and 1.0 are the same number.
+      char buf[32];
+      auto [p, ec] = std::to_chars(buf, buf + sizeof buf, tape::number_value(n));
+      out.append(buf, p);
+      return;
+    }
+    case tape::Kind::null: out += "null"; return;
+    case tape::Kind::false_: out += "false"; return;
+    case tape::Kind::true_: out += "true"; return;
+    case tape::Kind::key: return;
   }
 }
 
-void ComparisonRun::unordered_array_diff(const json::array& a, const json::array& b,
-                                         ArrayOrder order) {
+void ComparisonRun::unordered_array_diff(uint32_t ia, uint32_t ib, ArrayOrder order) {
+  const auto& A = *ta_;
+  const auto& B = *tb_;
   applicable(Target::json, {}, scratch_);
   auto kinds = text_kinds(scratch_);
+  std::vector<uint32_t> elems_a, elems_b;
+  for (uint32_t c = ia + 1, k = 0; k < A[ia].len; ++k, c = A[c].end) elems_a.push_back(c);
+  for (uint32_t c = ib + 1, k = 0; k < B[ib].len; ++k, c = B[c].end) elems_b.push_back(c);
   std::unordered_map<std::string, std::vector<size_t>> in_a;
-  std::vector<std::string> keys_b(b.size());
   std::string key;
-  for (size_t i = 0; i < a.size(); ++i) {
+  for (size_t i = 0; i < elems_a.size(); ++i) {
     key.clear();
-    canonical(a[i], kinds, key);
+    canonical(A, elems_a[i], kinds, key);
     auto& slot = in_a[key];
     if (order == ArrayOrder::set && !slot.empty()) continue;
     slot.push_back(i);
   }
   std::unordered_map<std::string, size_t> seen_b;  // for sets: duplicates in B are one element
   std::vector<size_t> unmatched_b;
-  for (size_t j = 0; j < b.size(); ++j) {
+  for (size_t j = 0; j < elems_b.size(); ++j) {
     key.clear();
-    canonical(b[j], kinds, key);
+    canonical(B, elems_b[j], kinds, key);
     if (order == ArrayOrder::set) {
       if (seen_b.count(key)) continue;
       seen_b[key] = j;
@@ -656,12 +691,12 @@ void ComparisonRun::unordered_array_diff(const json::array& a, const json::array
   std::sort(unmatched_a.begin(), unmatched_a.end());
   for (size_t i : unmatched_a) {
     path_.push_back(PathElem::element(i));
-    only_in_a(a[i]);
+    only_in_a(elems_a[i]);
     path_.pop_back();
   }
   for (size_t j : unmatched_b) {
     path_.push_back(PathElem::element(j));
-    only_in_b(b[j]);
+    only_in_b(elems_b[j]);
     path_.pop_back();
   }
 }
@@ -938,30 +973,11 @@ void ComparisonRun::body(const flow::Response& a, const flow::Response& b) {
 
   bool try_json = is_json_media(media) || (media.empty() && starts_like_json(ta));
   if (try_json) {
-    // Parse memory comes from a buffer the Comparator keeps: after the first comparison of a
-    // batch its pages are mapped already, and nothing is freed value by value.
+    // Tapes live in the Comparator: their memory is reused by every comparison of a batch.
     auto& scratch = *c_.scratch_;
-    const size_t need = 3 * (ta.size() + tb.size()) + 4096;
-    if (scratch.size < need && need <= Comparator::Scratch::kMaxRetained) {
-      scratch.buffer.reset(new unsigned char[need]);
-      scratch.size = need;
-    }
-    json::monotonic_resource mr(scratch.buffer.get(), scratch.size);
-    // Values are only ever move-constructed from the parser: assigning into a value with
-    // another memory resource would deep-copy it onto the heap.
-    auto parse_one = [&](std::string_view text, std::error_code& ec) -> json::value {
-      scratch.parser.reset(&mr);
-      scratch.parser.write(text.data(), text.size(), ec);
-      if (ec) return json::value();
-      return scratch.parser.release();
-    };
-    std::error_code ea, eb;
-    json::value ja = parse_one(ta, ea);
-    json::value jb = ea ? json::value() : parse_one(tb, eb);
-    if (!ea && !eb) {
+    if (scratch.a.parse(ta, o_.max_json_depth) && scratch.b.parse(tb, o_.max_json_depth)) {
       out_.body_kind = BodyKind::json;
-      prepare_json();
-      json_diff(ja, jb);
+      json_diff_documents(scratch.a, scratch.b);
       return finish();
     }
   }

@@ -1,8 +1,6 @@
 // Private helpers shared by the src/diff translation units. Not a public header.
 #pragma once
 
-#include <boost/json/value.hpp>
-
 #include <string>
 #include <string_view>
 
@@ -13,8 +11,6 @@ namespace retake::diff {
 // Is v epoch seconds or milliseconds inside the options' window?
 bool is_epoch_value(double v, const CompareOptions& options);
 
-// Compact JSON text of v, at most `max` bytes (cut on a UTF-8 boundary, then "…").
-std::string render_json_value(const boost::json::value& v, size_t max);
 // s cut to at most `max` bytes on a UTF-8 boundary, plus "…" when cut.
 std::string truncate_utf8(std::string_view s, size_t max);
 

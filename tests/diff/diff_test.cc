@@ -521,3 +521,58 @@ TEST_CASE("kind names round-trip") {
   CHECK_FALSE(diff_kind_from_name("nope"));
   CHECK(normalizer_kind_from_name("hex_id") == NormalizerKind::hex_id);
 }
+
+TEST_CASE("JSON strings compare unescaped and numbers by value") {
+  auto c = make();
+  auto same = c.compare(json_resp(R"({"k\u0041":"\u00e9\n","n":100,"z":0,"big":18446744073709551615})"),
+                        json_resp("{\"kA\":\"\xC3\xA9\\n\",\"n\":1e2,\"z\":-0,\"big\":18446744073709551615}"));
+  INFO(dump(same));
+  CHECK(same.identical());
+  auto cmp = c.compare(json_resp(R"({"s":"a\"b\\c\u0001","big":18446744073709551615,"i":-5})"),
+                       json_resp(R"({"s":"x","big":18446744073709551614,"i":-5.5})"));
+  INFO(dump(cmp));
+  REQUIRE(cmp.differences.size() == 3);
+  CHECK(find(cmp, "$.s")->value_a == R"("a\"b\\c\u0001")");
+  CHECK(find(cmp, "$.big")->kind == DiffKind::value_changed);
+  CHECK(find(cmp, "$.i")->value_b == "-5.5");
+}
+
+TEST_CASE("large objects in different member orders are matched by key") {
+  auto c = make();
+  std::string a = "{", b = "{";
+  for (int i = 0; i < 40; ++i) {
+    if (i) a += ',', b += ',';
+    a += "\"k" + std::to_string(i) + "\":" + std::to_string(i);
+    b += "\"k" + std::to_string(39 - i) + "\":" + std::to_string(39 - i == 7 ? 70 : 39 - i);
+  }
+  a += ",\"onlya\":1}";
+  b += ",\"onlyb\":2}";
+  auto cmp = c.compare(json_resp(a), json_resp(b));
+  INFO(dump(cmp));
+  REQUIRE(cmp.differences.size() == 3);
+  CHECK(find(cmp, "$.k7")->value_b == "70");
+  CHECK(find(cmp, "$.onlya")->kind == DiffKind::field_missing);
+  CHECK(find(cmp, "$.onlyb")->kind == DiffKind::field_added);
+}
+
+TEST_CASE("JSON nested deeper than the limit is compared as text, not recursed") {
+  CompareOptions o;
+  o.max_json_depth = 16;
+  auto c = make(o);
+  std::string deep_a(100, '['), deep_b(100, '[');
+  deep_a += "1" + std::string(100, ']');
+  deep_b += "2" + std::string(100, ']');
+  auto cmp = c.compare(json_resp(deep_a), json_resp(deep_b));
+  CHECK(cmp.body_kind == BodyKind::text);
+  REQUIRE(cmp.differences.size() == 1);
+  CHECK(cmp.differences[0].kind == DiffKind::line_changed);
+}
+
+TEST_CASE("form bodies are diffed field by field") {
+  auto c = make();
+  auto cmp = c.compare(resp("application/x-www-form-urlencoded", "a=1&b=2&c=3"),
+                       resp("application/x-www-form-urlencoded", "a=1&b=9&c=3"));
+  REQUIRE(cmp.differences.size() == 1);
+  CHECK(cmp.differences[0].path == "body:line 2");
+  CHECK(cmp.differences[0].value_b == "b=9");
+}
