@@ -48,8 +48,8 @@ ResponseSnapshot Batch::snapshot(const flow::Response& r) const {
   s.status = r.status;
   s.headers = r.headers.fields();
   s.content_type = std::string(r.headers.get("content-type").value_or(""));
-  auto decoded =
-      decode_content(r.body.data, r.headers.get("content-encoding").value_or(""), options_.decoding);
+  auto decoded = decode_content(r.body.data, r.headers.get("content-encoding").value_or(""),
+                                options_.decoding);
   if (!decoded.ok()) {
     s.body_binary = true;
     s.body = "undecodable (" + decoded.status().message() + "), " +
@@ -123,8 +123,9 @@ BatchResult Batch::finish(const NoiseModel* noise, std::vector<std::string> unus
   }
 
   auto endpoint_result = [&](std::string_view ep) -> EndpointResult& {
-    auto it = std::lower_bound(out.endpoints.begin(), out.endpoints.end(), ep,
-                               [](const EndpointResult& e, std::string_view k) { return e.endpoint < k; });
+    auto it = std::lower_bound(
+        out.endpoints.begin(), out.endpoints.end(), ep,
+        [](const EndpointResult& e, std::string_view k) { return e.endpoint < k; });
     return *it;
   };
   for (const auto& p : pairs_) {

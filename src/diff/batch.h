@@ -18,10 +18,10 @@
 namespace retake::diff {
 
 struct BatchOptions {
-  NoiseThresholds thresholds;       // Default: Diffy's (see noise.h)
-  size_t max_examples = 200;        // differing pairs whose responses are kept. Default: 200
+  NoiseThresholds thresholds;            // Default: Diffy's (see noise.h)
+  size_t max_examples = 200;             // differing pairs whose responses are kept. Default: 200
   size_t max_snapshot_body = 256 << 10;  // decoded body bytes kept per response. Default: 256 KiB
-  CodingLimits decoding;            // Default: 64 MiB
+  CodingLimits decoding;                 // Default: 64 MiB
 };
 
 // What a report shows of one response.
@@ -47,10 +47,10 @@ struct PathVerdict {
 struct EndpointResult {
   std::string endpoint;
   uint64_t compared = 0;
-  uint64_t identical = 0;         // no difference at all
-  uint64_t different = 0;         // at least one unexplained difference
-  uint64_t noise_suppressed = 0;  // differences, all of them noise
-  std::vector<PathVerdict> paths; // sorted by pattern
+  uint64_t identical = 0;          // no difference at all
+  uint64_t different = 0;          // at least one unexplained difference
+  uint64_t noise_suppressed = 0;   // differences, all of them noise
+  std::vector<PathVerdict> paths;  // sorted by pattern
 };
 
 struct PairResult {

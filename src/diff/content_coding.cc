@@ -33,8 +33,7 @@ Status too_big(const char* coding, size_t limit) {
 Result<std::string> inflate_with(std::string_view in, int window_bits, const char* name,
                                  size_t limit) {
   z_stream zs{};
-  if (inflateInit2(&zs, window_bits) != Z_OK)
-    return Status(Errc::internal, "inflateInit2 failed");
+  if (inflateInit2(&zs, window_bits) != Z_OK) return Status(Errc::internal, "inflateInit2 failed");
   std::unique_ptr<z_stream, int (*)(z_stream*)> guard(&zs, inflateEnd);
   std::string out;
   const auto* next = reinterpret_cast<const Bytef*>(in.data());
@@ -130,7 +129,7 @@ Result<std::string> brotli_encode(std::string_view in) {
 
 Result<std::string> zstd_decode(std::string_view in, size_t limit) {
   std::unique_ptr<ZSTD_DStream, size_t (*)(ZSTD_DStream*)> ds(ZSTD_createDStream(),
-                                                                 ZSTD_freeDStream);
+                                                              ZSTD_freeDStream);
   if (!ds) return Status(Errc::internal, "zstd decoder allocation failed");
   ZSTD_initDStream(ds.get());
   std::string out;
@@ -170,8 +169,7 @@ Result<std::vector<std::string>> checked_codings(std::string_view ce, const Codi
     return Status(Errc::invalid_argument, "more than " + std::to_string(limits.max_layers) +
                                               " content codings in '" + std::string(ce) + "'");
   for (const auto& c : codings)
-    if (!known(c))
-      return Status(Errc::invalid_argument, "unsupported content coding '" + c + "'");
+    if (!known(c)) return Status(Errc::invalid_argument, "unsupported content coding '" + c + "'");
   return codings;
 }
 
@@ -209,9 +207,9 @@ Result<std::string> decode_content(std::string_view data, std::string_view ce,
     } else if (c == "deflate") {
       // RFC 9110 says zlib format; some servers send raw deflate. A zlib header is a CMF byte with
       // method 8 and a check value making the first 16 bits a multiple of 31.
-      bool zlib_header = current.size() >= 2 && (static_cast<uint8_t>(current[0]) & 0x0f) == 8 &&
-                         ((static_cast<uint8_t>(current[0]) << 8) |
-                          static_cast<uint8_t>(current[1])) % 31 == 0;
+      bool zlib_header =
+          current.size() >= 2 && (static_cast<uint8_t>(current[0]) & 0x0f) == 8 &&
+          ((static_cast<uint8_t>(current[0]) << 8) | static_cast<uint8_t>(current[1])) % 31 == 0;
       next = inflate_with(current, zlib_header ? 15 : -15, "deflate", limits.max_output);
     } else if (c == "br") {
       next = brotli_decode(current, limits.max_output);

@@ -1,7 +1,7 @@
 #include "diff/diff.h"
 
-#include <boost/json.hpp>
 #include <openssl/evp.h>
+#include <boost/json.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -21,9 +21,10 @@ namespace json = boost::json;
 
 namespace {
 constexpr const char* kKindNames[] = {
-    "status_changed", "response_missing", "header_changed", "header_missing", "header_added",
-    "value_changed",  "type_changed",     "field_missing",  "field_added",    "array_length_changed",
-    "line_changed",   "line_missing",     "line_added",     "body_changed",
+    "status_changed", "response_missing",     "header_changed", "header_missing",
+    "header_added",   "value_changed",        "type_changed",   "field_missing",
+    "field_added",    "array_length_changed", "line_changed",   "line_missing",
+    "line_added",     "body_changed",
 };
 constexpr const char* kNormalizerNames[] = {"timestamp", "uuid", "hex_id", "number"};
 
@@ -65,10 +66,14 @@ std::optional<NormalizerKind> normalizer_kind_from_name(std::string_view name) n
 
 const char* body_kind_name(BodyKind kind) noexcept {
   switch (kind) {
-    case BodyKind::none: return "none";
-    case BodyKind::json: return "json";
-    case BodyKind::text: return "text";
-    case BodyKind::binary: return "binary";
+    case BodyKind::none:
+      return "none";
+    case BodyKind::json:
+      return "json";
+    case BodyKind::text:
+      return "text";
+    case BodyKind::binary:
+      return "binary";
   }
   return "unknown";
 }
@@ -187,8 +192,8 @@ Result<Comparator::Rule> parse_target(std::string_view text, std::string_view wh
   } else if (text.starts_with("$")) {
     auto path = JsonPath::parse(text);
     if (!path.ok())
-      return Status(Errc::parse_error, std::string(what) + " '" + std::string(text) +
-                                           "': " + path.status().message());
+      return Status(Errc::parse_error,
+                    std::string(what) + " '" + std::string(text) + "': " + path.status().message());
     rule.target = Comparator::Rule::Target::json;
     rule.path = std::move(path.value());
   } else {
@@ -227,8 +232,7 @@ Result<Comparator> Comparator::create(CompareOptions options) {
   for (const auto& a : options.arrays) {
     auto path = JsonPath::parse(a.path);
     if (!path.ok())
-      return Status(Errc::parse_error,
-                    "array rule '" + a.path + "': " + path.status().message());
+      return Status(Errc::parse_error, "array rule '" + a.path + "': " + path.status().message());
     c.arrays_.push_back({std::move(path.value()), a.order});
   }
   if (options.max_value_chars < 8) options.max_value_chars = 8;
@@ -321,9 +325,15 @@ class ComparisonRun {
       bool m = false;
       switch (target) {
         case Target::status:
-        case Target::body: m = true; break;
-        case Target::header: m = r.header == "*" || r.header == header; break;
-        case Target::json: m = r.path.matches_prefix(path_); break;
+        case Target::body:
+          m = true;
+          break;
+        case Target::header:
+          m = r.header == "*" || r.header == header;
+          break;
+        case Target::json:
+          m = r.path.matches_prefix(path_);
+          break;
       }
       if (m) {
         ++c_.rule_matches_[i];
@@ -470,8 +480,10 @@ void ComparisonRun::json_diff(uint32_t ia, uint32_t ib) {
   const auto& b = (*tb_)[ib];
   if (!same_type(a, b)) return leaf(ia, ib);
   switch (a.kind) {
-    case tape::Kind::object: return object_diff(ia, ib);
-    case tape::Kind::array: return array_diff(ia, ib);
+    case tape::Kind::object:
+      return object_diff(ia, ib);
+    case tape::Kind::array:
+      return array_diff(ia, ib);
     case tape::Kind::string:
       if (a.view() != b.view()) leaf(ia, ib);
       return;
@@ -479,7 +491,8 @@ void ComparisonRun::json_diff(uint32_t ia, uint32_t ib) {
     case tape::Kind::true_:
       if (a.kind != b.kind) leaf(ia, ib);
       return;
-    case tape::Kind::null: return;
+    case tape::Kind::null:
+      return;
     default:
       if (!tape::numbers_equal(a, b)) leaf(ia, ib);
       return;
@@ -630,8 +643,8 @@ void ComparisonRun::canonical(const tape::Tape& t, uint32_t i,
       return;
     }
     case tape::Kind::string:
-      tape::append_quoted(out, kinds.empty() ? std::string(n.view())
-                                             : normalize_text(n.view(), kinds, o_));
+      tape::append_quoted(
+          out, kinds.empty() ? std::string(n.view()) : normalize_text(n.view(), kinds, o_));
       return;
     case tape::Kind::int64:
     case tape::Kind::uint64:
@@ -642,10 +655,17 @@ void ComparisonRun::canonical(const tape::Tape& t, uint32_t i,
       out.append(buf, p);
       return;
     }
-    case tape::Kind::null: out += "null"; return;
-    case tape::Kind::false_: out += "false"; return;
-    case tape::Kind::true_: out += "true"; return;
-    case tape::Kind::key: return;
+    case tape::Kind::null:
+      out += "null";
+      return;
+    case tape::Kind::false_:
+      out += "false";
+      return;
+    case tape::Kind::true_:
+      out += "true";
+      return;
+    case tape::Kind::key:
+      return;
   }
 }
 
@@ -834,7 +854,7 @@ std::optional<std::vector<Op>> myers(size_t n, size_t m, size_t max_d, Eq eq) {
     trace.emplace_back(v.begin() + (off - d), v.begin() + (off + d + 1));
     for (long k = -d; k <= d; k += 2) {
       long x = (k == -d || (k != d && v[off + k - 1] < v[off + k + 1])) ? v[off + k + 1]
-                                                                         : v[off + k - 1] + 1;
+                                                                        : v[off + k - 1] + 1;
       long y = x - k;
       while (x < N && y < M && eq(x, y)) ++x, ++y;
       v[off + k] = x;
@@ -920,8 +940,12 @@ void ComparisonRun::text_diff(std::string_view a, std::string_view b, bool form)
         flush();
         ++x, ++y;
         break;
-      case Op::remove: removed.push_back(x++); break;
-      case Op::insert: inserted.push_back(y++); break;
+      case Op::remove:
+        removed.push_back(x++);
+        break;
+      case Op::insert:
+        inserted.push_back(y++);
+        break;
     }
   }
   flush();
@@ -933,7 +957,8 @@ void ComparisonRun::text_diff(std::string_view a, std::string_view b, bool form)
 void ComparisonRun::body(const flow::Response& a, const flow::Response& b) {
   const auto ce_a = a.headers.get("content-encoding").value_or("");
   const auto ce_b = b.headers.get("content-encoding").value_or("");
-  const auto ct = a.headers.get("content-type").value_or(b.headers.get("content-type").value_or(""));
+  const auto ct =
+      a.headers.get("content-type").value_or(b.headers.get("content-type").value_or(""));
   const auto media = media_type(ct);
   const size_t before = out_.differences.size();
 
@@ -944,7 +969,7 @@ void ComparisonRun::body(const flow::Response& a, const flow::Response& b) {
   };
 
   if (a.body.data == b.body.data && flow::iequals(ce_a, ce_b)) {
-    out_.body_kind = a.body.data.empty()     ? BodyKind::none
+    out_.body_kind = a.body.data.empty()    ? BodyKind::none
                      : is_json_media(media) ? BodyKind::json
                      : is_text_media(media) ? BodyKind::text
                                             : BodyKind::binary;
@@ -956,11 +981,17 @@ void ComparisonRun::body(const flow::Response& a, const flow::Response& b) {
   Status sa, sb;
   if (!parse_content_encoding(ce_a).empty()) {
     auto d = decode_content(a.body.data, ce_a, o_.decoding);
-    if (d.ok()) buf_a = std::move(d.value()), ta = buf_a; else sa = d.status();
+    if (d.ok())
+      buf_a = std::move(d.value()), ta = buf_a;
+    else
+      sa = d.status();
   }
   if (!parse_content_encoding(ce_b).empty()) {
     auto d = decode_content(b.body.data, ce_b, o_.decoding);
-    if (d.ok()) buf_b = std::move(d.value()), tb = buf_b; else sb = d.status();
+    if (d.ok())
+      buf_b = std::move(d.value()), tb = buf_b;
+    else
+      sb = d.status();
   }
   if (!sa.ok() || !sb.ok()) {
     out_.body_kind = BodyKind::binary;

@@ -97,12 +97,13 @@ struct ArrayRule {
 // The headers ignored unless the caller removes them: per-request identifiers, tracing, dates,
 // caches and hop-by-hop framing, lowercase: date, age, expires, last-modified, etag,
 // content-length and content-encoding (bodies are compared decoded instead; a replay may
-// negotiate another coding), transfer-encoding, connection, keep-alive, via, server-timing, x-request-id, x-correlation-id, x-amzn-trace-id, x-amzn-requestid,
-// x-amz-request-id, x-amz-id-2, x-amz-cf-id, x-amz-cf-pop, traceparent, tracestate, b3,
-// x-b3-traceid, x-b3-spanid, x-b3-parentspanid, x-b3-sampled, x-cloud-trace-context,
-// x-datadog-trace-id, x-datadog-parent-id, x-runtime, x-response-time, cf-ray,
-// cf-cache-status, x-cache, x-cache-hits, x-served-by, x-timer, report-to, nel.
-// Set-Cookie is not ignored but compared by cookie names only (values are session noise).
+// negotiate another coding), transfer-encoding, connection, keep-alive, via, server-timing,
+// x-request-id, x-correlation-id, x-amzn-trace-id, x-amzn-requestid, x-amz-request-id, x-amz-id-2,
+// x-amz-cf-id, x-amz-cf-pop, traceparent, tracestate, b3, x-b3-traceid, x-b3-spanid,
+// x-b3-parentspanid, x-b3-sampled, x-cloud-trace-context, x-datadog-trace-id, x-datadog-parent-id,
+// x-runtime, x-response-time, cf-ray, cf-cache-status, x-cache, x-cache-hits, x-served-by, x-timer,
+// report-to, nel. Set-Cookie is not ignored but compared by cookie names only (values are session
+// noise).
 std::vector<std::string> default_ignored_headers();
 
 // Options: plain values; every field says its default.
@@ -121,12 +122,12 @@ struct CompareOptions {
   // Epoch window of the timestamp normalizer, seconds. Default: 2000-01-01 .. 2100-01-01.
   int64_t epoch_min_seconds = 946684800;
   int64_t epoch_max_seconds = 4102444800;
-  CodingLimits decoding;           // Default: 64 MiB per body
-  size_t max_differences = 200;    // per comparison; the rest set `truncated`. Default: 200
-  size_t max_value_chars = 160;    // Default: 160
-  size_t max_text_lines = 200000;  // per side; above, text is compared whole. Default: 200000
-  size_t max_edit_distance = 1000; // line edits before giving up on a line diff. Default: 1000
-  size_t max_json_depth = 512;     // deeper JSON is compared as text. Default: 512
+  CodingLimits decoding;            // Default: 64 MiB per body
+  size_t max_differences = 200;     // per comparison; the rest set `truncated`. Default: 200
+  size_t max_value_chars = 160;     // Default: 160
+  size_t max_text_lines = 200000;   // per side; above, text is compared whole. Default: 200000
+  size_t max_edit_distance = 1000;  // line edits before giving up on a line diff. Default: 1000
+  size_t max_json_depth = 512;      // deeper JSON is compared as text. Default: 512
 };
 
 // How a body was compared.

@@ -15,7 +15,9 @@ namespace {
 bool is_ident_start(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
 }
-bool is_ident_char(char c) { return is_ident_start(c) || (c >= '0' && c <= '9'); }
+bool is_ident_char(char c) {
+  return is_ident_start(c) || (c >= '0' && c <= '9');
+}
 // What the parser accepts after a dot: a little wider than what the renderer emits, so that
 // `$.x-request-id` and `$.0` are convenient to type.
 bool is_name_char(char c) {
@@ -33,9 +35,12 @@ Status error_at(size_t pos, std::string what) {
 
 bool step_matches(const JsonPath::Step& s, const PathElem& e) {
   switch (s.kind) {
-    case JsonPath::StepKind::member: return !e.is_index && e.key == s.name;
-    case JsonPath::StepKind::index: return e.is_index && e.index == s.index;
-    case JsonPath::StepKind::wildcard: return true;
+    case JsonPath::StepKind::member:
+      return !e.is_index && e.key == s.name;
+    case JsonPath::StepKind::index:
+      return e.is_index && e.index == s.index;
+    case JsonPath::StepKind::wildcard:
+      return true;
   }
   return false;
 }
@@ -78,8 +83,7 @@ void select_rec(const std::vector<JsonPath::Step>& steps, size_t i, V& node, std
   }
   const auto& s = steps[i];
   for_matching_children(node, s, [&](V& child) { select_rec(steps, i + 1, child, out); });
-  if (s.descendant)
-    for_all_children(node, [&](V& child) { select_rec(steps, i, child, out); });
+  if (s.descendant) for_all_children(node, [&](V& child) { select_rec(steps, i, child, out); });
 }
 
 template <class V>
@@ -262,9 +266,8 @@ Result<JsonPath> JsonPath::parse(std::string_view text) {
 }
 
 bool JsonPath::is_concrete() const {
-  return std::none_of(steps_.begin(), steps_.end(), [](const Step& s) {
-    return s.descendant || s.kind == StepKind::wildcard;
-  });
+  return std::none_of(steps_.begin(), steps_.end(),
+                      [](const Step& s) { return s.descendant || s.kind == StepKind::wildcard; });
 }
 
 namespace {

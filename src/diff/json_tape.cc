@@ -163,11 +163,21 @@ void append_quoted(std::string& out, std::string_view s) {
       out += c;
     } else if (u < 0x20) {
       switch (c) {
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        case '\b':
+          out += "\\b";
+          break;
+        case '\f':
+          out += "\\f";
+          break;
         default:
           out += "\\u00";
           out += kHex[u >> 4];
@@ -186,14 +196,24 @@ uint32_t render_rec(const Tape& t, uint32_t i, size_t limit, std::string& out) {
   const Node& n = t[i];
   if (out.size() > limit) return n.end;
   switch (n.kind) {
-    case Kind::null: out += "null"; break;
-    case Kind::false_: out += "false"; break;
-    case Kind::true_: out += "true"; break;
+    case Kind::null:
+      out += "null";
+      break;
+    case Kind::false_:
+      out += "false";
+      break;
+    case Kind::true_:
+      out += "true";
+      break;
     case Kind::int64:
     case Kind::uint64:
-    case Kind::double_: out += n.view(); break;
+    case Kind::double_:
+      out += n.view();
+      break;
     case Kind::string:
-    case Kind::key: append_quoted(out, n.view()); break;
+    case Kind::key:
+      append_quoted(out, n.view());
+      break;
     case Kind::array: {
       out += '[';
       uint32_t c = i + 1;

@@ -12,7 +12,18 @@
 
 namespace retake::diff::tape {
 
-enum class Kind : uint8_t { null, false_, true_, int64, uint64, double_, string, array, object, key };
+enum class Kind : uint8_t {
+  null,
+  false_,
+  true_,
+  int64,
+  uint64,
+  double_,
+  string,
+  array,
+  object,
+  key
+};
 
 struct Node {
   const char* text = nullptr;  // string/key: unescaped content; number: its source text

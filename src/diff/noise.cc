@@ -45,7 +45,8 @@ uint64_t NoiseModel::differences(std::string_view endpoint, std::string_view pat
 
 double NoiseModel::rate(std::string_view endpoint, std::string_view pattern) const {
   auto n = comparisons(endpoint);
-  return n == 0 ? 0.0 : static_cast<double>(differences(endpoint, pattern)) / static_cast<double>(n);
+  return n == 0 ? 0.0
+                : static_cast<double>(differences(endpoint, pattern)) / static_cast<double>(n);
 }
 
 void NoiseModel::merge(const NoiseModel& other) {
@@ -73,7 +74,9 @@ std::string NoiseModel::to_json() const {
 }
 
 namespace {
-Status bad(std::string what) { return Status(Errc::parse_error, "noise model: " + what); }
+Status bad(std::string what) {
+  return Status(Errc::parse_error, "noise model: " + what);
+}
 
 std::optional<uint64_t> count_of(const json::value& v) {
   if (v.is_uint64()) return v.get_uint64();

@@ -10,10 +10,18 @@ namespace retake::diff {
 
 namespace {
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-bool is_alnum(char c) { return is_digit(c) || is_alpha(c); }
-bool is_hex(char c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+bool is_alpha(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+bool is_alnum(char c) {
+  return is_digit(c) || is_alpha(c);
+}
+bool is_hex(char c) {
+  return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
 
 // n digits at s[p..p+n) as a number, or -1.
 int digits(std::string_view s, size_t p, size_t n) {
@@ -26,7 +34,9 @@ int digits(std::string_view s, size_t p, size_t n) {
   return v;
 }
 
-bool boundary_after(std::string_view s, size_t end) { return end >= s.size() || !is_alnum(s[end]); }
+bool boundary_after(std::string_view s, size_t end) {
+  return end >= s.size() || !is_alnum(s[end]);
+}
 
 // An RFC 3339 / ISO 8601 date-time starting at p: YYYY-MM-DD[T ]HH:MM[:SS[.frac]][Z|±HH[:]MM|±HH].
 // Returns its length, 0 when there is none.
@@ -105,13 +115,16 @@ bool has(std::span<const NormalizerKind> kinds, NormalizerKind k) {
   return std::find(kinds.begin(), kinds.end(), k) != kinds.end();
 }
 
-bool is_uuid_segment(std::string_view s) { return s.size() == 36 && match_uuid(s, 0) == 36; }
+bool is_uuid_segment(std::string_view s) {
+  return s.size() == 36 && match_uuid(s, 0) == 36;
+}
 
 }  // namespace
 
 bool is_epoch_value(double v, const CompareOptions& o) {
   if (!(v >= 0)) return false;
-  double lo = static_cast<double>(o.epoch_min_seconds), hi = static_cast<double>(o.epoch_max_seconds);
+  double lo = static_cast<double>(o.epoch_min_seconds),
+         hi = static_cast<double>(o.epoch_max_seconds);
   return (v >= lo && v <= hi) || (v >= lo * 1000 && v <= hi * 1000);
 }
 

@@ -44,11 +44,21 @@ std::string xml_escape(std::string_view raw) {
   out.reserve(s.size() + 16);
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
       default:
         // XML 1.0 cannot carry C0 controls other than tab, newline and carriage return.
         if (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n' && c != '\r')
@@ -66,19 +76,34 @@ std::string html_escape(std::string_view raw) {
   out.reserve(s.size() + 16);
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      case '\0': out += "\xEF\xBF\xBD"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      case '\0':
+        out += "\xEF\xBF\xBD";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
 }
 
-std::string show(std::string_view v) { return v.empty() ? std::string("(none)") : std::string(v); }
+std::string show(std::string_view v) {
+  return v.empty() ? std::string("(none)") : std::string(v);
+}
 
 }  // namespace
 
@@ -130,7 +155,8 @@ std::string render_text(const BatchResult& r, const TextReportOptions& o) {
     size_t shown = 0;
     for (const auto& p : r.differing) {
       if (shown++ == o.max_pairs) {
-        out += "... " + std::to_string(r.differing.size() - o.max_pairs) + " more differing pairs\n";
+        out +=
+            "... " + std::to_string(r.differing.size() - o.max_pairs) + " more differing pairs\n";
         break;
       }
       out += "\n";
@@ -353,7 +379,8 @@ std::string body_html(const ResponseSnapshot& s, const std::set<std::string>& pa
   json::parse_options po;
   po.max_depth = 256;
   json::value v;
-  if (!s.body_truncated && is_json_media(media_type(s.content_type))) v = json::parse(s.body, ec, {}, po);
+  if (!s.body_truncated && is_json_media(media_type(s.content_type)))
+    v = json::parse(s.body, ec, {}, po);
   if (!s.body_truncated && is_json_media(media_type(s.content_type)) && !ec) {
     std::string path = "$";
     pretty_json_html(v, path, paths, 0, out);
@@ -381,8 +408,8 @@ std::string body_html(const ResponseSnapshot& s, const std::set<std::string>& pa
 
 std::string side_html(const char* side, uint64_t flow, const std::optional<ResponseSnapshot>& s,
                       const PairResult& p, bool is_a) {
-  std::string out = std::string("<div class=\"side side-") + side + "\"><h3>" +
-                    (is_a ? "A" : "B") + " (flow " + std::to_string(flow) + ")</h3>";
+  std::string out = std::string("<div class=\"side side-") + side + "\"><h3>" + (is_a ? "A" : "B") +
+                    " (flow " + std::to_string(flow) + ")</h3>";
   if (!s) return out + "<p class=\"missing\">response not kept</p></div>";
   std::set<std::string> paths, headers;
   std::set<size_t> lines;
@@ -424,11 +451,13 @@ std::string render_html(const BatchResult& r, const HtmlReportOptions& o) {
   out += "<section id=\"summary\"><p class=\"totals\">";
   out += "<span class=\"compared\">" + std::to_string(r.compared) + " compared</span>, ";
   out += "<span class=\"identical\">" + std::to_string(r.identical) + " identical</span>, ";
-  out += "<span class=\"noise\">" + std::to_string(r.noise_suppressed) + " noise-suppressed</span>, ";
+  out +=
+      "<span class=\"noise\">" + std::to_string(r.noise_suppressed) + " noise-suppressed</span>, ";
   out += std::string("<span class=\"different ") + (r.different ? "bad" : "ok") + "\">" +
          std::to_string(r.different) + " different</span></p>\n";
-  out += "<table class=\"summary\"><tr><th>endpoint</th><th>compared</th><th>identical</th>"
-         "<th>noise-suppressed</th><th>different</th></tr>\n";
+  out +=
+      "<table class=\"summary\"><tr><th>endpoint</th><th>compared</th><th>identical</th>"
+      "<th>noise-suppressed</th><th>different</th></tr>\n";
   for (const auto& e : r.endpoints) {
     out += "<tr class=\"endpoint\" data-endpoint=\"" + html_escape(e.endpoint) + "\"><td>" +
            html_escape(e.endpoint) + "</td><td class=\"num compared\">" +
@@ -447,9 +476,9 @@ std::string render_html(const BatchResult& r, const HtmlReportOptions& o) {
   out += "<section id=\"differences\">\n";
   size_t index = 0;
   for (const auto& p : r.differing) {
-    out += "<article class=\"pair\" id=\"pair-" + std::to_string(index++) +
-           "\" data-endpoint=\"" + html_escape(p.endpoint) + "\" data-flow-a=\"" +
-           std::to_string(p.flow_a) + "\" data-flow-b=\"" + std::to_string(p.flow_b) + "\">";
+    out += "<article class=\"pair\" id=\"pair-" + std::to_string(index++) + "\" data-endpoint=\"" +
+           html_escape(p.endpoint) + "\" data-flow-a=\"" + std::to_string(p.flow_a) +
+           "\" data-flow-b=\"" + std::to_string(p.flow_b) + "\">";
     out += "<h2>" + html_escape(p.request_line.empty() ? p.endpoint : p.request_line) +
            " <small>(flow " + std::to_string(p.flow_a) + " vs " + std::to_string(p.flow_b) +
            ")</small></h2><div class=\"detail\">";

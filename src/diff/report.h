@@ -16,9 +16,9 @@
 namespace retake::diff {
 
 struct TextReportOptions {
-  bool color = false;             // ANSI colors. Default: false
-  size_t max_pairs = 50;          // differing pairs listed. Default: 50
-  size_t max_differences = 20;    // differences listed per pair. Default: 20
+  bool color = false;           // ANSI colors. Default: false
+  size_t max_pairs = 50;        // differing pairs listed. Default: 50
+  size_t max_differences = 20;  // differences listed per pair. Default: 20
 };
 // A summary line, a table of endpoints, the unexplained differences, unused ignore rules.
 std::string render_text(const BatchResult& result, const TextReportOptions& options = {});

@@ -21,7 +21,8 @@ std::string fixture(const std::string& name) {
 std::string sample() {
   std::string s;
   std::mt19937 rng(7);
-  for (int i = 0; i < 2000; ++i) s += "{\"id\":" + std::to_string(rng() % 1000) + ",\"name\":\"x\"}\n";
+  for (int i = 0; i < 2000; ++i)
+    s += "{\"id\":" + std::to_string(rng() % 1000) + ",\"name\":\"x\"}\n";
   return s;
 }
 }  // namespace

@@ -3,8 +3,8 @@
 // 1. structural JSON diff of two large bodies (parse both + compare), in MB/s;
 // 2. 10k pairs of ~2 KB API responses with headers, an ignore rule and normalizers.
 #include <chrono>
-#include <ctime>
 #include <cstdio>
+#include <ctime>
 #include <random>
 #include <string>
 #include <vector>
@@ -24,8 +24,8 @@ std::string item(std::mt19937& rng, int i, bool changed) {
                 R"("tags":["alpha","beta","gamma"],"owner":{"id":"%08x-1234-4abc-8def-%012x",)"
                 R"("email":"user%d@example.com"},"updatedAt":"2024-0%d-1%dT10:00:00Z"})",
                 i, i, static_cast<int>(rng() % 1000), static_cast<int>(rng() % 100),
-                (i % 3) ? "true" : "false", static_cast<unsigned>(rng()), i, i,
-                changed ? 2 : 1, i % 10);
+                (i % 3) ? "true" : "false", static_cast<unsigned>(rng()), i, i, changed ? 2 : 1,
+                i % 10);
   return buf;
 }
 
@@ -114,8 +114,9 @@ int main() {
     for (auto& [a, b] : pairs) different += c->compare(a, b, &req).identical() ? 0 : 1;
     double s = t.cpu_s();
     std::printf("(wall %.1f ms total)\n", t.wall_s() * 1e3);
-    std::printf("10k pairs: average body %zu bytes, %zu differing, %.1f ms CPU total (%.1f us/pair)\n",
-                bytes / pairs.size(), different, s * 1e3, s * 1e6 / pairs.size());
+    std::printf(
+        "10k pairs: average body %zu bytes, %zu differing, %.1f ms CPU total (%.1f us/pair)\n",
+        bytes / pairs.size(), different, s * 1e3, s * 1e6 / pairs.size());
   }
   return 0;
 }

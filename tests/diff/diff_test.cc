@@ -46,8 +46,8 @@ const Difference* find(const Comparison& c, std::string_view path) {
 std::string dump(const Comparison& c) {
   std::string s;
   for (const auto& d : c.differences)
-    s += std::string(diff_kind_name(d.kind)) + " " + d.path + " [" + d.value_a + "] [" +
-         d.value_b + "]\n";
+    s += std::string(diff_kind_name(d.kind)) + " " + d.path + " [" + d.value_a + "] [" + d.value_b +
+         "]\n";
   return s;
 }
 
@@ -228,7 +228,8 @@ TEST_CASE("a text diff with too many edits falls back to one body_changed") {
   o.max_edit_distance = 10;
   auto c = make(o);
   std::string x, y;
-  for (int i = 0; i < 100; ++i) x += "a" + std::to_string(i) + "\n", y += "b" + std::to_string(i) + "\n";
+  for (int i = 0; i < 100; ++i)
+    x += "a" + std::to_string(i) + "\n", y += "b" + std::to_string(i) + "\n";
   auto cmp = c.compare(resp("text/plain", x), resp("text/plain", y));
   REQUIRE(cmp.differences.size() == 1);
   CHECK(cmp.differences[0].kind == DiffKind::body_changed);
@@ -246,8 +247,8 @@ TEST_CASE("binary bodies compare by size and SHA-256") {
   CHECK(cmp.differences[0].value_a.rfind("6 bytes, sha256 ", 0) == 0);
   CHECK(cmp.differences[0].value_a != cmp.differences[0].value_b);
   // sha256("abc") is the FIPS 180-2 example.
-  auto abc = c.compare(resp("application/octet-stream", "abc"),
-                       resp("application/octet-stream", "abd"));
+  auto abc =
+      c.compare(resp("application/octet-stream", "abc"), resp("application/octet-stream", "abd"));
   REQUIRE(abc.differences.size() == 1);
   CHECK(abc.differences[0].value_a ==
         "3 bytes, sha256 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
@@ -370,9 +371,11 @@ TEST_CASE("the uuid and hex normalizers replace ids, also inside strings") {
   CompareOptions o;
   o.normalizers = {{NormalizerKind::uuid, "", 0, 0}, {NormalizerKind::hex_id, "", 0, 0}};
   auto c = make(o);
-  auto a = json_resp(R"({"id":"123e4567-e89b-12d3-a456-426614174000","href":"/o/0123456789abcdef0123",
+  auto a =
+      json_resp(R"({"id":"123e4567-e89b-12d3-a456-426614174000","href":"/o/0123456789abcdef0123",
                          "short":"abc123","word":"user 123e4567-e89b-12d3-a456-426614174000 ok"})");
-  auto b = json_resp(R"({"id":"00000000-0000-4000-8000-000000000000","href":"/o/fedcba9876543210ffff",
+  auto b =
+      json_resp(R"({"id":"00000000-0000-4000-8000-000000000000","href":"/o/fedcba9876543210ffff",
                          "short":"abc124","word":"user AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE ok"})");
   auto cmp = c.compare(a, b);
   INFO(dump(cmp));
@@ -408,7 +411,7 @@ TEST_CASE("the number normalizer accepts absolute and relative tolerances") {
     auto c = make(o);
     auto cmp = c.compare(a, b);
     INFO(dump(cmp));
-    CHECK(find(cmp, "$.price"));  // 0.4 > 0.1 and > 0.1% of 100.4
+    CHECK(find(cmp, "$.price"));      // 0.4 > 0.1 and > 0.1% of 100.4
     CHECK_FALSE(find(cmp, "$.big"));  // 900 <= 0.1% of 1000900
     CHECK(find(cmp, "$.other"));
   }
@@ -524,8 +527,9 @@ TEST_CASE("kind names round-trip") {
 
 TEST_CASE("JSON strings compare unescaped and numbers by value") {
   auto c = make();
-  auto same = c.compare(json_resp(R"({"k\u0041":"\u00e9\n","n":100,"z":0,"big":18446744073709551615})"),
-                        json_resp("{\"kA\":\"\xC3\xA9\\n\",\"n\":1e2,\"z\":-0,\"big\":18446744073709551615}"));
+  auto same = c.compare(
+      json_resp(R"({"k\u0041":"\u00e9\n","n":100,"z":0,"big":18446744073709551615})"),
+      json_resp("{\"kA\":\"\xC3\xA9\\n\",\"n\":1e2,\"z\":-0,\"big\":18446744073709551615}"));
   INFO(dump(same));
   CHECK(same.identical());
   auto cmp = c.compare(json_resp(R"({"s":"a\"b\\c\u0001","big":18446744073709551615,"i":-5})"),

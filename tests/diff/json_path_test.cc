@@ -1,7 +1,7 @@
 #include "diff/json_path.h"
 
-#include <boost/json.hpp>
 #include <doctest/doctest.h>
+#include <boost/json.hpp>
 
 #include <vector>
 
@@ -15,8 +15,12 @@ JsonPath P(std::string_view text) {
   REQUIRE_MESSAGE(r.ok(), r.status().to_string());
   return r.value();
 }
-PathElem K(std::string_view k) { return PathElem::member(k); }
-PathElem I(size_t i) { return PathElem::element(i); }
+PathElem K(std::string_view k) {
+  return PathElem::member(k);
+}
+PathElem I(size_t i) {
+  return PathElem::element(i);
+}
 }  // namespace
 
 TEST_CASE("valid paths parse into the expected steps") {
@@ -60,11 +64,13 @@ TEST_CASE("invalid paths fail with a message naming the column") {
     const char* column;  // prefix of the message
   };
   const Row rows[] = {
-      {"", "column 1:"},          {"a.b", "column 1:"},        {"$.", "column 3:"},
-      {"$..", "column 4:"},       {"$[", "column 3:"},         {"$[1", "column 4:"},
-      {"$['abc", "column 7:"},    {"$[abc]", "column 3:"},     {"$.a b", "column 4:"},
-      {"$[-1]", "column 3:"},     {"$.a[*", "column 6:"},      {"$['a\\x']", "column 5:"},
-      {"$.a.#", "column 5:"},     {"$[99999999999999999999]", "column 3:"},
+      {"", "column 1:"},       {"a.b", "column 1:"},
+      {"$.", "column 3:"},     {"$..", "column 4:"},
+      {"$[", "column 3:"},     {"$[1", "column 4:"},
+      {"$['abc", "column 7:"}, {"$[abc]", "column 3:"},
+      {"$.a b", "column 4:"},  {"$[-1]", "column 3:"},
+      {"$.a[*", "column 6:"},  {"$['a\\x']", "column 5:"},
+      {"$.a.#", "column 5:"},  {"$[99999999999999999999]", "column 3:"},
   };
   for (const auto& row : rows) {
     CAPTURE(row.text);

@@ -35,7 +35,8 @@ flow::Response json_resp(std::string body) {
 
 }  // namespace
 
-TEST_CASE("the noise rule needs both the absolute and the relative threshold to call a difference real") {
+TEST_CASE(
+    "the noise rule needs both the absolute and the relative threshold to call a difference real") {
   NoiseThresholds t;  // Diffy's: absolute 0.0003, relative 1.5
   struct Row {
     double c, n;
@@ -60,18 +61,19 @@ TEST_CASE("the noise rule needs both the absolute and the relative threshold to 
   NoiseThresholds strict;
   strict.absolute = 0.1;
   strict.relative = 1.5;
-  CHECK(is_noise(0.15, 0.1, strict));   // ratio 1.5 but only 0.05 apart
+  CHECK(is_noise(0.15, 0.1, strict));  // ratio 1.5 but only 0.05 apart
   CHECK_FALSE(is_noise(0.25, 0.1, strict));
   NoiseThresholds loose;
   loose.relative = 1.4;
-  CHECK(is_noise(0.3, 0.22, t));        // ratio 1.36 < 1.5
-  CHECK(is_noise(0.3, 0.22, loose));    // 1.36 < 1.4
+  CHECK(is_noise(0.3, 0.22, t));            // ratio 1.36 < 1.5
+  CHECK(is_noise(0.3, 0.22, loose));        // 1.36 < 1.4
   CHECK_FALSE(is_noise(0.3, 0.21, loose));  // 1.43 >= 1.4
 }
 
 TEST_CASE("the noise model counts each pattern once per baseline comparison") {
   NoiseModel m;
-  m.add_baseline("GET /a", with({D("$.items[0].ts", "$.items[*].ts"), D("$.items[1].ts", "$.items[*].ts")}));
+  m.add_baseline("GET /a",
+                 with({D("$.items[0].ts", "$.items[*].ts"), D("$.items[1].ts", "$.items[*].ts")}));
   m.add_baseline("GET /a", with({}));
   m.add_baseline("GET /a", with({D("$.x")}));
   m.add_baseline("GET /a", with({D("$.items[5].ts", "$.items[*].ts")}));
@@ -103,12 +105,12 @@ TEST_CASE("the noise model survives a JSON round trip and merges") {
 }
 
 TEST_CASE("a malformed noise model is a parse error, not a crash") {
-  for (const char* bad : {"", "[]", "nope", R"({"version":2,"endpoints":{}})",
-                          R"({"endpoints":{}})", R"({"version":1})",
-                          R"({"version":1,"endpoints":{"a":{"comparisons":-1}}})",
-                          R"({"version":1,"endpoints":{"a":{"comparisons":1,"paths":{"$.x":2}}}})",
-                          R"({"version":1,"endpoints":{"a":{"comparisons":1,"paths":[1]}}})",
-                          R"({"version":1,"endpoints":{"a":5}})"}) {
+  for (const char* bad :
+       {"", "[]", "nope", R"({"version":2,"endpoints":{}})", R"({"endpoints":{}})",
+        R"({"version":1})", R"({"version":1,"endpoints":{"a":{"comparisons":-1}}})",
+        R"({"version":1,"endpoints":{"a":{"comparisons":1,"paths":{"$.x":2}}}})",
+        R"({"version":1,"endpoints":{"a":{"comparisons":1,"paths":[1]}}})",
+        R"({"version":1,"endpoints":{"a":5}})"}) {
     CAPTURE(bad);
     auto m = NoiseModel::from_json(bad);
     REQUIRE_FALSE(m.ok());

@@ -1,7 +1,7 @@
 #include "diff/report.h"
 
-#include <boost/json.hpp>
 #include <doctest/doctest.h>
+#include <boost/json.hpp>
 
 #include <fstream>
 #include <vector>
@@ -73,7 +73,8 @@ bool well_formed_xml(const std::string& x, std::vector<std::string>& opened_orde
       if (tag.empty()) return error = "empty tag", false;
       if (tag[0] == '/') {
         std::string name = tag.substr(1);
-        if (stack.empty() || stack.back() != name) return error = "mismatched </" + name + ">", false;
+        if (stack.empty() || stack.back() != name)
+          return error = "mismatched </" + name + ">", false;
         stack.pop_back();
       } else {
         bool self_closing = tag.back() == '/';
@@ -197,7 +198,8 @@ TEST_CASE("the HTML report is self-contained, escaped and has stable hooks") {
 TEST_CASE("the text report lists endpoints and differences, colored only on request") {
   auto r = sample_result();
   auto plain = render_text(r);
-  CHECK(plain.find("3 compared, 1 identical, 0 noise-suppressed, 2 different") != std::string::npos);
+  CHECK(plain.find("3 compared, 1 identical, 0 noise-suppressed, 2 different") !=
+        std::string::npos);
   CHECK(plain.find("GET /users/{id}") != std::string::npos);
   CHECK(plain.find("value_changed $.name: \"ann\" -> \"bob\"") != std::string::npos);
   CHECK(plain.find("status_changed status: 200 -> 500") != std::string::npos);
