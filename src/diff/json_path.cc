@@ -173,6 +173,63 @@ std::string render_path_generalized(std::span<const PathElem> path) {
   return out;
 }
 
+namespace {
+// Parses one bracket step starting at text[pos] == '[' into `step`; advances pos past ']'.
+Status parse_bracket(std::string_view text, size_t& pos, JsonPath::Step& step) {
+  const size_t n = text.size();
+  ++pos;  // past '['
+  if (pos >= n) return error_at(pos, "expected an index, '*' or a quoted name after '['");
+  char c = text[pos];
+  if (c == '*') {
+    step.kind = JsonPath::StepKind::wildcard;
+    ++pos;
+  } else if (c == '\'' || c == '"') {
+    const char quote = c;
+    ++pos;
+    std::string name;
+    bool closed = false;
+    while (pos < n) {
+      char d = text[pos];
+      if (d == '\\') {
+        if (pos + 1 >= n) return error_at(pos, "unfinished escape in a quoted name");
+        char e = text[pos + 1];
+        if (e != '\\' && e != '\'' && e != '"')
+          return error_at(pos, std::string("unknown escape '\\") + e + "'");
+        name += e;
+        pos += 2;
+        continue;
+      }
+      if (d == quote) {
+        closed = true;
+        ++pos;
+        break;
+      }
+      name += d;
+      ++pos;
+    }
+    if (!closed) return error_at(pos, "unterminated quoted name");
+    step.kind = JsonPath::StepKind::member;
+    step.name = std::move(name);
+  } else if (c >= '0' && c <= '9') {
+    size_t start = pos;
+    while (pos < n && text[pos] >= '0' && text[pos] <= '9') ++pos;
+    auto digits = text.substr(start, pos - start);
+    size_t value = 0;
+    auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (ec != std::errc() || value > (size_t{1} << 40)) return error_at(start, "index too large");
+    step.kind = JsonPath::StepKind::index;
+    step.index = value;
+  } else if (c == '-') {
+    return error_at(pos, "negative indexes are not supported");
+  } else {
+    return error_at(pos, std::string("unexpected '") + c + "' after '['");
+  }
+  if (pos >= n || text[pos] != ']') return error_at(pos, "expected ']'");
+  ++pos;
+  return {};
+}
+}  // namespace
+
 Result<JsonPath> JsonPath::parse(std::string_view text) {
   JsonPath path;
   path.text_ = std::string(text);
@@ -183,16 +240,19 @@ Result<JsonPath> JsonPath::parse(std::string_view text) {
     if (path.steps_.size() >= kMaxSteps)
       return error_at(pos, "more than " + std::to_string(kMaxSteps) + " steps");
     Step step;
-    char c = text[pos];
-    if (c == '.') {
+    const char c = text[pos];
+    if (c == '[') {
+      if (auto st = parse_bracket(text, pos, step); !st.ok()) return st;
+    } else if (c == '.') {
       ++pos;
       if (pos < n && text[pos] == '.') {
         step.descendant = true;
         ++pos;
         if (pos >= n) return error_at(pos, "expected a name, '*' or '[' after '..'");
-        if (text[pos] == '[') goto bracket;  // `$..[0]`, `$..['k']`
       }
-      if (pos < n && text[pos] == '*') {
+      if (step.descendant && text[pos] == '[') {  // `$..[0]`, `$..['k']`
+        if (auto st = parse_bracket(text, pos, step); !st.ok()) return st;
+      } else if (pos < n && text[pos] == '*') {
         step.kind = StepKind::wildcard;
         ++pos;
       } else {
@@ -206,60 +266,9 @@ Result<JsonPath> JsonPath::parse(std::string_view text) {
         step.kind = StepKind::member;
         step.name = std::string(text.substr(start, pos - start));
       }
-      path.steps_.push_back(std::move(step));
-      continue;
-    }
-    if (c != '[') return error_at(pos, std::string("unexpected '") + c + "'; expected '.' or '['");
-  bracket:
-    ++pos;  // past '['
-    if (pos >= n) return error_at(pos, "expected an index, '*' or a quoted name after '['");
-    c = text[pos];
-    if (c == '*') {
-      step.kind = StepKind::wildcard;
-      ++pos;
-    } else if (c == '\'' || c == '"') {
-      char quote = c;
-      ++pos;
-      std::string name;
-      bool closed = false;
-      while (pos < n) {
-        char d = text[pos];
-        if (d == '\\') {
-          if (pos + 1 >= n) return error_at(pos, "unfinished escape in a quoted name");
-          char e = text[pos + 1];
-          if (e != '\\' && e != '\'' && e != '"')
-            return error_at(pos, std::string("unknown escape '\\") + e + "'");
-          name += e;
-          pos += 2;
-          continue;
-        }
-        if (d == quote) {
-          closed = true;
-          ++pos;
-          break;
-        }
-        name += d;
-        ++pos;
-      }
-      if (!closed) return error_at(pos, "unterminated quoted name");
-      step.kind = StepKind::member;
-      step.name = std::move(name);
-    } else if (c >= '0' && c <= '9') {
-      size_t start = pos;
-      while (pos < n && text[pos] >= '0' && text[pos] <= '9') ++pos;
-      auto digits = text.substr(start, pos - start);
-      size_t value = 0;
-      auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-      if (ec != std::errc() || value > (size_t{1} << 40)) return error_at(start, "index too large");
-      step.kind = StepKind::index;
-      step.index = value;
-    } else if (c == '-') {
-      return error_at(pos, "negative indexes are not supported");
     } else {
-      return error_at(pos, std::string("unexpected '") + c + "' after '['");
+      return error_at(pos, std::string("unexpected '") + c + "'; expected '.' or '['");
     }
-    if (pos >= n || text[pos] != ']') return error_at(pos, "expected ']'");
-    ++pos;
     path.steps_.push_back(std::move(step));
   }
   return path;
