@@ -302,15 +302,17 @@ class ComparisonRun {
   void headers(const flow::Headers& a, const flow::Headers& b);
   void body(const flow::Response& a, const flow::Response& b);
 
-  void emit(DiffKind kind, std::string path, std::string pattern, std::string_view va,
+  // Records a difference; false when the list is full (and marked truncated).
+  bool emit(DiffKind kind, std::string path, std::string pattern, std::string_view va,
             std::string_view vb) {
     if (out_.differences.size() >= o_.max_differences) {
       out_.truncated = true;
-      return;
+      return false;
     }
     out_.differences.push_back({kind, std::move(path), std::move(pattern),
                                 truncate_utf8(va, o_.max_value_chars),
                                 truncate_utf8(vb, o_.max_value_chars)});
+    return true;
   }
 
  private:
@@ -922,9 +924,11 @@ void ComparisonRun::text_diff(std::string_view a, std::string_view b, bool form)
   std::vector<size_t> removed, inserted;
   auto flush = [&] {
     size_t paired = std::min(removed.size(), inserted.size());
-    for (size_t p = 0; p < paired; ++p)
-      emit(DiffKind::line_changed, "body:line " + std::to_string(removed[p] + 1), "body:line",
-           la[removed[p]], lb[inserted[p]]);
+    for (size_t p = 0; p < paired; ++p) {
+      if (emit(DiffKind::line_changed, "body:line " + std::to_string(removed[p] + 1), "body:line",
+               la[removed[p]], lb[inserted[p]]))
+        out_.differences.back().line_b = static_cast<uint32_t>(inserted[p] + 1);
+    }
     for (size_t p = paired; p < removed.size(); ++p)
       emit(DiffKind::line_missing, "body:line " + std::to_string(removed[p] + 1), "body:line",
            la[removed[p]], {});

@@ -56,6 +56,8 @@ struct Difference {
   // bytes plus a trailing "…" when cut; empty when that side has nothing there.
   std::string value_a;
   std::string value_b;
+  // line_changed only: the line's number in B (the path numbers it in A). 0 otherwise.
+  uint32_t line_b = 0;
   bool operator==(const Difference&) const = default;
 };
 

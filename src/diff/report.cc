@@ -419,8 +419,12 @@ std::string side_html(const char* side, uint64_t flow, const std::optional<Respo
     if (d.path.starts_with("header:")) headers.insert(d.path.substr(7));
     if (d.path.starts_with("$")) paths.insert(d.path);
     if (d.path.starts_with("body:line ")) {
-      bool this_side = is_a ? d.kind != DiffKind::line_added : d.kind == DiffKind::line_added;
-      if (this_side) lines.insert(std::strtoull(d.path.c_str() + 10, nullptr, 10));
+      if (!is_a && d.kind == DiffKind::line_changed && d.line_b) {
+        lines.insert(d.line_b);
+      } else {
+        bool this_side = is_a ? d.kind != DiffKind::line_added : d.kind == DiffKind::line_added;
+        if (this_side) lines.insert(std::strtoull(d.path.c_str() + 10, nullptr, 10));
+      }
     }
   }
   out += std::string("<div class=\"status") + (status_changed ? " hl" : "") + "\">" +

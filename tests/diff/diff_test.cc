@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <random>
 
 #include "diff/content_coding.h"
 
@@ -214,6 +215,7 @@ TEST_CASE("text bodies are diffed by lines") {
   CHECK(cmp.differences[0].path == "body:line 2");
   CHECK(cmp.differences[0].value_a == "two");
   CHECK(cmp.differences[0].value_b == "TWO");
+  CHECK(cmp.differences[0].line_b == 2);
   CHECK(cmp.differences[1].kind == DiffKind::line_missing);
   CHECK(cmp.differences[1].path == "body:line 4");
   CHECK(cmp.differences[1].value_a == "four");
@@ -579,4 +581,33 @@ TEST_CASE("form bodies are diffed field by field") {
   REQUIRE(cmp.differences.size() == 1);
   CHECK(cmp.differences[0].path == "body:line 2");
   CHECK(cmp.differences[0].value_b == "b=9");
+}
+
+TEST_CASE("mangled bodies and random path text never crash the engine") {
+  std::mt19937 rng(11);
+  const std::string base =
+      R"({"a":[1,2,{"b":"x\u00e9","c":[true,null,-1.5e3]}],"d":{"e":"2024-01-02T03:04:05Z"}})";
+  CompareOptions o;
+  o.normalizers = {{NormalizerKind::timestamp, "", 0, 0}, {NormalizerKind::number, "", 0.1, 0}};
+  o.arrays = {{"$.a", ArrayOrder::multiset}};
+  o.ignore = {"$..b"};
+  auto c = make(o);
+  const std::string alphabet = "{}[]\":,.\\u0aZ-+eE$*' \x80\xff";
+  for (int round = 0; round < 2000; ++round) {
+    std::string m = base;
+    int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits; ++e) {
+      size_t at = rng() % m.size();
+      switch (rng() % 3) {
+        case 0: m.erase(at, 1 + rng() % 3); break;
+        case 1: m.insert(at, 1, alphabet[rng() % alphabet.size()]); break;
+        default: m[at] = alphabet[rng() % alphabet.size()];
+      }
+      if (m.empty()) m = "{";
+    }
+    auto cmp = c.compare(json_resp(base), json_resp(m));
+    CHECK(cmp.differences.size() <= o.max_differences);
+    auto p = JsonPath::parse("$" + m.substr(0, 12));
+    (void)p;
+  }
 }
