@@ -5,6 +5,7 @@
 #include <array>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 
 namespace retake::interop::detail {
@@ -191,6 +192,11 @@ std::optional<std::string> content_encode(std::string_view coding, std::string_v
   deflateEnd(&zs);
   if (rc != Z_STREAM_END) return std::nullopt;
   return out;
+}
+
+int64_t seconds_to_ns(double seconds) {
+  double whole = std::floor(seconds);
+  return static_cast<int64_t>(whole) * 1'000'000'000 + std::llround((seconds - whole) * 1e9);
 }
 
 std::string iso8601_ms(int64_t ns) {

@@ -34,6 +34,10 @@ std::optional<std::string> content_decode(std::string_view coding, std::string_v
 std::optional<std::string> content_encode(std::string_view coding, std::string_view bytes);
 bool zlib_coding(std::string_view coding) noexcept;  // gzip, x-gzip, deflate
 
+// Float seconds since the epoch (as mitmproxy and Chrome write them) to ns; the whole and the
+// fractional seconds are converted apart so that e.g. 1600000000.25 gives ...250000000 exactly.
+int64_t seconds_to_ns(double seconds);
+
 // "2026-11-28T01:35:16.891Z" (UTC, millisecond precision) from ns since the epoch.
 std::string iso8601_ms(int64_t ns);
 // Parses ISO 8601 date-times as HAR writers produce them: fractional seconds of any length,

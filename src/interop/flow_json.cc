@@ -343,6 +343,7 @@ Result<ImportResult> import_retake_json(std::string_view bytes, const ImportOpti
       list->array();
     } else {
       auto f = detail::flow_from_json_value(JsonAt(root, "flow"));
+      f.id = 0;  // ids belong to the store that assigned them
       if (!options.session.empty()) f.session = options.session;
       result.flows.push_back(std::move(f));
       return result;
@@ -360,6 +361,7 @@ Result<ImportResult> import_retake_json(std::string_view bytes, const ImportOpti
                             std::to_string(i) + "]");
     try {
       auto f = detail::flow_from_json_value(item);
+      f.id = 0;  // ids belong to the store that assigned them
       if (!options.session.empty()) f.session = options.session;
       result.flows.push_back(std::move(f));
     } catch (const detail::BadInput& e) {

@@ -552,7 +552,7 @@ flow::Flow import_entry(const JsonAt& e, const ImportOptions& options) {
           double time = m.number_or("time", 0);
           if (!std::isfinite(time) || time < 0 || time > 1e16) m.get("time").fail("time out of range");
           // Chrome writes seconds, Playwright milliseconds since the epoch.
-          msg.timestamp = time > 1e11 ? std::llround(time * 1e6) : std::llround(time * 1e9);
+          msg.timestamp = time > 1e11 ? detail::seconds_to_ns(time / 1e3) : detail::seconds_to_ns(time);
         }
         w.messages.push_back(std::move(msg));
       }

@@ -81,7 +81,7 @@ int64_t opt_time(const TAt& at, std::string_view key) {
   if (!f) return 0;
   double s = f->number();
   if (!std::isfinite(s) || s < 0 || s > 9.0e9) f->fail("timestamp out of range");
-  return std::llround(s * 1e9);
+  return detail::seconds_to_ns(s);
 }
 
 flow::Headers read_headers(const std::optional<TAt>& at) {
@@ -236,7 +236,7 @@ flow::Flow read_http_flow(const TAt& rec, const ImportOptions& options) {
         msg.payload = std::string(m.item(2).text());
         double ts = m.item(3).number();
         if (!std::isfinite(ts) || ts < 0 || ts > 9.0e9) m.item(3).fail("timestamp out of range");
-        msg.timestamp = std::llround(ts * 1e9);
+        msg.timestamp = detail::seconds_to_ns(ts);
         w.messages.push_back(std::move(msg));
       }
     }
@@ -332,7 +332,7 @@ Result<ImportResult> import_mitmproxy(std::string_view bytes, const ImportOption
               msg.payload = std::string(m.item(2).text());
               double ts = m.item(3).number();
               if (!std::isfinite(ts) || ts < 0 || ts > 9.0e9) m.item(3).fail("timestamp out of range");
-              msg.timestamp = std::llround(ts * 1e9);
+              msg.timestamp = detail::seconds_to_ns(ts);
               w.messages.push_back(std::move(msg));
             }
           }
