@@ -58,3 +58,16 @@ std::string host_port(std::string_view host, int64_t port);
 std::string normalize_http_version(std::string_view version);
 
 }  // namespace retake::interop::detail
+
+namespace retake::interop::detail {
+
+struct CertNames {
+  std::string subject;  // RFC 4514 string: "O=retake fixtures,CN=upstream.retake.test"
+  std::string issuer;
+};
+// Subject and issuer of the first certificate in a PEM text (or of DER bytes). A small bounded
+// DER walk over the fields we need, so that src/interop needs no OpenSSL. nullopt when the bytes
+// are not a certificate we can read.
+std::optional<CertNames> certificate_names(std::string_view pem_or_der);
+
+}  // namespace retake::interop::detail

@@ -148,6 +148,19 @@ flow::TlsInfo read_tls(const std::optional<TAt>& conn) {
   if (tls.alpn.empty()) tls.alpn = opt_text(*conn, "alpn_proto_negotiated");  // versions < 11
   tls.version = opt_text(*conn, "tls_version");
   tls.cipher = opt_text(*conn, "cipher_name");
+  // The peer's leaf certificate (PEM); versions < 10 kept one in "cert".
+  std::optional<TAt> leaf;
+  if (auto list = conn->find("certificate_list"); list && !list->list().empty())
+    leaf = list->item(0);
+  else if (auto cert = conn->find("cert"))
+    leaf = cert;
+  if (leaf) {
+    // A certificate we cannot read is not worth failing the flow over: the names stay empty.
+    if (auto names = detail::certificate_names(leaf->text())) {
+      tls.peer_subject = std::move(names->subject);
+      tls.peer_issuer = std::move(names->issuer);
+    }
+  }
   return tls;
 }
 
@@ -278,8 +291,9 @@ Result<ImportResult> import_mitmproxy(std::string_view bytes, const ImportOption
   size_t pos = 0;
   size_t record = 0;
   while (pos < bytes.size()) {
-    // Trailing whitespace (a hand-edited file) is not a record.
-    if (bytes.find_first_not_of(" \t\r\n", pos) == std::string_view::npos) break;
+    // Whitespace around records (a hand-edited or concatenated file) is not a record.
+    pos = bytes.find_first_not_of(" \t\r\n", pos);
+    if (pos == std::string_view::npos) break;
     if (record >= options.max_flows)
       return Result<ImportResult>(Errc::resource_exhausted,
                                   "more than " + std::to_string(options.max_flows) +

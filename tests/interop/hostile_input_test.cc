@@ -4,6 +4,7 @@
 
 #include <random>
 
+#include "interop/codec.h"
 #include "interop/interop.h"
 #include "test_support.h"
 
@@ -189,4 +190,34 @@ TEST_CASE("mutated and truncated real fixtures give a result or a clean error, n
   }
   CHECK(ok > 0);
   CHECK(failed > 0);
+}
+
+TEST_CASE("certificate name reading survives every truncation and corruption of a real certificate") {
+  auto mitm = read_fixture("mitm/https.mitm");
+  auto begin = mitm.find("-----BEGIN CERTIFICATE-----");
+  auto end = mitm.find("-----END CERTIFICATE-----", begin);
+  REQUIRE(begin != std::string::npos);
+  REQUIRE(end != std::string::npos);
+  auto pem = mitm.substr(begin, end + 25 - begin);
+  auto names = detail::certificate_names(pem);
+  REQUIRE(names.has_value());
+  CHECK(names->subject == "O=retake fixtures,CN=upstream.retake.test");
+  auto der = *detail::base64_decode(pem.substr(27, pem.size() - 27 - 25));
+  size_t readable = 0;
+  for (size_t n = 0; n < der.size(); ++n)
+    if (detail::certificate_names(der.substr(0, n))) ++readable;
+  CHECK(readable == 0);  // a cut certificate never reads as one
+  std::mt19937 rng(99);
+  for (int i = 0; i < 2000; ++i) {
+    auto bad = der;
+    bad[rng() % bad.size()] = static_cast<char>(rng() & 0xff);
+    (void)detail::certificate_names(bad);
+  }
+}
+
+TEST_CASE("whitespace between mitmproxy records is tolerated") {
+  auto bytes = read_fixture("mitm/https.mitm");
+  auto r = import_any("\n  " + bytes + "\n");
+  REQUIRE_MESSAGE(r.ok(), r.status().to_string());
+  CHECK(r->flows.size() == 3);
 }

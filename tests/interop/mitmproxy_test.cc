@@ -98,6 +98,9 @@ TEST_CASE("mitmdump's HTTPS capture carries client and upstream TLS facts") {
   CHECK(get.upstream_tls.present);
   CHECK(get.upstream_tls.sni == "127.0.0.1");
   CHECK(get.upstream_tls.version == "TLSv1.3");
+  CHECK(get.upstream_tls.peer_subject == "O=retake fixtures,CN=upstream.retake.test");
+  CHECK(get.upstream_tls.peer_issuer == "O=retake fixtures,CN=upstream.retake.test");
+  CHECK(get.client_tls.peer_subject.empty());  // curl sent no client certificate
   CHECK(get.timing.upstream_connected > 0);
   const auto& post = r.flows[2];
   CHECK(post.request.body.data == "hello over tls");
