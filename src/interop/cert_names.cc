@@ -71,7 +71,8 @@ std::string escape_value(std::string_view v) {
   for (size_t i = 0; i < v.size(); ++i) {
     char c = v[i];
     bool special = c == ',' || c == '+' || c == '"' || c == '\\' || c == '<' || c == '>' ||
-                   c == ';' || (i == 0 && (c == '#' || c == ' ')) || (i + 1 == v.size() && c == ' ');
+                   c == ';' || (i == 0 && (c == '#' || c == ' ')) ||
+                   (i + 1 == v.size() && c == ' ');
     if (special) out += '\\';
     if (static_cast<unsigned char>(c) < 0x20) {
       char buf[4];

@@ -21,7 +21,9 @@ constexpr std::array<int8_t, 256> make_b64_table() {
 }
 constexpr auto kB64Table = make_b64_table();
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
 std::string lowered(std::string_view s) {
   std::string out(s);
   for (auto& c : out) c = lower(c);
@@ -266,8 +268,8 @@ std::optional<int64_t> parse_iso8601(std::string_view t) {
   if (pos != t.size()) return std::nullopt;
   year_month_day ymd{year(y), month(static_cast<unsigned>(mo)), day(static_cast<unsigned>(d))};
   if (!ymd.ok() || h > 23 || mi > 59 || s > 60) return std::nullopt;
-  int64_t secs = sys_days(ymd).time_since_epoch().count() * 86400 + h * 3600 + mi * 60 + s -
-                 offset_s;
+  int64_t secs =
+      sys_days(ymd).time_since_epoch().count() * 86400 + h * 3600 + mi * 60 + s - offset_s;
   return secs * 1'000'000'000 + frac_ns;
 }
 

@@ -63,7 +63,8 @@ std::string wire_version(std::string_view v) {
 
 bool chunked(const flow::Headers& headers) {
   for (auto te : headers.get_all("Transfer-Encoding"))
-    if (te.find("chunked") != std::string_view::npos || te.find("CHUNKED") != std::string_view::npos)
+    if (te.find("chunked") != std::string_view::npos ||
+        te.find("CHUNKED") != std::string_view::npos)
       return true;
   return false;
 }
@@ -130,10 +131,14 @@ Result<std::string> export_curl(const flow::Flow& f) {
   auto arg = [&](const std::string& a) { cmd += " \\\n  " + a; };
 
   const auto& v = rq.http_version;
-  if (v == "HTTP/1.0") arg("--http1.0");
-  else if (v == "HTTP/2") arg(flow::iequals(rq.scheme, "https") ? "--http2" : "--http2-prior-knowledge");
-  else if (v == "HTTP/3") arg("--http3");
-  else arg("--http1.1");
+  if (v == "HTTP/1.0")
+    arg("--http1.0");
+  else if (v == "HTTP/2")
+    arg(flow::iequals(rq.scheme, "https") ? "--http2" : "--http2-prior-knowledge");
+  else if (v == "HTTP/3")
+    arg("--http3");
+  else
+    arg("--http1.1");
 
   if (rq.method == "HEAD" && !has_body)
     arg("--head");
@@ -188,8 +193,8 @@ std::string raw_response(const flow::Flow& f) {
 
 std::string export_raw_http(const flow::Flow& f) {
   auto note = [](std::string_view what, const flow::Body& b) {
-    return "\n[retake: " + std::string(what) + " body truncated: " +
-           std::to_string(b.data.size()) + " of " + std::to_string(b.size) + " bytes stored]\n";
+    return "\n[retake: " + std::string(what) + " body truncated: " + std::to_string(b.data.size()) +
+           " of " + std::to_string(b.size) + " bytes stored]\n";
   };
   std::string out = raw_request(f);
   if (f.request.body.truncated) out += note("request", f.request.body);

@@ -15,9 +15,12 @@ namespace {
 
 const char* kind_name(flow::FlowKind kind) {
   switch (kind) {
-    case flow::FlowKind::http: return "http";
-    case flow::FlowKind::tunnel: return "tunnel";
-    case flow::FlowKind::tls_failed: return "tls_failed";
+    case flow::FlowKind::http:
+      return "http";
+    case flow::FlowKind::tunnel:
+      return "tunnel";
+    case flow::FlowKind::tls_failed:
+      return "tls_failed";
   }
   return "http";
 }
@@ -25,7 +28,8 @@ const char* kind_name(flow::FlowKind kind) {
 json::array headers_json(const flow::Headers& headers) {
   json::array out;
   out.reserve(headers.size());
-  for (const auto& h : headers) out.push_back(json::array{bytes_value(h.name), bytes_value(h.value)});
+  for (const auto& h : headers)
+    out.push_back(json::array{bytes_value(h.name), bytes_value(h.value)});
   return out;
 }
 
@@ -45,8 +49,10 @@ json::object body_json(const flow::Body& body, bool with_bodies) {
 }
 
 json::object tls_json(const flow::TlsInfo& tls) {
-  return json::object{{"present", tls.present},         {"sni", bytes_value(tls.sni)},
-                      {"alpn", bytes_value(tls.alpn)},   {"version", bytes_value(tls.version)},
+  return json::object{{"present", tls.present},
+                      {"sni", bytes_value(tls.sni)},
+                      {"alpn", bytes_value(tls.alpn)},
+                      {"version", bytes_value(tls.version)},
                       {"cipher", bytes_value(tls.cipher)},
                       {"peer_subject", bytes_value(tls.peer_subject)},
                       {"peer_issuer", bytes_value(tls.peer_issuer)}};
@@ -156,12 +162,10 @@ json::object flow_to_json_value(const flow::Flow& f, const JsonOptions& options)
     o["error"] = nullptr;
 
   const auto& t = f.timing;
-  o["timing"] = json::object{{"client_connected", t.client_connected},
-                             {"request_started", t.request_started},
-                             {"request_ended", t.request_ended},
-                             {"upstream_connected", t.upstream_connected},
-                             {"response_started", t.response_started},
-                             {"response_ended", t.response_ended}};
+  o["timing"] = json::object{
+      {"client_connected", t.client_connected}, {"request_started", t.request_started},
+      {"request_ended", t.request_ended},       {"upstream_connected", t.upstream_connected},
+      {"response_started", t.response_started}, {"response_ended", t.response_ended}};
   o["client_tls"] = tls_json(f.client_tls);
   o["upstream_tls"] = tls_json(f.upstream_tls);
   if (f.websocket) {
@@ -201,10 +205,14 @@ flow::Flow flow_from_json_value(const JsonAt& at) {
   f.origin = read_u64(at, "origin");
   if (auto kind = at.find("kind")) {
     auto k = kind->string();
-    if (k == "http") f.kind = flow::FlowKind::http;
-    else if (k == "tunnel") f.kind = flow::FlowKind::tunnel;
-    else if (k == "tls_failed") f.kind = flow::FlowKind::tls_failed;
-    else kind->fail("unknown flow kind \"" + std::string(k) + "\"");
+    if (k == "http")
+      f.kind = flow::FlowKind::http;
+    else if (k == "tunnel")
+      f.kind = flow::FlowKind::tunnel;
+    else if (k == "tls_failed")
+      f.kind = flow::FlowKind::tls_failed;
+    else
+      kind->fail("unknown flow kind \"" + std::string(k) + "\"");
   }
   f.mode = str_field(at, "mode");
   f.client_address = str_field(at, "client_address");
@@ -353,9 +361,9 @@ Result<ImportResult> import_retake_json(std::string_view bytes, const ImportOpti
   }
   const auto& arr = list->array();
   if (arr.size() > options.max_flows)
-    return Result<ImportResult>(Errc::resource_exhausted,
-                                std::to_string(arr.size()) + " flows exceed the limit of " +
-                                    std::to_string(options.max_flows));
+    return Result<ImportResult>(Errc::resource_exhausted, std::to_string(arr.size()) +
+                                                              " flows exceed the limit of " +
+                                                              std::to_string(options.max_flows));
   for (size_t i = 0; i < arr.size(); ++i) {
     JsonAt item(arr[i], (list->path().empty() ? std::string() : list->path()) + "[" +
                             std::to_string(i) + "]");

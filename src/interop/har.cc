@@ -27,7 +27,9 @@ constexpr size_t kMaxDecodedBody = size_t{256} << 20;
 // ---------------------------------------------------------------------------------------------
 // Export
 
-double ms(int64_t ns) { return static_cast<double>(ns) / 1e6; }
+double ms(int64_t ns) {
+  return static_cast<double>(ns) / 1e6;
+}
 
 json::array har_headers(const flow::Headers& headers) {
   json::array out;
@@ -51,8 +53,7 @@ std::string percent_decode(std::string_view s) {
       if (c >= 'A' && c <= 'F') return c - 'A' + 10;
       return -1;
     };
-    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 &&
-        hex(s[i + 2]) >= 0) {
+    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
       out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
       i += 2;
     } else {
@@ -74,7 +75,8 @@ json::array query_string(std::string_view path) {
       auto eq = part.find('=');
       out.push_back(json::object{
           {"name", percent_decode(part.substr(0, eq))},
-          {"value", eq == std::string_view::npos ? std::string() : percent_decode(part.substr(eq + 1))}});
+          {"value",
+           eq == std::string_view::npos ? std::string() : percent_decode(part.substr(eq + 1))}});
     }
     if (amp == std::string_view::npos) break;
     query.remove_prefix(amp + 1);
@@ -114,12 +116,18 @@ json::array response_cookies(const flow::Headers& headers) {
       auto aeq = attr.find('=');
       auto name = trim(attr.substr(0, aeq));
       auto val = aeq == std::string_view::npos ? std::string() : trim(attr.substr(aeq + 1));
-      if (flow::iequals(name, "path")) c["path"] = val;
-      else if (flow::iequals(name, "domain")) c["domain"] = val;
-      else if (flow::iequals(name, "expires")) c["expires"] = val;
-      else if (flow::iequals(name, "httponly")) c["httpOnly"] = true;
-      else if (flow::iequals(name, "secure")) c["secure"] = true;
-      else if (flow::iequals(name, "samesite")) c["sameSite"] = val;
+      if (flow::iequals(name, "path"))
+        c["path"] = val;
+      else if (flow::iequals(name, "domain"))
+        c["domain"] = val;
+      else if (flow::iequals(name, "expires"))
+        c["expires"] = val;
+      else if (flow::iequals(name, "httponly"))
+        c["httpOnly"] = true;
+      else if (flow::iequals(name, "secure"))
+        c["secure"] = true;
+      else if (flow::iequals(name, "samesite"))
+        c["sameSite"] = val;
       if (next == std::string_view::npos) break;
       rest.remove_prefix(next + 1);
     }
@@ -140,10 +148,10 @@ std::string server_ip(const std::string& address) {
 }
 
 json::object tls_retake(const flow::TlsInfo& tls) {
-  return json::object{{"present", tls.present},     {"sni", tls.sni},
-                      {"alpn", tls.alpn},           {"version", tls.version},
-                      {"cipher", tls.cipher},       {"peer_subject", tls.peer_subject},
-                      {"peer_issuer", tls.peer_issuer}};
+  return json::object{
+      {"present", tls.present},        {"sni", tls.sni},       {"alpn", tls.alpn},
+      {"version", tls.version},        {"cipher", tls.cipher}, {"peer_subject", tls.peer_subject},
+      {"peer_issuer", tls.peer_issuer}};
 }
 
 json::object export_entry(const flow::Flow& f) {
@@ -154,13 +162,15 @@ json::object export_entry(const flow::Flow& f) {
                        ? ms(t.upstream_connected - start)
                        : -1;
   int64_t base = connect >= 0 ? t.upstream_connected : start;
-  double send = (t.request_ended && base && t.request_ended >= base) ? ms(t.request_ended - base) : -1;
+  double send =
+      (t.request_ended && base && t.request_ended >= base) ? ms(t.request_ended - base) : -1;
   double wait = (t.response_started && t.request_ended && t.response_started >= t.request_ended)
                     ? ms(t.response_started - t.request_ended)
                     : -1;
-  double receive = (t.response_ended && t.response_started && t.response_ended >= t.response_started)
-                       ? ms(t.response_ended - t.response_started)
-                       : -1;
+  double receive =
+      (t.response_ended && t.response_started && t.response_ended >= t.response_started)
+          ? ms(t.response_ended - t.response_started)
+          : -1;
   double total = 0;
   for (double v : {connect, send, wait, receive})
     if (v > 0) total += v;
@@ -176,12 +186,10 @@ json::object export_entry(const flow::Flow& f) {
   retake["mode"] = f.mode;
   retake["client_address"] = f.client_address;
   retake["upstream_address"] = f.upstream_address;
-  retake["timing"] = json::object{{"client_connected", t.client_connected},
-                                  {"request_started", t.request_started},
-                                  {"request_ended", t.request_ended},
-                                  {"upstream_connected", t.upstream_connected},
-                                  {"response_started", t.response_started},
-                                  {"response_ended", t.response_ended}};
+  retake["timing"] = json::object{
+      {"client_connected", t.client_connected}, {"request_started", t.request_started},
+      {"request_ended", t.request_ended},       {"upstream_connected", t.upstream_connected},
+      {"response_started", t.response_started}, {"response_ended", t.response_ended}};
   retake["client_tls"] = tls_retake(f.client_tls);
   retake["upstream_tls"] = tls_retake(f.upstream_tls);
   retake["bytes_from_client"] = f.bytes_from_client;
@@ -192,14 +200,15 @@ json::object export_entry(const flow::Flow& f) {
   for (const auto& tag : f.tags) tags.push_back(json::string(tag));
   retake["tags"] = std::move(tags);
   if (f.error)
-    retake["error"] = json::object{{"kind", flow::error_kind_name(f.error->kind)},
-                                   {"message", f.error->message}};
+    retake["error"] =
+        json::object{{"kind", flow::error_kind_name(f.error->kind)}, {"message", f.error->message}};
 
   const auto& rq = f.request;
   bool ws = f.websocket.has_value();
   std::string scheme = rq.scheme;
   if (ws) scheme = flow::iequals(scheme, "https") ? "wss" : "ws";
-  std::string url = scheme.empty() ? "https://" + rq.authority : scheme + "://" + rq.authority + rq.path;
+  std::string url =
+      scheme.empty() ? "https://" + rq.authority : scheme + "://" + rq.authority + rq.path;
   json::object req;
   req["method"] = rq.method;
   req["url"] = url;
@@ -286,9 +295,9 @@ json::object export_entry(const flow::Flow& f) {
   entry["request"] = std::move(req);
   entry["response"] = std::move(res);
   entry["cache"] = json::object();
-  entry["timings"] = json::object{{"blocked", -1}, {"dns", -1},       {"connect", connect},
-                                  {"ssl", -1},     {"send", send},    {"wait", wait},
-                                  {"receive", receive}};
+  entry["timings"] =
+      json::object{{"blocked", -1}, {"dns", -1},    {"connect", connect}, {"ssl", -1},
+                   {"send", send},  {"wait", wait}, {"receive", receive}};
   if (auto ip = server_ip(f.upstream_address); !ip.empty()) entry["serverIPAddress"] = ip;
   if (f.error) entry["_error"] = f.error->message;
   if (ws) {
@@ -343,7 +352,9 @@ double timing_or(const std::optional<JsonAt>& timings, std::string_view key) {
   return v;
 }
 
-int64_t ns_of_ms(double v) { return std::llround(v * 1e6); }
+int64_t ns_of_ms(double v) {
+  return std::llround(v * 1e6);
+}
 
 std::string decode_text(const JsonAt& holder, std::string_view text_key) {
   auto text = holder.find(text_key);
@@ -351,7 +362,8 @@ std::string decode_text(const JsonAt& holder, std::string_view text_key) {
   std::string_view enc;
   if (auto e = holder.find("encoding")) enc = e->string();
   if (enc.empty()) return std::string(text->string());
-  if (!flow::iequals(enc, "base64")) holder.get("encoding").fail("unsupported encoding \"" + std::string(enc) + "\"");
+  if (!flow::iequals(enc, "base64"))
+    holder.get("encoding").fail("unsupported encoding \"" + std::string(enc) + "\"");
   auto decoded = detail::base64_decode(text->string());
   if (!decoded) text->fail("invalid base64");
   return std::move(*decoded);
@@ -401,7 +413,8 @@ flow::Flow import_entry(const JsonAt& e, const ImportOptions& options) {
   if (f.request.method.empty()) rq.get("method").fail("empty method");
   auto url_at = rq.get("url");
   auto url = detail::split_url(url_at.string());
-  if (!url) url_at.fail("not an absolute URL: \"" + std::string(url_at.string().substr(0, 200)) + "\"");
+  if (!url)
+    url_at.fail("not an absolute URL: \"" + std::string(url_at.string().substr(0, 200)) + "\"");
   bool ws_url = url->scheme == "ws" || url->scheme == "wss";
   f.request.scheme = url->scheme == "ws" ? "http" : url->scheme == "wss" ? "https" : url->scheme;
   f.request.authority = url->authority;
@@ -430,7 +443,9 @@ flow::Flow import_entry(const JsonAt& e, const ImportOptions& options) {
   // Time: startedDateTime plus the phases in `timings`.
   auto started_at = e.get("startedDateTime");
   auto started = detail::parse_iso8601(started_at.string());
-  if (!started) started_at.fail("not an ISO 8601 date-time: \"" + std::string(started_at.string().substr(0, 64)) + "\"");
+  if (!started)
+    started_at.fail("not an ISO 8601 date-time: \"" +
+                    std::string(started_at.string().substr(0, 64)) + "\"");
   auto timings = e.find("timings");
   if (timings) timings->object();
   double blocked = timing_or(timings, "blocked"), dns = timing_or(timings, "dns"),
@@ -455,7 +470,8 @@ flow::Flow import_entry(const JsonAt& e, const ImportOptions& options) {
       r.body.data = decode_text(*content, "text");
       bool content_encoded = false;
       if (retake)
-        if (auto rr = retake->find("response")) content_encoded = rr->boolean_or("content_encoded", false);
+        if (auto rr = retake->find("response"))
+          content_encoded = rr->boolean_or("content_encoded", false);
       // HAR bodies are decoded; Body keeps what went over the wire.
       auto coding = r.headers.get("Content-Encoding");
       if (!content_encoded && coding && !trim(*coding).empty() &&
@@ -496,7 +512,8 @@ flow::Flow import_entry(const JsonAt& e, const ImportOptions& options) {
   int64_t start = *started;
   f.timing.request_started = start;
   double t = 0;
-  for (double v : {blocked, dns}) if (v > 0) t += v;
+  for (double v : {blocked, dns})
+    if (v > 0) t += v;
   if (connect >= 0) {
     t += connect;
     f.timing.upstream_connected = start + ns_of_ms(t);
@@ -522,7 +539,8 @@ flow::Flow import_entry(const JsonAt& e, const ImportOptions& options) {
     int64_t port = e.integer_or("_serverPort", 0);
     if (port <= 0 || port > 65535) port = f.request.port();
     auto host = std::string(ip->string());
-    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+      host = host.substr(1, host.size() - 2);
     f.upstream_address = detail::host_port(host, port);
   }
 
@@ -550,9 +568,11 @@ flow::Flow import_entry(const JsonAt& e, const ImportOptions& options) {
           msg.timestamp = exact->integer();
         } else {
           double time = m.number_or("time", 0);
-          if (!std::isfinite(time) || time < 0 || time > 1e16) m.get("time").fail("time out of range");
+          if (!std::isfinite(time) || time < 0 || time > 1e16)
+            m.get("time").fail("time out of range");
           // Chrome writes seconds, Playwright milliseconds since the epoch.
-          msg.timestamp = time > 1e11 ? detail::seconds_to_ns(time / 1e3) : detail::seconds_to_ns(time);
+          msg.timestamp =
+              time > 1e11 ? detail::seconds_to_ns(time / 1e3) : detail::seconds_to_ns(time);
         }
         w.messages.push_back(std::move(msg));
       }
@@ -565,7 +585,7 @@ flow::Flow import_entry(const JsonAt& e, const ImportOptions& options) {
     const auto& r = *retake;
     if (auto k = r.find("kind")) {
       auto kind = k->string();
-      f.kind = kind == "tunnel" ? flow::FlowKind::tunnel
+      f.kind = kind == "tunnel"       ? flow::FlowKind::tunnel
                : kind == "tls_failed" ? flow::FlowKind::tls_failed
                                       : flow::FlowKind::http;
     }
@@ -663,9 +683,9 @@ Result<ImportResult> import_har(std::string_view bytes, const ImportOptions& opt
   }
   const auto& arr = entries->array();
   if (arr.size() > options.max_flows)
-    return Result<ImportResult>(Errc::resource_exhausted,
-                                std::to_string(arr.size()) + " entries exceed the limit of " +
-                                    std::to_string(options.max_flows));
+    return Result<ImportResult>(Errc::resource_exhausted, std::to_string(arr.size()) +
+                                                              " entries exceed the limit of " +
+                                                              std::to_string(options.max_flows));
   result.flows.reserve(arr.size());
   for (size_t i = 0; i < arr.size(); ++i) {
     try {
@@ -674,8 +694,8 @@ Result<ImportResult> import_har(std::string_view bytes, const ImportOptions& opt
       result.flows.push_back(import_entry(entry, options));
     } catch (const BadInput& e) {
       if (!options.skip_bad)
-        return Result<ImportResult>(Errc::parse_error,
-                                    "entry " + std::to_string(i) + ": " + e.where + ": " + e.what());
+        return Result<ImportResult>(
+            Errc::parse_error, "entry " + std::to_string(i) + ": " + e.where + ": " + e.what());
       result.errors.push_back({i, e.where, e.what()});
     }
   }

@@ -5,15 +5,21 @@ namespace retake::interop {
 
 const char* format_name(Format format) noexcept {
   switch (format) {
-    case Format::unknown: return "unknown";
-    case Format::har: return "har";
-    case Format::mitmproxy: return "mitmproxy";
-    case Format::retake_json: return "retake-json";
+    case Format::unknown:
+      return "unknown";
+    case Format::har:
+      return "har";
+    case Format::mitmproxy:
+      return "mitmproxy";
+    case Format::retake_json:
+      return "retake-json";
   }
   return "unknown";
 }
 
-std::string ImportError::to_string() const { return where + ": " + message; }
+std::string ImportError::to_string() const {
+  return where + ": " + message;
+}
 
 size_t ImportResult::unsupported_count() const {
   size_t n = 0;
@@ -52,7 +58,8 @@ Format detect_format(std::string_view bytes) noexcept {
     if (i == 0 || i > 12 || i >= s.size() || s[i] != ':') return Format::unknown;
     // When the whole first record is in view its type tag must say dict; a cut prefix is
     // accepted on the shape alone (the importer reports what is wrong with it).
-    if (length < s.size() - i - 1) return s[i + 1 + length] == '}' ? Format::mitmproxy : Format::unknown;
+    if (length < s.size() - i - 1)
+      return s[i + 1 + length] == '}' ? Format::mitmproxy : Format::unknown;
     return Format::mitmproxy;
   }
   if (s.front() == '[') return Format::retake_json;
@@ -77,10 +84,14 @@ Format detect_format(std::string_view bytes) noexcept {
 
 Result<ImportResult> import_any(std::string_view bytes, const ImportOptions& options) {
   switch (detect_format(bytes)) {
-    case Format::har: return import_har(bytes, options);
-    case Format::mitmproxy: return import_mitmproxy(bytes, options);
-    case Format::retake_json: return import_retake_json(bytes, options);
-    case Format::unknown: break;
+    case Format::har:
+      return import_har(bytes, options);
+    case Format::mitmproxy:
+      return import_mitmproxy(bytes, options);
+    case Format::retake_json:
+      return import_retake_json(bytes, options);
+    case Format::unknown:
+      break;
   }
   return Result<ImportResult>(Errc::parse_error,
                               "unknown file format: expected HAR (JSON with \"log\"), a mitmproxy "

@@ -52,16 +52,16 @@ struct ImportOptions {
 
 // One skipped entry: which one and why.
 struct ImportError {
-  size_t index = 0;       // entry index (HAR) or record index (mitmproxy), from 0
-  std::string where;      // "log.entries[3].response.status" or "byte 1234 (record 2)"
-  std::string message;    // what is wrong there
+  size_t index = 0;               // entry index (HAR) or record index (mitmproxy), from 0
+  std::string where;              // "log.entries[3].response.status" or "byte 1234 (record 2)"
+  std::string message;            // what is wrong there
   std::string to_string() const;  // "<where>: <message>"
 };
 
 struct ImportResult {
   Format format = Format::unknown;
-  std::vector<flow::Flow> flows;     // Flow::id is 0 (the store assigns ids); mode "import"
-  std::vector<ImportError> errors;   // entries skipped as bad (only with skip_bad)
+  std::vector<flow::Flow> flows;    // Flow::id is 0 (the store assigns ids); mode "import"
+  std::vector<ImportError> errors;  // entries skipped as bad (only with skip_bad)
   // Records of kinds that retake does not hold (mitmproxy "tcp", "udp", "dns"), by kind. Never
   // an error: counted and skipped.
   std::map<std::string, size_t> unsupported;

@@ -34,10 +34,10 @@ Result<json::value> parse_json(std::string_view bytes, size_t max_depth) {
     std::string reason = ec.message();
     if (ec == json::error::too_deep)
       reason = "nesting deeper than " + std::to_string(max_depth) + " levels";
-    return Result<json::value>(Errc::parse_error,
-                               "JSON syntax error at byte " + std::to_string(consumed) + " (line " +
-                                   std::to_string(line) + ", column " + std::to_string(col) +
-                                   "): " + reason);
+    return Result<json::value>(Errc::parse_error, "JSON syntax error at byte " +
+                                                      std::to_string(consumed) + " (line " +
+                                                      std::to_string(line) + ", column " +
+                                                      std::to_string(col) + "): " + reason);
   }
   return parser.release();
 }

@@ -139,8 +139,10 @@ flow::TlsInfo read_tls(const std::optional<TAt>& conn) {
   flow::TlsInfo tls;
   if (!conn) return tls;
   bool established = false;
-  if (auto f = conn->find("tls_established")) established = f->boolean();
-  else if (auto g = conn->find("tls")) established = g->boolean();
+  if (auto f = conn->find("tls_established"))
+    established = f->boolean();
+  else if (auto g = conn->find("tls"))
+    established = g->boolean();
   tls.present = established;
   if (!established) return tls;
   tls.sni = opt_text(*conn, "sni");
@@ -164,7 +166,9 @@ flow::TlsInfo read_tls(const std::optional<TAt>& conn) {
   return tls;
 }
 
-std::string normalize_version(std::string_view v) { return detail::normalize_http_version(v); }
+std::string normalize_version(std::string_view v) {
+  return detail::normalize_http_version(v);
+}
 
 flow::Flow read_http_flow(const TAt& rec, const ImportOptions& options) {
   flow::Flow f;
@@ -295,16 +299,16 @@ Result<ImportResult> import_mitmproxy(std::string_view bytes, const ImportOption
     pos = bytes.find_first_not_of(" \t\r\n", pos);
     if (pos == std::string_view::npos) break;
     if (record >= options.max_flows)
-      return Result<ImportResult>(Errc::resource_exhausted,
-                                  "more than " + std::to_string(options.max_flows) +
-                                      " records (limit)");
+      return Result<ImportResult>(
+          Errc::resource_exhausted,
+          "more than " + std::to_string(options.max_flows) + " records (limit)");
     // Framing errors leave no way to find the next record: always fatal.
     detail::TFrame frame;
     try {
       frame = detail::read_tnetstring_frame(bytes, pos);
     } catch (const BadInput& e) {
-      return Result<ImportResult>(Errc::parse_error,
-                                  e.where + " (record " + std::to_string(record) + "): " + e.what());
+      return Result<ImportResult>(
+          Errc::parse_error, e.where + " (record " + std::to_string(record) + "): " + e.what());
     }
     size_t next = frame.end + 1;
     try {
@@ -313,8 +317,9 @@ Result<ImportResult> import_mitmproxy(std::string_view bytes, const ImportOption
       if (value.type != TValue::Type::dict) rec.fail(rec.wrong("a dict"));
       auto version_at = rec.get("version");
       if (version_at.v->type == TValue::Type::list)
-        version_at.fail("flow format of mitmproxy < 4 is not supported; upgrade the file with "
-                        "a newer mitmproxy (mitmdump -nr old -w new)");
+        version_at.fail(
+            "flow format of mitmproxy < 4 is not supported; upgrade the file with "
+            "a newer mitmproxy (mitmdump -nr old -w new)");
       auto version = version_at.integer();
       if (version < kOldestVersion)
         version_at.fail("flow format version " + std::to_string(version) +
@@ -323,7 +328,8 @@ Result<ImportResult> import_mitmproxy(std::string_view bytes, const ImportOption
       std::string type(rec.get("type").text());
       if (type == "http") {
         auto f = read_http_flow(rec, options);
-        if (auto id = rec.find("id")) flow_index_by_id[std::string(id->text())] = result.flows.size();
+        if (auto id = rec.find("id"))
+          flow_index_by_id[std::string(id->text())] = result.flows.size();
         result.flows.push_back(std::move(f));
       } else if (type == "websocket" && version < 12) {
         auto meta = rec.find("metadata");
@@ -345,7 +351,8 @@ Result<ImportResult> import_mitmproxy(std::string_view bytes, const ImportOption
               msg.from_client = m.item(1).boolean();
               msg.payload = std::string(m.item(2).text());
               double ts = m.item(3).number();
-              if (!std::isfinite(ts) || ts < 0 || ts > 9.0e9) m.item(3).fail("timestamp out of range");
+              if (!std::isfinite(ts) || ts < 0 || ts > 9.0e9)
+                m.item(3).fail("timestamp out of range");
               msg.timestamp = detail::seconds_to_ns(ts);
               w.messages.push_back(std::move(msg));
             }
@@ -365,9 +372,10 @@ Result<ImportResult> import_mitmproxy(std::string_view bytes, const ImportOption
     } catch (const BadInput& e) {
       if (!options.skip_bad)
         return Result<ImportResult>(Errc::parse_error,
-                                    e.where + (e.where.find("record") == std::string::npos
-                                                   ? " (record " + std::to_string(record) + ")"
-                                                   : "") +
+                                    e.where +
+                                        (e.where.find("record") == std::string::npos
+                                             ? " (record " + std::to_string(record) + ")"
+                                             : "") +
                                         ": " + e.what());
       result.errors.push_back({record, e.where, e.what()});
     }

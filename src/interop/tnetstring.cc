@@ -59,9 +59,12 @@ class Parser {
       }
       case '!':
         v.type = TValue::Type::boolean;
-        if (payload == "true") v.boolean = true;
-        else if (payload == "false") v.boolean = false;
-        else fail_at(pos, "bad boolean \"" + std::string(payload.substr(0, 32)) + "\"");
+        if (payload == "true")
+          v.boolean = true;
+        else if (payload == "false")
+          v.boolean = false;
+        else
+          fail_at(pos, "bad boolean \"" + std::string(payload.substr(0, 32)) + "\"");
         break;
       case '~':
         v.type = TValue::Type::null;
@@ -126,14 +129,22 @@ const TValue* TValue::find(std::string_view key) const {
 
 const char* tvalue_type_name(TValue::Type type) {
   switch (type) {
-    case TValue::Type::bytes: return "bytes";
-    case TValue::Type::text: return "text";
-    case TValue::Type::integer: return "an integer";
-    case TValue::Type::floating: return "a float";
-    case TValue::Type::boolean: return "a boolean";
-    case TValue::Type::null: return "null";
-    case TValue::Type::list: return "a list";
-    case TValue::Type::dict: return "a dict";
+    case TValue::Type::bytes:
+      return "bytes";
+    case TValue::Type::text:
+      return "text";
+    case TValue::Type::integer:
+      return "an integer";
+    case TValue::Type::floating:
+      return "a float";
+    case TValue::Type::boolean:
+      return "a boolean";
+    case TValue::Type::null:
+      return "null";
+    case TValue::Type::list:
+      return "a list";
+    case TValue::Type::dict:
+      return "a dict";
   }
   return "?";
 }

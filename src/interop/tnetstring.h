@@ -18,13 +18,13 @@ namespace retake::interop::detail {
 struct TValue {
   enum class Type : uint8_t { bytes, text, integer, floating, boolean, null, list, dict };
   Type type = Type::null;
-  size_t offset = 0;        // where this element starts in the whole input
-  std::string_view data;    // bytes/text payload
+  size_t offset = 0;      // where this element starts in the whole input
+  std::string_view data;  // bytes/text payload
   int64_t integer = 0;
   double floating = 0;
   bool boolean = false;
-  std::vector<TValue> items;            // list elements, or dict values
-  std::vector<std::string_view> keys;   // dict keys (bytes or text), parallel to items
+  std::vector<TValue> items;           // list elements, or dict values
+  std::vector<std::string_view> keys;  // dict keys (bytes or text), parallel to items
 
   // The dict value for `key`, or nullptr (also when this is not a dict).
   const TValue* find(std::string_view key) const;

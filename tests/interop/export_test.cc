@@ -18,8 +18,10 @@ namespace {
 
 flow::Flow simple_get() {
   flow::Flow f;
-  f.request = {"GET", "http", "127.0.0.1:8080", "/a?b=1", "HTTP/1.1",
-               {{"Host", "127.0.0.1:8080"}, {"Accept", "*/*"}, {"User-Agent", "t/1"}}, {}, {}};
+  f.request = {
+      "GET",    "http",     "127.0.0.1:8080",
+      "/a?b=1", "HTTP/1.1", {{"Host", "127.0.0.1:8080"}, {"Accept", "*/*"}, {"User-Agent", "t/1"}},
+      {},       {}};
   flow::Response r;
   r.status = 200;
   r.reason = "OK";
@@ -207,11 +209,15 @@ TEST_CASE("raw HTTP export writes both messages as HTTP/1.1 wire text") {
         "\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
 }
 
-TEST_CASE("raw HTTP export adds Host and Content-Length to HTTP/2 flows and re-chunks chunked bodies") {
+TEST_CASE(
+    "raw HTTP export adds Host and Content-Length to HTTP/2 flows and re-chunks chunked bodies") {
   flow::Flow f;
-  f.request = {"POST", "https", "h2.test", "/up", "HTTP/2", {{"content-type", "text/plain"}}, {"hi", 2, false}, {}};
+  f.request = {
+      "POST",           "https", "h2.test", "/up", "HTTP/2", {{"content-type", "text/plain"}},
+      {"hi", 2, false}, {}};
   CHECK(raw_request(f) ==
-        "POST /up HTTP/1.1\r\nHost: h2.test\r\ncontent-type: text/plain\r\nContent-Length: 2\r\n\r\nhi");
+        "POST /up HTTP/1.1\r\nHost: h2.test\r\ncontent-type: text/plain\r\nContent-Length: "
+        "2\r\n\r\nhi");
   flow::Response r;
   r.status = 200;
   r.http_version = "HTTP/1.1";
@@ -219,7 +225,8 @@ TEST_CASE("raw HTTP export adds Host and Content-Length to HTTP/2 flows and re-c
   r.body = {"hello", 5, false};
   r.trailers = {{"X-T", "1"}};
   f.response = r;
-  CHECK(raw_response(f) == "HTTP/1.1 200\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n");
+  CHECK(raw_response(f) ==
+        "HTTP/1.1 200\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n");
 }
 
 TEST_CASE("raw HTTP export notes truncated bodies and missing responses") {
@@ -229,5 +236,6 @@ TEST_CASE("raw HTTP export notes truncated bodies and missing responses") {
   CHECK(raw.ends_with("ok\n[retake: response body truncated: 2 of 5000 bytes stored]\n"));
   f.response.reset();
   f.error = flow::Error{flow::ErrorKind::upstream_timeout, "no answer in 30s"};
-  CHECK(export_raw_http(f).ends_with("\n[retake: no response: upstream_timeout: no answer in 30s]\n"));
+  CHECK(export_raw_http(f).ends_with(
+      "\n[retake: no response: upstream_timeout: no answer in 30s]\n"));
 }

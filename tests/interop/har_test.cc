@@ -21,7 +21,8 @@ ImportResult import_ok(const std::string& rel, ImportOptions options = {}) {
 }
 }  // namespace
 
-TEST_CASE("a HAR recorded by headless Chromium through Playwright imports with bodies and WebSocket") {
+TEST_CASE(
+    "a HAR recorded by headless Chromium through Playwright imports with bodies and WebSocket") {
   auto r = import_ok("har/chromium-playwright.har");
   REQUIRE(r.flows.size() == 5);
   CHECK(r.errors.empty());
@@ -203,7 +204,8 @@ TEST_CASE("our HAR export of a flow with every field set imports back to the sam
   CHECK(r->flows[0] == f);
 }
 
-TEST_CASE("our HAR export holds the spec's fields: timings, cookies, queryString, postData, content") {
+TEST_CASE(
+    "our HAR export holds the spec's fields: timings, cookies, queryString, postData, content") {
   auto f = full_flow();
   f.response->body.truncated = false;
   f.response->body.size = f.response->body.data.size();

@@ -12,7 +12,8 @@ using namespace retake;
 using namespace retake::interop;
 using namespace retake::interop::test;
 
-TEST_CASE("format detection tells HAR, mitmproxy and retake JSON apart after a BOM and whitespace") {
+TEST_CASE(
+    "format detection tells HAR, mitmproxy and retake JSON apart after a BOM and whitespace") {
   CHECK(detect_format("\xEF\xBB\xBF \n {\"log\": {}}") == Format::har);
   CHECK(detect_format("{\"pages\": [], \"log\": {\"entries\": []}}") == Format::har);
   CHECK(detect_format("8:5:hello,]") == Format::unknown);  // not a dict record
@@ -56,12 +57,14 @@ TEST_CASE("wrong types in HAR name the JSON path") {
   auto bad_time = import_har(R"({"log":{"entries":[{"startedDateTime":"yesterday",
       "request":{"method":"GET","url":"http://x/"},"response":{"status":200}}]}})");
   REQUIRE_FALSE(bad_time.ok());
-  CHECK(bad_time.status().message().find("log.entries[0].startedDateTime: not an ISO 8601") != std::string::npos);
+  CHECK(bad_time.status().message().find("log.entries[0].startedDateTime: not an ISO 8601") !=
+        std::string::npos);
   auto bad_ws = import_har(R"({"log":{"entries":[{"startedDateTime":"2026-01-01T00:00:00Z",
       "request":{"method":"GET","url":"ws://x/"},"response":{"status":101},
       "_webSocketMessages":[{"type":"send","opcode":2,"data":"%%%"}]}]}})");
   REQUIRE_FALSE(bad_ws.ok());
-  CHECK(bad_ws.status().message() == "entry 0: log.entries[0]._webSocketMessages[0].data: invalid base64");
+  CHECK(bad_ws.status().message() ==
+        "entry 0: log.entries[0]._webSocketMessages[0].data: invalid base64");
 }
 
 TEST_CASE("deeply nested tnetstrings are refused at a bounded depth") {
@@ -106,9 +109,11 @@ TEST_CASE("input size and entry count caps are enforced") {
 
 namespace {
 
-const char* kFixtures[] = {"mitm/http.mitm",          "mitm/https.mitm",        "mitm/websocket.mitm",
-                           "har/chromium-playwright.har", "har/firefox-style.har", "har/charles-style.har",
-                           "har/fiddler-style.har",   "har/insomnia-style.har", "har/bad-entries.har"};
+const char* kFixtures[] = {"mitm/http.mitm",        "mitm/https.mitm",
+                           "mitm/websocket.mitm",   "har/chromium-playwright.har",
+                           "har/firefox-style.har", "har/charles-style.har",
+                           "har/fiddler-style.har", "har/insomnia-style.har",
+                           "har/bad-entries.har"};
 
 // Every importer on the bytes; every exporter on whatever imported. Must not crash; a failure
 // must say something.
@@ -192,7 +197,8 @@ TEST_CASE("mutated and truncated real fixtures give a result or a clean error, n
   CHECK(failed > 0);
 }
 
-TEST_CASE("certificate name reading survives every truncation and corruption of a real certificate") {
+TEST_CASE(
+    "certificate name reading survives every truncation and corruption of a real certificate") {
   auto mitm = read_fixture("mitm/https.mitm");
   auto begin = mitm.find("-----BEGIN CERTIFICATE-----");
   auto end = mitm.find("-----END CERTIFICATE-----", begin);

@@ -20,7 +20,8 @@ TEST_CASE("flow JSON writes UTF-8 bodies as text and other bytes as base64") {
   auto json = flow_to_json(f);
   CHECK(json.find(R"("text":"héllo wörld")") != std::string::npos);
   CHECK(json.find(R"("base64":"AAH/IGJpbmFyeSD+AA==")") != std::string::npos);
-  CHECK(json.find(R"("url":"https://api.retake.test:8443/v1/items?q=a%20b&x=1")") != std::string::npos);
+  CHECK(json.find(R"("url":"https://api.retake.test:8443/v1/items?q=a%20b&x=1")") !=
+        std::string::npos);
 }
 
 TEST_CASE("flow JSON without bodies keeps sizes and drops the bytes") {

@@ -19,7 +19,8 @@ ImportResult import_ok(const std::string& rel, ImportOptions options = {}) {
 }
 }  // namespace
 
-TEST_CASE("mitmdump's plain HTTP capture imports every flow with methods, URLs, statuses and bodies") {
+TEST_CASE(
+    "mitmdump's plain HTTP capture imports every flow with methods, URLs, statuses and bodies") {
   auto r = import_ok("mitm/http.mitm", with_session("imp"));
   REQUIRE(r.flows.size() == 6);
   CHECK(r.errors.empty());
@@ -146,24 +147,25 @@ std::string v10_record(const std::string& method) {
                        {"alpn_proto_negotiated", tn_bytes("h2")},
                        {"tls_version", tn_text("TLSv1.2")},
                        {"timestamp_start", tn_float(1600000000.25)}});
-  return tn_dict({{"version", tn_int(10)},
-                  {"type", tn_text("http")},
-                  {"id", tn_text("abc")},
-                  {"marked", tn_bool(true)},
-                  {"client_conn", conn},
-                  {"server_conn", tn_null()},
-                  {"error", tn_null()},
-                  {"request", tn_dict({{"method", tn_bytes(method)},
-                                       {"scheme", tn_bytes("https")},
-                                       {"host", tn_text("old.retake.test")},
-                                       {"port", tn_int(443)},
-                                       {"path", tn_bytes("/x")},
-                                       {"http_version", tn_bytes("HTTP/2.0")},
-                                       {"headers", tn_list({tn_list({tn_bytes("a"), tn_bytes("1")})})},
-                                       {"content", tn_bytes("")},
-                                       {"timestamp_start", tn_float(1600000000.5)},
-                                       {"timestamp_end", tn_float(1600000000.5)}})},
-                  {"response", tn_null()}});
+  return tn_dict(
+      {{"version", tn_int(10)},
+       {"type", tn_text("http")},
+       {"id", tn_text("abc")},
+       {"marked", tn_bool(true)},
+       {"client_conn", conn},
+       {"server_conn", tn_null()},
+       {"error", tn_null()},
+       {"request", tn_dict({{"method", tn_bytes(method)},
+                            {"scheme", tn_bytes("https")},
+                            {"host", tn_text("old.retake.test")},
+                            {"port", tn_int(443)},
+                            {"path", tn_bytes("/x")},
+                            {"http_version", tn_bytes("HTTP/2.0")},
+                            {"headers", tn_list({tn_list({tn_bytes("a"), tn_bytes("1")})})},
+                            {"content", tn_bytes("")},
+                            {"timestamp_start", tn_float(1600000000.5)},
+                            {"timestamp_end", tn_float(1600000000.5)}})},
+       {"response", tn_null()}});
 }
 }  // namespace
 
@@ -206,7 +208,7 @@ TEST_CASE("a bad mitmproxy record fails the import, or is skipped and listed wit
   auto msg = strict.status().message();
   CHECK(msg.find("record 1") != std::string::npos);
   CHECK(msg.find("request.method") != std::string::npos);
-  CHECK(msg.find("byte " ) != std::string::npos);
+  CHECK(msg.find("byte ") != std::string::npos);
   CHECK(msg.find("expected bytes or text, found an integer") != std::string::npos);
 
   auto skipped = import_mitmproxy(data, lenient());

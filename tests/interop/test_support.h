@@ -29,17 +29,27 @@ inline std::string read_fixture(const std::string& rel) {
 inline std::string tn(std::string_view payload, char type) {
   return std::to_string(payload.size()) + ":" + std::string(payload) + type;
 }
-inline std::string tn_bytes(std::string_view s) { return tn(s, ','); }
-inline std::string tn_text(std::string_view s) { return tn(s, ';'); }
-inline std::string tn_int(long long v) { return tn(std::to_string(v), '#'); }
+inline std::string tn_bytes(std::string_view s) {
+  return tn(s, ',');
+}
+inline std::string tn_text(std::string_view s) {
+  return tn(s, ';');
+}
+inline std::string tn_int(long long v) {
+  return tn(std::to_string(v), '#');
+}
 inline std::string tn_float(double v) {
   std::ostringstream o;
   o.precision(17);
   o << v;
   return tn(o.str(), '^');
 }
-inline std::string tn_bool(bool v) { return tn(v ? "true" : "false", '!'); }
-inline std::string tn_null() { return "0:~"; }
+inline std::string tn_bool(bool v) {
+  return tn(v ? "true" : "false", '!');
+}
+inline std::string tn_null() {
+  return "0:~";
+}
 inline std::string tn_list(std::initializer_list<std::string> items) {
   std::string p;
   for (const auto& i : items) p += i;
@@ -101,8 +111,13 @@ inline flow::Flow full_flow() {
   f.timing = {1'700'000'000'000'000'001, 1'700'000'000'100'000'002, 1'700'000'000'200'000'003,
               1'700'000'000'050'000'004, 1'700'000'000'300'000'005, 1'700'000'000'400'000'006};
   f.client_tls = {true, "api.retake.test", "http/1.1", "TLSv1.3", "TLS_AES_128_GCM_SHA256", "", ""};
-  f.upstream_tls = {true, "api.retake.test", "h2", "TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256",
-                    "CN=api.retake.test", "CN=Test CA"};
+  f.upstream_tls = {true,
+                    "api.retake.test",
+                    "h2",
+                    "TLSv1.2",
+                    "ECDHE-RSA-AES128-GCM-SHA256",
+                    "CN=api.retake.test",
+                    "CN=Test CA"};
   flow::WebSocket ws;
   ws.messages = {{true, 1, "hello", 1'700'000'000'500'000'000},
                  {false, 2, std::string("\x00\xff", 2), 1'700'000'000'600'000'000},
