@@ -179,11 +179,16 @@ flow::Flow read_http_flow(const TAt& rec, const ImportOptions& options) {
   auto client = rec.find("client_conn");
   auto server = rec.find("server_conn");
   if (client) {
-    f.client_address = address(client->find("address"));
+    // mitmproxy 9 renamed the peer's address to "peername".
+    auto peer = client->find("peername");
+    f.client_address = address(peer ? peer : client->find("address"));
     f.timing.client_connected = opt_time(*client, "timestamp_start");
   }
   if (server) {
+    // The address actually connected: "ip_address" up to mitmproxy 8, "peername" since 9;
+    // "address" is the target as named (possibly a host name).
     auto ip = server->find("ip_address");
+    if (!ip) ip = server->find("peername");
     f.upstream_address = ip ? address(ip) : address(server->find("address"));
     f.timing.upstream_connected = opt_time(*server, "timestamp_tcp_setup");
   }

@@ -228,3 +228,31 @@ TEST_CASE("broken tnetstring framing is fatal even with skip_bad and names the b
   CHECK(r.status().message().find("byte " + std::to_string(good.size() + 2)) != std::string::npos);
   CHECK(r.status().message().find("record 1") != std::string::npos);
 }
+
+TEST_CASE("a newer mitmproxy record (peername instead of address) imports tolerantly") {
+  auto rec = tn_dict(
+      {{"version", tn_int(20)},
+       {"type", tn_text("http")},
+       {"client_conn", tn_dict({{"peername", tn_list({tn_text("::1"), tn_int(5000)})},
+                                {"tls_established", tn_bool(false)}})},
+       {"server_conn", tn_dict({{"peername", tn_list({tn_text("127.0.0.1"), tn_int(8080)})},
+                                {"address", tn_list({tn_text("localhost"), tn_int(8080)})}})},
+       {"request", tn_dict({{"method", tn_bytes("GET")},
+                            {"scheme", tn_bytes("http")},
+                            {"authority", tn_bytes("localhost:8080")},
+                            {"host", tn_text("localhost")},
+                            {"port", tn_int(8080)},
+                            {"path", tn_bytes("/")},
+                            {"http_version", tn_bytes("HTTP/1.1")},
+                            {"headers", tn_list({})},
+                            {"content", tn_null()}})},
+       {"response", tn_null()},
+       {"unknown_future_field", tn_dict({{"x", tn_int(1)}})}});
+  auto r = import_mitmproxy(rec);
+  REQUIRE_MESSAGE(r.ok(), r.status().to_string());
+  REQUIRE(r->flows.size() == 1);
+  CHECK(r->flows[0].client_address == "[::1]:5000");
+  CHECK(r->flows[0].upstream_address == "127.0.0.1:8080");
+  CHECK(r->flows[0].request.url() == "http://localhost:8080/");
+  CHECK(r->flows[0].request.body.data.empty());
+}
