@@ -331,7 +331,7 @@ Result<ImportResult> import_retake_json(std::string_view bytes, const ImportOpti
                                     " bytes exceeds the limit of " +
                                     std::to_string(options.max_input_bytes));
   if (bytes.starts_with("\xEF\xBB\xBF")) bytes.remove_prefix(3);
-  auto parsed = detail::parse_json(bytes, options.max_depth);
+  auto parsed = detail::parse_json(bytes, options.max_depth, options.max_json_memory);
   if (!parsed) return parsed.status();
   ImportResult result;
   result.format = Format::retake_json;

@@ -667,7 +667,7 @@ Result<ImportResult> import_har(std::string_view bytes, const ImportOptions& opt
                                     " bytes exceeds the limit of " +
                                     std::to_string(options.max_input_bytes));
   if (bytes.starts_with("\xEF\xBB\xBF")) bytes.remove_prefix(3);
-  auto parsed = detail::parse_json(bytes, options.max_depth);
+  auto parsed = detail::parse_json(bytes, options.max_depth, options.max_json_memory);
   if (!parsed) return parsed.status();
   ImportResult result;
   result.format = Format::har;

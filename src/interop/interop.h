@@ -48,6 +48,10 @@ struct ImportOptions {
   size_t max_flows = 1'000'000;
   // Default: 64. Deeper JSON or tnetstring nesting is an error (real files nest < 10).
   size_t max_depth = 64;
+  // Default: 0, meaning 64 MiB + 8 x the input size. Memory a JSON document (HAR, retake JSON)
+  // may take once parsed; more is resource_exhausted (hostile files such as "[0,0,0,...]"
+  // expand far beyond their size).
+  uint64_t max_json_memory = 0;
 };
 
 // One skipped entry: which one and why.

@@ -1,19 +1,58 @@
 #include "interop/json_reader.h"
 
 #include <cmath>
+#include <new>
 
 namespace retake::interop::detail {
 
-Result<json::value> parse_json(std::string_view bytes, size_t max_depth) {
+namespace {
+
+// Counts what the parsed document takes and refuses to go past a limit. Single-threaded: one
+// parse owns it.
+class BoundedResource final : public json::memory_resource {
+ public:
+  explicit BoundedResource(uint64_t limit) : limit_(limit) {}
+
+ private:
+  void* do_allocate(std::size_t n, std::size_t align) override {
+    if (n > limit_ - used_) throw std::bad_alloc();
+    void* p = ::operator new(n, std::align_val_t(align));
+    used_ += n;
+    return p;
+  }
+  void do_deallocate(void* p, std::size_t n, std::size_t align) override {
+    ::operator delete(p, n, std::align_val_t(align));
+    used_ -= n;
+  }
+  bool do_is_equal(const json::memory_resource& other) const noexcept override {
+    return this == &other;
+  }
+
+  uint64_t limit_;
+  uint64_t used_ = 0;
+};
+
+}  // namespace
+
+Result<json::value> parse_json(std::string_view bytes, size_t max_depth, uint64_t max_memory) {
+  if (max_memory == 0) max_memory = (uint64_t{64} << 20) + 8 * uint64_t{bytes.size()};
   json::parse_options opt;
   opt.max_depth = max_depth;
   opt.allow_invalid_utf8 = true;
   json::stream_parser parser(json::storage_ptr(), opt);
   // The document is read once and dropped whole: an arena makes building and freeing it cheap
   // (allocation dominated the import profile). The value keeps the arena alive.
-  parser.reset(json::make_shared_resource<json::monotonic_resource>());
+  auto bounded = json::make_shared_resource<BoundedResource>(max_memory);
+  parser.reset(json::make_shared_resource<json::monotonic_resource>(4096, bounded));
   boost::system::error_code ec;
-  size_t consumed = parser.write_some(bytes.data(), bytes.size(), ec);
+  size_t consumed = 0;
+  try {
+    consumed = parser.write_some(bytes.data(), bytes.size(), ec);
+  } catch (const std::bad_alloc&) {
+    return Result<json::value>(Errc::resource_exhausted,
+                               "the JSON document needs more than " + std::to_string(max_memory) +
+                                   " bytes of memory once parsed (limit)");
+  }
   if (!ec && consumed < bytes.size()) {
     // write_some stops after a complete value: anything but whitespace after it is garbage.
     auto rest = bytes.substr(consumed);

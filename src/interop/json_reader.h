@@ -18,7 +18,9 @@ namespace json = boost::json;
 
 // Depth-bounded parse; invalid UTF-8 inside strings is kept as bytes (tools write it).
 // Errors: parse_error "JSON syntax error at byte N (line L, column C): <reason>".
-Result<json::value> parse_json(std::string_view bytes, size_t max_depth);
+// The parsed document may take at most `max_memory` bytes (0: 64 MiB + 8 x the input size);
+// past that: resource_exhausted.
+Result<json::value> parse_json(std::string_view bytes, size_t max_depth, uint64_t max_memory = 0);
 
 // A value with its path. Accessors throw BadInput naming the path when the type is wrong.
 class JsonAt {

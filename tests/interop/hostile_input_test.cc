@@ -227,3 +227,20 @@ TEST_CASE("whitespace between mitmproxy records is tolerated") {
   REQUIRE_MESSAGE(r.ok(), r.status().to_string());
   CHECK(r->flows.size() == 3);
 }
+
+TEST_CASE("a JSON document that expands past the memory bound is refused") {
+  std::string zeros = "{\"log\":{\"entries\":[";
+  for (int i = 0; i < 200000; ++i) zeros += "0,";
+  zeros += "0]}}";
+  ImportOptions tight;
+  tight.max_json_memory = 1 << 20;
+  auto r = import_har(zeros, tight);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == Errc::resource_exhausted);
+  CHECK(r.status().message().find("bytes of memory once parsed") != std::string::npos);
+  // The default bound (64 MiB + 8 x size) lets the same file parse; its entries are wrong.
+  auto d = import_har(zeros);
+  REQUIRE_FALSE(d.ok());
+  CHECK(d.status().code() == Errc::parse_error);
+  CHECK(d.status().message() == "entry 0: log.entries[0]: expected an object");
+}
