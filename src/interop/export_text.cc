@@ -160,6 +160,8 @@ Result<std::string> export_curl(const flow::Flow& f) {
   if (!rq.headers.contains("User-Agent")) arg("-H 'User-Agent:'");
   if (!rq.headers.contains("Accept")) arg("-H 'Accept:'");
   if (has_body && !rq.headers.contains("Content-Type")) arg("-H 'Content-Type:'");
+  // curl asks for 100-continue on large bodies (over 1 MiB in curl 7.88) unless told not to.
+  if (has_body && !rq.headers.contains("Expect")) arg("-H 'Expect:'");
 
   if (body_via_printf)
     arg("--data-binary @-");

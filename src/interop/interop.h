@@ -120,8 +120,12 @@ std::string export_json(const std::vector<flow::Flow>& flows);
 // (except the ones curl computes: Content-Length, Transfer-Encoding, hop-by-hop headers, and
 // Host when it names the URL's authority), the body via --data-raw or, when it has bytes a shell
 // word cannot carry, `printf '<octal escapes>' | curl ... --data-binary @-`, and
-// --http1.0/--http1.1/--http2/--http3 per version. Tunnels have no request to re-issue
-// (invalid_argument). A truncated body cannot be re-sent (failed_precondition).
+// --http1.0/--http1.1/--http2/--http3 per version. Headers curl would add on its own
+// (User-Agent, Accept, Content-Type, Expect) are suppressed when the flow had none, so the
+// request sent is the recorded one. Accept-Encoding is sent as recorded and no --compressed is
+// added: curl fails on codings it cannot decode (zstd) and the output is the wire body, as
+// recorded. Tunnels have no request to re-issue (invalid_argument). A truncated body cannot be
+// re-sent (failed_precondition).
 Result<std::string> export_curl(const flow::Flow& flow);
 
 // The request and the response as HTTP/1.1 wire text (HTTP/2 flows get a Host header from the

@@ -185,6 +185,7 @@ TEST_CASE("running the exported curl command sends the recorded binary request b
   CHECK(got->header("Content-Length") == std::to_string(body.size()));
   CHECK(got->header("User-Agent") == "<absent>");
   CHECK(got->header("Accept") == "<absent>");
+  CHECK(got->header("Expect") == "<absent>");
   CHECK(got->headers.size() == 5);  // Host, X-Quote, X-Empty, Content-Type, Content-Length
 }
 
