@@ -83,7 +83,8 @@ Result<ImportResult> import_har(std::string_view bytes, const ImportOptions& opt
 // A mitmproxy flow file (`mitmdump -w`): flow format versions 7 to 17 (mitmproxy 5 to 8;
 // Debian 12 ships 8.1.1 = version 17) and, tolerantly, later ones. HTTP flows (with TLS facts
 // and WebSocket messages) are imported; tcp/udp/dns flows are counted in `unsupported`.
-// Errors name the byte offset: "byte 1234 (record 2): request.method: expected bytes".
+// Errors name the byte offset: "byte 1234, record 2, request.method: expected bytes or text,
+// found an integer".
 Result<ImportResult> import_mitmproxy(std::string_view bytes, const ImportOptions& options = {});
 
 // retake's own JSON (export_json, flows_to_json, or one flow_to_json object).
