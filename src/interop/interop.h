@@ -76,7 +76,8 @@ struct ImportResult {
 // Insomnia and by export_har. Tolerates a UTF-8 BOM, missing optional fields, base64 bodies,
 // "-1" sizes and "_"-prefixed extensions. HAR bodies are decoded; a response whose
 // Content-Encoding is gzip or deflate is re-encoded so that Body keeps wire bytes (as recorded
-// flows do); other encodings (br, zstd) lose their Content-Encoding header instead.
+// flows do); other encodings (br, zstd) lose their Content-Encoding header instead. Either way
+// a Content-Length header is set to the size of the body kept.
 // Errors name the place: "log.entries[3].response.status: expected a number".
 Result<ImportResult> import_har(std::string_view bytes, const ImportOptions& options = {});
 
