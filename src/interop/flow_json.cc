@@ -130,7 +130,7 @@ json::object flow_to_json_value(const flow::Flow& f, const JsonOptions& options)
   o["client_address"] = bytes_value(f.client_address);
   o["upstream_address"] = bytes_value(f.upstream_address);
   o["url"] = bytes_value(f.request.url());  // convenience for readers; ignored on input
-  o["duration_ns"] = f.duration();           // convenience for readers; ignored on input
+  o["duration_ns"] = f.duration();          // convenience for readers; ignored on input
 
   json::object rq;
   rq["method"] = bytes_value(f.request.method);

@@ -487,6 +487,9 @@ flow::Flow import_entry(const JsonAt& e, const ImportOptions& options) {
             r.body.data = std::move(*encoded);
           else
             r.headers.remove("Content-Encoding");  // br, zstd: keep the body as identity
+          // The header must describe the body we keep, or a replay would frame it wrong.
+          if (r.headers.contains("Content-Length"))
+            r.headers.set("Content-Length", std::to_string(r.body.data.size()));
         }
       }
       r.body.size = r.body.data.size();

@@ -40,7 +40,8 @@ struct ImportOptions {
   // Default: false: the first bad entry fails the whole import. When true, bad entries are
   // skipped and listed in ImportResult::errors (a file whose framing is broken still fails).
   bool skip_bad = false;
-  // Default: "": copied into Flow::session of every imported flow.
+  // Default: "": keep what the file says (our own HAR/JSON carry a session; others none).
+  // Otherwise the session of every imported flow.
   std::string session;
   // Default: 1 GiB. Larger inputs are refused before parsing (resource_exhausted).
   uint64_t max_input_bytes = uint64_t{1} << 30;
@@ -56,15 +57,16 @@ struct ImportOptions {
 
 // One skipped entry: which one and why.
 struct ImportError {
-  size_t index = 0;               // entry index (HAR) or record index (mitmproxy), from 0
-  std::string where;              // "log.entries[3].response.status" or "byte 1234 (record 2)"
-  std::string message;            // what is wrong there
+  size_t index = 0;     // entry index (HAR) or record index (mitmproxy), from 0
+  std::string where;    // "log.entries[3].response.status" or "byte 1234, record 2, request.method"
+  std::string message;  // what is wrong there
   std::string to_string() const;  // "<where>: <message>"
 };
 
 struct ImportResult {
   Format format = Format::unknown;
-  std::vector<flow::Flow> flows;    // Flow::id is 0 (the store assigns ids); mode "import"
+  // Flow::id is 0 (the store assigns ids); mode is "import" unless our own export said else.
+  std::vector<flow::Flow> flows;
   std::vector<ImportError> errors;  // entries skipped as bad (only with skip_bad)
   // Records of kinds that retake does not hold (mitmproxy "tcp", "udp", "dns"), by kind. Never
   // an error: counted and skipped.
@@ -76,14 +78,16 @@ struct ImportResult {
 // Insomnia and by export_har. Tolerates a UTF-8 BOM, missing optional fields, base64 bodies,
 // "-1" sizes and "_"-prefixed extensions. HAR bodies are decoded; a response whose
 // Content-Encoding is gzip or deflate is re-encoded so that Body keeps wire bytes (as recorded
-// flows do); other encodings (br, zstd) lose their Content-Encoding header instead.
+// flows do); other encodings (br, zstd) lose their Content-Encoding header instead. Either way
+// a Content-Length header is set to the size of the body kept.
 // Errors name the place: "log.entries[3].response.status: expected a number".
 Result<ImportResult> import_har(std::string_view bytes, const ImportOptions& options = {});
 
 // A mitmproxy flow file (`mitmdump -w`): flow format versions 7 to 17 (mitmproxy 5 to 8;
 // Debian 12 ships 8.1.1 = version 17) and, tolerantly, later ones. HTTP flows (with TLS facts
 // and WebSocket messages) are imported; tcp/udp/dns flows are counted in `unsupported`.
-// Errors name the byte offset: "byte 1234 (record 2): request.method: expected bytes".
+// Errors name the byte offset: "byte 1234, record 2, request.method: expected bytes or text,
+// found an integer".
 Result<ImportResult> import_mitmproxy(std::string_view bytes, const ImportOptions& options = {});
 
 // retake's own JSON (export_json, flows_to_json, or one flow_to_json object).

@@ -23,10 +23,14 @@ constexpr int64_t kOldestVersion = 7;
 // A TValue with its path inside the record, for error messages.
 struct TAt {
   const TValue* v;
-  std::string path;
+  std::string path;  // "request.headers[2]"; "" for the record itself
+  size_t record = 0;
 
+  // Errors read "byte 1234, record 2, request.method: expected bytes or text, found ...".
   [[noreturn]] void fail(const std::string& message) const {
-    throw BadInput("byte " + std::to_string(v->offset) + " (" + path + ")", message);
+    throw BadInput("byte " + std::to_string(v->offset) + ", record " + std::to_string(record) +
+                       (path.empty() ? "" : ", " + path),
+                   message);
   }
   std::string wrong(const char* expected) const {
     return std::string("expected ") + expected + ", found " + detail::tvalue_type_name(v->type);
@@ -35,7 +39,7 @@ struct TAt {
     if (v->type != TValue::Type::dict) fail(wrong("a dict"));
     const TValue* item = v->find(key);
     if (!item || item->type == TValue::Type::null) return std::nullopt;
-    return TAt{item, path + "." + std::string(key)};
+    return TAt{item, path.empty() ? std::string(key) : path + "." + std::string(key), record};
   }
   TAt get(std::string_view key) const {
     auto f = find(key);
@@ -67,7 +71,7 @@ struct TAt {
     if (v->type != TValue::Type::list) fail(wrong("a list"));
     return v->items;
   }
-  TAt item(size_t i) const { return TAt{&list()[i], path + "[" + std::to_string(i) + "]"}; }
+  TAt item(size_t i) const { return TAt{&list()[i], path + "[" + std::to_string(i) + "]", record}; }
 };
 
 std::string opt_text(const TAt& at, std::string_view key) {
@@ -312,13 +316,13 @@ Result<ImportResult> import_mitmproxy(std::string_view bytes, const ImportOption
     try {
       frame = detail::read_tnetstring_frame(bytes, pos);
     } catch (const BadInput& e) {
-      return Result<ImportResult>(
-          Errc::parse_error, e.where + " (record " + std::to_string(record) + "): " + e.what());
+      return Result<ImportResult>(Errc::parse_error,
+                                  e.where + ", record " + std::to_string(record) + ": " + e.what());
     }
     size_t next = frame.end + 1;
     try {
       auto value = detail::parse_tnetstring(bytes, pos, limits);
-      TAt rec{&value, "record " + std::to_string(record)};
+      TAt rec{&value, "", record};
       if (value.type != TValue::Type::dict) rec.fail(rec.wrong("a dict"));
       auto version_at = rec.get("version");
       if (version_at.v->type == TValue::Type::list)
@@ -375,14 +379,13 @@ Result<ImportResult> import_mitmproxy(std::string_view bytes, const ImportOption
         ++result.unsupported[type];
       }
     } catch (const BadInput& e) {
+      // Errors from the tnetstring parser name only the byte.
+      std::string where = e.where.find(", record ") == std::string::npos
+                              ? e.where + ", record " + std::to_string(record)
+                              : e.where;
       if (!options.skip_bad)
-        return Result<ImportResult>(Errc::parse_error,
-                                    e.where +
-                                        (e.where.find("record") == std::string::npos
-                                             ? " (record " + std::to_string(record) + ")"
-                                             : "") +
-                                        ": " + e.what());
-      result.errors.push_back({record, e.where, e.what()});
+        return Result<ImportResult>(Errc::parse_error, where + ": " + e.what());
+      result.errors.push_back({record, where, e.what()});
     }
     pos = next;
     ++record;

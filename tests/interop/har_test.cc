@@ -46,6 +46,8 @@ TEST_CASE(
   // Chromium decoded the gzip body; we store it re-encoded, as it was on the wire.
   const auto& bin = r.flows[2];
   CHECK(bin.response->headers.get("Content-Encoding") == "gzip");
+  CHECK(bin.response->headers.get("Content-Length") ==
+        std::to_string(bin.response->body.data.size()));
   auto plain = detail::content_decode("gzip", bin.response->body.data, 1 << 20);
   REQUIRE(plain.has_value());
   REQUIRE(plain->size() == 512);
@@ -266,10 +268,33 @@ TEST_CASE("our HAR export decodes gzip bodies for the content text and says how 
 TEST_CASE("a brotli body that HAR holds decoded loses its Content-Encoding on import") {
   std::string har = R"({"log":{"entries":[{"startedDateTime":"2026-01-01T00:00:00Z","time":1,
     "request":{"method":"GET","url":"https://x.test/"},
-    "response":{"status":200,"headers":[{"name":"Content-Encoding","value":"br"}],
+    "response":{"status":200,"headers":[{"name":"Content-Encoding","value":"br"},
+                                        {"name":"Content-Length","value":"7"}],
                 "content":{"text":"plain text"}}}]}})";
   auto r = import_har(har);
   REQUIRE_MESSAGE(r.ok(), r.status().to_string());
   CHECK(r->flows[0].response->body.data == "plain text");
   CHECK_FALSE(r->flows[0].response->headers.contains("Content-Encoding"));
+  CHECK(r->flows[0].response->headers.get("Content-Length") == "10");
+}
+
+TEST_CASE("Chrome's HTTP/2 pseudo-headers and WebSocket times in seconds are understood") {
+  std::string har = R"({"log":{"entries":[{"startedDateTime":"2026-01-01T00:00:00.000Z","time":5,
+    "request":{"method":"GET","url":"wss://chat.test/socket","httpVersion":"http/2.0",
+      "headers":[{"name":":method","value":"GET"},{"name":":authority","value":"chat.test:8443"},
+                 {"name":":path","value":"/socket"},{"name":"origin","value":"https://chat.test"}]},
+    "response":{"status":101,"httpVersion":"http/2.0","headers":[],"content":{"size":0}},
+    "_webSocketMessages":[{"type":"receive","time":1767225600.25,"opcode":1,"data":"hi"}]}]}})";
+  auto r = import_har(har);
+  REQUIRE_MESSAGE(r.ok(), r.status().to_string());
+  const auto& f = r->flows[0];
+  CHECK(f.request.scheme == "https");
+  CHECK(f.request.authority == "chat.test:8443");
+  CHECK(f.request.http_version == "HTTP/2");
+  REQUIRE(f.request.headers.size() == 1);
+  CHECK(f.request.headers.fields()[0].name == "origin");
+  REQUIRE(f.websocket.has_value());
+  REQUIRE(f.websocket->messages.size() == 1);
+  CHECK_FALSE(f.websocket->messages[0].from_client);
+  CHECK(f.websocket->messages[0].timestamp == 1'767'225'600'250'000'000);
 }

@@ -80,7 +80,7 @@ TEST_CASE("absurd tnetstring lengths are refused before anything is read") {
   auto r = import_mitmproxy("99999999999:abc}");
   REQUIRE_FALSE(r.ok());
   CHECK(r.status().message() ==
-        "byte 0 (record 0): length 99999999999 runs past the end of the data (4 bytes left)");
+        "byte 0, record 0: length 99999999999 runs past the end of the data (4 bytes left)");
   auto digits = import_mitmproxy("99999999999999999999:x}");
   REQUIRE_FALSE(digits.ok());
   CHECK(digits.status().message().find("longer than 12 digits") != std::string::npos);
