@@ -2,11 +2,14 @@
 // Reads open the store read-only, so they work while `retake record` writes to it.
 #include <boost/json.hpp>
 
+#include <fstream>
 #include <iostream>
 #include <unistd.h>
 
 #include "cli/command.h"
+#include "interop/interop.h"
 #include "ops/select.h"
+#include "ops/transfer.h"
 #include "store/flow_store.h"
 
 namespace retake::cli {
@@ -113,6 +116,7 @@ struct ShowArgs {
   std::string db;
   uint64_t id = 0;
   bool raw = false;
+  bool json = false;
 };
 
 int run_show(const ShowArgs& args) {
@@ -121,6 +125,10 @@ int run_show(const ShowArgs& args) {
   auto found = (*store)->get(args.id);
   if (!found) return fail(found.status());
   const flow::Flow& f = *found;
+  if (args.json) {
+    std::cout << interop::flow_to_json(f, interop::JsonOptions{}) << '\n';
+    return kExitOk;
+  }
   bool raw = args.raw || !isatty(STDOUT_FILENO);
   std::cout << "# flow " << f.id << "  session " << f.session << "  mode " << f.mode
             << "  client " << f.client_address;
@@ -170,6 +178,67 @@ int run_show(const ShowArgs& args) {
     std::cout << "\n# error: " << flow::error_kind_name(f.error->kind) << ": " << f.error->message
               << '\n';
   }
+  return kExitOk;
+}
+
+struct ImportArgs {
+  std::string db;
+  std::string path;
+  std::string session;
+  bool skip_bad = false;
+};
+
+int run_import(const ImportArgs& args) {
+  auto store = open_store(args.db, false);
+  if (!store) return fail(store.status());
+  ops::ImportRequest request{args.path, args.session, args.skip_bad};
+  auto report = ops::import_file(**store, request);
+  if (!report) return fail(report.status());
+  for (const auto& skipped : report->skipped) std::cerr << "retake: skipped " << skipped << '\n';
+  for (const auto& [kind, count] : report->unsupported)
+    std::cerr << "retake: skipped " << count << " " << kind << " flow(s) (not supported)\n";
+  std::cerr << "retake: imported " << report->imported << " flows (" << report->format
+            << ") into session '" << report->session << "'\n";
+  return kExitOk;
+}
+
+struct ExportArgs {
+  std::string db;
+  std::string filter;
+  std::string session;
+  std::vector<uint64_t> ids;
+  std::string har;
+  std::string json;
+  bool curl = false;
+  bool raw = false;
+};
+
+int run_export(const ExportArgs& args) {
+  int formats = !args.har.empty() + !args.json.empty() + args.curl + args.raw;
+  if (formats != 1) throw UsageError("flows export: choose one of --har FILE, --json FILE, --curl, --raw");
+  ops::Selection selection;
+  selection.filter = args.filter;
+  selection.session = args.session;
+  selection.ids = args.ids;
+  if (auto st = ops::validate(selection); !st.ok()) throw UsageError("filter: " + st.message());
+  auto format = !args.har.empty() ? ops::ExportFormat::har
+                : !args.json.empty() ? ops::ExportFormat::json
+                : args.curl         ? ops::ExportFormat::curl
+                                    : ops::ExportFormat::raw;
+  auto store = open_store(args.db, true);
+  if (!store) return fail(store.status());
+  auto text = ops::export_flows(**store, selection, format);
+  if (!text) return fail(text.status());
+  std::string out = !args.har.empty() ? args.har : args.json;
+  if (out.empty() || out == "-") {
+    std::cout << *text;
+    if (!text->empty() && text->back() != '\n') std::cout << '\n';
+    return std::cout ? kExitOk : kExitFailure;
+  }
+  std::ofstream file(out, std::ios::binary | std::ios::trunc);
+  file << *text;
+  file.close();
+  if (!file) return fail("cannot write " + out);
   return kExitOk;
 }
 
@@ -239,6 +308,33 @@ void add_flows_commands(CLI::App& app, Action& action) {
   show->add_option("id", show_args->id, "Flow id (from `retake flows list`)")->required();
   show->add_flag("--raw", show_args->raw, "Print binary bodies as they are");
   show->callback([show_args, &action] { action = [show_args] { return run_show(*show_args); }; });
+
+  show->add_flag("--json", show_args->json, "The whole flow as one JSON document");
+
+  auto import_args = std::make_shared<ImportArgs>();
+  auto* imp = flows->add_subcommand(
+      "import", "Import a HAR file, a mitmproxy flow file (mitmdump -w) or retake JSON into a new session");
+  add_db_option(*imp, import_args->db);
+  imp->add_option("file", import_args->path, "File to import (- for standard input)")->required();
+  imp->add_option("--session", import_args->session,
+                  "Session to create (default: import-<file>-<time>)")
+      ->type_name("NAME");
+  imp->add_flag("--skip-bad", import_args->skip_bad,
+                "Import the good entries of a partly bad file and list the bad ones");
+  imp->callback([import_args, &action] { action = [import_args] { return run_import(*import_args); }; });
+
+  auto export_args = std::make_shared<ExportArgs>();
+  auto* exp = flows->add_subcommand("export", "Export flows as HAR or JSON, or one flow as a curl command or raw HTTP");
+  add_db_option(*exp, export_args->db);
+  exp->add_option("filter", export_args->filter, "Filter expression choosing the flows")
+      ->type_name("FILTER");
+  exp->add_option("--session", export_args->session, "Only flows of this session")->type_name("NAME");
+  exp->add_option("--id", export_args->ids, "Only this flow (repeatable)")->type_name("ID");
+  exp->add_option("--har", export_args->har, "Write HAR 1.2 to FILE (- for standard output)")->type_name("FILE");
+  exp->add_option("--json", export_args->json, "Write retake JSON to FILE (- for standard output)")->type_name("FILE");
+  exp->add_flag("--curl", export_args->curl, "Print one flow as a curl command");
+  exp->add_flag("--raw", export_args->raw, "Print one flow as raw HTTP");
+  exp->callback([export_args, &action] { action = [export_args] { return run_export(*export_args); }; });
 
   auto delete_args = std::make_shared<DeleteArgs>();
   auto* del = flows->add_subcommand("delete", "Delete flows by id");

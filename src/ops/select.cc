@@ -19,6 +19,21 @@ Status select_flows(store::FlowStore& store, const Selection& selection,
     filter = std::move(parsed.value());
   }
 
+  if (!selection.ids.empty()) {
+    size_t matched = 0;
+    for (uint64_t id : selection.ids) {
+      auto found = store.get(id, true);
+      if (!found) return found.status();
+      if (filter && !filter->matches(*found)) continue;
+      if (!selection.session.empty() && found->session != selection.session) continue;
+      if (!selection.run.empty() && found->run != selection.run) continue;
+      ++matched;
+      if (!visit(*found)) break;
+      if (selection.limit && matched >= selection.limit) break;
+    }
+    return {};
+  }
+
   store::ScanOptions scan;
   scan.session = selection.session;
   scan.run = selection.run;

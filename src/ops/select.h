@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "flow/flow.h"
 #include "flow/status.h"
@@ -17,6 +18,9 @@ namespace retake::ops {
 
 // Which flows to choose. Empty fields do not restrict.
 struct Selection {
+  // Only these flows (by id, in the order given); not_found names the first missing one.
+  // Default: empty (no restriction).
+  std::vector<uint64_t> ids;
   // A filter expression in mitmproxy's language (src/query/filter.h). Default: "" (all flows).
   std::string filter;
   // Only flows of this session / run. Default: "".
