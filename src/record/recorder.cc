@@ -845,6 +845,13 @@ awaitable<bool> ProxyConnection::exchange() {
   out_.append(f.request.http_version).append(" ").append(std::to_string(resp.status)).append(" ");
   out_.append(resp.reason).append("\r\n");
   net::append_forward_fields(out_, resp.headers, resp_chunked);
+  if (resp_parser_.framing() == net::BodyFraming::until_close) {
+    // A transfer coding other than chunked (rare) is relayed byte for byte, so its field must
+    // go with it or the client could not decode the body.
+    for (const auto& h : resp.headers)
+      if (flow::iequals(h.name, "transfer-encoding"))
+        out_.append("Transfer-Encoding: ").append(h.value).append("\r\n");
+  }
   if (!client_keep) {
     out_.append("Connection: close\r\n");
   } else if (!client_minor1) {
