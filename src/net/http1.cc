@@ -496,14 +496,34 @@ bool named_by_connection(const flow::Headers& headers, std::string_view name) no
 
 void append_forward_fields(std::string& out, const flow::Headers& headers, bool chunked,
                            std::string_view host_override, std::string_view skip) {
-  bool has_connection = false;
-  for (const auto& f : headers)
-    if (flow::iequals(f.name, "connection")) has_connection = true;
+  // Tokens named by Connection, gathered once (a handful at most; more than kMax falls back to
+  // the full scan) so each field is checked in one pass.
+  constexpr size_t kMax = 8;
+  std::string_view named[kMax];
+  size_t named_count = 0;
+  bool overflow = false;
+  for (const auto& f : headers) {
+    if (!flow::iequals(f.name, "connection")) continue;
+    for_each_element(f.value, [&](std::string_view e) {
+      if (e.empty()) return;
+      if (named_count < kMax) {
+        named[named_count++] = e;
+      } else {
+        overflow = true;
+      }
+    });
+  }
+  auto is_named = [&](std::string_view name) {
+    if (overflow) return named_by_connection(headers, name);
+    for (size_t i = 0; i < named_count; ++i)
+      if (flow::iequals(named[i], name)) return true;
+    return false;
+  };
   for (const auto& f : headers) {
     if (is_hop_by_hop(f.name)) continue;
     if (chunked && flow::iequals(f.name, "content-length")) continue;
     if (!skip.empty() && flow::iequals(f.name, skip)) continue;
-    if (has_connection && named_by_connection(headers, f.name)) continue;
+    if (named_count && is_named(f.name)) continue;
     out.append(f.name);
     out.append(": ");
     if (!host_override.empty() && flow::iequals(f.name, "host")) {

@@ -40,6 +40,8 @@ namespace {
 
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr auto kPeekAfterIdle = std::chrono::seconds(1);
+// Bytes asked for per read while streaming a body (fewer syscalls for large bodies).
+constexpr size_t kBodyRead = 16u << 10;
 using Executor = asio::io_context::executor_type;
 
 // One thread, its io_context and its upstream pool. Pooled sockets belong to the worker's
@@ -196,8 +198,10 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
         hooks_(rec.options_.hooks),
         executor_(worker.ioc->get_executor()),
         client_(std::move(socket)),
-        in_(16u << 10, rec.options_.max_header_bytes + (16u << 10)),
-        up_in_(16u << 10, rec.options_.max_header_bytes + (16u << 10)),
+        // Small at first (idle connections are cheap); grown to kBodyRead by body streaming
+        // and up to the header limit by large heads.
+        in_(4u << 10, rec.options_.max_header_bytes + kBodyRead),
+        up_in_(4u << 10, rec.options_.max_header_bytes + kBodyRead),
         req_parser_(net::Http1Parser::Kind::request, limits()),
         resp_parser_(net::Http1Parser::Kind::response, limits()),
         timer_(executor_) {}
@@ -252,8 +256,9 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
   awaitable<void> watch();
 
   awaitable<std::pair<error_code, size_t>> read_into(tcp::socket& s, net::ReadBuffer& b, Phase p,
-                                                     std::chrono::milliseconds timeout) {
-    auto [ptr, len] = b.prepare(4096);
+                                                     std::chrono::milliseconds timeout,
+                                                     size_t want = 4096) {
+    auto [ptr, len] = b.prepare(want);
     if (len == 0) co_return std::pair{asio::error::no_buffer_space, size_t{0}};
     arm(p, timeout, &s);
     auto [ec, n] = co_await s.async_read_some(asio::buffer(ptr, len), kTuple);
@@ -704,8 +709,8 @@ awaitable<bool> ProxyConnection::exchange() {
     }
     while (!req_parser_.done()) {
       fired_ = Phase::none;
-      auto [ec, n] =
-          co_await read_into(client_, in_, Phase::client_body, opts_.client_read_timeout);
+      auto [ec, n] = co_await read_into(client_, in_, Phase::client_body, opts_.client_read_timeout,
+                                        kBodyRead);
       if (ec) {
         drop_upstream();
         if (fired_ == Phase::client_body) {
@@ -840,6 +845,13 @@ awaitable<bool> ProxyConnection::exchange() {
   out_.append(f.request.http_version).append(" ").append(std::to_string(resp.status)).append(" ");
   out_.append(resp.reason).append("\r\n");
   net::append_forward_fields(out_, resp.headers, resp_chunked);
+  if (resp_parser_.framing() == net::BodyFraming::until_close) {
+    // A transfer coding other than chunked (rare) is relayed byte for byte, so its field must
+    // go with it or the client could not decode the body.
+    for (const auto& h : resp.headers)
+      if (flow::iequals(h.name, "transfer-encoding"))
+        out_.append("Transfer-Encoding: ").append(h.value).append("\r\n");
+  }
   if (!client_keep) {
     out_.append("Connection: close\r\n");
   } else if (!client_minor1) {
@@ -877,8 +889,8 @@ awaitable<bool> ProxyConnection::exchange() {
     }
     if (resp_parser_.done()) break;
     fired_ = Phase::none;
-    auto [ec, n] =
-        co_await read_into(up_->socket, up_in_, Phase::upstream_body, opts_.upstream_timeout);
+    auto [ec, n] = co_await read_into(up_->socket, up_in_, Phase::upstream_body,
+                                      opts_.upstream_timeout, kBodyRead);
     if (ec) {
       if (fired_ == Phase::upstream_body) {
         drop_upstream();

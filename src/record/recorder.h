@@ -31,6 +31,17 @@ namespace retake::record {
 // sent them (order, case, duplicates, hop-by-hop fields included); what is forwarded omits the
 // hop-by-hop fields (RFC 9110 §7.6.1). "Expect: 100-continue" is answered by the recorder itself
 // (as mitmproxy does) and not forwarded.
+//
+// Failures answer the client with a one-line text/plain body ("retake: <what went wrong>") and
+// are recorded as flows with Flow::error set: malformed request 400 (bad_request), header block
+// over max_header_bytes 431 (headers_too_large), ambiguous framing 400 (smuggling_rejected),
+// upstream connect/resolve failure 502 (upstream_unreachable; upstream_timeout when the connect
+// deadline passed), no response within upstream_timeout 504 (upstream_timeout), malformed
+// response 502 (upstream_protocol). Once response bytes have reached the client, a failure
+// just closes the connection (upstream_closed, client_closed, ...). A client slower than
+// client_read_timeout mid-request is closed (client_timeout); one idle between requests is
+// closed without a flow. CONNECT (explicit mode) becomes a FlowKind::tunnel flow with byte
+// counts.
 enum class Mode {
   explicit_proxy,  // clients send absolute-form requests and CONNECT
   reverse,         // every request goes to RecorderOptions::upstream
@@ -108,6 +119,8 @@ struct RecorderStats {
   uint64_t upstream_connects = 0;  // new TCP connections to upstreams (the rest were reused)
 };
 
+// start(), stop() and stats() may be called from any thread, but not from a hook or a sink
+// (stop() joins the network threads). Destroying a Recorder stops it with no grace.
 class Recorder {
  public:
   virtual ~Recorder() = default;
@@ -116,8 +129,9 @@ class Recorder {
   static Result<std::unique_ptr<Recorder>> create(const RecorderOptions& options,
                                                   flow::FlowSink& sink);
 
-  // Binds and starts serving on background threads. Returns the bound "host:port".
-  // already_exists when the port is in use.
+  // Binds and starts serving on background threads. Returns the bound "host:port" ("[v6]:port"
+  // for IPv6). already_exists when the port is in use; invalid_argument when listen_host is
+  // not an IP address; failed_precondition when called twice or after stop().
   virtual Result<std::string> start() = 0;
   // Stops accepting, lets in-flight exchanges finish (up to `grace`), closes the rest, joins.
   // Idempotent.

@@ -245,6 +245,15 @@ TEST_CASE("forwarded fields drop hop-by-hop fields and those named by Connection
   CHECK(out == "Host: a\r\nTransfer-Encoding: chunked\r\n");
 }
 
+TEST_CASE("a Connection field naming many fields drops every one of them") {
+  flow::Headers h{{"Connection", "x-1, x-2, x-3, x-4, x-5, x-6, x-7, x-8, x-9, x-10"}};
+  for (int i = 1; i <= 10; ++i) h.add("X-" + std::to_string(i), "v");
+  h.add("X-11", "kept");
+  std::string out;
+  net::append_forward_fields(out, h, false);
+  CHECK(out == "X-11: kept\r\n");
+}
+
 TEST_CASE("absolute-form targets and authorities split into their parts") {
   net::AbsoluteTarget t;
   REQUIRE(net::parse_absolute_target("HTTP://h.test:81/p?q#frag", t));

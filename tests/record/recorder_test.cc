@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <fstream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 extern char** environ;
@@ -749,4 +750,93 @@ TEST_CASE("a sink that refuses flows is counted, never waited on") {
   CHECK(r.value()->stats().flows_dropped == 2);
   CHECK(r.value()->stats().flows == 0);
   r.value()->stop();
+}
+
+namespace {
+std::string read_fixture(const std::string& rel) {
+  std::ifstream in(std::string(RETAKE_FIXTURES_DIR) + "/http1/" + rel, std::ios::binary);
+  REQUIRE_MESSAGE(in.good(), "missing fixture " << rel);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+}  // namespace
+
+TEST_CASE("the codec's rejected fixtures are rejected the same way over a real socket") {
+  // The parser table (tests/net) re-run through the whole recorder: same error kind, the
+  // matching status, and the upstream never sees the request.
+  Upstream up;
+  Proxy proxy(reverse_options(up));
+  struct Case {
+    const char* file;
+    const char* status;
+    ErrorKind kind;
+  };
+  const Case cases[] = {
+      {"smuggle_cl_te.http", "400", ErrorKind::smuggling_rejected},
+      {"smuggle_cl_conflict.http", "400", ErrorKind::smuggling_rejected},
+      {"smuggle_cl_list_conflict.http", "400", ErrorKind::smuggling_rejected},
+      {"smuggle_te_not_last.http", "400", ErrorKind::smuggling_rejected},
+      {"smuggle_te_gzip.http", "400", ErrorKind::smuggling_rejected},
+      {"smuggle_te_http10.http", "400", ErrorKind::smuggling_rejected},
+      {"smuggle_bad_chunk_size.http", "400", ErrorKind::smuggling_rejected},
+      {"smuggle_chunk_size_overflow.http", "400", ErrorKind::smuggling_rejected},
+      {"smuggle_chunk_ext_flood.http", "400", ErrorKind::smuggling_rejected},
+      {"smuggle_chunk_no_crlf.http", "400", ErrorKind::smuggling_rejected},
+      {"smuggle_chunk_bare_lf.http", "400", ErrorKind::smuggling_rejected},
+      {"smuggle_obs_fold.http", "400", ErrorKind::smuggling_rejected},
+      {"smuggle_bare_lf.http", "400", ErrorKind::smuggling_rejected},
+      {"smuggle_space_before_colon.http", "400", ErrorKind::smuggling_rejected},
+      {"oversized_headers.http", "431", ErrorKind::headers_too_large},
+      {"malformed_request_line.http", "400", ErrorKind::bad_request},
+      {"bad_version.http", "400", ErrorKind::bad_request},
+      {"missing_host.http", "400", ErrorKind::bad_request},
+      {"duplicate_host.http", "400", ErrorKind::bad_request},
+      {"bad_content_length.http", "400", ErrorKind::bad_request},
+      {"nul_in_value.http", "400", ErrorKind::bad_request},
+      {"connect.http", "400", ErrorKind::bad_request},  // CONNECT only in explicit mode
+  };
+  size_t n = 0;
+  for (const auto& c : cases) {
+    CAPTURE(c.file);
+    std::string got = raw_exchange(proxy.port, read_fixture(std::string("requests/") + c.file));
+    CHECK(got.rfind(std::string("HTTP/1.1 ") + c.status, 0) == 0);
+    auto flows = proxy.sink.wait_for(++n);
+    REQUIRE(flows.size() == n);
+    REQUIRE(flows.back().error);
+    CHECK(flows.back().error->kind == c.kind);
+  }
+  CHECK(proxy.rec->stats().upstream_connects == 0);
+}
+
+TEST_CASE("the codec's accepted request fixtures are forwarded and recorded in reverse mode") {
+  Upstream up;
+  auto o = reverse_options(up);
+  o.idle_timeout = 300ms;  // the proxy closes each kept-alive connection soon: EOF ends a case
+  Proxy proxy(o);
+  const std::pair<const char*, size_t> cases[] = {
+      {"get_simple.http", 1},
+      {"post_content_length.http", 1},
+      {"chunked_trailers.http", 1},
+      {"pipelined_pair.http", 2},
+      {"head.http", 1},
+      {"expect_100.http", 1},
+      {"absolute_form.http", 1},
+      {"cl_list_same.http", 1},
+  };
+  size_t n = 0;
+  for (const auto& [file, messages] : cases) {
+    CAPTURE(file);
+    std::string wire = read_fixture(std::string("requests/") + file);
+    std::string got = raw_exchange(proxy.port, wire, 5s);
+    CHECK(got.rfind("HTTP/1.1 ", 0) == 0);
+    n += messages;
+    auto flows = proxy.sink.wait_for(n);
+    REQUIRE(flows.size() == n);
+    CHECK_FALSE(flows.back().error.has_value());
+    CHECK(flows.back().response.has_value());
+  }
+  auto flows = proxy.sink.wait_for(n);
+  CHECK(flows[2].request.body.data == "hello world");  // chunked, decoded
+  CHECK(flows[2].request.trailers.get("X-Checksum") == "abc");
 }
