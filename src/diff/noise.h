@@ -40,6 +40,8 @@ class NoiseModel {
  public:
   // Records one comparison of two baseline responses of `endpoint` (endpoint_of()). Each
   // distinct Difference::pattern (indexes already generalized to [*]) counts once per call.
+  // Compare baselines with the same CompareOptions as the candidates, or the patterns of the
+  // two sides will not line up.
   void add_baseline(std::string_view endpoint, const Comparison& baseline_pair);
 
   // Baseline comparisons seen for the endpoint (0 when unknown).

@@ -92,7 +92,7 @@ int main() {
       std::mt19937 ra(p), rb(p);
       std::string a = "{\"page\":1,\"items\":[", b = a;
       bool change = rng() % 10 < 3;
-      for (int i = 0; i < 6; ++i) {
+      for (int i = 0; i < 9; ++i) {
         if (i) a += ',', b += ',';
         a += item(ra, i, false);
         b += item(rb, i, change && i == 2);
