@@ -6,9 +6,9 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/stream_traits.hpp>
@@ -45,8 +45,8 @@ class AsioByteStream final : public ByteStream {
 
   boost::asio::awaitable<std::pair<boost::system::error_code, size_t>> read_some(
       boost::asio::mutable_buffer buffer) override {
-    auto [ec, n] = co_await stream_.async_read_some(
-        buffer, boost::asio::as_tuple(boost::asio::use_awaitable));
+    auto [ec, n] =
+        co_await stream_.async_read_some(buffer, boost::asio::as_tuple(boost::asio::use_awaitable));
     co_return std::pair{ec, n};
   }
 

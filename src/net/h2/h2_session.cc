@@ -20,11 +20,20 @@ namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 
 std::string h2_error_code_name(uint32_t code) {
-  static constexpr std::array<const char*, 14> kNames = {
-      "NO_ERROR",       "PROTOCOL_ERROR",    "INTERNAL_ERROR",    "FLOW_CONTROL_ERROR",
-      "SETTINGS_TIMEOUT", "STREAM_CLOSED",   "FRAME_SIZE_ERROR",  "REFUSED_STREAM",
-      "CANCEL",         "COMPRESSION_ERROR", "CONNECT_ERROR",     "ENHANCE_YOUR_CALM",
-      "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED"};
+  static constexpr std::array<const char*, 14> kNames = {"NO_ERROR",
+                                                         "PROTOCOL_ERROR",
+                                                         "INTERNAL_ERROR",
+                                                         "FLOW_CONTROL_ERROR",
+                                                         "SETTINGS_TIMEOUT",
+                                                         "STREAM_CLOSED",
+                                                         "FRAME_SIZE_ERROR",
+                                                         "REFUSED_STREAM",
+                                                         "CANCEL",
+                                                         "COMPRESSION_ERROR",
+                                                         "CONNECT_ERROR",
+                                                         "ENHANCE_YOUR_CALM",
+                                                         "INADEQUATE_SECURITY",
+                                                         "HTTP_1_1_REQUIRED"};
   if (code < kNames.size()) return kNames[code];
   char buf[32];
   std::snprintf(buf, sizeof buf, "UNKNOWN(0x%x)", code);
@@ -63,27 +72,27 @@ struct H2Stream::State {
   int32_t id = 0;
   flow::Request request;
   flow::Response response;
-  bool head_done = false;        // request head (server) / final response head (client) received
+  bool head_done = false;  // request head (server) / final response head (client) received
   bool headers_too_large = false;
-  size_t header_bytes = 0;       // decoded bytes of the block being received
+  size_t header_bytes = 0;  // decoded bytes of the block being received
   std::deque<std::string> in_chunks;
-  bool in_end = false;           // END_STREAM received
-  bool reader_gone = false;      // nobody will read: consume incoming bytes at arrival
+  bool in_end = false;       // END_STREAM received
+  bool reader_gone = false;  // nobody will read: consume incoming bytes at arrival
   // Outgoing body.
-  bool out_open = false;         // a data provider is attached (respond/open without end_stream)
-  bool responded = false;        // server: respond() was called
+  bool out_open = false;   // a data provider is attached (respond/open without end_stream)
+  bool responded = false;  // server: respond() was called
   std::deque<std::string> out_chunks;
-  size_t out_offset = 0;         // bytes of out_chunks.front() already handed to nghttp2
-  size_t out_bytes = 0;          // queued bytes not yet handed to nghttp2
-  bool out_end = false;          // the producer has no more body
+  size_t out_offset = 0;  // bytes of out_chunks.front() already handed to nghttp2
+  size_t out_bytes = 0;   // queued bytes not yet handed to nghttp2
+  bool out_end = false;   // the producer has no more body
   std::optional<flow::Headers> out_trailers;
-  bool deferred = false;         // the data provider returned NGHTTP2_ERR_DEFERRED
+  bool deferred = false;  // the data provider returned NGHTTP2_ERR_DEFERRED
   // Closure.
   bool closed = false;
   std::optional<uint32_t> close_code;
-  Status error;                  // set when the stream failed
-  detail::Waiters in_wait;       // incoming data, head, end or failure
-  detail::Waiters out_wait;      // send queue space or failure
+  Status error;              // set when the stream failed
+  detail::Waiters in_wait;   // incoming data, head, end or failure
+  detail::Waiters out_wait;  // send queue space or failure
 };
 
 namespace detail {
@@ -91,8 +100,8 @@ namespace detail {
 namespace {
 
 bool is_connection_specific(std::string_view name, std::string_view value) {
-  for (std::string_view n : {"connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                             "upgrade", "host"})
+  for (std::string_view n :
+       {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"})
     if (flow::iequals(name, n)) return true;
   if (flow::iequals(name, "te")) return !flow::iequals(value, "trailers");
   return !name.empty() && name.front() == ':';
@@ -189,8 +198,7 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int on_data_chunk_recv(nghttp2_session*, uint8_t flags, int32_t stream_id,
                                 const uint8_t* data, size_t len, void* user);
-  static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code,
-                             void* user);
+  static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user);
   static int on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int on_frame_not_send(nghttp2_session*, const nghttp2_frame* frame, int lib_error,
                                void* user);
@@ -287,8 +295,8 @@ Status SessionCore::init() {
   if (!server_) settings.push_back({NGHTTP2_SETTINGS_ENABLE_PUSH, 0});
   rv = nghttp2_submit_settings(ng_, NGHTTP2_FLAG_NONE, settings.data(), settings.size());
   if (rv == 0)
-    rv = nghttp2_session_set_local_window_size(ng_, NGHTTP2_FLAG_NONE, 0,
-                                               static_cast<int32_t>(options_.connection_window_size));
+    rv = nghttp2_session_set_local_window_size(
+        ng_, NGHTTP2_FLAG_NONE, 0, static_cast<int32_t>(options_.connection_window_size));
   if (rv != 0) return {Errc::invalid_argument, std::string("h2 settings: ") + nghttp2_strerror(rv)};
   return {};
 }
@@ -372,11 +380,16 @@ int SessionCore::on_header(nghttp2_session*, const nghttp2_frame* frame, const u
   bool trailers = s.head_done;
   if (!trailers && !n.empty() && n.front() == ':') {
     if (self->server_) {
-      if (n == ":method") s.request.method = v;
-      else if (n == ":scheme") s.request.scheme = v;
-      else if (n == ":authority") s.request.authority = v;
-      else if (n == ":path") s.request.path = v;
-      else s.request.headers.add(std::string(n), std::string(v));  // :protocol (RFC 8441)
+      if (n == ":method")
+        s.request.method = v;
+      else if (n == ":scheme")
+        s.request.scheme = v;
+      else if (n == ":authority")
+        s.request.authority = v;
+      else if (n == ":path")
+        s.request.path = v;
+      else
+        s.request.headers.add(std::string(n), std::string(v));  // :protocol (RFC 8441)
     } else if (n == ":status") {
       int status = 0;
       std::from_chars(v.data(), v.data() + v.size(), status);
@@ -399,8 +412,8 @@ int SessionCore::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, voi
         auto now = Clock::now();
         double elapsed = std::chrono::duration<double>(now - self->reset_refill_).count();
         self->reset_refill_ = now;
-        self->reset_tokens_ = std::min<double>(self->options_.reset_burst,
-                                               self->reset_tokens_ + elapsed * self->options_.reset_rate);
+        self->reset_tokens_ = std::min<double>(
+            self->options_.reset_burst, self->reset_tokens_ + elapsed * self->options_.reset_rate);
         if (self->reset_tokens_ < 1.0)
           self->calm("rapid reset flood (RST_STREAM rate over the limit)");
         else
@@ -502,8 +515,7 @@ int SessionCore::on_frame_not_send(nghttp2_session*, const nghttp2_frame* frame,
   if (it == self->streams_.end()) return 0;
   auto& s = *it->second->s_;
   if (s.error.ok())
-    s.error = {Errc::unavailable,
-               std::string("request not sent: ") + nghttp2_strerror(lib_error)};
+    s.error = {Errc::unavailable, std::string("request not sent: ") + nghttp2_strerror(lib_error)};
   s.closed = true;
   s.in_wait.notify_all();
   s.out_wait.notify_all();
@@ -514,9 +526,8 @@ int SessionCore::on_frame_not_send(nghttp2_session*, const nghttp2_frame* frame,
   return 0;
 }
 
-ssize_t SessionCore::read_data(nghttp2_session* ng, int32_t stream_id, uint8_t* buf,
-                               size_t length, uint32_t* data_flags, nghttp2_data_source*,
-                               void* user) {
+ssize_t SessionCore::read_data(nghttp2_session* ng, int32_t stream_id, uint8_t* buf, size_t length,
+                               uint32_t* data_flags, nghttp2_data_source*, void* user) {
   auto* self = static_cast<SessionCore*>(user);
   H2Stream* stream = self->find(stream_id);
   if (stream == nullptr) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -589,8 +600,7 @@ void SessionCore::submit_reset(H2Stream::State& s, uint32_t code) {
   }
 }
 
-Status SessionCore::submit_response(H2Stream& stream, const flow::Response& head,
-                                    bool end_stream) {
+Status SessionCore::submit_response(H2Stream& stream, const flow::Response& head, bool end_stream) {
   auto& s = *stream.s_;
   NvList nv;
   nv.add(":status", std::to_string(head.status));
@@ -609,8 +619,7 @@ Status SessionCore::submit_response(H2Stream& stream, const flow::Response& head
   return {};
 }
 
-Result<std::shared_ptr<H2Stream>> SessionCore::open(const flow::Request& request,
-                                                    bool end_stream) {
+Result<std::shared_ptr<H2Stream>> SessionCore::open(const flow::Request& request, bool end_stream) {
   if (!accepting())
     return Status(Errc::unavailable, stats_.goaway_received
                                          ? "upstream sent GOAWAY: no new streams on this session"
@@ -680,7 +689,9 @@ asio::awaitable<void> SessionCore::write_loop() {
       const uint8_t* data = nullptr;
       ssize_t n = nghttp2_session_mem_send(ng_, &data);
       if (n < 0) {
-        if (fatal_.ok()) fatal_ = {Errc::internal, std::string("nghttp2 send: ") + nghttp2_strerror(static_cast<int>(n))};
+        if (fatal_.ok())
+          fatal_ = {Errc::internal,
+                    std::string("nghttp2 send: ") + nghttp2_strerror(static_cast<int>(n))};
         io_closed_ = true;
         break;
       }
@@ -736,9 +747,16 @@ asio::awaitable<Status> SessionCore::run() {
   auto feed = [&](const char* data, size_t n) -> bool {
     ssize_t rv = nghttp2_session_mem_recv(ng_, reinterpret_cast<const uint8_t*>(data), n);
     if (rv < 0) {
-      if (fatal_.ok())
-        fatal_ = {Errc::parse_error,
-                  std::string("HTTP/2 protocol error from peer: ") + nghttp2_strerror(static_cast<int>(rv))};
+      // nghttp2 leaves fatal errors to us: tell the peer why before dropping the connection.
+      // Debian's 1.52 carries the CVE-2024-28182 fix (NGHTTP2_ERR_TOO_MANY_CONTINUATIONS), which
+      // usually fires before our own max_continuation_frames.
+      std::string what = nghttp2_strerror(static_cast<int>(rv));
+      if (rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
+        calm(what);
+      } else {
+        nghttp2_session_terminate_session(ng_, NGHTTP2_PROTOCOL_ERROR);
+        if (fatal_.ok()) fatal_ = {Errc::parse_error, "HTTP/2 protocol error from peer: " + what};
+      }
       return false;
     }
     for (auto& stream : ready_)
@@ -828,11 +846,21 @@ H2Stream::H2Stream(std::shared_ptr<detail::SessionCore> core)
     : core_(std::move(core)), s_(std::make_unique<State>()) {}
 H2Stream::~H2Stream() = default;
 
-int32_t H2Stream::id() const { return s_->id; }
-flow::Request& H2Stream::request() { return s_->request; }
-flow::Response& H2Stream::response() { return s_->response; }
-bool H2Stream::failed() const { return !s_->error.ok(); }
-std::optional<uint32_t> H2Stream::close_code() const { return s_->close_code; }
+int32_t H2Stream::id() const {
+  return s_->id;
+}
+flow::Request& H2Stream::request() {
+  return s_->request;
+}
+flow::Response& H2Stream::response() {
+  return s_->response;
+}
+bool H2Stream::failed() const {
+  return !s_->error.ok();
+}
+std::optional<uint32_t> H2Stream::close_code() const {
+  return s_->close_code;
+}
 
 asio::awaitable<Result<std::optional<std::string>>> H2Stream::read() {
   auto keep = core_;
@@ -869,7 +897,8 @@ asio::awaitable<Status> H2Stream::read_all(size_t cap) {
 }
 
 asio::awaitable<Status> H2Stream::wait_response() {
-  if (core_->is_server()) co_return Status(Errc::failed_precondition, "wait_response on a server stream");
+  if (core_->is_server())
+    co_return Status(Errc::failed_precondition, "wait_response on a server stream");
   auto keep = core_;
   auto deadline = Clock::now() + core_->options().stream_timeout;
   for (;;) {
@@ -883,7 +912,8 @@ asio::awaitable<Status> H2Stream::wait_response() {
 }
 
 asio::awaitable<Status> H2Stream::respond(const flow::Response& head, bool end_stream) {
-  if (!core_->is_server()) co_return Status(Errc::failed_precondition, "respond on a client stream");
+  if (!core_->is_server())
+    co_return Status(Errc::failed_precondition, "respond on a client stream");
   if (s_->responded) co_return Status(Errc::failed_precondition, "respond called twice");
   if (!s_->error.ok()) co_return s_->error;
   if (s_->closed || core_->finished()) co_return Status(Errc::unavailable, "stream closed");
@@ -934,8 +964,10 @@ asio::awaitable<Status> H2Stream::write_trailers(flow::Headers trailers) {
     co_return Status(Errc::failed_precondition, "no open body to end with trailers");
   if (!s_->error.ok()) co_return s_->error;
   if (s_->closed || core_->finished()) co_return Status(Errc::unavailable, "stream closed");
-  if (core_->is_server()) s_->response.trailers = trailers;
-  else s_->request.trailers = trailers;
+  if (core_->is_server())
+    s_->response.trailers = trailers;
+  else
+    s_->request.trailers = trailers;
   s_->out_trailers = std::move(trailers);
   s_->out_end = true;
   core_->resume(*s_);
@@ -944,7 +976,9 @@ asio::awaitable<Status> H2Stream::write_trailers(flow::Headers trailers) {
 
 void H2Stream::reset(H2ErrorCode code) {
   core_->submit_reset(*s_, static_cast<uint32_t>(code));
-  if (s_->error.ok()) s_->error = {Errc::cancelled, "stream reset locally: " + h2_error_code_name(static_cast<uint32_t>(code))};
+  if (s_->error.ok())
+    s_->error = {Errc::cancelled,
+                 "stream reset locally: " + h2_error_code_name(static_cast<uint32_t>(code))};
   core_->discard_incoming(*s_);
   s_->in_wait.notify_all();
   s_->out_wait.notify_all();
@@ -956,9 +990,9 @@ std::shared_ptr<H2ServerSession> H2ServerSession::create(asio::any_io_executor e
                                                          std::unique_ptr<ByteStream> stream,
                                                          H2Handler handler, H2Options options,
                                                          std::string initial_bytes) {
-  auto core = std::make_shared<detail::SessionCore>(true, std::move(executor), std::move(stream),
-                                                    options, std::move(handler),
-                                                    std::move(initial_bytes));
+  auto core =
+      std::make_shared<detail::SessionCore>(true, std::move(executor), std::move(stream), options,
+                                            std::move(handler), std::move(initial_bytes));
   return std::shared_ptr<H2ServerSession>(new H2ServerSession(std::move(core)));
 }
 H2ServerSession::~H2ServerSession() = default;
@@ -968,8 +1002,12 @@ asio::awaitable<Status> H2ServerSession::run() {
   if (Status st = core->init(); !st.ok()) co_return st;
   co_return co_await core->run();
 }
-void H2ServerSession::shutdown() { core_->shutdown(); }
-H2SessionStats H2ServerSession::stats() const { return core_->stats(); }
+void H2ServerSession::shutdown() {
+  core_->shutdown();
+}
+H2SessionStats H2ServerSession::stats() const {
+  return core_->stats();
+}
 
 std::shared_ptr<H2ClientSession> H2ClientSession::create(asio::any_io_executor executor,
                                                          std::unique_ptr<ByteStream> stream,
@@ -1017,8 +1055,14 @@ asio::awaitable<Result<flow::Response>> H2ClientSession::fetch(flow::Request req
   co_return std::move(stream->response());
 }
 
-bool H2ClientSession::accepting() const { return core_->accepting(); }
-void H2ClientSession::shutdown() { core_->shutdown(); }
-H2SessionStats H2ClientSession::stats() const { return core_->stats(); }
+bool H2ClientSession::accepting() const {
+  return core_->accepting();
+}
+void H2ClientSession::shutdown() {
+  core_->shutdown();
+}
+H2SessionStats H2ClientSession::stats() const {
+  return core_->stats();
+}
 
 }  // namespace retake::h2
