@@ -2,6 +2,8 @@
 
 #include <sys/wait.h>
 
+#include <boost/asio/ssl.hpp>
+
 #include <array>
 #include <chrono>
 #include <cstdio>
@@ -129,8 +131,24 @@ asio::awaitable<void> serve(TestH2Server* server, std::shared_ptr<H2Stream> stre
 
 asio::awaitable<void> run_session(TestH2Server* server, tcp::socket socket) {
   auto executor = socket.get_executor();
+  std::unique_ptr<ByteStream> transport;
+  if (server->tls() != nullptr) {
+    asio::ssl::stream<tcp::socket> tls_stream(std::move(socket), server->tls()->asio_context());
+    (void)server->tls()->prepare(tls_stream.native_handle(),
+                                 {.fallback_host = "h2.test", .alpn = {"h2"}});
+    auto [ec] = co_await tls_stream.async_handshake(asio::ssl::stream_base::server,
+                                                    asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      server->record("tls handshake failed: " + ec.message());
+      co_return;
+    }
+    server->record("alpn: " + tls::collect_tls_info(tls_stream.native_handle()).alpn);
+    transport = make_byte_stream(std::move(tls_stream));
+  } else {
+    transport = make_byte_stream(std::move(socket));
+  }
   auto session = H2ServerSession::create(
-      executor, make_byte_stream(std::move(socket)),
+      executor, std::move(transport),
       [server](std::shared_ptr<H2Stream> s) { return serve(server, std::move(s)); },
       server->options());
   server->add_session(session);
@@ -148,8 +166,10 @@ asio::awaitable<void> accept_loop(TestH2Server* server, tcp::acceptor& acceptor)
 
 }  // namespace
 
-TestH2Server::TestH2Server(H2Options options)
-    : options_(options), acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+TestH2Server::TestH2Server(H2Options options, tls::InterceptTlsContext* tls)
+    : options_(options),
+      tls_(tls),
+      acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
   port_ = acceptor_.local_endpoint().port();
   asio::co_spawn(io_, accept_loop(this, acceptor_), asio::detached);
   thread_ = std::thread([this] { io_.run(); });
@@ -162,6 +182,10 @@ TestH2Server::~TestH2Server() {
 
 std::string TestH2Server::url(const std::string& path) const {
   return "http://127.0.0.1:" + std::to_string(port_) + path;
+}
+
+std::string TestH2Server::https_url(const std::string& host, const std::string& path) const {
+  return "https://" + host + ":" + std::to_string(port_) + path;
 }
 
 size_t TestH2Server::sessions() const {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "net/h2/h2_session.h"
+#include "net/tls/tls_context.h"
 
 namespace retake::h2::test {
 
@@ -34,10 +35,13 @@ constexpr size_t kBigSize = 1u << 20;
 
 class TestH2Server {
  public:
-  explicit TestH2Server(H2Options options = {});
+  // With `tls` (not owned, outlives the server): TLS with ALPN {"h2"} first, the ALPN result
+  // recorded as an event "alpn: <protocol>".
+  explicit TestH2Server(H2Options options = {}, tls::InterceptTlsContext* tls = nullptr);
   ~TestH2Server();
   unsigned short port() const { return port_; }
   std::string url(const std::string& path) const;
+  std::string https_url(const std::string& host, const std::string& path) const;
 
   // Sessions accepted so far.
   size_t sessions() const;
@@ -55,9 +59,11 @@ class TestH2Server {
   void session_ended(Status status);
   void record(std::string event);
   const H2Options& options() const { return options_; }
+  tls::InterceptTlsContext* tls() const { return tls_; }
 
  private:
   H2Options options_;
+  tls::InterceptTlsContext* tls_;
   boost::asio::io_context io_;
   boost::asio::ip::tcp::acceptor acceptor_;
   unsigned short port_ = 0;

@@ -74,7 +74,8 @@ struct H2Stream::State {
   flow::Response response;
   bool head_done = false;  // request head (server) / final response head (client) received
   bool headers_too_large = false;
-  size_t header_bytes = 0;  // decoded bytes of the block being received
+  uint32_t informational = 0;  // client: 1xx heads received
+  size_t header_bytes = 0;     // decoded bytes of the block being received
   std::deque<std::string> in_chunks;
   bool in_end = false;       // END_STREAM received
   bool reader_gone = false;  // nobody will read: consume incoming bytes at arrival
@@ -132,6 +133,8 @@ struct NvList {
       if (!is_connection_specific(h.name, h.value)) add(lower(h.name), h.value);
   }
 };
+
+constexpr uint32_t kMaxInformational = 8;
 
 Status stream_error(uint32_t code) {
   if (code == NGHTTP2_REFUSED_STREAM)
@@ -449,6 +452,10 @@ int SessionCore::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, voi
     } else if (s.response.status >= 200 || s.response.status == 101) {
       s.head_done = true;
       s.response.http_version = "HTTP/2";
+    } else if (++s.informational > kMaxInformational) {
+      // Endless 1xx heads would keep the stream alive without a response.
+      s.error = {Errc::resource_exhausted, "too many informational (1xx) responses"};
+      nghttp2_submit_rst_stream(self->ng_, NGHTTP2_FLAG_NONE, s.id, NGHTTP2_ENHANCE_YOUR_CALM);
     } else {
       // An informational head (1xx): forget it and wait for the final one.
       s.response.headers = {};
