@@ -129,3 +129,31 @@ TEST_CASE("a CONTINUATION flood ends the session with ENHANCE_YOUR_CALM") {
 
 }  // namespace
 }  // namespace retake::h2::test
+
+namespace retake::h2::test {
+namespace {
+
+TEST_CASE("a silent connection is closed after the idle timeout") {
+  H2Options options;
+  options.idle_timeout = std::chrono::milliseconds(100);
+  TestH2Server server(options);
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket socket(io);
+  socket.connect({boost::asio::ip::make_address("127.0.0.1"), server.port()});
+  auto ended = server.wait_ended(1);
+  REQUIRE(ended.size() == 1);
+  CHECK(ended[0].code() == Errc::timeout);
+}
+
+TEST_CASE("a client that is not speaking HTTP/2 ends its session with a protocol error") {
+  TestH2Server server;
+  auto r = run_command("curl -sS --max-time 10 --http1.1 " + server.url("/"));
+  CHECK(r.exit_code != 0);
+  auto ended = server.wait_ended(1);
+  REQUIRE(ended.size() == 1);
+  CHECK(ended[0].code() == Errc::parse_error);
+  CHECK(server.wait_ended(1).size() == 1);
+}
+
+}  // namespace
+}  // namespace retake::h2::test

@@ -44,6 +44,8 @@ flow::Response head(int status, flow::Headers headers = {}) {
   return r;
 }
 
+}  // namespace
+
 asio::awaitable<void> serve(TestH2Server* server, std::shared_ptr<H2Stream> stream) {
   const flow::Request& req = stream->request();
   const std::string path = req.path;
@@ -128,6 +130,8 @@ asio::awaitable<void> serve(TestH2Server* server, std::shared_ptr<H2Stream> stre
     (void)co_await stream->write("hello", true);
   }
 }
+
+namespace {
 
 asio::awaitable<void> run_session(TestH2Server* server, tcp::socket socket) {
   auto executor = socket.get_executor();

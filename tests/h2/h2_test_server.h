@@ -33,6 +33,10 @@ CommandResult run_command(const std::string& command);
 std::string big_body(size_t size);
 constexpr size_t kBigSize = 1u << 20;
 
+class TestH2Server;
+// The per-path handler the server runs for each stream (events go to `server`).
+boost::asio::awaitable<void> serve(TestH2Server* server, std::shared_ptr<H2Stream> stream);
+
 class TestH2Server {
  public:
   // With `tls` (not owned, outlives the server): TLS with ALPN {"h2"} first, the ALPN result
