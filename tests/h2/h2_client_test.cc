@@ -215,3 +215,33 @@ TEST_CASE("a GOAWAY mid-flight refuses the streams above its last stream id") {
 
 }  // namespace
 }  // namespace retake::h2::test
+
+namespace retake::h2::test {
+namespace {
+
+asio::awaitable<void> fetch_and_stay(std::shared_ptr<H2ClientSession> session, flow::Request req,
+                                     Outcome* out) {
+  out->result = co_await session->fetch(std::move(req));
+  // No shutdown: the connection stays open and silent until the server's idle timeout.
+}
+
+TEST_CASE("a connection left silent after its last stream is closed by the server's idle timeout") {
+  H2Options options;
+  options.idle_timeout = std::chrono::milliseconds(200);
+  TestH2Server server(options);
+  Client client(server.port());
+  Outcome outcome;
+  asio::co_spawn(client.io,
+                 fetch_and_stay(client.session, request(server.port(), "GET", "/"), &outcome),
+                 asio::detached);
+  client.io.run_for(30s);  // returns once the server closed and the client session ended
+  REQUIRE(outcome.result.has_value());
+  REQUIRE(outcome.result->ok());
+  CHECK(client.ended);
+  auto ended = server.wait_ended(1);
+  REQUIRE(ended.size() == 1);
+  CHECK(ended[0].code() == Errc::timeout);
+}
+
+}  // namespace
+}  // namespace retake::h2::test

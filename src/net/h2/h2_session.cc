@@ -219,6 +219,7 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
                                            std::shared_ptr<H2Stream> stream);
   asio::awaitable<std::pair<boost::system::error_code, size_t>> read_some_timed(
       asio::mutable_buffer buf);
+  void arm_idle_timer(uint64_t generation);
 
   bool server_;
   asio::any_io_executor ex_;
@@ -664,23 +665,28 @@ Result<std::shared_ptr<H2Stream>> SessionCore::open(const flow::Request& request
 
 // ---- the pump ---------------------------------------------------------------------------------
 
+void SessionCore::arm_idle_timer(uint64_t generation) {
+  read_timer_.expires_after(options_.idle_timeout);
+  read_timer_.async_wait([weak = weak_from_this(), generation](boost::system::error_code ec) {
+    if (ec) return;
+    auto self = weak.lock();
+    // A stale expiry (the read finished as the timer fired) must not close the connection.
+    if (!self || self->read_generation_ != generation) return;
+    if (!self->streams_.empty()) {
+      // Open streams bound themselves (stream_timeout on every wait); look again later, so a
+      // connection whose last stream closes while this read is pending still idles out.
+      self->arm_idle_timer(generation);
+      return;
+    }
+    self->timed_out_ = true;
+    self->io_->close();
+  });
+}
+
 asio::awaitable<std::pair<boost::system::error_code, size_t>> SessionCore::read_some_timed(
     asio::mutable_buffer buf) {
-  // While streams are open, their own waits are bounded (stream_timeout); the idle timeout
-  // bounds a connection that holds nothing open.
   uint64_t generation = ++read_generation_;
-  if (streams_.empty()) {
-    read_timer_.expires_after(options_.idle_timeout);
-    read_timer_.async_wait([weak = weak_from_this(), generation](boost::system::error_code ec) {
-      if (ec) return;
-      auto self = weak.lock();
-      // A stale expiry (the read finished as the timer fired) must not close the connection.
-      if (self && self->read_generation_ == generation) {
-        self->timed_out_ = true;
-        self->io_->close();
-      }
-    });
-  }
+  arm_idle_timer(generation);
   auto result = co_await io_->read_some(buf);
   ++read_generation_;
   read_timer_.cancel();
