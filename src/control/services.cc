@@ -206,6 +206,9 @@ void to_summary(const flow::Flow& f, v1::FlowSummary& out) {
   out.set_time_ns(f.timing.request_started ? f.timing.request_started : f.timing.client_connected);
   out.set_method(f.request.method);
   out.set_url(f.request.url());
+  out.set_scheme(f.request.scheme);
+  out.set_authority(f.request.authority);
+  out.set_path(f.request.path);
   out.set_status(f.response ? f.response->status : 0);
   out.set_response_size(f.response ? f.response->body.size : 0);
   out.set_duration_ns(f.duration());

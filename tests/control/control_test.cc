@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -460,5 +461,78 @@ TEST_CASE("with a token file, calls without the right bearer token are UNAUTHENT
   right->AddMetadata("authorization", "Bearer s3cret-token");
   auto status = flows->ListSessions(right.get(), v1::ListSessionsRequest(), &sessions);
   CHECK_MESSAGE(status.ok(), status.error_message());
+  CHECK(daemon.child->stop() == 0);
+}
+
+namespace {
+
+// Runs `retake <args>` to completion; its exit code and output (stdout and stderr).
+std::pair<int, std::string> run_retake(std::vector<std::string> args) {
+  args.insert(args.begin(), RETAKE_BINARY);
+  Child child(args);
+  std::string output;
+  while (auto line = child.read_line(20s)) output += *line + "\n";
+  return {child.wait_exit(), output};
+}
+
+}  // namespace
+
+TEST_CASE("the CLI's flows list/show/delete and sessions work through a daemon with --remote") {
+  Upstream upstream;
+  Daemon daemon;
+  auto recorders = v1::Recorder::NewStub(daemon.channel);
+  v1::StartRecorderRequest start;
+  start.set_mode("reverse:http://127.0.0.1:" + std::to_string(upstream.port));
+  start.set_session("remote-cli");
+  v1::StartRecorderResponse started;
+  REQUIRE(recorders->Start(context().get(), start, &started).ok());
+  const std::string proxy = "http://" + started.bound_address();
+  REQUIRE(curl(proxy + "/json") == 0);
+  REQUIRE(curl(proxy + "/status/503") == 0);
+  REQUIRE(curl("-X POST --data-binary remote-body " + proxy + "/echo") == 0);
+  v1::RecorderRef ref;
+  ref.set_recorder_id(started.recorder_id());
+  v1::RecorderStatus stopped;
+  REQUIRE(recorders->Stop(context().get(), ref, &stopped).ok());  // its flows are written
+
+  // The remote list is what a local read of the same store prints.
+  auto [remote_code, remote_list] = run_retake({"flows", "list", "--json", "--remote", daemon.address});
+  auto [local_code, local_list] =
+      run_retake({"flows", "list", "--json", "--db", (daemon.dir.path / "db").string()});
+  CHECK(remote_code == 0);
+  CHECK(local_code == 0);
+  CHECK(remote_list == local_list);
+  CHECK(std::count(remote_list.begin(), remote_list.end(), '\n') == 3);
+
+  auto [filtered_code, filtered] =
+      run_retake({"flows", "list", "~c 503", "--remote", daemon.address});
+  CHECK(filtered_code == 0);
+  CHECK(filtered.find("/status/503") != std::string::npos);
+  CHECK(filtered.find("/json") == std::string::npos);
+
+  auto [bad_code, bad] = run_retake({"flows", "list", "~c", "--remote", daemon.address});
+  CHECK(bad_code != 0);
+
+  auto [sessions_code, sessions] = run_retake({"sessions", "--json", "--remote", daemon.address});
+  CHECK(sessions_code == 0);
+  CHECK(sessions.find("\"remote-cli\"") != std::string::npos);
+  CHECK(sessions.find("\"flows\":3") != std::string::npos);
+
+  v1::ListFlowsRequest posts;
+  posts.set_filter("~m POST");
+  v1::ListFlowsResponse page;
+  REQUIRE(v1::Flows::NewStub(daemon.channel)->List(context().get(), posts, &page).ok());
+  REQUIRE(page.flows_size() == 1);
+  auto id = std::to_string(page.flows(0).id());
+  auto [show_code, shown] = run_retake({"flows", "show", id, "--remote", daemon.address});
+  CHECK(show_code == 0);
+  CHECK(shown.find("POST /echo HTTP/1.1") != std::string::npos);
+  CHECK(shown.find("remote-body") != std::string::npos);
+
+  auto [delete_code, deleted] = run_retake({"flows", "delete", id, "--remote", daemon.address});
+  CHECK(delete_code == 0);
+  auto [gone_code, gone] = run_retake({"flows", "show", id, "--remote", daemon.address});
+  CHECK(gone_code == 1);
+  CHECK(gone.find("remote: no flow " + id) != std::string::npos);
   CHECK(daemon.child->stop() == 0);
 }
