@@ -1,8 +1,8 @@
 // `retake daemon`: host the gRPC control API (src/control) until SIGINT/SIGTERM.
+#include <pthread.h>
 #include <csignal>
 #include <fstream>
 #include <iostream>
-#include <pthread.h>
 #include <sstream>
 
 #include "cli/command.h"
@@ -43,8 +43,10 @@ int run_daemon(const DaemonArgs& args) {
       options.token.pop_back();
     if (options.token.empty()) throw UsageError("--control-token-file: the file is empty");
   }
-  if (!args.tls_cert.empty()) options.tls_cert_pem = read_small_file("--control-tls-cert", args.tls_cert);
-  if (!args.tls_key.empty()) options.tls_key_pem = read_small_file("--control-tls-key", args.tls_key);
+  if (!args.tls_cert.empty())
+    options.tls_cert_pem = read_small_file("--control-tls-cert", args.tls_cert);
+  if (!args.tls_key.empty())
+    options.tls_key_pem = read_small_file("--control-tls-key", args.tls_key);
   if (!args.tls_client_ca.empty())
     options.tls_client_ca_pem = read_small_file("--control-tls-client-ca", args.tls_client_ca);
 

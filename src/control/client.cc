@@ -15,24 +15,45 @@ Status from_grpc(const grpc::Status& status) {
   using grpc::StatusCode;
   Errc code = Errc::internal;
   switch (status.error_code()) {
-    case StatusCode::OK: return {};
+    case StatusCode::OK:
+      return {};
     case StatusCode::INVALID_ARGUMENT:
-    case StatusCode::OUT_OF_RANGE: code = Errc::invalid_argument; break;
-    case StatusCode::NOT_FOUND: code = Errc::not_found; break;
-    case StatusCode::ALREADY_EXISTS: code = Errc::already_exists; break;
+    case StatusCode::OUT_OF_RANGE:
+      code = Errc::invalid_argument;
+      break;
+    case StatusCode::NOT_FOUND:
+      code = Errc::not_found;
+      break;
+    case StatusCode::ALREADY_EXISTS:
+      code = Errc::already_exists;
+      break;
     case StatusCode::FAILED_PRECONDITION:
     case StatusCode::PERMISSION_DENIED:
-    case StatusCode::UNAUTHENTICATED: code = Errc::failed_precondition; break;
-    case StatusCode::DATA_LOSS: code = Errc::corruption; break;
-    case StatusCode::UNAVAILABLE: code = Errc::unavailable; break;
-    case StatusCode::DEADLINE_EXCEEDED: code = Errc::timeout; break;
-    case StatusCode::RESOURCE_EXHAUSTED: code = Errc::resource_exhausted; break;
-    case StatusCode::CANCELLED: code = Errc::cancelled; break;
-    default: break;
+    case StatusCode::UNAUTHENTICATED:
+      code = Errc::failed_precondition;
+      break;
+    case StatusCode::DATA_LOSS:
+      code = Errc::corruption;
+      break;
+    case StatusCode::UNAVAILABLE:
+      code = Errc::unavailable;
+      break;
+    case StatusCode::DEADLINE_EXCEEDED:
+      code = Errc::timeout;
+      break;
+    case StatusCode::RESOURCE_EXHAUSTED:
+      code = Errc::resource_exhausted;
+      break;
+    case StatusCode::CANCELLED:
+      code = Errc::cancelled;
+      break;
+    default:
+      break;
   }
   std::string message = status.error_message();
   if (status.error_code() == StatusCode::UNAUTHENTICATED)
-    message = "the daemon refused the call (" + message + "); give its token with --remote-token-file";
+    message =
+        "the daemon refused the call (" + message + "); give its token with --remote-token-file";
   return {code, "remote: " + message};
 }
 
@@ -47,7 +68,7 @@ flow::Body body_from(const v1::Body& in) {
 }
 
 flow::TlsInfo tls_from(const v1::TlsInfo& in) {
-  return {in.present(), in.sni(),         in.alpn(),       in.version(),
+  return {in.present(), in.sni(),          in.alpn(),       in.version(),
           in.cipher(),  in.peer_subject(), in.peer_issuer()};
 }
 
@@ -72,25 +93,27 @@ flow::Flow from_proto(const v1::Flow& in) {
   f.client_address = in.client_address();
   f.upstream_address = in.upstream_address();
   const auto& rq = in.request();
-  f.request = {rq.method(), rq.scheme(), rq.authority(), rq.path(), rq.http_version(),
-               headers_from(rq.headers()), body_from(rq.body()), headers_from(rq.trailers())};
+  f.request = {rq.method(),          rq.scheme(),
+               rq.authority(),       rq.path(),
+               rq.http_version(),    headers_from(rq.headers()),
+               body_from(rq.body()), headers_from(rq.trailers())};
   if (in.has_response()) {
     const auto& rs = in.response();
-    f.response = flow::Response{rs.status(), rs.reason(), rs.http_version(),
-                                headers_from(rs.headers()), body_from(rs.body()),
-                                headers_from(rs.trailers())};
+    f.response = flow::Response{rs.status(),          rs.reason(),
+                                rs.http_version(),    headers_from(rs.headers()),
+                                body_from(rs.body()), headers_from(rs.trailers())};
   }
   if (in.has_error()) f.error = error_from(in.error().kind(), in.error().message());
   const auto& t = in.timing();
-  f.timing = {t.client_connected_ns(),    t.request_started_ns(),  t.request_ended_ns(),
+  f.timing = {t.client_connected_ns(),   t.request_started_ns(),  t.request_ended_ns(),
               t.upstream_connected_ns(), t.response_started_ns(), t.response_ended_ns()};
   f.client_tls = tls_from(in.client_tls());
   f.upstream_tls = tls_from(in.upstream_tls());
   if (in.has_websocket()) {
     auto& ws = f.websocket.emplace();
     for (const auto& m : in.websocket().messages())
-      ws.messages.push_back({m.from_client(), static_cast<uint8_t>(m.opcode()), m.payload(),
-                             m.timestamp_ns()});
+      ws.messages.push_back(
+          {m.from_client(), static_cast<uint8_t>(m.opcode()), m.payload(), m.timestamp_ns()});
     ws.close_code = static_cast<uint16_t>(in.websocket().close_code());
     ws.close_reason = in.websocket().close_reason();
     ws.closed_by_client = in.websocket().closed_by_client();
@@ -202,8 +225,10 @@ class GrpcRemoteFlows final : public RemoteFlows {
 }  // namespace
 
 Result<std::unique_ptr<RemoteFlows>> RemoteFlows::connect(const RemoteOptions& options) {
-  if (options.address.empty()) return Status(Errc::invalid_argument, "remote: an address is required");
-  if (options.timeout_seconds <= 0) return Status(Errc::invalid_argument, "remote: timeout must be positive");
+  if (options.address.empty())
+    return Status(Errc::invalid_argument, "remote: an address is required");
+  if (options.timeout_seconds <= 0)
+    return Status(Errc::invalid_argument, "remote: timeout must be positive");
   return std::unique_ptr<RemoteFlows>(std::make_unique<GrpcRemoteFlows>(options));
 }
 

@@ -29,6 +29,8 @@ bool is_loopback_host(std::string_view host) {
 
 namespace {
 
+constexpr int kMaxServerThreads = 256;
+
 // Splits "HOST:PORT" / "[v6]:PORT"; host kept without brackets.
 bool split_address(const std::string& text, std::string& host, std::string& port) {
   if (!text.empty() && text.front() == '[') {
@@ -81,6 +83,12 @@ class DaemonImpl final : public Daemon {
     // gRPC sets SO_REUSEPORT by default: a second daemon would then share the port silently.
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_receive_bytes));
+    // The synchronous server takes a thread per call in progress (a WatchFlows stream holds
+    // one for its life): bound them, so a flood of calls is refused rather than served by
+    // thousands of threads.
+    grpc::ResourceQuota quota("retake-control");
+    quota.SetMaxThreads(kMaxServerThreads);
+    builder.SetResourceQuota(quota);
     builder.RegisterService(&recorders_);
     builder.RegisterService(&flows_);
     server_ = builder.BuildAndStart();
@@ -127,15 +135,16 @@ class DaemonImpl final : public Daemon {
 Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options) {
   std::string host, port;
   if (options.listen.size() > 1024 || !split_address(options.listen, host, port))
-    return Status(Errc::invalid_argument,
-                  "control address: expected HOST:PORT, got '" + options.listen.substr(0, 1024) + "'");
+    return Status(Errc::invalid_argument, "control address: expected HOST:PORT, got '" +
+                                              options.listen.substr(0, 1024) + "'");
   if (options.token.size() > 4096)
     return Status(Errc::invalid_argument, "token: at most 4096 bytes");
   for (unsigned char c : options.token)
     if (c <= 0x20 || c >= 0x7f)
       return Status(Errc::invalid_argument, "token: only printable ASCII without spaces");
   if (options.tls_cert_pem.empty() != options.tls_key_pem.empty())
-    return Status(Errc::invalid_argument, "TLS: a certificate needs its key and a key its certificate");
+    return Status(Errc::invalid_argument,
+                  "TLS: a certificate needs its key and a key its certificate");
   if (!options.tls_client_ca_pem.empty() && options.tls_cert_pem.empty())
     return Status(Errc::invalid_argument,
                   "TLS: a client CA (mutual TLS) needs the server's certificate and key");

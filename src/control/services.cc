@@ -89,9 +89,12 @@ void tls_to_proto(const flow::TlsInfo& tls, v1::TlsInfo& out) {
 
 const char* kind_name(flow::FlowKind kind) {
   switch (kind) {
-    case flow::FlowKind::http: return "http";
-    case flow::FlowKind::tunnel: return "tunnel";
-    case flow::FlowKind::tls_failed: return "tls_failed";
+    case flow::FlowKind::http:
+      return "http";
+    case flow::FlowKind::tunnel:
+      return "tunnel";
+    case flow::FlowKind::tls_failed:
+      return "tls_failed";
   }
   return "http";
 }
@@ -102,20 +105,41 @@ grpc::Status to_grpc(const Status& status, const std::string& field) {
   using grpc::StatusCode;
   StatusCode code = StatusCode::UNKNOWN;
   switch (status.code()) {
-    case Errc::ok: return grpc::Status::OK;
+    case Errc::ok:
+      return grpc::Status::OK;
     case Errc::invalid_argument:
-    case Errc::parse_error: code = StatusCode::INVALID_ARGUMENT; break;
-    case Errc::not_found: code = StatusCode::NOT_FOUND; break;
-    case Errc::already_exists: code = StatusCode::ALREADY_EXISTS; break;
+    case Errc::parse_error:
+      code = StatusCode::INVALID_ARGUMENT;
+      break;
+    case Errc::not_found:
+      code = StatusCode::NOT_FOUND;
+      break;
+    case Errc::already_exists:
+      code = StatusCode::ALREADY_EXISTS;
+      break;
     case Errc::failed_precondition:
-    case Errc::version_mismatch: code = StatusCode::FAILED_PRECONDITION; break;
-    case Errc::corruption: code = StatusCode::DATA_LOSS; break;
+    case Errc::version_mismatch:
+      code = StatusCode::FAILED_PRECONDITION;
+      break;
+    case Errc::corruption:
+      code = StatusCode::DATA_LOSS;
+      break;
     case Errc::io_error:
-    case Errc::unavailable: code = StatusCode::UNAVAILABLE; break;
-    case Errc::timeout: code = StatusCode::DEADLINE_EXCEEDED; break;
-    case Errc::resource_exhausted: code = StatusCode::RESOURCE_EXHAUSTED; break;
-    case Errc::cancelled: code = StatusCode::CANCELLED; break;
-    case Errc::internal: code = StatusCode::INTERNAL; break;
+    case Errc::unavailable:
+      code = StatusCode::UNAVAILABLE;
+      break;
+    case Errc::timeout:
+      code = StatusCode::DEADLINE_EXCEEDED;
+      break;
+    case Errc::resource_exhausted:
+      code = StatusCode::RESOURCE_EXHAUSTED;
+      break;
+    case Errc::cancelled:
+      code = StatusCode::CANCELLED;
+      break;
+    case Errc::internal:
+      code = StatusCode::INTERNAL;
+      break;
   }
   return {code, field.empty() ? status.message() : field + ": " + status.message()};
 }
@@ -125,7 +149,8 @@ grpc::Status TokenCheck::check(const grpc::ServerContext& context) const {
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end())
-    return {grpc::StatusCode::UNAUTHENTICATED, "this daemon requires 'authorization: Bearer <token>'"};
+    return {grpc::StatusCode::UNAUTHENTICATED,
+            "this daemon requires 'authorization: Bearer <token>'"};
   std::string_view value(it->second.data(), it->second.size());
   constexpr std::string_view kBearer = "Bearer ";
   bool ok = value.size() > kBearer.size() && value.substr(0, kBearer.size()) == kBearer;
@@ -304,9 +329,10 @@ grpc::Status RecorderService::Start(grpc::ServerContext* context,
     const char* field;
     uint32_t value;
     std::chrono::milliseconds* target;
-  } timeouts[] = {{"idle_timeout_ms", request->idle_timeout_ms(), &options.idle_timeout},
-                  {"upstream_timeout_ms", request->upstream_timeout_ms(), &options.upstream_timeout},
-                  {"connect_timeout_ms", request->connect_timeout_ms(), &options.connect_timeout}};
+  } timeouts[] = {
+      {"idle_timeout_ms", request->idle_timeout_ms(), &options.idle_timeout},
+      {"upstream_timeout_ms", request->upstream_timeout_ms(), &options.upstream_timeout},
+      {"connect_timeout_ms", request->connect_timeout_ms(), &options.connect_timeout}};
   for (auto& t : timeouts) {
     if (t.value > kMaxTimeoutMs) return invalid(t.field, "at most 3600000 (one hour)");
     if (t.value) *t.target = std::chrono::milliseconds(t.value);
@@ -385,7 +411,8 @@ grpc::Status RecorderService::WatchFlows(grpc::ServerContext* context,
   auto watcher = hub_.subscribe(request->session());
   if (!watcher)
     return {grpc::StatusCode::RESOURCE_EXHAUSTED,
-            "at most " + std::to_string(kMaxWatchers) + " WatchFlows streams at once, or the daemon is stopping"};
+            "at most " + std::to_string(kMaxWatchers) +
+                " WatchFlows streams at once, or the daemon is stopping"};
   struct Unsubscribe {
     FlowHub& hub;
     std::shared_ptr<Watcher>& w;
@@ -459,7 +486,8 @@ grpc::Status FlowsService::List(grpc::ServerContext* context, const v1::ListFlow
     return !context->IsCancelled();
   });
   if (!status.ok()) return to_grpc(status);
-  if (more && taken) response->set_next_page_token(response->flows(static_cast<int>(taken) - 1).id());
+  if (more && taken)
+    response->set_next_page_token(response->flows(static_cast<int>(taken) - 1).id());
   return grpc::Status::OK;
 }
 

@@ -119,7 +119,8 @@ class Child {
 struct TempDir {
   std::filesystem::path path;
   TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "retake-control-XXXXXX").string();
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "retake-control-XXXXXX").string();
     REQUIRE(mkdtemp(pattern.data()) != nullptr);
     path = pattern;
   }
@@ -137,8 +138,8 @@ struct Daemon {
   std::shared_ptr<grpc::Channel> channel;
 
   explicit Daemon(std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv{RETAKE_BINARY, "daemon", "--control", "127.0.0.1:0", "--db",
-                                  (dir.path / "db").string()};
+    std::vector<std::string> argv{RETAKE_BINARY, "daemon", "--control",
+                                  "127.0.0.1:0", "--db",   (dir.path / "db").string()};
     argv.insert(argv.end(), extra.begin(), extra.end());
     child = std::make_unique<Child>(argv);
     const std::string marker = "control API listening on ";
@@ -202,7 +203,8 @@ int health_status(const std::shared_ptr<grpc::Channel>& channel) {
 
 }  // namespace
 
-TEST_CASE("a client records through a reverse proxy, watches, pages, reads and deletes flows over gRPC") {
+TEST_CASE(
+    "a client records through a reverse proxy, watches, pages, reads and deletes flows over gRPC") {
   Upstream upstream;
   Daemon daemon;
   CHECK(health_status(daemon.channel) == 1);
@@ -409,7 +411,8 @@ TEST_CASE("bad requests get precise status codes and the daemon keeps serving ot
         grpc::StatusCode::INVALID_ARGUMENT);
 
   // The daemon still serves, on this channel and on a fresh one.
-  auto fresh = v1::Flows::NewStub(grpc::CreateChannel(daemon.address, grpc::InsecureChannelCredentials()));
+  auto fresh =
+      v1::Flows::NewStub(grpc::CreateChannel(daemon.address, grpc::InsecureChannelCredentials()));
   v1::ListSessionsResponse sessions;
   CHECK(fresh->ListSessions(context().get(), v1::ListSessionsRequest(), &sessions).ok());
   v1::ListRecordersResponse running;
@@ -419,10 +422,12 @@ TEST_CASE("bad requests get precise status codes and the daemon keeps serving ot
   CHECK(daemon.child->stop() == 0);  // stops the running recorder too
 }
 
-TEST_CASE("a non-loopback control address without a token or mutual TLS is refused before binding") {
+TEST_CASE(
+    "a non-loopback control address without a token or mutual TLS is refused before binding") {
   TempDir dir;
   // Port 0 on 0.0.0.0 only to see the refusal: the daemon must refuse before it binds.
-  Child child({RETAKE_BINARY, "daemon", "--control", "0.0.0.0:0", "--db", (dir.path / "db").string()});
+  Child child(
+      {RETAKE_BINARY, "daemon", "--control", "0.0.0.0:0", "--db", (dir.path / "db").string()});
   std::string output;
   while (auto line = child.read_line(10s)) output += *line + "\n";
   CHECK(child.wait_exit() == 2);
@@ -496,7 +501,8 @@ TEST_CASE("the CLI's flows list/show/delete and sessions work through a daemon w
   REQUIRE(recorders->Stop(context().get(), ref, &stopped).ok());  // its flows are written
 
   // The remote list is what a local read of the same store prints.
-  auto [remote_code, remote_list] = run_retake({"flows", "list", "--json", "--remote", daemon.address});
+  auto [remote_code, remote_list] =
+      run_retake({"flows", "list", "--json", "--remote", daemon.address});
   auto [local_code, local_list] =
       run_retake({"flows", "list", "--json", "--db", (daemon.dir.path / "db").string()});
   CHECK(remote_code == 0);
