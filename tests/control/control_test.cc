@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "control/services.h"
 #include "retake/v1/flows.grpc.pb.h"
 #include "retake/v1/recorder.grpc.pb.h"
 
@@ -541,4 +542,47 @@ TEST_CASE("the CLI's flows list/show/delete and sessions work through a daemon w
   CHECK(gone_code == 1);
   CHECK(gone.find("remote: no flow " + id) != std::string::npos);
   CHECK(daemon.child->stop() == 0);
+}
+
+TEST_CASE("a watcher that does not read loses flows with a count and never holds up the writer") {
+  retake::control::FlowHub hub;
+  auto slow = hub.subscribe("");
+  auto other_session = hub.subscribe("elsewhere");
+  REQUIRE(slow);
+  REQUIRE(other_session);
+  retake::flow::Flow f;
+  f.session = "busy";
+  f.request.method = "GET";
+  const size_t extra = 7;
+  for (size_t i = 0; i < retake::control::kWatchQueueCapacity + extra; ++i) {
+    f.id = i + 1;
+    hub.publish(f);  // returns at once even though nobody reads
+  }
+  {
+    std::lock_guard lock(slow->mutex);
+    CHECK(slow->queue.size() == retake::control::kWatchQueueCapacity);
+    CHECK(slow->lost == extra);
+    CHECK(slow->queue.front().id() == 1);  // the oldest are kept, the newest are lost
+    CHECK(slow->queue.back().id() == retake::control::kWatchQueueCapacity);
+  }
+  {
+    std::lock_guard lock(other_session->mutex);
+    CHECK(other_session->queue.empty());
+    CHECK(other_session->lost == 0);
+  }
+  hub.close();
+  CHECK(slow->closed);
+  CHECK_FALSE(hub.subscribe(""));
+}
+
+TEST_CASE("no more than the bounded number of watchers subscribe at once") {
+  retake::control::FlowHub hub;
+  std::vector<std::shared_ptr<retake::control::Watcher>> watchers;
+  for (size_t i = 0; i < retake::control::kMaxWatchers; ++i) {
+    watchers.push_back(hub.subscribe(""));
+    REQUIRE(watchers.back());
+  }
+  CHECK_FALSE(hub.subscribe(""));
+  hub.unsubscribe(watchers.back());
+  CHECK(hub.subscribe(""));
 }
