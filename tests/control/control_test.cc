@@ -586,3 +586,52 @@ TEST_CASE("no more than the bounded number of watchers subscribe at once") {
   hub.unsubscribe(watchers.back());
   CHECK(hub.subscribe(""));
 }
+
+namespace {
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+TEST_CASE("with mutual TLS, only a client with a certificate from the client CA gets through") {
+  TempDir pki;
+  auto p = [&](const char* name) { return (pki.path / name).string(); };
+  // A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA.
+  std::string script =
+      "set -e; cd '" + pki.path.string() +
+      "'; exec 2>/dev/null;"
+      " openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1"
+      "  -subj /CN=test-ca -keyout ca.key -out ca.pem;"
+      " for who in server client; do"
+      "  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=$who"
+      "   -keyout $who.key -out $who.csr;"
+      "  printf 'subjectAltName=IP:127.0.0.1\\n' > $who.ext;"
+      "  openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1"
+      "   -extfile $who.ext -out $who.pem;"
+      " done";
+  REQUIRE(std::system(script.c_str()) == 0);
+
+  Daemon daemon({"--control-tls-cert", p("server.pem"), "--control-tls-key", p("server.key"),
+                 "--control-tls-client-ca", p("ca.pem")});
+  grpc::SslCredentialsOptions with_cert{read_file(p("ca.pem")), read_file(p("client.key")),
+                                        read_file(p("client.pem"))};
+  auto good =
+      v1::Flows::NewStub(grpc::CreateChannel(daemon.address, grpc::SslCredentials(with_cert)));
+  v1::ListSessionsResponse sessions;
+  auto status = good->ListSessions(context().get(), v1::ListSessionsRequest(), &sessions);
+  CHECK_MESSAGE(status.ok(), status.error_message());
+
+  grpc::SslCredentialsOptions without_cert{read_file(p("ca.pem")), "", ""};
+  auto anonymous =
+      v1::Flows::NewStub(grpc::CreateChannel(daemon.address, grpc::SslCredentials(without_cert)));
+  CHECK_FALSE(
+      anonymous->ListSessions(context(5s).get(), v1::ListSessionsRequest(), &sessions).ok());
+  auto plaintext =
+      v1::Flows::NewStub(grpc::CreateChannel(daemon.address, grpc::InsecureChannelCredentials()));
+  CHECK_FALSE(
+      plaintext->ListSessions(context(5s).get(), v1::ListSessionsRequest(), &sessions).ok());
+  CHECK(daemon.child->stop() == 0);
+}
