@@ -103,6 +103,13 @@ def run_loop(address, upstream_port, flows_pb2, flows_pb2_grpc, recorder_pb2, re
                                      request_serializer=lambda b: b,
                                      response_deserializer=lambda b: b)
         expect(health(b"", timeout=DEADLINE) == b"\x08\x01", "health check says SERVING")
+        # Server reflection, raw: a ServerReflectionRequest with list_services (field 7) = "".
+        reflection = channel.stream_stream(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        listing = b"".join(reflection(iter([b"\x3a\x00"]), timeout=DEADLINE))
+        expect(b"retake.v1.Flows" in listing and b"retake.v1.Recorder" in listing,
+               "server reflection lists the Flows and Recorder services")
 
         recorders = recorder_pb2_grpc.RecorderStub(channel)
         flows = flows_pb2_grpc.FlowsStub(channel)
