@@ -55,5 +55,6 @@ void add_record_command(CLI::App& app, Action& action);
 void add_flows_commands(CLI::App& app, Action& action);
 void add_sessions_command(CLI::App& app, Action& action);
 void add_ca_command(CLI::App& app, Action& action);
+void add_daemon_command(CLI::App& app, Action& action);
 
 }  // namespace retake::cli

@@ -4,9 +4,11 @@
 
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <unistd.h>
 
 #include "cli/command.h"
+#include "control/client.h"
 #include "interop/interop.h"
 #include "ops/select.h"
 #include "ops/transfer.h"
@@ -22,6 +24,41 @@ Result<std::unique_ptr<store::FlowStore>> open_store(const std::string& db, bool
   options.read_only = read_only;
   options.create_if_missing = !read_only;
   return store::FlowStore::open(options);
+}
+
+// --remote HOST:PORT (or RETAKE_REMOTE): act through a `retake daemon` instead of opening the
+// store; the daemon runs the same operations (ops::select_flows, FlowStore) on its store.
+struct RemoteArgs {
+  std::string address;
+  std::string token_file;
+};
+
+void add_remote_options(CLI::App& cmd, RemoteArgs& remote) {
+  cmd.add_option("--remote", remote.address,
+                 "Act through the retake daemon at this address instead of opening --db")
+      ->type_name("HOST:PORT")
+      ->envname("RETAKE_REMOTE");
+  cmd.add_option("--remote-token-file", remote.token_file,
+                 "Bearer token for --remote (the daemon's --control-token-file)")
+      ->type_name("FILE")
+      ->envname("RETAKE_REMOTE_TOKEN_FILE");
+}
+
+std::unique_ptr<control::RemoteFlows> connect_remote(const RemoteArgs& remote) {
+  control::RemoteOptions options;
+  options.address = remote.address;
+  if (!remote.token_file.empty()) {
+    std::ifstream in(remote.token_file, std::ios::binary);
+    if (!in) throw UsageError("--remote-token-file: cannot read '" + remote.token_file + "'");
+    std::ostringstream text;
+    text << in.rdbuf();
+    options.token = text.str().substr(0, 4096);
+    while (!options.token.empty() && std::isspace(static_cast<unsigned char>(options.token.back())))
+      options.token.pop_back();
+  }
+  auto client = control::RemoteFlows::connect(options);
+  if (!client) throw UsageError(client.status().message());
+  return std::move(client.value());
 }
 
 uint64_t response_size(const flow::Flow& f) { return f.response ? f.response->body.size : 0; }
@@ -55,6 +92,7 @@ boost::json::object summary_json(const flow::Flow& f) {
 
 struct ListArgs {
   std::string db;
+  RemoteArgs remote;
   std::string filter;
   std::string session;
   size_t limit = 0;
@@ -69,9 +107,7 @@ int run_list(const ListArgs& args) {
   selection.limit = args.limit;
   selection.reverse = args.reverse;
   if (auto st = ops::validate(selection); !st.ok()) throw UsageError("filter: " + st.message());
-  auto store = open_store(args.db, true);
-  if (!store) return fail(store.status());
-  auto status = ops::select_flows(**store, selection, [&](const flow::Flow& f) {
+  auto print = [&](const flow::Flow& f) {
     if (args.json) {
       std::cout << boost::json::serialize(summary_json(f)) << '\n';
     } else {
@@ -84,7 +120,15 @@ int run_list(const ListArgs& args) {
       std::cout << '\n';
     }
     return static_cast<bool>(std::cout);
-  });
+  };
+  if (!args.remote.address.empty()) {
+    if (auto status = connect_remote(args.remote)->select(selection, print); !status.ok())
+      return fail(status);
+    return kExitOk;
+  }
+  auto store = open_store(args.db, true);
+  if (!store) return fail(store.status());
+  auto status = ops::select_flows(**store, selection, print);
   if (!status.ok()) return fail(status);
   return kExitOk;
 }
@@ -114,15 +158,21 @@ void print_body(const flow::Body& body, bool raw) {
 
 struct ShowArgs {
   std::string db;
+  RemoteArgs remote;
   uint64_t id = 0;
   bool raw = false;
   bool json = false;
 };
 
+Result<flow::Flow> get_flow(const std::string& db, const RemoteArgs& remote, uint64_t id) {
+  if (!remote.address.empty()) return connect_remote(remote)->get(id);
+  auto store = open_store(db, true);
+  if (!store) return store.status();
+  return (*store)->get(id);
+}
+
 int run_show(const ShowArgs& args) {
-  auto store = open_store(args.db, true);
-  if (!store) return fail(store.status());
-  auto found = (*store)->get(args.id);
+  auto found = get_flow(args.db, args.remote, args.id);
   if (!found) return fail(found.status());
   const flow::Flow& f = *found;
   if (args.json) {
@@ -244,10 +294,16 @@ int run_export(const ExportArgs& args) {
 
 struct DeleteArgs {
   std::string db;
+  RemoteArgs remote;
   std::vector<uint64_t> ids;
 };
 
 int run_delete(const DeleteArgs& args) {
+  if (!args.remote.address.empty()) {
+    if (auto st = connect_remote(args.remote)->remove(args.ids); !st.ok()) return fail(st);
+    std::cerr << "retake: deleted " << args.ids.size() << " flow(s)\n";
+    return kExitOk;
+  }
   auto store = open_store(args.db, false);
   if (!store) return fail(store.status());
   for (auto id : args.ids) {
@@ -261,13 +317,19 @@ int run_delete(const DeleteArgs& args) {
 
 struct SessionsArgs {
   std::string db;
+  RemoteArgs remote;
   bool json = false;
 };
 
-int run_sessions(const SessionsArgs& args) {
+Result<std::vector<store::SessionInfo>> list_sessions(const SessionsArgs& args) {
+  if (!args.remote.address.empty()) return connect_remote(args.remote)->sessions();
   auto store = open_store(args.db, true);
-  if (!store) return fail(store.status());
-  auto sessions = (*store)->sessions();
+  if (!store) return store.status();
+  return (*store)->sessions();
+}
+
+int run_sessions(const SessionsArgs& args) {
+  auto sessions = list_sessions(args);
   if (!sessions) return fail(sessions.status());
   for (const auto& s : *sessions) {
     if (args.json) {
@@ -296,6 +358,7 @@ void add_flows_commands(CLI::App& app, Action& action) {
                    "Filter expression (mitmproxy syntax: ~m POST & ~c 5xx, ~d example.com, ...)")
       ->type_name("FILTER");
   add_db_option(*list, list_args->db);
+  add_remote_options(*list, list_args->remote);
   list->add_option("--session", list_args->session, "Only flows of this session")->type_name("NAME");
   list->add_option("--limit", list_args->limit, "At most N flows")->type_name("N");
   list->add_flag("--json", list_args->json, "One JSON object per line (JSON Lines)");
@@ -305,6 +368,7 @@ void add_flows_commands(CLI::App& app, Action& action) {
   auto show_args = std::make_shared<ShowArgs>();
   auto* show = flows->add_subcommand("show", "Print one flow's request and response as raw HTTP");
   add_db_option(*show, show_args->db);
+  add_remote_options(*show, show_args->remote);
   show->add_option("id", show_args->id, "Flow id (from `retake flows list`)")->required();
   show->add_flag("--raw", show_args->raw, "Print binary bodies as they are");
   show->callback([show_args, &action] { action = [show_args] { return run_show(*show_args); }; });
@@ -339,6 +403,7 @@ void add_flows_commands(CLI::App& app, Action& action) {
   auto delete_args = std::make_shared<DeleteArgs>();
   auto* del = flows->add_subcommand("delete", "Delete flows by id");
   add_db_option(*del, delete_args->db);
+  add_remote_options(*del, delete_args->remote);
   del->add_option("ids", delete_args->ids, "Flow ids")->required();
   del->callback([delete_args, &action] { action = [delete_args] { return run_delete(*delete_args); }; });
 }
@@ -347,6 +412,7 @@ void add_sessions_command(CLI::App& app, Action& action) {
   auto args = std::make_shared<SessionsArgs>();
   auto* cmd = app.add_subcommand("sessions", "List sessions with their flow counts and times");
   add_db_option(*cmd, args->db);
+  add_remote_options(*cmd, args->remote);
   cmd->add_flag("--json", args->json, "One JSON object per line");
   cmd->callback([args, &action] { action = [args] { return run_sessions(*args); }; });
 }

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   add_flows_commands(app, action);
   add_sessions_command(app, action);
   add_ca_command(app, action);
+  add_daemon_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

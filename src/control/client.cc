@@ -1,0 +1,235 @@
+// RemoteFlows over gRPC: translate the call, the answer and the status; nothing else.
+#include "control/client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+
+#include "retake/v1/flows.grpc.pb.h"
+
+namespace retake::control {
+
+namespace {
+
+Status from_grpc(const grpc::Status& status) {
+  using grpc::StatusCode;
+  Errc code = Errc::internal;
+  switch (status.error_code()) {
+    case StatusCode::OK:
+      return {};
+    case StatusCode::INVALID_ARGUMENT:
+    case StatusCode::OUT_OF_RANGE:
+      code = Errc::invalid_argument;
+      break;
+    case StatusCode::NOT_FOUND:
+      code = Errc::not_found;
+      break;
+    case StatusCode::ALREADY_EXISTS:
+      code = Errc::already_exists;
+      break;
+    case StatusCode::FAILED_PRECONDITION:
+    case StatusCode::PERMISSION_DENIED:
+    case StatusCode::UNAUTHENTICATED:
+      code = Errc::failed_precondition;
+      break;
+    case StatusCode::DATA_LOSS:
+      code = Errc::corruption;
+      break;
+    case StatusCode::UNAVAILABLE:
+      code = Errc::unavailable;
+      break;
+    case StatusCode::DEADLINE_EXCEEDED:
+      code = Errc::timeout;
+      break;
+    case StatusCode::RESOURCE_EXHAUSTED:
+      code = Errc::resource_exhausted;
+      break;
+    case StatusCode::CANCELLED:
+      code = Errc::cancelled;
+      break;
+    default:
+      break;
+  }
+  std::string message = status.error_message();
+  if (status.error_code() == StatusCode::UNAUTHENTICATED)
+    message =
+        "the daemon refused the call (" + message + "); give its token with --remote-token-file";
+  return {code, "remote: " + message};
+}
+
+flow::Headers headers_from(const google::protobuf::RepeatedPtrField<v1::Header>& in) {
+  flow::Headers out;
+  for (const auto& h : in) out.add(h.name(), h.value());
+  return out;
+}
+
+flow::Body body_from(const v1::Body& in) {
+  return {in.data(), in.size(), in.truncated()};
+}
+
+flow::TlsInfo tls_from(const v1::TlsInfo& in) {
+  return {in.present(), in.sni(),          in.alpn(),       in.version(),
+          in.cipher(),  in.peer_subject(), in.peer_issuer()};
+}
+
+flow::FlowKind kind_from(const std::string& name) {
+  if (name == "tunnel") return flow::FlowKind::tunnel;
+  if (name == "tls_failed") return flow::FlowKind::tls_failed;
+  return flow::FlowKind::http;
+}
+
+flow::Error error_from(const std::string& kind, const std::string& message) {
+  return {flow::error_kind_from_name(kind).value_or(flow::ErrorKind::internal), message};
+}
+
+flow::Flow from_proto(const v1::Flow& in) {
+  flow::Flow f;
+  f.id = in.id();
+  f.session = in.session();
+  f.run = in.run();
+  f.origin = in.origin();
+  f.kind = kind_from(in.kind());
+  f.mode = in.mode();
+  f.client_address = in.client_address();
+  f.upstream_address = in.upstream_address();
+  const auto& rq = in.request();
+  f.request = {rq.method(),          rq.scheme(),
+               rq.authority(),       rq.path(),
+               rq.http_version(),    headers_from(rq.headers()),
+               body_from(rq.body()), headers_from(rq.trailers())};
+  if (in.has_response()) {
+    const auto& rs = in.response();
+    f.response = flow::Response{rs.status(),          rs.reason(),
+                                rs.http_version(),    headers_from(rs.headers()),
+                                body_from(rs.body()), headers_from(rs.trailers())};
+  }
+  if (in.has_error()) f.error = error_from(in.error().kind(), in.error().message());
+  const auto& t = in.timing();
+  f.timing = {t.client_connected_ns(),   t.request_started_ns(),  t.request_ended_ns(),
+              t.upstream_connected_ns(), t.response_started_ns(), t.response_ended_ns()};
+  f.client_tls = tls_from(in.client_tls());
+  f.upstream_tls = tls_from(in.upstream_tls());
+  if (in.has_websocket()) {
+    auto& ws = f.websocket.emplace();
+    for (const auto& m : in.websocket().messages())
+      ws.messages.push_back(
+          {m.from_client(), static_cast<uint8_t>(m.opcode()), m.payload(), m.timestamp_ns()});
+    ws.close_code = static_cast<uint16_t>(in.websocket().close_code());
+    ws.close_reason = in.websocket().close_reason();
+    ws.closed_by_client = in.websocket().closed_by_client();
+  }
+  f.bytes_from_client = in.bytes_from_client();
+  f.bytes_from_upstream = in.bytes_from_upstream();
+  f.marked = in.marked();
+  f.comment = in.comment();
+  f.tags.assign(in.tags().begin(), in.tags().end());
+  return f;
+}
+
+// A flow holding what a summary says, so list printers work unchanged.
+flow::Flow from_summary(const v1::FlowSummary& in) {
+  flow::Flow f;
+  f.id = in.id();
+  f.session = in.session();
+  f.run = in.run();
+  f.request.method = in.method();
+  f.request.scheme = in.scheme();
+  f.request.authority = in.authority();
+  f.request.path = in.path();
+  f.timing.request_started = in.time_ns();
+  if (in.duration_ns()) f.timing.response_ended = in.time_ns() + in.duration_ns();
+  if (in.status()) {
+    f.response.emplace();
+    f.response->status = in.status();
+    f.response->body.size = in.response_size();
+  }
+  if (!in.error_kind().empty()) f.error = error_from(in.error_kind(), in.error_message());
+  return f;
+}
+
+class GrpcRemoteFlows final : public RemoteFlows {
+ public:
+  explicit GrpcRemoteFlows(const RemoteOptions& options)
+      : options_(options),
+        stub_(v1::Flows::NewStub(
+            grpc::CreateChannel(options.address, grpc::InsecureChannelCredentials()))) {}
+
+  Status select(const ops::Selection& selection,
+                const std::function<bool(const flow::Flow&)>& visit) override {
+    v1::ListFlowsRequest request;
+    request.set_filter(selection.filter);
+    request.set_session(selection.session);
+    request.set_run(selection.run);
+    request.set_reverse(selection.reverse);
+    request.set_page_token(selection.after_id);
+    size_t seen = 0;
+    for (;;) {
+      size_t want = 1000;
+      if (selection.limit) want = std::min(want, selection.limit - seen);
+      request.set_page_size(static_cast<uint32_t>(want));
+      v1::ListFlowsResponse page;
+      auto context = make_context();
+      if (auto st = stub_->List(context.get(), request, &page); !st.ok()) return from_grpc(st);
+      for (const auto& summary : page.flows()) {
+        ++seen;
+        if (!visit(from_summary(summary))) return {};
+      }
+      if (page.next_page_token() == 0 || (selection.limit && seen >= selection.limit)) return {};
+      request.set_page_token(page.next_page_token());
+    }
+  }
+
+  Result<flow::Flow> get(uint64_t id, bool with_bodies) override {
+    v1::GetFlowRequest request;
+    request.set_id(id);
+    request.set_with_bodies(with_bodies);
+    v1::Flow response;
+    auto context = make_context();
+    if (auto st = stub_->Get(context.get(), request, &response); !st.ok()) return from_grpc(st);
+    return from_proto(response);
+  }
+
+  Status remove(const std::vector<uint64_t>& ids) override {
+    v1::DeleteFlowsRequest request;
+    for (auto id : ids) request.add_ids(id);
+    v1::DeleteFlowsResponse response;
+    auto context = make_context();
+    return from_grpc(stub_->Delete(context.get(), request, &response));
+  }
+
+  Result<std::vector<store::SessionInfo>> sessions() override {
+    v1::ListSessionsResponse response;
+    auto context = make_context();
+    if (auto st = stub_->ListSessions(context.get(), v1::ListSessionsRequest(), &response);
+        !st.ok())
+      return from_grpc(st);
+    std::vector<store::SessionInfo> out;
+    for (const auto& s : response.sessions())
+      out.push_back({s.name(), s.flow_count(), s.first_ns(), s.last_ns()});
+    return out;
+  }
+
+ private:
+  std::unique_ptr<grpc::ClientContext> make_context() const {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->set_deadline(std::chrono::system_clock::now() +
+                          std::chrono::seconds(options_.timeout_seconds));
+    if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
+    return context;
+  }
+
+  RemoteOptions options_;
+  std::unique_ptr<v1::Flows::Stub> stub_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<RemoteFlows>> RemoteFlows::connect(const RemoteOptions& options) {
+  if (options.address.empty())
+    return Status(Errc::invalid_argument, "remote: an address is required");
+  if (options.timeout_seconds <= 0)
+    return Status(Errc::invalid_argument, "remote: timeout must be positive");
+  return std::unique_ptr<RemoteFlows>(std::make_unique<GrpcRemoteFlows>(options));
+}
+
+}  // namespace retake::control

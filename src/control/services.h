@@ -1,0 +1,136 @@
+// Internal to src/control: the gRPC service implementations and what they share with the
+// Daemon. Includes generated code; only daemon.cc and services.cc include it.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "flow/flow.h"
+#include "flow/status.h"
+#include "record/recorder.h"
+#include "retake/v1/flows.grpc.pb.h"
+#include "retake/v1/recorder.grpc.pb.h"
+#include "store/flow_store.h"
+
+namespace retake::control {
+
+inline constexpr size_t kMaxRecorders = 64;
+inline constexpr size_t kMaxWatchers = 64;
+inline constexpr size_t kWatchQueueCapacity = 1024;  // events per watcher before it loses some
+inline constexpr size_t kMaxNameBytes = 256;         // session / run names
+inline constexpr uint32_t kDefaultPageSize = 100;
+inline constexpr uint32_t kMaxPageSize = 1000;
+inline constexpr size_t kMaxDeleteIds = 10000;
+
+// Maps a project Status onto a gRPC status; `field` (when not empty) prefixes the message so
+// the caller sees which request field was wrong.
+grpc::Status to_grpc(const Status& status, const std::string& field = "");
+
+// Bearer-token check run first in every Recorder and Flows call. With an empty token every
+// call passes (loopback or mutual TLS). Constant-time comparison of SHA-256 digests.
+class TokenCheck {
+ public:
+  explicit TokenCheck(std::string token) : token_(std::move(token)) {}
+  grpc::Status check(const grpc::ServerContext& context) const;
+
+ private:
+  std::string token_;
+};
+
+// Flow -> proto.
+void to_proto(const flow::Flow& f, v1::Flow& out);
+void to_summary(const flow::Flow& f, v1::FlowSummary& out);
+
+// One WatchFlows subscriber's bounded queue.
+struct Watcher {
+  std::string session;  // "" for every session
+  std::mutex mutex;
+  std::condition_variable ready;
+  std::deque<v1::FlowSummary> queue;
+  uint64_t lost = 0;
+  bool closed = false;
+};
+
+// Fans committed flows out to the watchers. publish() runs on the store writer's thread and
+// never waits for a watcher: a full queue counts a loss.
+class FlowHub {
+ public:
+  // nullptr when kMaxWatchers are subscribed or the hub is closed.
+  std::shared_ptr<Watcher> subscribe(std::string session);
+  void unsubscribe(const std::shared_ptr<Watcher>& watcher);
+  void publish(const flow::Flow& f);
+  // Ends every stream; later subscribe() calls get nullptr.
+  void close();
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::shared_ptr<Watcher>> watchers_;
+  bool closed_ = false;
+};
+
+class RecorderService final : public v1::Recorder::Service {
+ public:
+  RecorderService(const TokenCheck& auth, flow::FlowSink& sink, FlowHub& hub)
+      : auth_(auth), sink_(sink), hub_(hub) {}
+  ~RecorderService() override { stop_all(); }
+
+  grpc::Status Start(grpc::ServerContext* context, const v1::StartRecorderRequest* request,
+                     v1::StartRecorderResponse* response) override;
+  grpc::Status Stop(grpc::ServerContext* context, const v1::RecorderRef* request,
+                    v1::RecorderStatus* response) override;
+  grpc::Status Status(grpc::ServerContext* context, const v1::RecorderRef* request,
+                      v1::RecorderStatus* response) override;
+  grpc::Status List(grpc::ServerContext* context, const v1::ListRecordersRequest* request,
+                    v1::ListRecordersResponse* response) override;
+  grpc::Status WatchFlows(grpc::ServerContext* context, const v1::WatchFlowsRequest* request,
+                          grpc::ServerWriter<v1::FlowEvent>* writer) override;
+
+  // Stops every recorder and refuses new ones (daemon shutdown). Idempotent.
+  void stop_all();
+
+ private:
+  struct Running {
+    std::string id;
+    std::string mode;
+    std::string bound_address;
+    std::string session;
+    std::unique_ptr<record::Recorder> recorder;
+  };
+  static void describe(const Running& r, bool running, v1::RecorderStatus& out);
+
+  const TokenCheck& auth_;
+  flow::FlowSink& sink_;
+  FlowHub& hub_;
+  std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<Running>> recorders_;
+  uint64_t next_id_ = 0;
+  bool stopping_ = false;
+};
+
+class FlowsService final : public v1::Flows::Service {
+ public:
+  FlowsService(const TokenCheck& auth, store::FlowStore& store) : auth_(auth), store_(store) {}
+
+  grpc::Status List(grpc::ServerContext* context, const v1::ListFlowsRequest* request,
+                    v1::ListFlowsResponse* response) override;
+  grpc::Status Get(grpc::ServerContext* context, const v1::GetFlowRequest* request,
+                   v1::Flow* response) override;
+  grpc::Status Delete(grpc::ServerContext* context, const v1::DeleteFlowsRequest* request,
+                      v1::DeleteFlowsResponse* response) override;
+  grpc::Status ListSessions(grpc::ServerContext* context, const v1::ListSessionsRequest* request,
+                            v1::ListSessionsResponse* response) override;
+
+ private:
+  const TokenCheck& auth_;
+  store::FlowStore& store_;
+};
+
+}  // namespace retake::control
