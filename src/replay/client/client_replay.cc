@@ -431,6 +431,7 @@ ClientReplay::~ClientReplay() {
 }
 
 const std::string& ClientReplay::run_id() const { return state_->run_id; }
+bool ClientReplay::finished() const { return state_->finished; }
 
 Status ClientReplay::start() {
   auto& s = *state_;
@@ -477,7 +478,10 @@ Status ClientReplay::start() {
   s.started_ns = flow::now_ns();
   s.started_steady_ns = Clock::now().time_since_epoch().count();
   asio::co_spawn(s.sched, s.run_all(), [&s](std::exception_ptr) { s.finished = true; });
-  s.thread = std::thread([&s] { s.sched.run(); });
+  s.thread = std::thread([&s] {
+    s.sched.run();
+    s.finished = true;
+  });
   return {};
 }
 

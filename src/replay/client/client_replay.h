@@ -175,6 +175,8 @@ class ClientReplay {
   void cancel();
 
   const std::string& run_id() const;
+  // True once the run ended (all loops done, or cancelled and drained); wait() then returns at once.
+  bool finished() const;
   // Thread-safe snapshot.
   Progress progress() const;
   // After wait(): per flow and loop, in completion order.
