@@ -111,7 +111,7 @@ std::vector<std::string> path_segments(std::string_view location) {
   }
   location = location.substr(0, location.find_first_of("?#"));
   std::vector<std::string> out;
-  size_t start = 0;
+  size_t start = location.empty() || location.front() != '/' ? 0 : 1;  // "/a/b": a is segment 0
   while (start < location.size()) {
     size_t end = location.find('/', start);
     if (end == std::string_view::npos) end = location.size();
@@ -288,7 +288,9 @@ std::optional<std::string> extract(const Capture& capture, const flow::Response&
       return segs[static_cast<size_t>(capture.segment)];
     }
     case CaptureKind::regex: {
-      RE2 re(capture.name);
+      RE2::Options quiet;
+      quiet.set_log_errors(false);
+      RE2 re(capture.name, quiet);
       if (!re.ok()) return std::nullopt;
       re2::StringPiece groups[2];
       int n = std::min(1, re.NumberOfCapturingGroups()) + 1;
@@ -317,7 +319,9 @@ Result<BindingRule> parse_binding_rule(std::string_view text) {
   else if (kind == "hidden") rule.capture.kind = CaptureKind::hidden_input;
   else if (kind == "regex") {
     rule.capture.kind = CaptureKind::regex;
-    RE2 re(rule.capture.name);
+    RE2::Options quiet;
+    quiet.set_log_errors(false);
+    RE2 re(rule.capture.name, quiet);
     if (!re.ok())
       return Status(Errc::invalid_argument, "binding rule '" + rule.name + "': bad regex: " + re.error());
   } else {

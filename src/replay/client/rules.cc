@@ -337,7 +337,9 @@ Result<RuleSet> parse_rules(std::string_view text, std::string_view source, cons
           for (const auto& e : items) {
             if (!e.IsMap() || !e["pattern"] || !e["with"])
               throw ParseError{e.Mark().line + 1, "replace_body needs 'pattern' and 'with'"};
-            auto re = std::make_shared<RE2>(e["pattern"].as<std::string>());
+            RE2::Options quiet;
+            quiet.set_log_errors(false);
+            auto re = std::make_shared<RE2>(e["pattern"].as<std::string>(), quiet);
             if (!re->ok()) throw ParseError{e["pattern"].Mark().line + 1, "bad regex: " + re->error()};
             std::string err;
             if (!re->CheckRewriteString(e["with"].as<std::string>(), &err))
