@@ -194,6 +194,15 @@ struct ClientReplay::State {
     timers.erase(&t);
   }
 
+  // The timer wakes a little early and the last stretch is a yielding spin: timer wake-ups
+  // carry the kernel's timer slack and epoll's rounding, which alone would be most of a
+  // millisecond. The spin is bounded by kSpin per request.
+  asio::awaitable<void> sleep_until_precise(Clock::time_point tp) {
+    constexpr auto kSpin = std::chrono::microseconds(300);
+    if (tp - Clock::now() > kSpin) co_await sleep_until(tp - kSpin);
+    while (Clock::now() < tp && !cancelled) std::this_thread::yield();
+  }
+
   // Parks the coroutine until `list` wakes it (cancel) or the run is cancelled.
   template <class List>
   asio::awaitable<void> park(List& list) {
@@ -297,7 +306,7 @@ struct ClientReplay::State {
       if (options.pace == Pace::recorded && rec0 != 0 && origin.timing.request_started != 0) {
         auto offset = static_cast<int64_t>(static_cast<double>(origin.timing.request_started - rec0) / options.speed);
         auto planned = t0 + std::chrono::nanoseconds(offset);
-        co_await sleep_until(planned);
+        co_await sleep_until_precise(planned);
         result.schedule_error_ns = (Clock::now() - planned).count();
       }
       for (size_t b : plan.uses[idx]) {
@@ -380,7 +389,8 @@ struct ClientReplay::State {
       shift_ns = delta;
       if (options.shift_mode != TimeShiftMode::none && (delta != 0 || !options.jwt_secret.empty()))
         shift.emplace(TimeShiftOptions{delta, rec0, kTenYearsNs, options.jwt_secret});
-      auto t0 = Clock::now();
+      // A short lead so that starting every lane coroutine does not make the first flows late.
+      auto t0 = Clock::now() + std::chrono::milliseconds(options.pace == Pace::recorded ? 5 : 0);
       lanes_running = lanes.size();
       for (const auto& lane : lanes) {
         asio::co_spawn(sched, run_lane(&lane, loop, t0, shift ? &*shift : nullptr),
