@@ -90,3 +90,19 @@ TEST_CASE("substitution replaces bounded occurrences in path, headers and body")
   CHECK(r.headers.get("Cookie") == "sid=NEW; other=abc123xyzz");
   CHECK(r.body.data == R"({"id":"NEW"})");
 }
+
+TEST_CASE("planning a long recording binds each created id to the request that reuses it") {
+  std::vector<flow::Flow> flows;
+  for (uint64_t i = 0; i < 5000; ++i) {
+    auto f = exchange(i + 1, "GET", i == 0 ? "/start" : "/items/id" + std::to_string(i - 1) + "x7q");
+    f.response->headers.add("Content-Type", "application/json");
+    f.response->body.data = R"({"next":"id)" + std::to_string(i) + R"(x7q","n":3})";
+    flows.push_back(std::move(f));
+  }
+  auto plan = plan_bindings(flows, {});
+  CHECK(plan.bindings.size() == 4999);
+  for (size_t i = 1; i < flows.size(); ++i) {
+    REQUIRE(plan.uses[i].size() == 1);
+    CHECK(plan.bindings[plan.uses[i][0]].source == i - 1);
+  }
+}

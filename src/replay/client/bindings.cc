@@ -3,7 +3,10 @@
 #include "replay/client/bindings.h"
 
 #include <deque>
+#include <algorithm>
 #include <map>
+#include <unordered_map>
+#include <unordered_set>
 #include <set>
 
 #include <boost/json.hpp>
@@ -333,6 +336,36 @@ Result<BindingRule> parse_binding_rule(std::string_view text) {
   return rule;
 }
 
+namespace {
+
+// The alnum runs of `text` (the units a bounded occurrence starts and ends on).
+std::vector<std::string_view> alnum_tokens(std::string_view text) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i < text.size()) {
+    while (i < text.size() && !is_alnum(text[i])) ++i;
+    size_t start = i;
+    while (i < text.size() && is_alnum(text[i])) ++i;
+    if (i > start) out.push_back(text.substr(start, i - start));
+  }
+  return out;
+}
+
+// The key a value is indexed by: its first alnum run when the value starts with one (a
+// bounded occurrence then makes that run a whole token of the text); "" otherwise.
+std::string first_token(std::string_view value) {
+  if (value.empty() || !is_alnum(value[0])) return {};
+  size_t n = 0;
+  while (n < value.size() && is_alnum(value[n])) ++n;
+  return std::string(value.substr(0, n));
+}
+
+}  // namespace
+
+// One pass, indexed by tokens so the cost grows with the text, not with text x candidates:
+// a request's tokens look up the candidates whose first token they are, and a response's
+// candidate is dropped as client-chosen when every one of its tokens already appeared in a
+// request (a safe over-approximation of "the client sent it first").
 BindingPlan plan_bindings(const std::vector<flow::Flow>& flows, const BindingPlanOptions& options) {
   BindingPlan plan;
   plan.uses.resize(flows.size());
@@ -342,15 +375,19 @@ BindingPlan plan_bindings(const std::vector<flow::Flow>& flows, const BindingPla
     std::string rule;
     std::optional<size_t> binding;  // materialised binding id
   };
-  std::map<std::string, Candidate> live;  // value -> where it came from (latest wins)
-  std::deque<std::string> order;          // insertion order, for the candidate bound
-  std::vector<std::string> requests;      // request texts seen so far
-  requests.reserve(flows.size());
+  std::unordered_map<std::string, Candidate> live;  // value -> where it came from (latest wins)
+  std::unordered_map<std::string, std::vector<std::string>> by_token;  // first token -> values
+  std::deque<std::string> order;                    // insertion order, for the candidate bound
+  std::unordered_set<std::string> request_tokens;   // every token any request carried so far
   for (size_t i = 0; i < flows.size(); ++i) {
     const auto& f = flows[i];
     std::string text = request_text(f.request);
-    for (auto& [value, cand] : live) {
-      if (!contains_bounded(text, value)) continue;
+    auto tokens = alnum_tokens(text);
+    std::set<size_t> used;
+    auto try_value = [&](const std::string& value) {
+      auto it = live.find(value);
+      if (it == live.end() || !contains_bounded(text, value)) return;
+      auto& cand = it->second;
       if (!cand.binding) {
         Binding b;
         b.id = plan.bindings.size();
@@ -362,9 +399,16 @@ BindingPlan plan_bindings(const std::vector<flow::Flow>& flows, const BindingPla
         cand.binding = b.id;
         plan.bindings.push_back(std::move(b));
       }
-      plan.uses[i].push_back(*cand.binding);
-    }
-    requests.push_back(std::move(text));
+      used.insert(*cand.binding);
+    };
+    std::unordered_set<std::string_view> distinct(tokens.begin(), tokens.end());
+    for (auto t : distinct)
+      if (auto it = by_token.find(std::string(t)); it != by_token.end())
+        for (const auto& v : it->second) try_value(v);
+    if (auto it = by_token.find(""); it != by_token.end())
+      for (const auto& v : it->second) try_value(v);
+    plan.uses[i].assign(used.begin(), used.end());
+    for (auto t : distinct) request_tokens.emplace(t);
     if (!f.response) continue;
     std::vector<std::tuple<Capture, std::string, std::string>> found;
     for (const auto& rule : options.rules) {
@@ -378,20 +422,24 @@ BindingPlan plan_bindings(const std::vector<flow::Flow>& flows, const BindingPla
     for (auto& [capture, value, rule] : found) {
       if (!seen_here.insert(value).second) continue;  // first capture of a value in a response wins
       if (rule == "auto") {
-        bool client_sent = false;  // a value the client chose and the server echoed
-        for (const auto& t : requests)
-          if (contains_bounded(t, value)) { client_sent = true; break; }
+        auto vt = alnum_tokens(value);
+        bool client_sent = !vt.empty() && std::all_of(vt.begin(), vt.end(), [&](std::string_view t) {
+          return request_tokens.count(std::string(t)) > 0;
+        });
         if (client_sent) continue;
       }
-      auto it = live.find(value);
-      if (it == live.end()) {
+      if (live.find(value) == live.end()) {
         order.push_back(value);
+        by_token[first_token(value)].push_back(value);
         if (order.size() > options.max_candidates) {
-          live.erase(order.front());
+          const std::string& oldest = order.front();
+          auto& bucket = by_token[first_token(oldest)];
+          std::erase(bucket, oldest);
+          live.erase(oldest);
           order.pop_front();
         }
       }
-      live[value] = Candidate{i, capture, rule, std::nullopt};
+      live.insert_or_assign(value, Candidate{i, capture, rule, std::nullopt});
     }
   }
   return plan;
