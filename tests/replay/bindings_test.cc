@@ -94,9 +94,9 @@ TEST_CASE("substitution replaces bounded occurrences in path, headers and body")
 TEST_CASE("planning a long recording binds each created id to the request that reuses it") {
   std::vector<flow::Flow> flows;
   for (uint64_t i = 0; i < 5000; ++i) {
-    auto f = exchange(i + 1, "GET", i == 0 ? "/start" : "/items/id" + std::to_string(i - 1) + "x7q");
+    auto f = exchange(i + 1, "GET", i == 0 ? "/start" : "/items/itm" + std::to_string(i - 1) + "x7qz");
     f.response->headers.add("Content-Type", "application/json");
-    f.response->body.data = R"({"next":"id)" + std::to_string(i) + R"(x7q","n":3})";
+    f.response->body.data = R"({"next":"itm)" + std::to_string(i) + R"(x7qz","n":3})";
     flows.push_back(std::move(f));
   }
   auto plan = plan_bindings(flows, {});
