@@ -35,10 +35,10 @@ struct TempCert {
   TempCert() {
     dir = std::filesystem::temp_directory_path() / ("retake-nc-" + std::to_string(getpid()));
     std::filesystem::create_directories(dir);
-    std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost "
-                      "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout " +
-                      (dir / "key.pem").string() + " -out " + (dir / "cert.pem").string() +
-                      " >/dev/null 2>&1";
+    std::string cmd =
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost "
+        "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout " +
+        (dir / "key.pem").string() + " -out " + (dir / "cert.pem").string() + " >/dev/null 2>&1";
     REQUIRE(std::system(cmd.c_str()) == 0);
   }
   ~TempCert() { std::filesystem::remove_all(dir); }
@@ -51,7 +51,8 @@ struct TempCert {
 TEST_CASE("a GET to a local server returns the response with all six timings set") {
   auto server = upstream();
   net::HttpClient client;
-  auto f = client.send_sync(get("/json", server.port()), net::endpoint_of(get("/json", server.port())));
+  auto f =
+      client.send_sync(get("/json", server.port()), net::endpoint_of(get("/json", server.port())));
   REQUIRE_FALSE(f.error);
   REQUIRE(f.response);
   CHECK(f.response->status == 200);
@@ -183,7 +184,8 @@ TEST_CASE("concurrent sends are bounded by max_connections_per_endpoint") {
 
 TEST_CASE("https with a trusted certificate verifies the host name and records TLS facts") {
   TempCert cert;
-  ChildServer server({"python3", retake::testing::app_dir() + "/app.py", "--tls", cert.cert(), cert.key()});
+  ChildServer server(
+      {"python3", retake::testing::app_dir() + "/app.py", "--tls", cert.cert(), cert.key()});
   auto ctx = std::make_shared<boost::asio::ssl::context>(boost::asio::ssl::context::tls_client);
   ctx->load_verify_file(cert.cert());
   ctx->set_verify_mode(boost::asio::ssl::verify_peer);
@@ -210,7 +212,8 @@ TEST_CASE("https with a trusted certificate verifies the host name and records T
 
 TEST_CASE("https to an untrusted certificate fails unless insecure") {
   TempCert cert;
-  ChildServer server({"python3", retake::testing::app_dir() + "/app.py", "--tls", cert.cert(), cert.key()});
+  ChildServer server(
+      {"python3", retake::testing::app_dir() + "/app.py", "--tls", cert.cert(), cert.key()});
   auto r = get("/echo", server.port());
   r.scheme = "https";
   net::Endpoint ep{"https", "127.0.0.1", server.port(), ""};

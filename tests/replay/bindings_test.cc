@@ -26,7 +26,8 @@ TEST_CASE("hidden inputs, CSRF headers and Location ids become bindings where th
   page.response->headers.add("Content-Type", "text/html; charset=utf-8");
   page.response->headers.add("X-CSRF-Token", "hdrTok3nValue99");
   page.response->body.data =
-      "<form><input value='Zq81xkP0aa' type=hidden name=\"nonce\"><INPUT TYPE=\"hidden\" NAME=\"csrf\" "
+      "<form><input value='Zq81xkP0aa' type=hidden name=\"nonce\"><INPUT TYPE=\"hidden\" "
+      "NAME=\"csrf\" "
       "VALUE=\"c5rf0000abcd\"></form>";
   auto created = exchange(2, "POST", "/items");
   created.request.headers.add("X-CSRF-Token", "hdrTok3nValue99");
@@ -39,7 +40,8 @@ TEST_CASE("hidden inputs, CSRF headers and Location ids become bindings where th
   std::vector<std::string> captures;
   for (const auto& b : plan.bindings) captures.push_back(b.capture.describe());
   std::sort(captures.begin(), captures.end());
-  CHECK(captures == std::vector<std::string>{"header X-CSRF-Token", "hidden csrf", "hidden nonce", "location segment 1"});
+  CHECK(captures == std::vector<std::string>{"header X-CSRF-Token", "hidden csrf", "hidden nonce",
+                                             "location segment 1"});
   CHECK(plan.uses[1].size() == 3);
   REQUIRE(plan.uses[2].size() == 1);
   const auto& id = plan.bindings[plan.uses[2][0]];
@@ -94,7 +96,8 @@ TEST_CASE("substitution replaces bounded occurrences in path, headers and body")
 TEST_CASE("planning a long recording binds each created id to the request that reuses it") {
   std::vector<flow::Flow> flows;
   for (uint64_t i = 0; i < 5000; ++i) {
-    auto f = exchange(i + 1, "GET", i == 0 ? "/start" : "/items/itm" + std::to_string(i - 1) + "x7qz");
+    auto f =
+        exchange(i + 1, "GET", i == 0 ? "/start" : "/items/itm" + std::to_string(i - 1) + "x7qz");
     f.response->headers.add("Content-Type", "application/json");
     f.response->body.data = R"({"next":"itm)" + std::to_string(i) + R"(x7qz","n":3})";
     flows.push_back(std::move(f));

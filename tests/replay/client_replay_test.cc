@@ -22,7 +22,8 @@ namespace {
 constexpr int64_t kHourNs = 3600 * kNsPerSecond;
 
 ChildServer app(double skew = 0) {
-  return ChildServer({"python3", retake::testing::app_dir() + "/app.py", "--skew", std::to_string(skew)});
+  return ChildServer(
+      {"python3", retake::testing::app_dir() + "/app.py", "--skew", std::to_string(skew)});
 }
 
 struct CollectingSink : flow::FlowSink {
@@ -83,7 +84,8 @@ std::vector<flow::Flow> record_sequence(uint16_t port) {
   login.body.data = R"({"user":"ann"})";
   auto f1 = send(login);
   REQUIRE(f1.response->status == 200);
-  std::string token = std::string(boost::json::parse(f1.response->body.data).at("token").as_string());
+  std::string token =
+      std::string(boost::json::parse(f1.response->body.data).at("token").as_string());
 
   auto form = request("GET", "/form", port);
   form.headers.add("Cookie", "sid=" + token);
@@ -120,14 +122,16 @@ std::vector<flow::Flow> record_sequence(uint16_t port) {
     f.session = "shop";
     f.mode = "reverse";
     f.client_address = "192.0.2.10:51000";
-    for (int64_t* t : {&f.timing.client_connected, &f.timing.request_started, &f.timing.request_ended,
-                       &f.timing.upstream_connected, &f.timing.response_started, &f.timing.response_ended})
+    for (int64_t* t :
+         {&f.timing.client_connected, &f.timing.request_started, &f.timing.request_ended,
+          &f.timing.upstream_connected, &f.timing.response_started, &f.timing.response_ended})
       if (*t) *t -= kHourNs;
   }
   return flows;
 }
 
-std::vector<int> statuses_by_origin(const ClientReplay& replay, const std::vector<flow::Flow>& flows) {
+std::vector<int> statuses_by_origin(const ClientReplay& replay,
+                                    const std::vector<flow::Flow>& flows) {
   std::vector<int> out;
   for (const auto& f : flows) {
     int status = -1;
@@ -147,7 +151,9 @@ ReplayOptions to(uint16_t port) {
 
 }  // namespace
 
-TEST_CASE("a recording replayed against a fresh instance succeeds thanks to bindings and the time shift") {
+TEST_CASE(
+    "a recording replayed against a fresh instance succeeds thanks to bindings and the time "
+    "shift") {
   auto a = app(-3600);
   auto flows = record_sequence(a.port());
   auto b = app();

@@ -28,7 +28,8 @@ struct CountingSink : flow::FlowSink {
   }
 };
 
-flow::Flow recorded(uint64_t id, const std::string& path, uint16_t port, std::string client, int64_t start_ns) {
+flow::Flow recorded(uint64_t id, const std::string& path, uint16_t port, std::string client,
+                    int64_t start_ns) {
   flow::Flow f;
   f.id = id;
   f.session = "pace";
@@ -43,7 +44,9 @@ flow::Flow recorded(uint64_t id, const std::string& path, uint16_t port, std::st
   return f;
 }
 
-ChildServer app() { return ChildServer({"python3", retake::testing::app_dir() + "/app.py"}); }
+ChildServer app() {
+  return ChildServer({"python3", retake::testing::app_dir() + "/app.py"});
+}
 
 const FlowResult& result_for(const ClientReplay& r, uint64_t origin, unsigned loop = 0) {
   for (const auto& x : r.results())
@@ -54,13 +57,16 @@ const FlowResult& result_for(const ClientReplay& r, uint64_t origin, unsigned lo
 
 }  // namespace
 
-TEST_CASE("requests of one recorded connection stay in order; other connections overlap with them") {
+TEST_CASE(
+    "requests of one recorded connection stay in order; other connections overlap with them") {
   auto server = app();
   std::vector<flow::Flow> flows;
   const int64_t t0 = 1'700'000'000LL * 1'000'000'000;
   for (uint64_t i = 0; i < 5; ++i) {
-    flows.push_back(recorded(10 + i, "/slow?ms=60", server.port(), "10.0.0.1:1111", t0 + int64_t(i)));
-    flows.push_back(recorded(20 + i, "/slow?ms=60", server.port(), "10.0.0.2:2222", t0 + int64_t(i)));
+    flows.push_back(
+        recorded(10 + i, "/slow?ms=60", server.port(), "10.0.0.1:1111", t0 + int64_t(i)));
+    flows.push_back(
+        recorded(20 + i, "/slow?ms=60", server.port(), "10.0.0.2:2222", t0 + int64_t(i)));
   }
   ReplayOptions o;
   o.pace = Pace::asap;
@@ -83,7 +89,8 @@ TEST_CASE("requests of one recorded connection stay in order; other connections 
   for (uint64_t i = 0; i < 5; ++i) {
     const auto& a = result_for(replay, 10 + i).replayed.timing;
     const auto& b = result_for(replay, 20 + i).replayed.timing;
-    if (a.request_started < b.response_ended && b.request_started < a.response_ended) overlapped = true;
+    if (a.request_started < b.response_ended && b.request_started < a.response_ended)
+      overlapped = true;
   }
   CHECK(overlapped);
 }
@@ -117,7 +124,8 @@ TEST_CASE("concurrency bounds the requests in flight") {
 TEST_CASE("the rate cap spaces request starts at least 1/rate apart") {
   auto server = app();
   std::vector<flow::Flow> flows;
-  for (uint64_t i = 0; i < 10; ++i) flows.push_back(recorded(i + 1, "/echo", server.port(), "", 1000 + int64_t(i)));
+  for (uint64_t i = 0; i < 10; ++i)
+    flows.push_back(recorded(i + 1, "/echo", server.port(), "", 1000 + int64_t(i)));
   ReplayOptions o;
   o.pace = Pace::asap;
   o.rate = 40;  // 25 ms apart
@@ -146,8 +154,12 @@ TEST_CASE("recorded gaps are kept, divided by the speed factor") {
   auto s = replay.run();
   REQUIRE(s.ok());
   REQUIRE(s->completed == 3);
-  CHECK(result_for(replay, 2).replayed.timing.request_started - result_for(replay, 1).replayed.timing.request_started >= 95 * kMs);
-  CHECK(result_for(replay, 3).replayed.timing.request_started - result_for(replay, 1).replayed.timing.request_started >= 195 * kMs);
+  CHECK(result_for(replay, 2).replayed.timing.request_started -
+            result_for(replay, 1).replayed.timing.request_started >=
+        95 * kMs);
+  CHECK(result_for(replay, 3).replayed.timing.request_started -
+            result_for(replay, 1).replayed.timing.request_started >=
+        195 * kMs);
   for (const auto& x : replay.results()) CHECK(x.schedule_error_ns >= 0);
 }
 
@@ -166,13 +178,15 @@ TEST_CASE("loops replay the selection again, each loop after the previous one") 
   CHECK(s->sent == 6);
   CHECK(s->completed == 6);
   CHECK(sink.count == 6);
-  CHECK(result_for(replay, 1, 1).replayed.timing.request_started >= result_for(replay, 2, 0).replayed.timing.response_ended);
+  CHECK(result_for(replay, 1, 1).replayed.timing.request_started >=
+        result_for(replay, 2, 0).replayed.timing.response_ended);
 }
 
 TEST_CASE("cancel mid-run stops scheduling and keeps the completed results") {
   auto server = app();
   std::vector<flow::Flow> flows;
-  for (uint64_t i = 0; i < 40; ++i) flows.push_back(recorded(i + 1, "/slow?ms=30", server.port(), "a:1", 1000 + int64_t(i)));
+  for (uint64_t i = 0; i < 40; ++i)
+    flows.push_back(recorded(i + 1, "/slow?ms=30", server.port(), "a:1", 1000 + int64_t(i)));
   ReplayOptions o;
   o.pace = Pace::asap;
   CountingSink sink;
@@ -197,7 +211,8 @@ TEST_CASE("measure the scheduling error over 1000 requests" * doctest::skip()) {
   std::vector<flow::Flow> flows;
   const int64_t t0 = 1'700'000'000LL * 1'000'000'000;
   for (uint64_t i = 0; i < 1000; ++i)
-    flows.push_back(recorded(i + 1, "/echo", server.port(), "10.0.0.1:" + std::to_string(10000 + i), t0 + int64_t(i) * kMs));
+    flows.push_back(recorded(i + 1, "/echo", server.port(), "10.0.0.1:" + std::to_string(10000 + i),
+                             t0 + int64_t(i) * kMs));
   ReplayOptions o;
   o.concurrency = 64;
   o.threads = 2;
@@ -205,7 +220,8 @@ TEST_CASE("measure the scheduling error over 1000 requests" * doctest::skip()) {
   auto s = replay.run();
   REQUIRE(s.ok());
   MESSAGE("sent " << s->sent << " completed " << s->completed << " schedule error mean "
-                  << s->schedule_error_mean_ns / 1000.0 << " us, max " << s->schedule_error_max_ns / 1000.0 << " us");
+                  << s->schedule_error_mean_ns / 1000.0 << " us, max "
+                  << s->schedule_error_max_ns / 1000.0 << " us");
   CHECK(s->completed == 1000);
 }
 
@@ -221,13 +237,15 @@ TEST_CASE("measure the scheduling error over 1000 requests to a closed port" * d
   std::vector<flow::Flow> flows;
   const int64_t t0 = 1'700'000'000LL * 1'000'000'000;
   for (uint64_t i = 0; i < 1000; ++i)
-    flows.push_back(recorded(i + 1, "/echo", port, "10.0.0.1:" + std::to_string(10000 + i), t0 + int64_t(i) * kMs));
+    flows.push_back(recorded(i + 1, "/echo", port, "10.0.0.1:" + std::to_string(10000 + i),
+                             t0 + int64_t(i) * kMs));
   ReplayOptions o;
   o.concurrency = 64;
   ClientReplay replay(flows, o);
   auto s = replay.run();
   REQUIRE(s.ok());
   MESSAGE("sent " << s->sent << " errors " << s->transport_errors << " schedule error mean "
-                  << s->schedule_error_mean_ns / 1000.0 << " us, max " << s->schedule_error_max_ns / 1000.0 << " us");
+                  << s->schedule_error_mean_ns / 1000.0 << " us, max "
+                  << s->schedule_error_max_ns / 1000.0 << " us");
   CHECK(s->sent == 1000);
 }

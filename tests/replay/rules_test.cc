@@ -102,7 +102,8 @@ rules:
   - name: only-api
     when: api.test
     set_header: {X-Scoped: "1"}
-)", compile);
+)",
+                        compile);
   flow::Flow api, other;
   api.request.authority = "api.test";
   other.request.authority = "www.test";
@@ -121,8 +122,10 @@ TEST_CASE("rules file errors name the line and the rule") {
   const Row rows[] = {
       {"rules:\n  - name: a\n    set_header: {X: 1}\n  - name: b\n    set_headr: {Y: 2}\n",
        "rules.yaml line 5: rule 'b': unknown action 'set_headr'"},
-      {"rules:\n  - name: j\n    set_json: {\"$.items[\": 1}\n", "rules.yaml line 3: rule 'j': JSON path '$.items['"},
-      {"rules:\n  - name: r\n    replace_body: {pattern: \"(\", with: x}\n", "rules.yaml line 3: rule 'r': bad regex"},
+      {"rules:\n  - name: j\n    set_json: {\"$.items[\": 1}\n",
+       "rules.yaml line 3: rule 'j': JSON path '$.items['"},
+      {"rules:\n  - name: r\n    replace_body: {pattern: \"(\", with: x}\n",
+       "rules.yaml line 3: rule 'r': bad regex"},
       {"rules:\n  - set_header: {X: 1}\n", "rules.yaml line 2: rule '?': a rule needs a 'name'"},
       {"rules:\n  - name: a\n    set_header: {X: 1}\n  - name: a\n    set_header: {X: 1}\n",
        "rules.yaml line 4: rule 'a': duplicate rule name"},
@@ -137,7 +140,8 @@ TEST_CASE("rules file errors name the line and the rule") {
     auto r = parse_rules(row.text, "rules.yaml");
     REQUIRE_FALSE(r.ok());
     CHECK(r.status().code() == Errc::parse_error);
-    CHECK_MESSAGE(r.status().message().find(row.expected) != std::string::npos, r.status().message());
+    CHECK_MESSAGE(r.status().message().find(row.expected) != std::string::npos,
+                  r.status().message());
   }
   auto missing = load_rules_file("/nonexistent/rules.yaml");
   CHECK(missing.status().code() == Errc::not_found);

@@ -9,7 +9,8 @@
 using namespace retake;
 
 TEST_CASE("a session's recorded flows are selected, replayed flows skipped, runs listed") {
-  auto dir = std::filesystem::temp_directory_path() / ("retake-runstore-" + std::to_string(getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("retake-runstore-" + std::to_string(getpid()));
   std::filesystem::remove_all(dir);
   {
     auto store = store::FlowStore::open({.path = dir.string()});

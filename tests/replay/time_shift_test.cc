@@ -56,10 +56,10 @@ TEST_CASE("ordinary numbers and glued digits are left alone") {
 
 TEST_CASE("epoch numbers outside the plausibility window are not touched") {
   auto ts = two_hours();
-  CHECK(ts.shift_text("id=9999999999") == "id=9999999999");          // year 2286
-  CHECK(ts.shift_text("id=1000000000") == "id=1000000000");          // 2001: more than 10y before
-  CHECK(ts.shift_text("x17053128001") == "x17053128001");            // glued to a letter and 11 digits
-  CHECK(ts.shift_text("abc1705312800def") == "abc1705312800def");    // inside a token
+  CHECK(ts.shift_text("id=9999999999") == "id=9999999999");  // year 2286
+  CHECK(ts.shift_text("id=1000000000") == "id=1000000000");  // 2001: more than 10y before
+  CHECK(ts.shift_text("x17053128001") == "x17053128001");    // glued to a letter and 11 digits
+  CHECK(ts.shift_text("abc1705312800def") == "abc1705312800def");          // inside a token
   CHECK(ts.shift_text("2024-13-45T10:00:00Z") == "2024-13-45T10:00:00Z");  // not a date
   TimeShift no_ref({.delta_ns = 2 * kHour});
   CHECK(no_ref.shift_text("1705312800") == "1705312800");
@@ -73,7 +73,8 @@ TEST_CASE("a request has its headers, query, and JSON body shifted; framing head
   r.headers.add("X-Request-Time", "1705312800");
   r.headers.add("If-Modified-Since", "Mon, 15 Jan 2024 10:00:00 GMT");
   r.headers.add("Content-Type", "application/json");
-  r.body.data = R"({"ts":"2024-01-15T10:00:00Z","at_ms":1705312800000,"count":12,"nested":[{"t":1705312800}]})";
+  r.body.data =
+      R"({"ts":"2024-01-15T10:00:00Z","at_ms":1705312800000,"count":12,"nested":[{"t":1705312800}]})";
   TimeShiftReport report;
   two_hours().shift_request(r, &report);
   CHECK(r.path == "/items?since=2024-01-15T12%3A00%3A00Z&n=5");
@@ -108,7 +109,8 @@ TEST_CASE("JWT time claims are shifted and re-signed with the HS256 key") {
   std::string token = out.substr(7);
   CHECK(token != jwt);
   auto d1 = token.find('.'), d2 = token.rfind('.');
-  auto claims = boost::json::parse(*base64url_decode(token.substr(d1 + 1, d2 - d1 - 1))).as_object();
+  auto claims =
+      boost::json::parse(*base64url_decode(token.substr(d1 + 1, d2 - d1 - 1))).as_object();
   CHECK(claims.at("iat").as_int64() == 1705320000);
   CHECK(claims.at("exp").as_int64() == 1705323600);
   CHECK(claims.at("sub").as_string() == "u1");

@@ -11,14 +11,14 @@
 #include <variant>
 #include <vector>
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <boost/asio.hpp>
 #include <boost/asio/experimental/concurrent_channel.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
 
 namespace retake::net {
 
@@ -76,13 +76,15 @@ struct ExchangeError {
 };
 
 flow::ErrorKind kind_for(const boost::system::error_code& ec, flow::ErrorKind otherwise) {
-  if (ec == beast::error::timeout || ec == asio::error::timed_out) return flow::ErrorKind::upstream_timeout;
+  if (ec == beast::error::timeout || ec == asio::error::timed_out)
+    return flow::ErrorKind::upstream_timeout;
   if (ec == http::error::end_of_stream || ec == asio::error::eof ||
       ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
       ec == http::error::partial_message || ec == ssl::error::stream_truncated)
     return flow::ErrorKind::upstream_closed;
   if (ec == http::error::body_limit) return flow::ErrorKind::body_too_large;
-  if (ec.category() == http::make_error_code(http::error::end_of_stream).category() ||  // beast http category
+  if (ec.category() ==
+          http::make_error_code(http::error::end_of_stream).category() ||  // beast http category
       ec == http::error::header_limit)
     return flow::ErrorKind::upstream_protocol;
   return otherwise;
@@ -162,16 +164,18 @@ asio::awaitable<std::unique_ptr<Connection>> HttpClient::State::connect(const En
     for (auto& r : results) candidates.push_back(r.endpoint());
   }
   stream->expires_at(deadline);
-  auto [cec, connected] = co_await stream->async_connect(candidates, asio::as_tuple(asio::use_awaitable));
+  auto [cec, connected] =
+      co_await stream->async_connect(candidates, asio::as_tuple(asio::use_awaitable));
   if (cec)
-    throw ExchangeError{kind_for(cec, flow::ErrorKind::upstream_unreachable),
-                        "connect " + ep.host + ":" + std::to_string(ep.effective_port()) + ": " +
-                            cec.message()};
+    throw ExchangeError{
+        kind_for(cec, flow::ErrorKind::upstream_unreachable),
+        "connect " + ep.host + ":" + std::to_string(ep.effective_port()) + ": " + cec.message()};
   stream->socket().set_option(tcp::no_delay(true), ec);
   c->remote_address = endpoint_text(connected);
   c->local_address = endpoint_text(stream->socket().local_endpoint(ec));
   if (ep.scheme == "https") {
-    c->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(*stream), *tls_context);
+    c->tls =
+        std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(*stream), *tls_context);
     const std::string name = ep.server_name.empty() ? ep.host : ep.server_name;
     if (!is_ip_literal(name)) SSL_set_tlsext_host_name(c->tls->native_handle(), name.c_str());
     if (tls_context && SSL_CTX_get_verify_mode(tls_context->native_handle()) != SSL_VERIFY_NONE)
@@ -228,7 +232,8 @@ asio::awaitable<void> exchange_on(Stream& stream, beast::tcp_stream& tcp, Connec
   tcp.expires_after(options.read_timeout);
   out.timing.request_started = flow::now_ns();
   auto [wec, wn] = co_await http::async_write(stream, req, asio::as_tuple(asio::use_awaitable));
-  if (wec) throw ExchangeError{kind_for(wec, flow::ErrorKind::upstream_closed), "write: " + wec.message()};
+  if (wec)
+    throw ExchangeError{kind_for(wec, flow::ErrorKind::upstream_closed), "write: " + wec.message()};
   out.timing.request_ended = flow::now_ns();
 
   http::response_parser<http::buffer_body> parser;
@@ -240,7 +245,8 @@ asio::awaitable<void> exchange_on(Stream& stream, beast::tcp_stream& tcp, Connec
                                                     asio::as_tuple(asio::use_awaitable));
   if (hec) {
     wrote_nothing_back = (hn == 0);
-    throw ExchangeError{kind_for(hec, flow::ErrorKind::upstream_protocol), "read header: " + hec.message()};
+    throw ExchangeError{kind_for(hec, flow::ErrorKind::upstream_protocol),
+                        "read header: " + hec.message()};
   }
   out.timing.response_started = flow::now_ns();
   flow::Response resp;
@@ -255,10 +261,12 @@ asio::awaitable<void> exchange_on(Stream& stream, beast::tcp_stream& tcp, Connec
     parser.get().body().data = chunk.data();
     parser.get().body().size = chunk.size();
     tcp.expires_after(options.read_timeout);
-    auto [rec, rn] = co_await http::async_read(stream, c.buffer, parser, asio::as_tuple(asio::use_awaitable));
+    auto [rec, rn] =
+        co_await http::async_read(stream, c.buffer, parser, asio::as_tuple(asio::use_awaitable));
     if (rec && rec != http::error::need_buffer) {
       out.response = std::move(resp);  // keep what arrived: status and headers are facts
-      throw ExchangeError{kind_for(rec, flow::ErrorKind::upstream_protocol), "read body: " + rec.message()};
+      throw ExchangeError{kind_for(rec, flow::ErrorKind::upstream_protocol),
+                          "read body: " + rec.message()};
     }
     size_t got = chunk.size() - parser.get().body().size;
     resp.body.size += got;
@@ -299,10 +307,13 @@ HttpClient::HttpClient(ClientOptions options) : state_(std::make_unique<State>()
   }
   state_->work.emplace(state_->ioc.get_executor());
   unsigned n = std::max(1u, state_->options.threads);
-  for (unsigned i = 0; i < n; ++i) state_->threads.emplace_back([s = state_.get()] { s->ioc.run(); });
+  for (unsigned i = 0; i < n; ++i)
+    state_->threads.emplace_back([s = state_.get()] { s->ioc.run(); });
 }
 
-HttpClient::~HttpClient() { stop(); }
+HttpClient::~HttpClient() {
+  stop();
+}
 
 void HttpClient::stop() {
   if (state_->stopped.exchange(true)) return;
@@ -324,7 +335,9 @@ void HttpClient::stop() {
   state_->pools.clear();
 }
 
-asio::any_io_executor HttpClient::executor() { return state_->ioc.get_executor(); }
+asio::any_io_executor HttpClient::executor() {
+  return state_->ioc.get_executor();
+}
 
 ClientStats HttpClient::stats() const {
   return {state_->sent.load(), state_->opened.load(), state_->reused.load(), state_->failed.load()};
@@ -377,8 +390,8 @@ asio::awaitable<flow::Flow> HttpClient::send(flow::Request request, Endpoint end
     } catch (const std::exception& e) {
       failure = ExchangeError{flow::ErrorKind::internal, e.what()};
     }
-    if (failure && pooled && !f.response &&
-        (failure->kind == flow::ErrorKind::upstream_closed) && attempt == 0) {
+    if (failure && pooled && !f.response && (failure->kind == flow::ErrorKind::upstream_closed) &&
+        attempt == 0) {
       continue;  // stale keep-alive connection: retry on a new one
     }
     if (!failure && keep_alive && c && !s.stopped) {
@@ -402,7 +415,8 @@ asio::awaitable<flow::Flow> HttpClient::send(flow::Request request, Endpoint end
 }
 
 flow::Flow HttpClient::send_sync(flow::Request request, Endpoint endpoint) {
-  return asio::co_spawn(state_->ioc, send(std::move(request), std::move(endpoint)), asio::use_future)
+  return asio::co_spawn(state_->ioc, send(std::move(request), std::move(endpoint)),
+                        asio::use_future)
       .get();
 }
 

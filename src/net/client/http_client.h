@@ -65,10 +65,10 @@ struct ClientOptions {
 };
 
 struct ClientStats {
-  uint64_t sent = 0;              // exchanges started
+  uint64_t sent = 0;  // exchanges started
   uint64_t connections_opened = 0;
   uint64_t connections_reused = 0;  // exchanges that ran on a pooled keep-alive connection
-  uint64_t failed = 0;            // exchanges that ended with Flow::error
+  uint64_t failed = 0;              // exchanges that ended with Flow::error
 };
 
 // Thread-safe: send() may be awaited from any coroutine, on any executor, concurrently.

@@ -2,15 +2,15 @@
 // its request is searched for the candidates known so far; a hit materialises a Binding.
 #include "replay/client/bindings.h"
 
-#include <deque>
 #include <algorithm>
+#include <deque>
 #include <map>
+#include <set>
 #include <unordered_map>
 #include <unordered_set>
-#include <set>
 
-#include <boost/json.hpp>
 #include <re2/re2.h>
+#include <boost/json.hpp>
 
 #include "replay/client/time_shift.h"
 
@@ -35,10 +35,13 @@ bool interesting(std::string_view v, size_t min_length) {
   bool digit = false, alpha = false;
   std::set<char> distinct;
   for (char c : v) {
-    if (c == ' ' || c == '"' || c == '<' || c == '>' || c == '\'' || c == '\n' || c == '\r' || c == '\t')
+    if (c == ' ' || c == '"' || c == '<' || c == '>' || c == '\'' || c == '\n' || c == '\r' ||
+        c == '\t')
       return false;
-    if (c >= '0' && c <= '9') digit = true;
-    else if (is_alnum(c)) alpha = true;
+    if (c >= '0' && c <= '9')
+      digit = true;
+    else if (is_alnum(c))
+      alpha = true;
     distinct.insert(c);
   }
   if (parse_instant(v)) return false;  // timestamps belong to the time shift
@@ -50,7 +53,8 @@ std::optional<boost::json::value> parse_json_body(const flow::Response& r) {
   const auto& body = r.body.data;
   if (body.empty() || r.body.truncated) return std::nullopt;
   auto ctype = lower(r.headers.get("Content-Type").value_or(""));
-  if (ctype.find("json") == std::string::npos && body[0] != '{' && body[0] != '[') return std::nullopt;
+  if (ctype.find("json") == std::string::npos && body[0] != '{' && body[0] != '[')
+    return std::nullopt;
   boost::system::error_code ec;
   boost::json::parse_options po;
   po.max_depth = 64;
@@ -66,8 +70,9 @@ std::string scalar_text(const boost::json::value& v) {
   return {};
 }
 
-void walk_json(const boost::json::value& v, std::vector<std::string>& steps, int depth, size_t& budget,
-               const std::function<void(const std::vector<std::string>&, const boost::json::value&)>& visit) {
+void walk_json(
+    const boost::json::value& v, std::vector<std::string>& steps, int depth, size_t& budget,
+    const std::function<void(const std::vector<std::string>&, const boost::json::value&)>& visit) {
   if (depth > 64 || budget == 0) return;
   --budget;
   if (v.is_object()) {
@@ -145,7 +150,8 @@ bool header_name_carries_token(std::string_view name) {
 }
 
 // Everything a response offers as automatic candidates, in a stable order.
-std::vector<std::pair<Capture, std::string>> candidates(const flow::Response& r, size_t min_length) {
+std::vector<std::pair<Capture, std::string>> candidates(const flow::Response& r,
+                                                        size_t min_length) {
   std::vector<std::pair<Capture, std::string>> out;
   for (const auto& h : r.headers) {
     if (flow::iequals(h.name, "Set-Cookie")) {
@@ -158,26 +164,29 @@ std::vector<std::pair<Capture, std::string>> candidates(const flow::Response& r,
   if (auto json = parse_json_body(r)) {
     std::vector<std::string> steps;
     size_t budget = 20000;
-    walk_json(*json, steps, 0, budget, [&](const std::vector<std::string>& path, const boost::json::value& v) {
-      std::string text = scalar_text(v);
-      bool number = !v.is_string();
-      if (text.empty()) return;
-      if (number ? text.size() >= 6 : interesting(text, min_length)) {
-        Capture c{CaptureKind::json_field, "", path, -1};
-        out.push_back({std::move(c), std::move(text)});
-      }
-    });
+    walk_json(*json, steps, 0, budget,
+              [&](const std::vector<std::string>& path, const boost::json::value& v) {
+                std::string text = scalar_text(v);
+                bool number = !v.is_string();
+                if (text.empty()) return;
+                if (number ? text.size() >= 6 : interesting(text, min_length)) {
+                  Capture c{CaptureKind::json_field, "", path, -1};
+                  out.push_back({std::move(c), std::move(text)});
+                }
+              });
   }
   auto ctype = lower(r.headers.get("Content-Type").value_or(""));
   if (ctype.find("html") != std::string::npos && !r.body.truncated) {
     for (auto& [n, v] : hidden_inputs(r.body.data))
-      if (interesting(v, min_length)) out.push_back({Capture{CaptureKind::hidden_input, n, {}, -1}, v});
+      if (interesting(v, min_length))
+        out.push_back({Capture{CaptureKind::hidden_input, n, {}, -1}, v});
   }
   if (auto loc = r.headers.get("Location")) {
     auto segs = path_segments(*loc);
     for (size_t i = 0; i < segs.size(); ++i)
       if (interesting(segs[i], std::min<size_t>(min_length, 6)))
-        out.push_back({Capture{CaptureKind::location_segment, "", {}, static_cast<int>(i)}, segs[i]});
+        out.push_back(
+            {Capture{CaptureKind::location_segment, "", {}, static_cast<int>(i)}, segs[i]});
   }
   return out;
 }
@@ -228,12 +237,18 @@ size_t replace_bounded(std::string& hay, std::string_view from, std::string_view
 
 const char* capture_kind_name(CaptureKind kind) noexcept {
   switch (kind) {
-    case CaptureKind::set_cookie: return "cookie";
-    case CaptureKind::header: return "header";
-    case CaptureKind::json_field: return "json";
-    case CaptureKind::hidden_input: return "hidden";
-    case CaptureKind::location_segment: return "location";
-    case CaptureKind::regex: return "regex";
+    case CaptureKind::set_cookie:
+      return "cookie";
+    case CaptureKind::header:
+      return "header";
+    case CaptureKind::json_field:
+      return "json";
+    case CaptureKind::hidden_input:
+      return "hidden";
+    case CaptureKind::location_segment:
+      return "location";
+    case CaptureKind::regex:
+      return "regex";
   }
   return "?";
 }
@@ -246,8 +261,10 @@ std::string Capture::describe() const {
       for (const auto& s : json_steps) path += (path.empty() ? "" : ".") + s;
       return out + " " + path;
     }
-    case CaptureKind::location_segment: return out + " segment " + std::to_string(segment);
-    default: return out + " " + name;
+    case CaptureKind::location_segment:
+      return out + " segment " + std::to_string(segment);
+    default:
+      return out + " " + name;
   }
 }
 
@@ -287,7 +304,8 @@ std::optional<std::string> extract(const Capture& capture, const flow::Response&
       auto loc = r.headers.get("Location");
       if (!loc) return std::nullopt;
       auto segs = path_segments(*loc);
-      if (capture.segment < 0 || static_cast<size_t>(capture.segment) >= segs.size()) return std::nullopt;
+      if (capture.segment < 0 || static_cast<size_t>(capture.segment) >= segs.size())
+        return std::nullopt;
       return segs[static_cast<size_t>(capture.segment)];
     }
     case CaptureKind::regex: {
@@ -298,7 +316,8 @@ std::optional<std::string> extract(const Capture& capture, const flow::Response&
       re2::StringPiece groups[2];
       int n = std::min(1, re.NumberOfCapturingGroups()) + 1;
       const auto& body = r.body.data;
-      if (!re.Match(re2::StringPiece(body.data(), body.size()), 0, body.size(), RE2::UNANCHORED, groups, n))
+      if (!re.Match(re2::StringPiece(body.data(), body.size()), 0, body.size(), RE2::UNANCHORED,
+                    groups, n))
         return std::nullopt;
       auto g = n == 2 ? groups[1] : groups[0];
       return std::string(g.data(), g.size());
@@ -312,24 +331,30 @@ Result<BindingRule> parse_binding_rule(std::string_view text) {
   auto colon = text.find(':', eq == std::string_view::npos ? 0 : eq);
   if (eq == std::string_view::npos || eq == 0 || colon == std::string_view::npos)
     return Status(Errc::invalid_argument,
-                  "binding rule '" + std::string(text) + "': expected NAME=KIND:ARG (KIND: header, cookie, hidden, regex)");
+                  "binding rule '" + std::string(text) +
+                      "': expected NAME=KIND:ARG (KIND: header, cookie, hidden, regex)");
   BindingRule rule;
   rule.name = std::string(text.substr(0, eq));
   auto kind = text.substr(eq + 1, colon - eq - 1);
   rule.capture.name = std::string(text.substr(colon + 1));
-  if (kind == "header") rule.capture.kind = CaptureKind::header;
-  else if (kind == "cookie") rule.capture.kind = CaptureKind::set_cookie;
-  else if (kind == "hidden") rule.capture.kind = CaptureKind::hidden_input;
+  if (kind == "header")
+    rule.capture.kind = CaptureKind::header;
+  else if (kind == "cookie")
+    rule.capture.kind = CaptureKind::set_cookie;
+  else if (kind == "hidden")
+    rule.capture.kind = CaptureKind::hidden_input;
   else if (kind == "regex") {
     rule.capture.kind = CaptureKind::regex;
     RE2::Options quiet;
     quiet.set_log_errors(false);
     RE2 re(rule.capture.name, quiet);
     if (!re.ok())
-      return Status(Errc::invalid_argument, "binding rule '" + rule.name + "': bad regex: " + re.error());
+      return Status(Errc::invalid_argument,
+                    "binding rule '" + rule.name + "': bad regex: " + re.error());
   } else {
     return Status(Errc::invalid_argument, "binding rule '" + rule.name + "': unknown kind '" +
-                                              std::string(kind) + "' (header, cookie, hidden, regex)");
+                                              std::string(kind) +
+                                              "' (header, cookie, hidden, regex)");
   }
   if (rule.capture.name.empty())
     return Status(Errc::invalid_argument, "binding rule '" + rule.name + "': empty argument");
@@ -377,8 +402,8 @@ BindingPlan plan_bindings(const std::vector<flow::Flow>& flows, const BindingPla
   };
   std::unordered_map<std::string, Candidate> live;  // value -> where it came from (latest wins)
   std::unordered_map<std::string, std::vector<std::string>> by_token;  // first token -> values
-  std::deque<std::string> order;                    // insertion order, for the candidate bound
-  std::unordered_set<std::string> request_tokens;   // every token any request carried so far
+  std::deque<std::string> order;                   // insertion order, for the candidate bound
+  std::unordered_set<std::string> request_tokens;  // every token any request carried so far
   for (size_t i = 0; i < flows.size(); ++i) {
     const auto& f = flows[i];
     std::string text = request_text(f.request);
@@ -417,15 +442,17 @@ BindingPlan plan_bindings(const std::vector<flow::Flow>& flows, const BindingPla
         found.emplace_back(rule.capture, *v, rule.name);
     }
     if (options.automatic)
-      for (auto& [c, v] : candidates(*f.response, options.min_length)) found.emplace_back(c, v, "auto");
+      for (auto& [c, v] : candidates(*f.response, options.min_length))
+        found.emplace_back(c, v, "auto");
     std::set<std::string> seen_here;
     for (auto& [capture, value, rule] : found) {
       if (!seen_here.insert(value).second) continue;  // first capture of a value in a response wins
       if (rule == "auto") {
         auto vt = alnum_tokens(value);
-        bool client_sent = !vt.empty() && std::all_of(vt.begin(), vt.end(), [&](std::string_view t) {
-          return request_tokens.count(std::string(t)) > 0;
-        });
+        bool client_sent =
+            !vt.empty() && std::all_of(vt.begin(), vt.end(), [&](std::string_view t) {
+              return request_tokens.count(std::string(t)) > 0;
+            });
         if (client_sent) continue;
       }
       if (live.find(value) == live.end()) {
@@ -445,13 +472,16 @@ BindingPlan plan_bindings(const std::vector<flow::Flow>& flows, const BindingPla
   return plan;
 }
 
-std::vector<std::string> substitute(flow::Request& request, std::string_view from, std::string_view to) {
+std::vector<std::string> substitute(flow::Request& request, std::string_view from,
+                                    std::string_view to) {
   std::vector<std::string> where;
   if (from.empty() || from == to) return where;
   if (replace_bounded(request.path, from, to)) where.push_back("path");
   for (auto& h : request.headers.fields())
-    if (!flow::iequals(h.name, "Host") && replace_bounded(h.value, from, to)) where.push_back("header " + h.name);
-  if (!request.body.truncated && replace_bounded(request.body.data, from, to)) where.push_back("body");
+    if (!flow::iequals(h.name, "Host") && replace_bounded(h.value, from, to))
+      where.push_back("header " + h.name);
+  if (!request.body.truncated && replace_bounded(request.body.data, from, to))
+    where.push_back("body");
   return where;
 }
 

@@ -58,8 +58,8 @@ Result<BindingRule> parse_binding_rule(std::string_view text);
 
 struct Binding {
   size_t id = 0;
-  std::string rule;       // the explicit rule's name, or "auto"
-  size_t source = 0;      // index (replay order) of the flow whose response produced the value
+  std::string rule;   // the explicit rule's name, or "auto"
+  size_t source = 0;  // index (replay order) of the flow whose response produced the value
   uint64_t source_flow = 0;
   Capture capture;
   std::string recorded_value;
@@ -89,6 +89,7 @@ BindingPlan plan_bindings(const std::vector<flow::Flow>& flows, const BindingPla
 // Replaces every occurrence of `from` that is not glued to letters or digits by `to` in the
 // request's path, header values and body. Returns where it replaced ("path", "header Cookie",
 // "body"); empty when `from` did not occur.
-std::vector<std::string> substitute(flow::Request& request, std::string_view from, std::string_view to);
+std::vector<std::string> substitute(flow::Request& request, std::string_view from,
+                                    std::string_view to);
 
 }  // namespace retake::replay

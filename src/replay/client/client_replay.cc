@@ -36,12 +36,15 @@ struct Target {
 
 Result<Target> parse_target(const std::string& text) {
   auto url = boost::urls::parse_uri(text);
-  if (!url) return Status(Errc::invalid_argument, "--target: '" + text + "' is not a URL (https://host[:port])");
+  if (!url)
+    return Status(Errc::invalid_argument,
+                  "--target: '" + text + "' is not a URL (https://host[:port])");
   Target t;
   t.scheme = std::string(url->scheme());
   for (auto& c : t.scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (t.scheme != "http" && t.scheme != "https")
-    return Status(Errc::invalid_argument, "--target: scheme must be http or https, got '" + t.scheme + "'");
+    return Status(Errc::invalid_argument,
+                  "--target: scheme must be http or https, got '" + t.scheme + "'");
   t.host = std::string(url->host_address());
   if (t.host.empty()) return Status(Errc::invalid_argument, "--target: '" + text + "' has no host");
   if (!url->encoded_path().empty() && url->encoded_path() != "/")
@@ -58,7 +61,7 @@ Result<Target> parse_target(const std::string& text) {
 
 int64_t percentile(std::vector<int64_t>& v, double p) {
   if (v.empty()) return 0;
-  size_t k = static_cast<size_t>(std::ceil(p * static_cast<double>(v.size()))) ;
+  size_t k = static_cast<size_t>(std::ceil(p * static_cast<double>(v.size())));
   k = k == 0 ? 0 : k - 1;
   std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
   return v[k];
@@ -69,7 +72,8 @@ int64_t percentile(std::vector<int64_t>& v, double p) {
 Result<HostMapping> parse_host_mapping(std::string_view text) {
   auto eq = text.find('=');
   if (eq == std::string_view::npos || eq == 0 || eq + 1 == text.size())
-    return Status(Errc::invalid_argument, "--map-host: expected HOST=ADDRESS[:PORT], got '" + std::string(text) + "'");
+    return Status(Errc::invalid_argument,
+                  "--map-host: expected HOST=ADDRESS[:PORT], got '" + std::string(text) + "'");
   HostMapping m;
   m.host = std::string(text.substr(0, eq));
   std::string_view rest = text.substr(eq + 1);
@@ -77,10 +81,13 @@ Result<HostMapping> parse_host_mapping(std::string_view text) {
   if (rest.front() == '[') {
     auto close = rest.find(']');
     if (close == std::string_view::npos)
-      return Status(Errc::invalid_argument, "--map-host: unclosed '[' in '" + std::string(text) + "'");
+      return Status(Errc::invalid_argument,
+                    "--map-host: unclosed '[' in '" + std::string(text) + "'");
     m.address = std::string(rest.substr(1, close - 1));
     if (close + 1 < rest.size()) {
-      if (rest[close + 1] != ':') return Status(Errc::invalid_argument, "--map-host: bad address in '" + std::string(text) + "'");
+      if (rest[close + 1] != ':')
+        return Status(Errc::invalid_argument,
+                      "--map-host: bad address in '" + std::string(text) + "'");
       port_text = rest.substr(close + 2);
     }
   } else if (auto colon = rest.rfind(':'); colon != std::string_view::npos) {
@@ -92,13 +99,18 @@ Result<HostMapping> parse_host_mapping(std::string_view text) {
   if (!port_text.empty()) {
     unsigned v = 0;
     for (char c : port_text) {
-      if (c < '0' || c > '9' || v > 65535) return Status(Errc::invalid_argument, "--map-host: bad port in '" + std::string(text) + "'");
+      if (c < '0' || c > '9' || v > 65535)
+        return Status(Errc::invalid_argument,
+                      "--map-host: bad port in '" + std::string(text) + "'");
       v = v * 10 + static_cast<unsigned>(c - '0');
     }
-    if (v == 0 || v > 65535) return Status(Errc::invalid_argument, "--map-host: bad port in '" + std::string(text) + "'");
+    if (v == 0 || v > 65535)
+      return Status(Errc::invalid_argument, "--map-host: bad port in '" + std::string(text) + "'");
     m.port = static_cast<uint16_t>(v);
   }
-  if (m.address.empty()) return Status(Errc::invalid_argument, "--map-host: empty address in '" + std::string(text) + "'");
+  if (m.address.empty())
+    return Status(Errc::invalid_argument,
+                  "--map-host: empty address in '" + std::string(text) + "'");
   return m;
 }
 
@@ -247,8 +259,10 @@ struct ClientReplay::State {
   }
 
   void add_event(BindingEvent e) {
-    if (e.resolved) ++bindings_applied;
-    else ++bindings_unresolved;
+    if (e.resolved)
+      ++bindings_applied;
+    else
+      ++bindings_unresolved;
     if (events.size() < kMaxBindingEvents) events.push_back(std::move(e));
   }
 
@@ -259,7 +273,8 @@ struct ClientReplay::State {
     if (options.mutate) options.mutate(req, origin);
     for (size_t b : plan.uses[idx]) {
       const Binding& binding = plan.bindings[b];
-      BindingEvent e{b, binding.rule, binding.capture.describe(), binding.source_flow, origin.id, false, {}};
+      BindingEvent e{
+          b, binding.rule, binding.capture.describe(), binding.source_flow, origin.id, false, {}};
       if (!live_values[b]) {
         e.where = live_failure[b].empty() ? "value not captured" : live_failure[b];
         add_event(std::move(e));
@@ -279,7 +294,8 @@ struct ClientReplay::State {
     if (target) {
       req.scheme = target->scheme;
       req.authority = target->authority;
-      if (req.headers.contains("Host") || req.http_version != "HTTP/2") req.headers.set("Host", req.authority);
+      if (req.headers.contains("Host") || req.http_version != "HTTP/2")
+        req.headers.set("Host", req.authority);
     }
     if (req.http_version.empty() || req.http_version == "HTTP/2") req.http_version = "HTTP/1.1";
     endpoint = net::endpoint_of(req);
@@ -294,8 +310,8 @@ struct ClientReplay::State {
     return req;
   }
 
-  asio::awaitable<void> run_lane(const std::vector<size_t>* lane, unsigned loop, Clock::time_point t0,
-                                 const TimeShift* shift) {
+  asio::awaitable<void> run_lane(const std::vector<size_t>* lane, unsigned loop,
+                                 Clock::time_point t0, const TimeShift* shift) {
     for (size_t idx : *lane) {
       if (cancelled) break;
       const flow::Flow& origin = flows[idx];
@@ -304,7 +320,8 @@ struct ClientReplay::State {
       result.loop = loop;
       if (origin.response) result.recorded_status = origin.response->status;
       if (options.pace == Pace::recorded && rec0 != 0 && origin.timing.request_started != 0) {
-        auto offset = static_cast<int64_t>(static_cast<double>(origin.timing.request_started - rec0) / options.speed);
+        auto offset = static_cast<int64_t>(
+            static_cast<double>(origin.timing.request_started - rec0) / options.speed);
         auto planned = t0 + std::chrono::nanoseconds(offset);
         co_await sleep_until_precise(planned);
         result.schedule_error_ns = (Clock::now() - planned).count();
@@ -326,15 +343,16 @@ struct ClientReplay::State {
         req = build_request(idx, shift, endpoint);
       } catch (const std::exception& e) {
         release_slot();
-        result.error = flow::Error{flow::ErrorKind::internal, std::string("building the request: ") + e.what()};
+        result.error = flow::Error{flow::ErrorKind::internal,
+                                   std::string("building the request: ") + e.what()};
         ++errors;
         results.push_back(std::move(result));
         mark_done(idx);
         continue;
       }
       ++sent;
-      flow::Flow f = co_await asio::co_spawn(client->executor(), client->send(std::move(req), endpoint),
-                                             asio::use_awaitable);
+      flow::Flow f = co_await asio::co_spawn(
+          client->executor(), client->send(std::move(req), endpoint), asio::use_awaitable);
       release_slot();
       f.run = run_id;
       f.origin = origin.id;
@@ -352,18 +370,21 @@ struct ClientReplay::State {
         if (f.timing.response_ended && f.timing.request_started)
           latencies.push_back(f.timing.response_ended - f.timing.request_started);
       }
-      if (options.pace == Pace::recorded && rec0 != 0) schedule_errors.push_back(std::abs(result.schedule_error_ns));
+      if (options.pace == Pace::recorded && rec0 != 0)
+        schedule_errors.push_back(std::abs(result.schedule_error_ns));
       // Capture every binding this flow is the source of.
       for (auto& binding : plan.bindings) {
         if (binding.source != idx) continue;
         if (!f.response) {
-          live_failure[binding.id] = "source flow failed: " + (f.error ? f.error->message : std::string("no response"));
+          live_failure[binding.id] =
+              "source flow failed: " + (f.error ? f.error->message : std::string("no response"));
           continue;
         }
         live_values[binding.id] = extract(binding.capture, *f.response);
         if (!live_values[binding.id])
-          live_failure[binding.id] = "the target's response (status " + std::to_string(f.response->status) +
-                                     ") has no " + binding.capture.describe();
+          live_failure[binding.id] = "the target's response (status " +
+                                     std::to_string(f.response->status) + ") has no " +
+                                     binding.capture.describe();
       }
       result.replayed = f;
       if (sink && !sink->offer(std::move(f))) ++dropped;
@@ -381,10 +402,17 @@ struct ClientReplay::State {
       std::optional<TimeShift> shift;
       int64_t delta = 0;
       switch (options.shift_mode) {
-        case TimeShiftMode::automatic: delta = rec0 ? flow::now_ns() - rec0 : 0; break;
-        case TimeShiftMode::offset: delta = options.shift_ns; break;
-        case TimeShiftMode::at: delta = rec0 ? options.at_ns - rec0 : 0; break;
-        case TimeShiftMode::none: break;
+        case TimeShiftMode::automatic:
+          delta = rec0 ? flow::now_ns() - rec0 : 0;
+          break;
+        case TimeShiftMode::offset:
+          delta = options.shift_ns;
+          break;
+        case TimeShiftMode::at:
+          delta = rec0 ? options.at_ns - rec0 : 0;
+          break;
+        case TimeShiftMode::none:
+          break;
       }
       shift_ns = delta;
       if (options.shift_mode != TimeShiftMode::none && (delta != 0 || !options.jwt_secret.empty()))
@@ -418,19 +446,22 @@ struct ClientReplay::State {
   }
 };
 
-ClientReplay::ClientReplay(std::vector<flow::Flow> flows, ReplayOptions options, flow::FlowSink* sink)
+ClientReplay::ClientReplay(std::vector<flow::Flow> flows, ReplayOptions options,
+                           flow::FlowSink* sink)
     : state_(std::make_unique<State>()) {
   auto& s = *state_;
   s.options = std::move(options);
   s.sink = sink;
   s.run_id = s.options.run_id.empty() ? make_run_id() : s.options.run_id;
   for (auto& f : flows) {
-    if (f.kind != flow::FlowKind::http || f.request.method.empty() || f.request.method == "CONNECT") continue;
+    if (f.kind != flow::FlowKind::http || f.request.method.empty() || f.request.method == "CONNECT")
+      continue;
     if (s.options.select && !s.options.select(f)) continue;
     s.flows.push_back(std::move(f));
   }
   std::stable_sort(s.flows.begin(), s.flows.end(), [](const flow::Flow& a, const flow::Flow& b) {
-    if (a.timing.request_started != b.timing.request_started) return a.timing.request_started < b.timing.request_started;
+    if (a.timing.request_started != b.timing.request_started)
+      return a.timing.request_started < b.timing.request_started;
     return a.id < b.id;
   });
 }
@@ -440,8 +471,12 @@ ClientReplay::~ClientReplay() {
   wait();
 }
 
-const std::string& ClientReplay::run_id() const { return state_->run_id; }
-bool ClientReplay::finished() const { return state_->finished; }
+const std::string& ClientReplay::run_id() const {
+  return state_->run_id;
+}
+bool ClientReplay::finished() const {
+  return state_->finished;
+}
 
 Status ClientReplay::start() {
   auto& s = *state_;
@@ -462,7 +497,8 @@ Status ClientReplay::start() {
   }
   if (s.options.session.empty() && !s.flows.empty()) s.options.session = s.flows.front().session;
   for (const auto& f : s.flows)
-    if (f.timing.request_started && (!s.rec0 || f.timing.request_started < s.rec0)) s.rec0 = f.timing.request_started;
+    if (f.timing.request_started && (!s.rec0 || f.timing.request_started < s.rec0))
+      s.rec0 = f.timing.request_started;
   s.plan = plan_bindings(s.flows, s.options.bindings);
   std::map<std::string, size_t> by_connection;
   for (size_t i = 0; i < s.flows.size(); ++i) {
@@ -563,11 +599,16 @@ Progress ClientReplay::progress() const {
   p.completed = s.completed;
   p.errors = s.errors;
   p.mismatches = s.mismatches;
-  if (s.started_steady_ns) p.elapsed_ns = Clock::now().time_since_epoch().count() - s.started_steady_ns;
+  if (s.started_steady_ns)
+    p.elapsed_ns = Clock::now().time_since_epoch().count() - s.started_steady_ns;
   return p;
 }
 
-const std::vector<FlowResult>& ClientReplay::results() const { return state_->results; }
-const std::vector<BindingEvent>& ClientReplay::binding_events() const { return state_->events; }
+const std::vector<FlowResult>& ClientReplay::results() const {
+  return state_->results;
+}
+const std::vector<BindingEvent>& ClientReplay::binding_events() const {
+  return state_->events;
+}
 
 }  // namespace retake::replay

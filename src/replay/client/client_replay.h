@@ -105,11 +105,11 @@ struct ReplayOptions {
 
 // What happened to one recorded flow in one loop.
 struct FlowResult {
-  uint64_t origin = 0;         // the recorded flow's id
+  uint64_t origin = 0;  // the recorded flow's id
   unsigned loop = 0;
-  flow::Flow replayed;         // the new flow (run, origin set)
-  int recorded_status = 0;     // 0 when the recording had no response
-  bool status_match = false;   // replayed status == recorded status
+  flow::Flow replayed;               // the new flow (run, origin set)
+  int recorded_status = 0;           // 0 when the recording had no response
+  bool status_match = false;         // replayed status == recorded status
   std::optional<flow::Error> error;  // transport-level failure
   int64_t schedule_error_ns = 0;     // actual start - planned start (Pace::recorded only)
 };
@@ -122,11 +122,11 @@ struct BindingEvent {
   uint64_t source_flow = 0;  // recorded flow whose response carries the value
   uint64_t flow = 0;         // recorded flow whose request used it
   bool resolved = false;
-  std::string where;         // "path", "header Cookie, body", ... (resolved) or why not
+  std::string where;  // "path", "header Cookie, body", ... (resolved) or why not
 };
 
 struct Progress {
-  uint64_t total = 0;      // flows x loops
+  uint64_t total = 0;  // flows x loops
   uint64_t sent = 0;
   uint64_t completed = 0;  // answered by the target (any status)
   uint64_t errors = 0;     // transport errors
@@ -142,7 +142,7 @@ struct RunSummary {
   int64_t ended_ns = 0;
   bool interrupted = false;
   uint64_t total = 0, sent = 0, completed = 0, mismatches = 0, transport_errors = 0;
-  uint64_t sink_dropped = 0;  // replayed flows the sink refused
+  uint64_t sink_dropped = 0;                   // replayed flows the sink refused
   int64_t p50_ns = 0, p95_ns = 0, p99_ns = 0;  // request start to response end
   int64_t schedule_error_mean_ns = 0;          // mean |actual - planned| start (Pace::recorded)
   int64_t schedule_error_max_ns = 0;
@@ -158,7 +158,8 @@ class ClientReplay {
  public:
   // `flows`: candidates in any order (sorted here by recorded request start, then id).
   // `sink`: where replayed flows go; may be null; must outlive the replay.
-  ClientReplay(std::vector<flow::Flow> flows, ReplayOptions options, flow::FlowSink* sink = nullptr);
+  ClientReplay(std::vector<flow::Flow> flows, ReplayOptions options,
+               flow::FlowSink* sink = nullptr);
   ~ClientReplay();  // cancels and waits
   ClientReplay(const ClientReplay&) = delete;
   ClientReplay& operator=(const ClientReplay&) = delete;
@@ -175,7 +176,8 @@ class ClientReplay {
   void cancel();
 
   const std::string& run_id() const;
-  // True once the run ended (all loops done, or cancelled and drained); wait() then returns at once.
+  // True once the run ended (all loops done, or cancelled and drained); wait() then returns at
+  // once.
   bool finished() const;
   // Thread-safe snapshot.
   Progress progress() const;

@@ -6,9 +6,9 @@
 #include <set>
 #include <sstream>
 
-#include <boost/json.hpp>
 #include <re2/re2.h>
 #include <yaml-cpp/yaml.h>
+#include <boost/json.hpp>
 
 #include "diff/content_coding.h"
 #include "diff/json_path.h"
@@ -85,8 +85,10 @@ std::vector<std::pair<std::string, std::string>> split_params(std::string_view t
     if (amp == std::string_view::npos) amp = text.size();
     auto pair = text.substr(start, amp - start);
     auto eq = pair.find('=');
-    if (eq == std::string_view::npos) out.emplace_back(std::string(pair), std::string("\x01"));
-    else out.emplace_back(std::string(pair.substr(0, eq)), std::string(pair.substr(eq + 1)));
+    if (eq == std::string_view::npos)
+      out.emplace_back(std::string(pair), std::string("\x01"));
+    else
+      out.emplace_back(std::string(pair.substr(0, eq)), std::string(pair.substr(eq + 1)));
     start = amp + 1;
   }
   return out;
@@ -119,7 +121,8 @@ void set_param(std::vector<std::pair<std::string, std::string>>& params, const s
   if (!found) params.emplace_back(pct_encode(name), pct_encode(value));
 }
 
-void remove_param(std::vector<std::pair<std::string, std::string>>& params, const std::string& name) {
+void remove_param(std::vector<std::pair<std::string, std::string>>& params,
+                  const std::string& name) {
   std::erase_if(params, [&](const auto& p) { return pct_decode(p.first) == name; });
 }
 
@@ -156,12 +159,16 @@ struct ParseError {
   std::string message;
 };
 
-std::vector<std::pair<std::string, std::string>> string_map(const YAML::Node& node, const char* what) {
-  if (!node.IsMap()) throw ParseError{node.Mark().line + 1, std::string(what) + " must be a map of name: value"};
+std::vector<std::pair<std::string, std::string>> string_map(const YAML::Node& node,
+                                                            const char* what) {
+  if (!node.IsMap())
+    throw ParseError{node.Mark().line + 1, std::string(what) + " must be a map of name: value"};
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& kv : node) {
     if (!kv.second.IsScalar())
-      throw ParseError{kv.second.Mark().line + 1, std::string(what) + " '" + kv.first.as<std::string>() + "' must be a plain value"};
+      throw ParseError{
+          kv.second.Mark().line + 1,
+          std::string(what) + " '" + kv.first.as<std::string>() + "' must be a plain value"};
     out.emplace_back(kv.first.as<std::string>(), kv.second.Scalar());
   }
   return out;
@@ -173,9 +180,11 @@ std::vector<std::string> string_list(const YAML::Node& node, const char* what) {
     out.push_back(node.Scalar());
     return out;
   }
-  if (!node.IsSequence()) throw ParseError{node.Mark().line + 1, std::string(what) + " must be a list of names"};
+  if (!node.IsSequence())
+    throw ParseError{node.Mark().line + 1, std::string(what) + " must be a list of names"};
   for (const auto& e : node) {
-    if (!e.IsScalar()) throw ParseError{e.Mark().line + 1, std::string(what) + " entries must be names"};
+    if (!e.IsScalar())
+      throw ParseError{e.Mark().line + 1, std::string(what) + " entries must be names"};
     out.push_back(e.Scalar());
   }
   return out;
@@ -217,8 +226,10 @@ struct RuleSet::Impl {
       } else {
         for (const auto& [path, value] : rule.set_json) {
           auto n = path.set(doc, value);
-          if (n.ok() && *n > 0) changed = true;
-          else if (!n.ok()) ++body_failures;
+          if (n.ok() && *n > 0)
+            changed = true;
+          else if (!n.ok())
+            ++body_failures;
         }
         for (const auto& path : rule.remove_json)
           if (path.remove(doc) > 0) changed = true;
@@ -244,7 +255,8 @@ struct RuleSet::Impl {
     }
     req.body.data = std::move(body);
     req.body.size = req.body.data.size();
-    if (req.headers.contains("Content-Length")) req.headers.set("Content-Length", std::to_string(req.body.data.size()));
+    if (req.headers.contains("Content-Length"))
+      req.headers.set("Content-Length", std::to_string(req.body.data.size()));
   }
 };
 
@@ -252,13 +264,17 @@ RuleSet::RuleSet() : impl_(std::make_unique<Impl>()) {}
 RuleSet::~RuleSet() = default;
 RuleSet::RuleSet(RuleSet&&) noexcept = default;
 RuleSet& RuleSet::operator=(RuleSet&&) noexcept = default;
-size_t RuleSet::size() const { return impl_->rules.size(); }
+size_t RuleSet::size() const {
+  return impl_->rules.size();
+}
 std::vector<std::string> RuleSet::names() const {
   std::vector<std::string> out;
   for (const auto& r : impl_->rules) out.push_back(r.name);
   return out;
 }
-RuleStats RuleSet::stats() const { return {impl_->applied.load(), impl_->body_failures.load()}; }
+RuleStats RuleSet::stats() const {
+  return {impl_->applied.load(), impl_->body_failures.load()};
+}
 
 void RuleSet::apply(flow::Request& req, const flow::Flow& origin) const {
   for (const auto& rule : impl_->rules) {
@@ -269,7 +285,8 @@ void RuleSet::apply(flow::Request& req, const flow::Flow& origin) const {
     if (!rule.set_query.empty() || !rule.remove_query.empty()) {
       auto q = req.path.find('?');
       std::string base = req.path.substr(0, q);
-      auto params = split_params(q == std::string::npos ? std::string_view{} : std::string_view(req.path).substr(q + 1));
+      auto params = split_params(q == std::string::npos ? std::string_view{}
+                                                        : std::string_view(req.path).substr(q + 1));
       for (const auto& n : rule.remove_query) remove_param(params, n);
       for (const auto& [n, v] : rule.set_query) set_param(params, n, v);
       auto query = join_params(params);
@@ -279,8 +296,11 @@ void RuleSet::apply(flow::Request& req, const flow::Flow& origin) const {
   }
 }
 
-Result<RuleSet> parse_rules(std::string_view text, std::string_view source, const ScopeCompiler& compile) {
-  auto where = [&](int line) { return std::string(source) + " line " + std::to_string(line) + ": "; };
+Result<RuleSet> parse_rules(std::string_view text, std::string_view source,
+                            const ScopeCompiler& compile) {
+  auto where = [&](int line) {
+    return std::string(source) + " line " + std::to_string(line) + ": ";
+  };
   YAML::Node root;
   try {
     root = YAML::Load(std::string(text));
@@ -292,7 +312,8 @@ Result<RuleSet> parse_rules(std::string_view text, std::string_view source, cons
   try {
     YAML::Node list = root.IsMap() ? root["rules"] : root;
     if (!list || !list.IsSequence())
-      throw ParseError{root.Mark().line + 1, "expected a list of rules (top-level 'rules:' or a sequence)"};
+      throw ParseError{root.Mark().line + 1,
+                       "expected a list of rules (top-level 'rules:' or a sequence)"};
     std::set<std::string> seen;
     for (const auto& node : list) {
       current = "?";
@@ -300,7 +321,8 @@ Result<RuleSet> parse_rules(std::string_view text, std::string_view source, cons
       if (!node.IsMap()) throw ParseError{line, "a rule must be a map with a name and actions"};
       Rule rule;
       rule.line = line;
-      if (!node["name"] || !node["name"].IsScalar()) throw ParseError{line, "a rule needs a 'name'"};
+      if (!node["name"] || !node["name"].IsScalar())
+        throw ParseError{line, "a rule needs a 'name'"};
       rule.name = node["name"].Scalar();
       current = rule.name;
       if (!seen.insert(rule.name).second) throw ParseError{line, "duplicate rule name"};
@@ -312,44 +334,58 @@ Result<RuleSet> parse_rules(std::string_view text, std::string_view source, cons
         if (key == "name") continue;
         if (key == "when") {
           if (!v.IsScalar()) throw ParseError{kline, "'when' must be a filter expression"};
-          if (!compile) throw ParseError{kline, "'when' needs the filter language, which this build does not provide"};
+          if (!compile)
+            throw ParseError{kline,
+                             "'when' needs the filter language, which this build does not provide"};
           auto pred = compile(v.Scalar());
-          if (!pred) throw ParseError{kline, "filter '" + v.Scalar() + "': " + pred.status().message()};
+          if (!pred)
+            throw ParseError{kline, "filter '" + v.Scalar() + "': " + pred.status().message()};
           rule.scope = *pred;
           continue;
         }
         any_action = true;
-        if (key == "set_header") rule.set_header = string_map(v, "set_header");
-        else if (key == "remove_header") rule.remove_header = string_list(v, "remove_header");
-        else if (key == "set_query") rule.set_query = string_map(v, "set_query");
-        else if (key == "remove_query") rule.remove_query = string_list(v, "remove_query");
-        else if (key == "set_form") rule.set_form = string_map(v, "set_form");
+        if (key == "set_header")
+          rule.set_header = string_map(v, "set_header");
+        else if (key == "remove_header")
+          rule.remove_header = string_list(v, "remove_header");
+        else if (key == "set_query")
+          rule.set_query = string_map(v, "set_query");
+        else if (key == "remove_query")
+          rule.remove_query = string_list(v, "remove_query");
+        else if (key == "set_form")
+          rule.set_form = string_map(v, "set_form");
         else if (key == "set_json") {
           if (!v.IsMap()) throw ParseError{kline, "set_json must be a map of path: value"};
           for (const auto& p : v)
-            rule.set_json.emplace_back(json_path(p.first.as<std::string>(), p.first.Mark().line + 1), to_json(p.second));
+            rule.set_json.emplace_back(
+                json_path(p.first.as<std::string>(), p.first.Mark().line + 1), to_json(p.second));
         } else if (key == "remove_json") {
-          for (const auto& p : string_list(v, "remove_json")) rule.remove_json.push_back(json_path(p, kline));
+          for (const auto& p : string_list(v, "remove_json"))
+            rule.remove_json.push_back(json_path(p, kline));
         } else if (key == "replace_body") {
           std::vector<YAML::Node> items;
-          if (v.IsSequence()) for (const auto& e : v) items.push_back(e);
-          else items.push_back(v);
+          if (v.IsSequence())
+            for (const auto& e : v) items.push_back(e);
+          else
+            items.push_back(v);
           for (const auto& e : items) {
             if (!e.IsMap() || !e["pattern"] || !e["with"])
               throw ParseError{e.Mark().line + 1, "replace_body needs 'pattern' and 'with'"};
             RE2::Options quiet;
             quiet.set_log_errors(false);
             auto re = std::make_shared<RE2>(e["pattern"].as<std::string>(), quiet);
-            if (!re->ok()) throw ParseError{e["pattern"].Mark().line + 1, "bad regex: " + re->error()};
+            if (!re->ok())
+              throw ParseError{e["pattern"].Mark().line + 1, "bad regex: " + re->error()};
             std::string err;
             if (!re->CheckRewriteString(e["with"].as<std::string>(), &err))
               throw ParseError{e["with"].Mark().line + 1, "bad replacement: " + err};
             rule.replace_body.push_back({re, e["with"].as<std::string>()});
           }
         } else {
-          throw ParseError{kline, "unknown action '" + key +
-                                      "' (set_header, remove_header, set_query, remove_query, set_json, "
-                                      "remove_json, set_form, replace_body, when)"};
+          throw ParseError{kline,
+                           "unknown action '" + key +
+                               "' (set_header, remove_header, set_query, remove_query, set_json, "
+                               "remove_json, set_form, replace_body, when)"};
         }
       }
       if (!any_action) throw ParseError{line, "the rule has no action"};
@@ -370,7 +406,8 @@ Result<RuleSet> load_rules_file(const std::string& path, const ScopeCompiler& co
   text.resize(4u << 20);
   in.read(text.data(), static_cast<std::streamsize>(text.size()));
   text.resize(static_cast<size_t>(in.gcount()));
-  if (!in.eof()) return Status(Errc::resource_exhausted, "rules file " + path + " is larger than 4 MiB");
+  if (!in.eof())
+    return Status(Errc::resource_exhausted, "rules file " + path + " is larger than 4 MiB");
   return parse_rules(text, path, compile);
 }
 

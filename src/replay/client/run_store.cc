@@ -2,10 +2,9 @@
 
 namespace retake::replay {
 
-Result<std::vector<flow::Flow>> select_flows(store::FlowStore& store, const std::string& session,
-                                             const std::vector<uint64_t>& ids,
-                                             const std::function<bool(const flow::Flow&)>& predicate,
-                                             size_t limit) {
+Result<std::vector<flow::Flow>> select_flows(
+    store::FlowStore& store, const std::string& session, const std::vector<uint64_t>& ids,
+    const std::function<bool(const flow::Flow&)>& predicate, size_t limit) {
   std::vector<flow::Flow> out;
   bool too_many = false;
   if (!session.empty()) {
@@ -30,15 +29,17 @@ Result<std::vector<flow::Flow>> select_flows(store::FlowStore& store, const std:
       bool exists = false;
       if (sessions.ok())
         for (const auto& s : *sessions) exists = exists || s.name == session;
-      return Status(Errc::not_found, exists ? "session '" + session + "' has no flows to replay"
-                                            : "no session named '" + session + "' in " + store.path());
+      return Status(Errc::not_found, exists
+                                         ? "session '" + session + "' has no flows to replay"
+                                         : "no session named '" + session + "' in " + store.path());
     }
   }
   for (uint64_t id : ids) {
     auto f = store.get(id);
     if (!f.ok()) {
       if (f.status().code() == Errc::not_found)
-        return Status(Errc::not_found, "no flow with id " + std::to_string(id) + " in " + store.path());
+        return Status(Errc::not_found,
+                      "no flow with id " + std::to_string(id) + " in " + store.path());
       return f.status();
     }
     if (predicate && !predicate(*f)) continue;

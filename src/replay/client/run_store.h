@@ -23,10 +23,10 @@ inline constexpr size_t kMaxReplayFlows = 1'000'000;
 // `predicate` (the filter language's hook; null: all), in id order. Errors: not_found naming the
 // session when it has no flows or naming an id that is not stored; resource_exhausted past
 // `limit` flows.
-Result<std::vector<flow::Flow>> select_flows(store::FlowStore& store, const std::string& session,
-                                             const std::vector<uint64_t>& ids,
-                                             const std::function<bool(const flow::Flow&)>& predicate = nullptr,
-                                             size_t limit = kMaxReplayFlows);
+Result<std::vector<flow::Flow>> select_flows(
+    store::FlowStore& store, const std::string& session, const std::vector<uint64_t>& ids,
+    const std::function<bool(const flow::Flow&)>& predicate = nullptr,
+    size_t limit = kMaxReplayFlows);
 
 // Writes the run's metadata under kRunMetaPrefix + run id.
 Status save_run(store::FlowStore& store, const RunSummary& summary);

@@ -5,10 +5,10 @@
 #include <chrono>
 #include <cstdio>
 
-#include <boost/json.hpp>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <re2/re2.h>
+#include <boost/json.hpp>
 
 namespace retake::replay {
 
@@ -27,13 +27,16 @@ const RE2& scanner() {
       "(eyJ[A-Za-z0-9_-]{2,}\\.eyJ[A-Za-z0-9_-]{2,}\\.[A-Za-z0-9_-]*)"
       "|(\\d{4}-\\d{2}-\\d{2}(?:[Tt ]\\d{2}:\\d{2}(?::\\d{2}(?:[.,]\\d{1,9})?)?"
       "(?:[Zz]|[+-]\\d{2}(?::?\\d{2})?)?)?)"
-      "|((?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \\d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+      "|((?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \\d{2} "
+      "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
       " \\d{4} \\d{2}:\\d{2}:\\d{2} GMT)"
       "|(\\d{13}|\\d{10})");
   return re;
 }
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 bool is_word(char c) {
   return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
 }
@@ -50,7 +53,8 @@ int64_t days_from_civil(int y, int m, int d, bool& ok) {
   return sys_days{ymd}.time_since_epoch().count();
 }
 
-void civil_from_ns(int64_t ns, int& y, int& m, int& d, int& hh, int& mm, int& ss, int64_t& frac, int& wd) {
+void civil_from_ns(int64_t ns, int& y, int& m, int& d, int& hh, int& mm, int& ss, int64_t& frac,
+                   int& wd) {
   int64_t days = ns >= 0 ? ns / kNsPerDay : -((-ns + kNsPerDay - 1) / kNsPerDay);
   int64_t rem = ns - days * kNsPerDay;
   year_month_day ymd{sys_days{std::chrono::days{days}}};
@@ -73,7 +77,7 @@ struct IsoLayout {
   bool has_seconds = false;
   char frac_sep = '.';
   int frac_digits = 0;
-  std::string zone;       // "", "Z", "z", "+02:00", "+0200", "+02"
+  std::string zone;        // "", "Z", "z", "+02:00", "+0200", "+02"
   int offset_minutes = 0;  // zone offset east of UTC
 };
 
@@ -116,8 +120,10 @@ std::optional<int64_t> parse_iso(std::string_view s, IsoLayout& lay) {
         int sign = lay.zone[0] == '-' ? -1 : 1;
         int oh = num(lay.zone, 1, 2);
         int om = 0;
-        if (lay.zone.size() == 6) om = num(lay.zone, 4, 2);
-        else if (lay.zone.size() == 5) om = num(lay.zone, 3, 2);
+        if (lay.zone.size() == 6)
+          om = num(lay.zone, 4, 2);
+        else if (lay.zone.size() == 5)
+          om = num(lay.zone, 3, 2);
         if (oh > 23 || om > 59) return std::nullopt;
         lay.offset_minutes = sign * (oh * 60 + om);
         ns -= int64_t{lay.offset_minutes} * 60 * kNsPerSecond;
@@ -130,7 +136,8 @@ std::optional<int64_t> parse_iso(std::string_view s, IsoLayout& lay) {
 std::string format_iso(int64_t ns, const IsoLayout& lay) {
   int y, m, d, hh, mi, ss, wd;
   int64_t frac;
-  civil_from_ns(ns + int64_t{lay.offset_minutes} * 60 * kNsPerSecond, y, m, d, hh, mi, ss, frac, wd);
+  civil_from_ns(ns + int64_t{lay.offset_minutes} * 60 * kNsPerSecond, y, m, d, hh, mi, ss, frac,
+                wd);
   char buf[80];
   int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02d", y, m, d);
   std::string out(buf, static_cast<size_t>(n));
@@ -189,8 +196,7 @@ int hexval(char c) {
 std::string pct_decode(std::string_view s, bool plus_is_space) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && hexval(s[i + 1]) >= 0 &&
-        hexval(s[i + 2]) >= 0) {
+    if (s[i] == '%' && i + 2 < s.size() && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
       out += static_cast<char>(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
       i += 2;
     } else if (plus_is_space && s[i] == '+') {
@@ -219,7 +225,8 @@ std::string pct_encode(std::string_view s) {
 
 // A query string or form body: each value decoded, shifted, and re-encoded only when changed
 // (so untouched parameters keep their exact original bytes).
-std::string shift_params(const TimeShift& ts, std::string_view text, bool form, TimeShiftReport* report) {
+std::string shift_params(const TimeShift& ts, std::string_view text, bool form,
+                         TimeShiftReport* report) {
   std::string out;
   size_t start = 0;
   while (start <= text.size()) {
@@ -284,16 +291,16 @@ std::string TimeShift::shift_text(std::string_view text, TimeShiftReport* report
   re2::StringPiece input(text.data(), text.size());
   re2::StringPiece groups[5];
   size_t pos = 0;
-  while (pos < text.size() &&
-         re.Match(input, pos, text.size(), RE2::UNANCHORED, groups, 5)) {
+  while (pos < text.size() && re.Match(input, pos, text.size(), RE2::UNANCHORED, groups, 5)) {
     size_t begin = static_cast<size_t>(groups[0].data() - text.data());
     size_t end = begin + groups[0].size();
     std::string_view m = text.substr(begin, end - begin);
     // A timestamp glued to other digits or letters is part of something else (an id, a hash).
     bool bounded = (begin == 0 || !is_word(text[begin - 1]) || !groups[1].empty()) &&
                    (end == text.size() || !is_digit(text[end]));
-    if (!groups[4].empty()) bounded = bounded && (begin == 0 || !is_word(text[begin - 1])) &&
-                                      (end == text.size() || !is_word(text[end]));
+    if (!groups[4].empty())
+      bounded = bounded && (begin == 0 || !is_word(text[begin - 1])) &&
+                (end == text.size() || !is_word(text[end]));
     std::optional<std::string> replacement;
     if (bounded) {
       if (!groups[1].empty()) {
@@ -315,7 +322,8 @@ std::string TimeShift::shift_text(std::string_view text, TimeShiftReport* report
         int64_t ns = millis ? n * 1'000'000 : n * kNsPerSecond;
         if (ns >= options_.reference_ns - options_.window_ns &&
             ns <= options_.reference_ns + options_.window_ns) {
-          int64_t shifted = millis ? n + options_.delta_ns / 1'000'000 : n + options_.delta_ns / kNsPerSecond;
+          int64_t shifted =
+              millis ? n + options_.delta_ns / 1'000'000 : n + options_.delta_ns / kNsPerSecond;
           replacement = std::to_string(shifted);
           if (report) ++report->shifted;
         }
@@ -334,7 +342,8 @@ void TimeShift::shift_json(boost::json::value& value, TimeShiftReport* report) c
   shift_json_node(*this, value, 0, budget, report);
 }
 
-std::optional<std::string> TimeShift::shift_jwt(std::string_view token, TimeShiftReport* report) const {
+std::optional<std::string> TimeShift::shift_jwt(std::string_view token,
+                                                TimeShiftReport* report) const {
   size_t d1 = token.find('.');
   size_t d2 = token.find('.', d1 + 1);
   if (d1 == std::string_view::npos || d2 == std::string_view::npos) return std::nullopt;
@@ -363,12 +372,15 @@ std::optional<std::string> TimeShift::shift_jwt(std::string_view token, TimeShif
   for (const char* name : {"iat", "nbf", "exp"}) {
     auto* c = claims.if_contains(name);
     if (!c) continue;
-    if (c->is_int64()) *c = c->as_int64() + delta_s;
-    else if (c->is_uint64()) *c = static_cast<int64_t>(c->as_uint64()) + delta_s;
-    else if (c->is_double()) *c = c->as_double() + static_cast<double>(delta_s);
+    if (c->is_int64())
+      *c = c->as_int64() + delta_s;
+    else if (c->is_uint64())
+      *c = static_cast<int64_t>(c->as_uint64()) + delta_s;
+    else if (c->is_double())
+      *c = c->as_double() + static_cast<double>(delta_s);
   }
-  std::string input = std::string(token.substr(0, d1)) + "." +
-                      base64url_encode(boost::json::serialize(payload));
+  std::string input =
+      std::string(token.substr(0, d1)) + "." + base64url_encode(boost::json::serialize(payload));
   if (report) ++report->jwt_resigned;
   return input + "." + base64url_encode(hs256_sign(options_.jwt_secret, input));
 }
@@ -439,13 +451,20 @@ std::optional<int64_t> parse_shift(std::string_view text) {
     while (i < text.size() && !is_digit(text[i])) ++i;
     std::string_view unit = text.substr(ustart, i - ustart);
     int64_t mult;
-    if (unit == "ms") mult = 1'000'000;
-    else if (unit == "s") mult = kNsPerSecond;
-    else if (unit == "m" || unit == "min") mult = 60 * kNsPerSecond;
-    else if (unit == "h") mult = 3600 * kNsPerSecond;
-    else if (unit == "d") mult = kNsPerDay;
-    else if (unit == "w") mult = 7 * kNsPerDay;
-    else return std::nullopt;
+    if (unit == "ms")
+      mult = 1'000'000;
+    else if (unit == "s")
+      mult = kNsPerSecond;
+    else if (unit == "m" || unit == "min")
+      mult = 60 * kNsPerSecond;
+    else if (unit == "h")
+      mult = 3600 * kNsPerSecond;
+    else if (unit == "d")
+      mult = kNsPerDay;
+    else if (unit == "w")
+      mult = 7 * kNsPerDay;
+    else
+      return std::nullopt;
     if (n > INT64_MAX / mult / 2) return std::nullopt;
     total += n * mult;
     any = true;
@@ -519,7 +538,8 @@ std::string hs256_sign(std::string_view key, std::string_view signing_input) {
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size(), mac, &len);
+       reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size(), mac,
+       &len);
   return std::string(reinterpret_cast<char*>(mac), len);
 }
 

@@ -39,9 +39,9 @@ struct TimeShiftOptions {
 
 // What a shift did, for the run report. Counters add up over calls.
 struct TimeShiftReport {
-  uint64_t shifted = 0;       // timestamps rewritten (outside JWTs)
-  uint64_t jwt_resigned = 0;  // JWTs whose claims were shifted and that were re-signed
-  uint64_t jwt_unsigned = 0;  // JWTs with time claims left alone (no key, or not HS256)
+  uint64_t shifted = 0;         // timestamps rewritten (outside JWTs)
+  uint64_t jwt_resigned = 0;    // JWTs whose claims were shifted and that were re-signed
+  uint64_t jwt_unsigned = 0;    // JWTs with time claims left alone (no key, or not HS256)
   uint64_t skipped_bodies = 0;  // bodies not examined (compressed, binary, too large)
 };
 
@@ -66,7 +66,8 @@ class TimeShift {
 
   // One JWT ("xxx.yyy.zzz"): claims shifted and re-signed, or nullopt when it is not a JWT,
   // has no time claims, or cannot be re-signed (then `report->jwt_unsigned` counts it).
-  std::optional<std::string> shift_jwt(std::string_view token, TimeShiftReport* report = nullptr) const;
+  std::optional<std::string> shift_jwt(std::string_view token,
+                                       TimeShiftReport* report = nullptr) const;
 
  private:
   TimeShiftOptions options_;

@@ -2,15 +2,15 @@
 // exits when its stdin closes. The destructor closes stdin, waits briefly, then kills.
 #pragma once
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <fcntl.h>
-#include <poll.h>
 #include <stdexcept>
 #include <string>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <vector>
 
 namespace retake::testing {
@@ -42,11 +42,17 @@ class ChildServer {
     for (int waited = 0; waited < 10000;) {
       pollfd p{stdout_, POLLIN, 0};
       int r = poll(&p, 1, 100);
-      if (r == 0) { waited += 100; continue; }
+      if (r == 0) {
+        waited += 100;
+        continue;
+      }
       char c;
       if (read(stdout_, &c, 1) != 1) break;
       if (c == '\n') {
-        if (line.rfind("PORT ", 0) == 0) { port_ = static_cast<uint16_t>(std::stoi(line.substr(5))); return; }
+        if (line.rfind("PORT ", 0) == 0) {
+          port_ = static_cast<uint16_t>(std::stoi(line.substr(5)));
+          return;
+        }
         line.clear();
       } else {
         line += c;
@@ -57,7 +63,10 @@ class ChildServer {
   ~ChildServer() {
     if (stdin_ >= 0) close(stdin_);
     for (int i = 0; i < 50; ++i) {
-      if (waitpid(pid_, nullptr, WNOHANG) == pid_) { close(stdout_); return; }
+      if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
+        close(stdout_);
+        return;
+      }
       usleep(20000);
     }
     kill(pid_, SIGKILL);
@@ -75,7 +84,11 @@ class ChildServer {
 };
 
 // Directory of the test application scripts.
-inline std::string app_dir() { return RETAKE_APP_DIR; }
-inline std::string support_dir() { return RETAKE_SUPPORT_DIR; }
+inline std::string app_dir() {
+  return RETAKE_APP_DIR;
+}
+inline std::string support_dir() {
+  return RETAKE_SUPPORT_DIR;
+}
 
 }  // namespace retake::testing
