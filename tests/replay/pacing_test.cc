@@ -64,9 +64,9 @@ TEST_CASE(
   const int64_t t0 = 1'700'000'000LL * 1'000'000'000;
   for (uint64_t i = 0; i < 5; ++i) {
     flows.push_back(
-        recorded(10 + i, "/slow?ms=60", server.port(), "10.0.0.1:1111", t0 + int64_t(i)));
+        recorded(10 + i, "/slow?ms=150", server.port(), "10.0.0.1:1111", t0 + int64_t(i)));
     flows.push_back(
-        recorded(20 + i, "/slow?ms=60", server.port(), "10.0.0.2:2222", t0 + int64_t(i)));
+        recorded(20 + i, "/slow?ms=150", server.port(), "10.0.0.2:2222", t0 + int64_t(i)));
   }
   ReplayOptions o;
   o.pace = Pace::asap;
