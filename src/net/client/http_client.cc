@@ -1,0 +1,423 @@
+// HttpClient: one io_context on N threads; a bounded pool of keep-alive connections per
+// endpoint (a concurrent_channel of permits bounds how many are open); every exchange is one
+// coroutine whose failures become flow::Error values.
+#include "net/client/http_client.h"
+
+#include <atomic>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <boost/asio.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
+namespace retake::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using Permits = asio::experimental::concurrent_channel<void(boost::system::error_code)>;
+
+std::string Endpoint::key() const {
+  return scheme + "://" + host + ":" + std::to_string(effective_port()) + "#" + server_name;
+}
+
+Endpoint endpoint_of(const flow::Request& request) {
+  Endpoint ep;
+  ep.scheme = request.scheme.empty() ? "http" : request.scheme;
+  ep.host = request.host();
+  ep.port = request.port();
+  return ep;
+}
+
+namespace {
+
+bool is_ip_literal(const std::string& host) {
+  boost::system::error_code ec;
+  asio::ip::make_address(host, ec);
+  return !ec;
+}
+
+std::string endpoint_text(const tcp::endpoint& ep) {
+  auto addr = ep.address();
+  if (addr.is_v6()) return "[" + addr.to_string() + "]:" + std::to_string(ep.port());
+  return addr.to_string() + ":" + std::to_string(ep.port());
+}
+
+// One upstream connection: plain or TLS, with its facts.
+struct Connection {
+  std::unique_ptr<beast::tcp_stream> plain;
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
+  beast::flat_buffer buffer;
+  std::string local_address;
+  std::string remote_address;
+  flow::TlsInfo tls_info;
+  int64_t connected_ns = 0;
+  int64_t connect_started_ns = 0;
+
+  beast::tcp_stream& tcp() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+};
+
+// A failure that ends an exchange, carried as an exception only inside the coroutine.
+struct ExchangeError {
+  flow::ErrorKind kind;
+  std::string message;
+};
+
+flow::ErrorKind kind_for(const boost::system::error_code& ec, flow::ErrorKind otherwise) {
+  if (ec == beast::error::timeout || ec == asio::error::timed_out)
+    return flow::ErrorKind::upstream_timeout;
+  if (ec == http::error::end_of_stream || ec == asio::error::eof ||
+      ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+      ec == http::error::partial_message || ec == ssl::error::stream_truncated)
+    return flow::ErrorKind::upstream_closed;
+  if (ec == http::error::body_limit) return flow::ErrorKind::body_too_large;
+  if (ec.category() ==
+          http::make_error_code(http::error::end_of_stream).category() ||  // beast http category
+      ec == http::error::header_limit)
+    return flow::ErrorKind::upstream_protocol;
+  return otherwise;
+}
+
+}  // namespace
+
+struct PoolEntry {
+  std::unique_ptr<Permits> permits;
+  std::vector<std::unique_ptr<Connection>> idle;
+};
+
+struct HttpClient::State {
+  ClientOptions options;
+  asio::io_context ioc;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::vector<std::thread> threads;
+  std::shared_ptr<ssl::context> tls_context;
+  std::mutex mutex;  // guards pools; never held across co_await
+  std::map<std::string, PoolEntry> pools;
+  std::atomic<uint64_t> sent{0}, opened{0}, reused{0}, failed{0};
+  std::atomic<bool> stopped{false};
+
+  Permits& permits_for(const std::string& key) {
+    std::lock_guard lock(mutex);
+    auto& entry = pools[key];
+    if (!entry.permits) {
+      size_t n = std::max<size_t>(1, options.max_connections_per_endpoint);
+      entry.permits = std::make_unique<Permits>(ioc, n);
+      for (size_t i = 0; i < n; ++i) entry.permits->try_send(boost::system::error_code{});
+    }
+    return *entry.permits;
+  }
+
+  std::unique_ptr<Connection> take_idle(const std::string& key) {
+    std::lock_guard lock(mutex);
+    auto& idle = pools[key].idle;
+    if (idle.empty()) return nullptr;
+    auto c = std::move(idle.back());
+    idle.pop_back();
+    return c;
+  }
+
+  void give_back(const std::string& key, std::unique_ptr<Connection> c) {
+    std::lock_guard lock(mutex);
+    pools[key].idle.push_back(std::move(c));
+  }
+
+  asio::awaitable<std::unique_ptr<Connection>> connect(const Endpoint& ep);
+  asio::awaitable<void> exchange(Connection& c, const flow::Request& request, flow::Flow& out,
+                                 bool& keep_alive);
+};
+
+asio::awaitable<std::unique_ptr<Connection>> HttpClient::State::connect(const Endpoint& ep) {
+  auto c = std::make_unique<Connection>();
+  c->connect_started_ns = flow::now_ns();
+  auto deadline = std::chrono::steady_clock::now() + options.connect_timeout;
+  auto stream = std::make_unique<beast::tcp_stream>(ioc);
+  std::vector<tcp::endpoint> candidates;
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(ep.host, ec);
+  if (!ec) {
+    candidates.emplace_back(addr, ep.effective_port());
+  } else {
+    tcp::resolver resolver(ioc);
+    // The resolver has no deadline of its own; a timer cancels it.
+    asio::steady_timer guard(ioc, deadline);
+    guard.async_wait([&resolver](boost::system::error_code e) {
+      if (!e) resolver.cancel();
+    });
+    auto [rec, results] = co_await resolver.async_resolve(
+        ep.host, std::to_string(ep.effective_port()), asio::as_tuple(asio::use_awaitable));
+    guard.cancel();
+    if (rec)
+      throw ExchangeError{flow::ErrorKind::upstream_unreachable,
+                          "resolve " + ep.host + ": " + rec.message()};
+    for (auto& r : results) candidates.push_back(r.endpoint());
+  }
+  stream->expires_at(deadline);
+  auto [cec, connected] =
+      co_await stream->async_connect(candidates, asio::as_tuple(asio::use_awaitable));
+  if (cec)
+    throw ExchangeError{
+        kind_for(cec, flow::ErrorKind::upstream_unreachable),
+        "connect " + ep.host + ":" + std::to_string(ep.effective_port()) + ": " + cec.message()};
+  stream->socket().set_option(tcp::no_delay(true), ec);
+  c->remote_address = endpoint_text(connected);
+  c->local_address = endpoint_text(stream->socket().local_endpoint(ec));
+  if (ep.scheme == "https") {
+    c->tls =
+        std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(*stream), *tls_context);
+    const std::string name = ep.server_name.empty() ? ep.host : ep.server_name;
+    if (!is_ip_literal(name)) SSL_set_tlsext_host_name(c->tls->native_handle(), name.c_str());
+    if (tls_context && SSL_CTX_get_verify_mode(tls_context->native_handle()) != SSL_VERIFY_NONE)
+      c->tls->set_verify_callback(ssl::host_name_verification(name));
+    beast::get_lowest_layer(*c->tls).expires_at(deadline);
+    auto [hec] = co_await c->tls->async_handshake(ssl::stream_base::client,
+                                                  asio::as_tuple(asio::use_awaitable));
+    if (hec)
+      throw ExchangeError{hec == beast::error::timeout ? flow::ErrorKind::upstream_timeout
+                                                       : flow::ErrorKind::upstream_tls_failed,
+                          "TLS handshake with " + name + ": " + hec.message()};
+    SSL* s = c->tls->native_handle();
+    c->tls_info.present = true;
+    c->tls_info.sni = is_ip_literal(name) ? "" : name;
+    c->tls_info.version = SSL_get_version(s);
+    c->tls_info.cipher = SSL_get_cipher_name(s);
+    if (X509* cert = SSL_get1_peer_certificate(s)) {
+      char buf[512];
+      X509_NAME_oneline(X509_get_subject_name(cert), buf, sizeof buf);
+      c->tls_info.peer_subject = buf;
+      X509_NAME_oneline(X509_get_issuer_name(cert), buf, sizeof buf);
+      c->tls_info.peer_issuer = buf;
+      X509_free(cert);
+    }
+  } else {
+    c->plain = std::move(stream);
+  }
+  c->connected_ns = flow::now_ns();
+  ++opened;
+  co_return c;
+}
+
+namespace {
+
+template <class Stream>
+asio::awaitable<void> exchange_on(Stream& stream, beast::tcp_stream& tcp, Connection& c,
+                                  const ClientOptions& options, const flow::Request& request,
+                                  flow::Flow& out, bool& keep_alive, bool& wrote_nothing_back) {
+  http::request<http::string_body> req;
+  req.method_string(request.method);
+  req.target(request.path.empty() ? "/" : request.path);
+  req.version(request.http_version == "HTTP/1.0" ? 10 : 11);
+  for (const auto& h : request.headers) {
+    if (flow::iequals(h.name, "Content-Length") || flow::iequals(h.name, "Transfer-Encoding"))
+      continue;
+    req.insert(h.name, h.value);
+  }
+  if (!req.count(http::field::host)) req.set(http::field::host, request.authority);
+  req.body() = request.body.data;
+  if (!request.body.data.empty() || request.method == "POST" || request.method == "PUT" ||
+      request.method == "PATCH")
+    req.content_length(request.body.data.size());
+
+  tcp.expires_after(options.read_timeout);
+  out.timing.request_started = flow::now_ns();
+  auto [wec, wn] = co_await http::async_write(stream, req, asio::as_tuple(asio::use_awaitable));
+  if (wec)
+    throw ExchangeError{kind_for(wec, flow::ErrorKind::upstream_closed), "write: " + wec.message()};
+  out.timing.request_ended = flow::now_ns();
+
+  http::response_parser<http::buffer_body> parser;
+  parser.header_limit(options.header_limit);
+  parser.body_limit(options.body_limit);
+  if (request.method == "HEAD") parser.skip(true);
+  tcp.expires_after(options.read_timeout);
+  auto [hec, hn] = co_await http::async_read_header(stream, c.buffer, parser,
+                                                    asio::as_tuple(asio::use_awaitable));
+  if (hec) {
+    wrote_nothing_back = (hn == 0);
+    throw ExchangeError{kind_for(hec, flow::ErrorKind::upstream_protocol),
+                        "read header: " + hec.message()};
+  }
+  out.timing.response_started = flow::now_ns();
+  flow::Response resp;
+  const auto& msg = parser.get();
+  resp.status = static_cast<int>(msg.result_int());
+  resp.reason = std::string(msg.reason());
+  resp.http_version = msg.version() == 10 ? "HTTP/1.0" : "HTTP/1.1";
+  for (const auto& f : msg) resp.headers.add(std::string(f.name_string()), std::string(f.value()));
+
+  std::vector<char> chunk(64 * 1024);
+  while (!parser.is_done()) {
+    parser.get().body().data = chunk.data();
+    parser.get().body().size = chunk.size();
+    tcp.expires_after(options.read_timeout);
+    auto [rec, rn] =
+        co_await http::async_read(stream, c.buffer, parser, asio::as_tuple(asio::use_awaitable));
+    if (rec && rec != http::error::need_buffer) {
+      out.response = std::move(resp);  // keep what arrived: status and headers are facts
+      throw ExchangeError{kind_for(rec, flow::ErrorKind::upstream_protocol),
+                          "read body: " + rec.message()};
+    }
+    size_t got = chunk.size() - parser.get().body().size;
+    resp.body.size += got;
+    if (resp.body.data.size() < options.body_cap) {
+      size_t keep = std::min<uint64_t>(got, options.body_cap - resp.body.data.size());
+      resp.body.data.append(chunk.data(), keep);
+    }
+  }
+  resp.body.truncated = resp.body.size > resp.body.data.size();
+  out.timing.response_ended = flow::now_ns();
+  keep_alive = parser.get().keep_alive();
+  out.response = std::move(resp);
+}
+
+}  // namespace
+
+asio::awaitable<void> HttpClient::State::exchange(Connection& c, const flow::Request& request,
+                                                  flow::Flow& out, bool& keep_alive) {
+  bool nothing_back = false;
+  if (c.tls)
+    co_await exchange_on(*c.tls, beast::get_lowest_layer(*c.tls), c, options, request, out,
+                         keep_alive, nothing_back);
+  else
+    co_await exchange_on(*c.plain, *c.plain, c, options, request, out, keep_alive, nothing_back);
+}
+
+HttpClient::HttpClient(ClientOptions options) : state_(std::make_unique<State>()) {
+  state_->options = std::move(options);
+  state_->tls_context = state_->options.tls_context;
+  if (!state_->tls_context) {
+    state_->tls_context = std::make_shared<ssl::context>(ssl::context::tls_client);
+    if (state_->options.insecure) {
+      state_->tls_context->set_verify_mode(ssl::verify_none);
+    } else {
+      state_->tls_context->set_default_verify_paths();
+      state_->tls_context->set_verify_mode(ssl::verify_peer);
+    }
+  }
+  state_->work.emplace(state_->ioc.get_executor());
+  unsigned n = std::max(1u, state_->options.threads);
+  for (unsigned i = 0; i < n; ++i)
+    state_->threads.emplace_back([s = state_.get()] { s->ioc.run(); });
+}
+
+HttpClient::~HttpClient() {
+  stop();
+}
+
+void HttpClient::stop() {
+  if (state_->stopped.exchange(true)) return;
+  state_->work.reset();
+  {
+    std::lock_guard lock(state_->mutex);
+    for (auto& [key, entry] : state_->pools) {
+      for (auto& c : entry.idle) {
+        boost::system::error_code ec;
+        c->tcp().socket().close(ec);
+      }
+      if (entry.permits) entry.permits->close();
+    }
+  }
+  state_->ioc.stop();
+  for (auto& t : state_->threads)
+    if (t.joinable()) t.join();
+  std::lock_guard lock(state_->mutex);
+  state_->pools.clear();
+}
+
+asio::any_io_executor HttpClient::executor() {
+  return state_->ioc.get_executor();
+}
+
+ClientStats HttpClient::stats() const {
+  return {state_->sent.load(), state_->opened.load(), state_->reused.load(), state_->failed.load()};
+}
+
+asio::awaitable<flow::Flow> HttpClient::send(flow::Request request, Endpoint endpoint) {
+  State& s = *state_;
+  ++s.sent;
+  flow::Flow out;
+  out.kind = flow::FlowKind::http;
+  out.mode = "replay";
+  const std::string key = endpoint.key();
+  Permits& permits = s.permits_for(key);
+  auto [pec] = co_await permits.async_receive(asio::as_tuple(asio::use_awaitable));
+  if (pec) {
+    out.request = std::move(request);
+    out.error = flow::Error{flow::ErrorKind::internal, "client stopped"};
+    ++s.failed;
+    co_return out;
+  }
+  // At most two tries: a pooled keep-alive connection the server closed while idle fails
+  // before any response byte; that one exchange is retried once on a fresh connection.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::unique_ptr<Connection> c = attempt == 0 ? s.take_idle(key) : nullptr;
+    const bool pooled = c != nullptr;
+    flow::Flow f;
+    f.kind = flow::FlowKind::http;
+    f.mode = "replay";
+    std::optional<ExchangeError> failure;
+    bool keep_alive = false;
+    try {
+      if (!c) {
+        int64_t t0 = flow::now_ns();
+        f.timing.client_connected = t0;
+        c = co_await s.connect(endpoint);
+        f.timing.upstream_connected = c->connected_ns;
+      } else {
+        ++s.reused;
+        f.timing.client_connected = c->connect_started_ns;
+        f.timing.upstream_connected = c->connected_ns;
+      }
+      f.client_address = c->local_address;
+      f.upstream_address = c->remote_address;
+      f.upstream_tls = c->tls_info;
+      co_await s.exchange(*c, request, f, keep_alive);
+    } catch (const ExchangeError& e) {
+      failure = e;
+    } catch (const boost::system::system_error& e) {
+      failure = ExchangeError{flow::ErrorKind::upstream_protocol, e.what()};
+    } catch (const std::exception& e) {
+      failure = ExchangeError{flow::ErrorKind::internal, e.what()};
+    }
+    if (failure && pooled && !f.response && (failure->kind == flow::ErrorKind::upstream_closed) &&
+        attempt == 0) {
+      continue;  // stale keep-alive connection: retry on a new one
+    }
+    if (!failure && keep_alive && c && !s.stopped) {
+      s.give_back(key, std::move(c));
+    } else if (c) {
+      boost::system::error_code ec;
+      c->tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
+      c->tcp().socket().close(ec);
+    }
+    if (failure) {
+      f.error = flow::Error{failure->kind, failure->message};
+      if (!f.timing.request_started) f.timing.request_started = flow::now_ns();
+      ++s.failed;
+    }
+    f.request = std::move(request);
+    out = std::move(f);
+    break;
+  }
+  permits.try_send(boost::system::error_code{});
+  co_return out;
+}
+
+flow::Flow HttpClient::send_sync(flow::Request request, Endpoint endpoint) {
+  return asio::co_spawn(state_->ioc, send(std::move(request), std::move(endpoint)),
+                        asio::use_future)
+      .get();
+}
+
+}  // namespace retake::net

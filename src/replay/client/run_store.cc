@@ -1,0 +1,65 @@
+#include "replay/client/run_store.h"
+
+namespace retake::replay {
+
+Result<std::vector<flow::Flow>> select_flows(
+    store::FlowStore& store, const std::string& session, const std::vector<uint64_t>& ids,
+    const std::function<bool(const flow::Flow&)>& predicate, size_t limit) {
+  std::vector<flow::Flow> out;
+  bool too_many = false;
+  if (!session.empty()) {
+    store::ScanOptions scan;
+    scan.session = session;
+    auto st = store.scan(scan, [&](const flow::Flow& f) {
+      if (!f.run.empty()) return true;  // replayed flows are not recordings
+      if (predicate && !predicate(f)) return true;
+      if (out.size() >= limit) {
+        too_many = true;
+        return false;
+      }
+      out.push_back(f);
+      return true;
+    });
+    if (!st.ok()) return st;
+    if (too_many)
+      return Status(Errc::resource_exhausted, "session '" + session + "' has more than " +
+                                                  std::to_string(limit) + " flows to replay");
+    if (out.empty()) {
+      auto sessions = store.sessions();
+      bool exists = false;
+      if (sessions.ok())
+        for (const auto& s : *sessions) exists = exists || s.name == session;
+      return Status(Errc::not_found, exists
+                                         ? "session '" + session + "' has no flows to replay"
+                                         : "no session named '" + session + "' in " + store.path());
+    }
+  }
+  for (uint64_t id : ids) {
+    auto f = store.get(id);
+    if (!f.ok()) {
+      if (f.status().code() == Errc::not_found)
+        return Status(Errc::not_found,
+                      "no flow with id " + std::to_string(id) + " in " + store.path());
+      return f.status();
+    }
+    if (predicate && !predicate(*f)) continue;
+    out.push_back(std::move(*f));
+  }
+  return out;
+}
+
+Status save_run(store::FlowStore& store, const RunSummary& summary) {
+  return store.put_meta(std::string(kRunMetaPrefix) + summary.run_id, run_summary_json(summary));
+}
+
+Result<std::vector<std::string>> list_runs(store::FlowStore& store) {
+  std::vector<std::string> out;
+  auto st = store.scan_meta(kRunMetaPrefix, [&](std::string_view, std::string_view value) {
+    out.emplace_back(value);
+    return out.size() < 100'000;
+  });
+  if (!st.ok()) return st;
+  return out;
+}
+
+}  // namespace retake::replay
