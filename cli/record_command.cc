@@ -87,6 +87,16 @@ int run_record(RecordArgs args) {
   options.connect_timeout = std::chrono::milliseconds(*connect);
   options.session = args.session.empty() ? default_session_name() : args.session;
 
+  // Block the stop signals before any thread starts (RocksDB's
+  // background threads included) so that only sigwait() below sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
   store::StoreOptions store_options;
   store_options.path = resolve_db(args.db);
   auto store = store::FlowStore::open(store_options);
@@ -105,14 +115,6 @@ int run_record(RecordArgs args) {
   auto recorder = record::Recorder::create(options, writer);
   if (!recorder) throw UsageError(recorder.status().message());
 
-  // Block the stop signals before any thread starts so that only sigwait() below sees them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
 
   auto bound = (*recorder)->start();
   if (!bound) return fail(bound.status());
