@@ -3,11 +3,28 @@
 // Knows nothing of sockets or HTTP parsing; depends only on src/flow. RocksDB and Cap'n Proto
 // types stay out of this header.
 //
-// Layout (ARCHITECTURE.md): column families `flows` (big-endian 64-bit id -> Cap'n Proto Flow
-// with bodies replaced by SHA-256 references), `bodies` (SHA-256 -> bytes, deduplicated),
-// `index` (secondary keys: session|id, host|id, status|id, ...), `meta` (schema version,
-// sessions). zstd compression, WAL on. A flow is written in one WriteBatch, so a reader never
-// sees half of one.
+// Layout (ARCHITECTURE.md). Column families:
+//   `flows`   big-endian 64-bit id -> Cap'n Proto Flow (src/store/flow.capnp) whose bodies are
+//             references (SHA-256, stored size, wire size, truncated flag).
+//   `bodies`  32-byte SHA-256 of the bytes -> the bytes. Written once per distinct content, so
+//             identical bodies across flows are stored once. Never deleted by remove().
+//   `index`   secondary keys, value empty. Every key is <tag> \0 <value> \0 <be64 id>; since the
+//             id is the last 8 bytes, a key belongs to value V exactly when it starts with
+//             <tag>\0V\0 and is 8 bytes longer than that prefix (values may contain \0).
+//               s  session name        (flows with a non-empty session)
+//               r  run name            (flows with a non-empty run)
+//               h  request host, ASCII-lowercased (Request::host(), non-empty)
+//               c  response status as big-endian 16 bits (flows with a response, 0..65535)
+//             Only what scan() can drive by is indexed: each entry is one more memtable insert
+//             per flow on the recorder's write path. (Tags are single letters; new ones may be
+//             added without a schema bump, flows written before simply lack them.)
+//   `meta`    internal keys start with "i\0":  i\0schema_version -> decimal text;
+//             i\0session\0<name> -> be64 flow count, be64 first_ns, be64 last_ns.
+//             Keys of the generic metadata API (put_meta ...) are stored under "u\0", so no
+//             caller key can reach an internal one.
+// zstd compression (flows, bodies, index), WAL on. Each put() or remove() is one WriteBatch
+// holding the flows, their new bodies, index entries and session counters, so a reader never
+// sees half a flow nor counters that disagree with the flows.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +32,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "flow/flow.h"
@@ -38,18 +56,29 @@ struct StoreOptions {
   bool sync = false;
 };
 
+// A session's summary, kept as counters in `meta` (no flow is decoded to list sessions).
+// A flow's time is its request start, or its id when the request start is 0.
 struct SessionInfo {
   std::string name;
   uint64_t flow_count = 0;
-  int64_t first_ns = 0;  // earliest request start (or flow id time)
-  int64_t last_ns = 0;
+  int64_t first_ns = 0;  // earliest flow time in the session
+  int64_t last_ns = 0;   // latest flow time in the session
+};
+
+// Exact key counts per column family (walks every key: for tests and `retake db stats`).
+struct StoreStats {
+  uint64_t flows = 0;
+  uint64_t bodies = 0;
+  uint64_t body_bytes = 0;  // sum of stored body sizes (uncompressed)
+  uint64_t index_entries = 0;
+  uint64_t meta_entries = 0;  // internal and user keys
 };
 
 // Which flows a scan visits. Empty fields do not restrict.
 struct ScanOptions {
   std::string session;
   std::string run;
-  std::string host;
+  std::string host;          // compared ASCII case-insensitively with Request::host()
   std::optional<int> status;
   uint64_t after_id = 0;    // start strictly after this id (paging cursor); 0: from the start
   size_t limit = 0;         // 0: no limit
@@ -68,31 +97,65 @@ class FlowStore {
   // it does not exist and create_if_missing is false or read_only is true.
   static Result<std::unique_ptr<FlowStore>> open(const StoreOptions& options);
 
-  // A fresh time-ordered id (nanoseconds since the epoch, strictly increasing in this process).
+  // A fresh time-ordered id (nanoseconds since the epoch, strictly increasing in this process,
+  // and greater than every id stored when the store was opened, even if the clock went back).
   virtual uint64_t next_id() = 0;
 
-  // Writes the flows in one atomic WriteBatch. Flows with id 0 get next_id(). Bodies are
-  // stored by content hash once. Returns the ids written, in order.
+  // Writes the flows in one atomic WriteBatch. Flows with id 0 get next_id() (written into
+  // the flow). A flow whose id is already stored replaces it (index and session counters
+  // follow). Bodies are stored by content hash once. Returns the ids written, in order.
+  // Errors: failed_precondition on a read-only store, invalid_argument when an id appears
+  // twice in one call, io_error when the disk refuses (nothing of the batch is written).
   virtual Result<std::vector<uint64_t>> put(std::vector<flow::Flow>& flows) = 0;
   Result<uint64_t> put(flow::Flow& flow);
 
+  // not_found when absent; corruption (naming the id) when the stored bytes do not decode or a
+  // referenced body is missing.
   virtual Result<flow::Flow> get(uint64_t id, bool with_bodies = true) = 0;
 
   // Calls visit for each matching flow in id order (or reverse) until it returns false or
-  // the limit is reached. Uses the secondary index when session/host/status is set.
+  // the limit is reached. Drives by one secondary index when run/session/host/status is set
+  // (the other conditions are checked on the decoded flow); otherwise walks `flows`.
+  // Stops with corruption at the first flow that does not decode. visit may call get().
   virtual Status scan(const ScanOptions& options,
                       const std::function<bool(const flow::Flow&)>& visit) = 0;
 
+  // How many flows scan(options) would visit. With at most one of run/session/host/status
+  // set, counts index keys without decoding flows.
+  virtual Result<uint64_t> count(const ScanOptions& options) = 0;
+
   // Deletes flows (and the index entries; bodies no longer referenced are left to compaction).
+  // Ids not stored are ignored. failed_precondition on a read-only store.
   virtual Status remove(const std::vector<uint64_t>& ids) = 0;
 
+  // Every session with at least one flow, by name. Reads only the counters in `meta`.
   virtual Result<std::vector<SessionInfo>> sessions() = 0;
 
-  // For read-only stores: catch up with the writer's latest state.
+  // For read-only stores: catch up with the writer's latest state. A no-op for a writer.
   virtual Status refresh() = 0;
 
+  // Generic metadata for other modules (diff's learned noise, replay's runs, ...). Keys are
+  // caller-chosen (at most kMaxMetaKeySize bytes, non-empty), values at most kMaxMetaValueSize.
+  // They live apart from the store's internal keys: no key can overwrite the schema version.
+  // put_meta/remove_meta: failed_precondition on a read-only store; invalid_argument for
+  // sizes. get_meta: nullopt when absent. scan_meta visits keys starting with prefix in
+  // byte order until visit returns false.
+  virtual Status put_meta(std::string_view key, std::string_view value) = 0;
+  virtual Result<std::optional<std::string>> get_meta(std::string_view key) = 0;
+  virtual Status scan_meta(
+      std::string_view prefix,
+      const std::function<bool(std::string_view key, std::string_view value)>& visit) = 0;
+  virtual Status remove_meta(std::string_view key) = 0;
+
+  // Exact key counts (walks every key; slow on big stores).
+  virtual Result<StoreStats> stats() = 0;
+
+  virtual bool read_only() const = 0;
   virtual const std::string& path() const = 0;
 };
+
+inline constexpr size_t kMaxMetaKeySize = 4096;
+inline constexpr size_t kMaxMetaValueSize = 64u << 20;
 
 struct WriterOptions {
   // Flows waiting for the writer before offer() refuses. Default: 8192.
@@ -110,7 +173,9 @@ struct WriterStats {
 };
 
 // The one writer thread: network threads offer() flows (never blocking), the writer
-// group-commits them in batches. stop() drains the queue and joins.
+// group-commits them in batches. stop() drains the queue and joins. The store must outlive
+// the writer. A failed batch (disk full, read-only store) is counted in `failed`, logged as
+// one line on stderr (repeats are rate-limited), and the writer keeps going.
 class FlowWriter final : public flow::FlowSink {
  public:
   FlowWriter(FlowStore& store, WriterOptions options = {});
@@ -120,7 +185,8 @@ class FlowWriter final : public flow::FlowSink {
 
   // Thread-safe, never blocks on I/O. False when the queue is full (counted as dropped).
   bool offer(flow::Flow&& flow) override;
-  // Blocks until everything offered so far is written (or failed).
+  // Blocks until everything offered so far is written (or failed). Any thread but the
+  // writer's own (not from on_written).
   void flush();
   // Drains and stops the thread. Idempotent.
   void stop();
@@ -135,7 +201,8 @@ class FlowWriter final : public flow::FlowSink {
   std::unique_ptr<State> state_;
 };
 
-// $RETAKE_HOME (default ~/.retake) and the default store directory $RETAKE_HOME/db.
+// $RETAKE_HOME (default ~/.retake, ~ from $HOME, else the password database) and the default
+// store directory $RETAKE_HOME/db. FlowStore::open creates missing directories (mkdir -p).
 std::string retake_home();
 std::string default_db_path();
 

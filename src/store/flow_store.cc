@@ -1,0 +1,1030 @@
+// FlowStore on RocksDB. Layout and key scheme: see flow_store.h.
+#include "store/flow_store.h"
+
+#include <pwd.h>
+#include <rocksdb/cache.h>
+#include <rocksdb/convenience.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+#include <rocksdb/write_buffer_manager.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <random>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "store/flow_codec.h"
+#include "store/flow_store_testing.h"
+
+namespace retake::store {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::string_literals;
+
+enum Cf { kFlows = 0, kBodies, kIndex, kMeta, kCfCount };
+constexpr const char* kCfNames[kCfCount] = {"flows", "bodies", "index", "meta"};
+
+const std::string kVersionKey = "i\0schema_version"s;
+const std::string kSessionPrefix = "i\0session\0"s;
+const std::string kUserPrefix = "u\0"s;
+
+// Memory bounds: the recorder must stay small (well under 64 MB RSS after 100k flows).
+// One budget for memtables and cached blocks together: memtables are charged to the block
+// cache (WriteBufferManager), so the two cannot both be full.
+constexpr size_t kBlockCacheBytes = 16u << 20;
+constexpr size_t kAllMemtablesBytes = 12u << 20;
+constexpr int kMaxOpenFiles = 256;
+// Digests known to be in `bodies`, so repeated bodies skip the existence read. Cleared when
+// full: it is only a shortcut, the read is the truth.
+constexpr size_t kKnownBodiesMax = 4096;
+constexpr const char* kSecondaryDirPrefix = "retake-secondary-";
+
+void append_be64(std::string& out, uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>(v >> shift));
+}
+
+std::string be64(uint64_t v) {
+  std::string out;
+  append_be64(out, v);
+  return out;
+}
+
+uint64_t load_be64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+std::string ascii_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+// <tag>\0<value>\0: every index key of value is this plus the 8-byte id.
+std::string index_prefix(char tag, std::string_view value) {
+  std::string out;
+  out.reserve(value.size() + 3 + 8);
+  out.push_back(tag);
+  out.push_back('\0');
+  out.append(value);
+  out.push_back('\0');
+  return out;
+}
+
+std::optional<std::string> status_value(int status) {
+  if (status < 0 || status > 0xffff) return std::nullopt;
+  return std::string{static_cast<char>(status >> 8), static_cast<char>(status & 0xff)};
+}
+
+std::vector<std::string> index_keys(const flow::Flow& f) {
+  std::vector<std::string> keys;
+  keys.reserve(4);
+  auto add = [&](char tag, std::string_view value) {
+    keys.push_back(index_prefix(tag, value));
+    append_be64(keys.back(), f.id);
+  };
+  if (!f.session.empty()) add('s', f.session);
+  if (!f.run.empty()) add('r', f.run);
+  if (auto host = f.request.host(); !host.empty()) add('h', ascii_lower(host));
+  if (f.response)
+    if (auto v = status_value(f.response->status)) add('c', *v);
+  return keys;
+}
+
+int64_t flow_time(const flow::Flow& f) {
+  return f.timing.request_started != 0 ? f.timing.request_started
+                                       : static_cast<int64_t>(f.id);
+}
+
+Status from_rocks(const rocksdb::Status& s, const std::string& what) {
+  Errc code = Errc::io_error;
+  if (s.IsCorruption())
+    code = Errc::corruption;
+  else if (s.IsNotFound())
+    code = Errc::not_found;
+  else if (s.IsInvalidArgument())
+    code = Errc::invalid_argument;
+  else if (s.IsNotSupported())
+    code = Errc::failed_precondition;
+  else if (s.IsBusy() || s.IsTimedOut() || s.IsTryAgain())
+    code = Errc::unavailable;
+  return Status(code, what + ": " + s.ToString());
+}
+
+struct SessionCounters {
+  uint64_t count = 0;
+  int64_t first = 0;
+  int64_t last = 0;
+};
+
+std::string encode_counters(const SessionCounters& c) {
+  std::string out;
+  append_be64(out, c.count);
+  append_be64(out, static_cast<uint64_t>(c.first));
+  append_be64(out, static_cast<uint64_t>(c.last));
+  return out;
+}
+
+std::optional<SessionCounters> decode_counters(std::string_view v) {
+  if (v.size() != 24) return std::nullopt;
+  return SessionCounters{load_be64(v.data()), static_cast<int64_t>(load_be64(v.data() + 8)),
+                         static_cast<int64_t>(load_be64(v.data() + 16))};
+}
+
+// How one put() or remove() changes a session: flows added and flows taken away (removed,
+// or replaced by a flow with the same id).
+struct SessionChange {
+  uint64_t added = 0;
+  int64_t added_first = INT64_MAX;
+  int64_t added_last = INT64_MIN;
+  std::vector<int64_t> removed_times;
+};
+
+class SessionChanges {
+ public:
+  void add(const flow::Flow& f) {
+    if (f.session.empty()) return;
+    auto& c = changes_[f.session];
+    int64_t t = flow_time(f);
+    // A replaced flow that keeps its session and time changes nothing: cancel the pair so
+    // that updating a mark never forces a recount.
+    if (auto it = std::find(c.removed_times.begin(), c.removed_times.end(), t);
+        it != c.removed_times.end()) {
+      c.removed_times.erase(it);
+      return;
+    }
+    ++c.added;
+    c.added_first = std::min(c.added_first, t);
+    c.added_last = std::max(c.added_last, t);
+  }
+  void remove(const flow::Flow& f) {
+    if (f.session.empty()) return;
+    changes_[f.session].removed_times.push_back(flow_time(f));
+  }
+  const std::unordered_map<std::string, SessionChange>& changes() const { return changes_; }
+
+ private:
+  std::unordered_map<std::string, SessionChange> changes_;
+};
+
+// Releases a snapshot when a read ends.
+class SnapshotGuard {
+ public:
+  SnapshotGuard(rocksdb::DB* db, bool enabled) : db_(db) {
+    if (enabled) snapshot_ = db->GetSnapshot();
+  }
+  ~SnapshotGuard() {
+    if (snapshot_) db_->ReleaseSnapshot(snapshot_);
+  }
+  const rocksdb::Snapshot* get() const { return snapshot_; }
+
+ private:
+  rocksdb::DB* db_;
+  const rocksdb::Snapshot* snapshot_ = nullptr;
+};
+
+// Removes secondary directories left by readers that died without closing (by pid).
+void remove_stale_secondary_dirs(const fs::path& tmp) {
+  std::error_code ec;
+  for (fs::directory_iterator it(tmp, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name.rfind(kSecondaryDirPrefix, 0) != 0) continue;
+    std::string_view rest = std::string_view(name).substr(std::strlen(kSecondaryDirPrefix));
+    long pid = 0;
+    auto [ptr, err] = std::from_chars(rest.data(), rest.data() + rest.size(), pid);
+    if (err != std::errc() || ptr == rest.data() || *ptr != '-' || pid <= 0) continue;
+    if (kill(static_cast<pid_t>(pid), 0) == -1 && errno == ESRCH) {
+      std::error_code ignored;
+      fs::remove_all(it->path(), ignored);
+    }
+  }
+}
+
+class RocksFlowStore final : public FlowStore {
+ public:
+  explicit RocksFlowStore(const StoreOptions& options)
+      : path_(options.path), read_only_(options.read_only), sync_(options.sync) {}
+
+  ~RocksFlowStore() override {
+    if (db_) {
+      for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+      handles_.clear();
+      db_->Close().PermitUncheckedError();
+      db_.reset();
+    }
+    if (!secondary_dir_.empty()) {
+      std::error_code ignored;
+      fs::remove_all(secondary_dir_, ignored);
+    }
+  }
+
+  Status open_db(bool exists);
+
+  uint64_t next_id() override {
+    uint64_t now = static_cast<uint64_t>(flow::now_ns());
+    uint64_t last = last_id_.load(std::memory_order_relaxed);
+    for (;;) {
+      uint64_t candidate = std::max(now, last + 1);
+      if (last_id_.compare_exchange_weak(last, candidate, std::memory_order_relaxed))
+        return candidate;
+    }
+  }
+
+  Result<std::vector<uint64_t>> put(std::vector<flow::Flow>& flows) override;
+  Result<flow::Flow> get(uint64_t id, bool with_bodies) override;
+  Status scan(const ScanOptions& options,
+              const std::function<bool(const flow::Flow&)>& visit) override;
+  Result<uint64_t> count(const ScanOptions& options) override;
+  Status remove(const std::vector<uint64_t>& ids) override;
+  Result<std::vector<SessionInfo>> sessions() override;
+  Status refresh() override;
+  Status put_meta(std::string_view key, std::string_view value) override;
+  Result<std::optional<std::string>> get_meta(std::string_view key) override;
+  Status scan_meta(
+      std::string_view prefix,
+      const std::function<bool(std::string_view, std::string_view)>& visit) override;
+  Status remove_meta(std::string_view key) override;
+  Result<StoreStats> stats() override;
+  bool read_only() const override { return read_only_; }
+  const std::string& path() const override { return path_; }
+
+  // value nullopt: delete.
+  Status write_raw(std::string_view cf_name, std::string_view key,
+                   std::optional<std::string_view> value);
+
+ private:
+  rocksdb::ColumnFamilyOptions cf_options(Cf cf) const;
+  Status check_version();
+  Status writable() const {
+    if (read_only_) return Status(Errc::failed_precondition, "store at " + path_ + " is open read-only");
+    return {};
+  }
+  void observe_id(uint64_t id) {
+    uint64_t last = last_id_.load(std::memory_order_relaxed);
+    while (id > last && !last_id_.compare_exchange_weak(last, id, std::memory_order_relaxed)) {
+    }
+  }
+  rocksdb::ReadOptions read_options(const SnapshotGuard& snapshot) const {
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snapshot.get();
+    return ro;
+  }
+  // Secondary instances do not support snapshots; a reader there sees the state of its last
+  // catch-up, which only refresh() moves.
+  bool snapshots() const { return !read_only_; }
+
+  // Hashes data into digest; queues it in new_bodies unless `bodies` (or this batch) has it.
+  Status store_body(const std::string& data, std::unordered_set<std::string>& batch_bodies,
+                    std::vector<std::pair<std::string, const std::string*>>& new_bodies,
+                    std::string& digest);
+  Status load_body(const rocksdb::ReadOptions& ro, uint64_t id, const std::string& digest,
+                   uint64_t stored, flow::Body& body);
+  Result<flow::Flow> load_flow(const rocksdb::ReadOptions& ro, uint64_t id,
+                               std::string_view bytes, bool with_bodies);
+  // Removes the stored flow `id` (if any) from the batch: its key, index keys and counters.
+  Status take_out(rocksdb::WriteBatch& batch, uint64_t id, bool delete_flow_key,
+                  SessionChanges& changes);
+  Status apply_session_changes(rocksdb::WriteBatch& batch, const SessionChanges& changes,
+                               const std::unordered_set<uint64_t>& touched);
+  Status recount_session(const std::string& name, const std::unordered_set<uint64_t>& touched,
+                         SessionCounters& out);
+  // Walks the keys of one column family that belong to `prefix` and end in an 8-byte id, in
+  // the order and from the cursor options asks; visit returns false to stop.
+  Status walk_ids(const rocksdb::ReadOptions& ro, Cf cf, const std::string& prefix,
+                  const ScanOptions& options,
+                  const std::function<bool(uint64_t id, rocksdb::Iterator& it)>& visit);
+
+  std::string path_;
+  bool read_only_;
+  bool sync_;
+  std::string secondary_dir_;
+  std::shared_ptr<rocksdb::Cache> cache_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  rocksdb::ColumnFamilyHandle* cf_[kCfCount] = {};
+  std::mutex write_mu_;  // serializes put/remove: session counters are read-modify-write
+  std::atomic<uint64_t> last_id_{0};
+  std::unordered_set<std::string> known_bodies_;  // guarded by write_mu_
+};
+
+rocksdb::ColumnFamilyOptions RocksFlowStore::cf_options(Cf cf) const {
+  rocksdb::ColumnFamilyOptions o;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = cache_;
+  // Index and filter blocks count against the small cache instead of growing beside it.
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  if (cf != kMeta) table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  if (cf == kFlows || cf == kBodies) table.block_size = 16 * 1024;
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+
+  static const bool zstd = [] {
+    auto supported = rocksdb::GetSupportedCompressions();
+    return std::find(supported.begin(), supported.end(), rocksdb::kZSTD) != supported.end();
+  }();
+  o.compression = (cf != kMeta && zstd) ? rocksdb::kZSTD : rocksdb::kNoCompression;
+  switch (cf) {
+    case kFlows:
+    case kBodies: o.write_buffer_size = 4u << 20; break;
+    case kIndex: o.write_buffer_size = 2u << 20; break;
+    default: o.write_buffer_size = 1u << 20; break;
+  }
+  // A third memtable lets writes continue while two wait for a slow flush; the shared
+  // WriteBufferManager still bounds their sum.
+  o.max_write_buffer_number = 3;
+  if (cf == kBodies) {
+    // The dedup check asks the memtable about keys that are usually absent.
+    o.memtable_whole_key_filtering = true;
+    o.memtable_prefix_bloom_size_ratio = 0.05;
+  }
+  o.target_file_size_base = 16u << 20;
+  o.max_bytes_for_level_base = 64u << 20;
+  return o;
+}
+
+Status RocksFlowStore::open_db(bool exists) {
+  cache_ = rocksdb::NewLRUCache(kBlockCacheBytes);
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = !read_only_;
+  db_options.create_missing_column_families = !read_only_;
+  // Secondary instances require every file open (RocksDB's rule for OpenAsSecondary).
+  db_options.max_open_files = read_only_ ? -1 : kMaxOpenFiles;
+  db_options.max_background_jobs = 2;
+  db_options.write_buffer_manager =
+      std::make_shared<rocksdb::WriteBufferManager>(kAllMemtablesBytes, cache_);
+  db_options.max_total_wal_size = 64u << 20;
+  db_options.keep_log_file_num = 2;
+  db_options.max_log_file_size = 1u << 20;
+
+  std::vector<std::string> existing;
+  if (exists) {
+    auto st = rocksdb::DB::ListColumnFamilies(db_options, path_, &existing);
+    if (!st.ok()) return from_rocks(st, "reading store at " + path_);
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
+  for (int cf = 0; cf < kCfCount; ++cf) {
+    if (read_only_ &&
+        std::find(existing.begin(), existing.end(), kCfNames[cf]) == existing.end())
+      return Status(Errc::corruption, "store at " + path_ + " has no column family '" +
+                                          kCfNames[cf] + "': not a retake store");
+    descriptors.emplace_back(kCfNames[cf], cf_options(static_cast<Cf>(cf)));
+  }
+  // A writer must open every family that exists; unknown ones (a newer retake's) ride along.
+  for (const auto& name : existing) {
+    bool known = name == rocksdb::kDefaultColumnFamilyName ||
+                 std::find_if(std::begin(kCfNames), std::end(kCfNames),
+                              [&](const char* n) { return name == n; }) != std::end(kCfNames);
+    if (!known) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  }
+
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status st;
+  if (read_only_) {
+    std::error_code ec;
+    fs::path tmp = fs::temp_directory_path(ec);
+    if (ec) tmp = "/tmp";
+    remove_stale_secondary_dirs(tmp);
+    std::random_device rd;
+    char suffix[17];
+    std::snprintf(suffix, sizeof suffix, "%08x%08x", rd(), rd());
+    secondary_dir_ =
+        (tmp / (kSecondaryDirPrefix + std::to_string(getpid()) + "-" + suffix)).string();
+    fs::create_directories(secondary_dir_, ec);
+    if (ec)
+      return Status(Errc::io_error, "cannot create " + secondary_dir_ + ": " + ec.message());
+    st = rocksdb::DB::OpenAsSecondary(db_options, path_, secondary_dir_, descriptors, &handles_,
+                                      &raw);
+  } else {
+    st = rocksdb::DB::Open(db_options, path_, descriptors, &handles_, &raw);
+  }
+  if (!st.ok()) {
+    if (st.IsIOError() && st.ToString().find("lock") != std::string::npos)
+      return Status(Errc::unavailable, "store at " + path_ +
+                                           " is open for writing by another process (open it "
+                                           "read-only to look at it): " + st.ToString());
+    return from_rocks(st, "opening store at " + path_);
+  }
+  db_.reset(raw);
+  for (int cf = 0; cf < kCfCount; ++cf) cf_[cf] = handles_[cf + 1];
+
+  if (read_only_) {
+    st = db_->TryCatchUpWithPrimary();
+    if (!st.ok()) return from_rocks(st, "catching up with the writer of " + path_);
+  }
+  if (auto s = check_version(); !s) return s;
+
+  if (!read_only_) {
+    // Ids stay above everything stored, even if the clock went back since the last run.
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_[kFlows]));
+    it->SeekToLast();
+    if (it->Valid() && it->key().size() == 8) observe_id(load_be64(it->key().data()));
+    if (!it->status().ok()) return from_rocks(it->status(), "reading store at " + path_);
+  }
+  return {};
+}
+
+Status RocksFlowStore::check_version() {
+  std::string value;
+  auto st = db_->Get({}, cf_[kMeta], kVersionKey, &value);
+  if (st.IsNotFound()) {
+    bool empty = true;
+    for (auto* h : handles_) {
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, h));
+      it->SeekToFirst();
+      if (it->Valid()) empty = false;
+      if (!it->status().ok()) return from_rocks(it->status(), "reading store at " + path_);
+    }
+    if (!empty)
+      return Status(Errc::corruption, "store at " + path_ +
+                                          " holds data but no schema version: it is damaged "
+                                          "or not a retake store");
+    // An empty store being created right now by a writer: it stamps the version next.
+    if (read_only_) return {};
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    st = db_->Put(wo, cf_[kMeta], kVersionKey, std::to_string(kSchemaVersion));
+    if (!st.ok()) return from_rocks(st, "stamping the schema version of " + path_);
+    return {};
+  }
+  if (!st.ok()) return from_rocks(st, "reading the schema version of " + path_);
+  uint64_t version = 0;
+  auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), version);
+  if (ec != std::errc() || ptr != value.data() + value.size() || value.empty() || version == 0)
+    return Status(Errc::corruption,
+                  "store at " + path_ + " has an unreadable schema version");
+  if (version > kSchemaVersion)
+    return Status(Errc::version_mismatch,
+                  "store at " + path_ + " was written by schema " + std::to_string(version) +
+                      "; this retake understands up to " + std::to_string(kSchemaVersion) +
+                      " (upgrade retake to read it)");
+  return {};
+}
+
+Status RocksFlowStore::store_body(
+    const std::string& data, std::unordered_set<std::string>& batch_bodies,
+    std::vector<std::pair<std::string, const std::string*>>& new_bodies, std::string& digest) {
+  digest.clear();
+  if (data.empty()) return {};
+  digest = sha256(data);
+  if (known_bodies_.count(digest) || !batch_bodies.insert(digest).second) return {};
+  bool present = false;
+  std::string value;
+  bool value_found = false;
+  // Bloom filters (memtable and tables) answer "surely absent" for new content without
+  // reading any bytes.
+  if (db_->KeyMayExist({}, cf_[kBodies], digest, &value, &value_found)) {
+    if (value_found) {
+      present = true;
+    } else {
+      rocksdb::PinnableSlice existing;
+      auto st = db_->Get({}, cf_[kBodies], digest, &existing);
+      if (st.ok())
+        present = true;
+      else if (!st.IsNotFound())
+        return from_rocks(st, "reading bodies of " + path_);
+    }
+  }
+  if (!present) new_bodies.emplace_back(digest, &data);
+  return {};
+}
+
+Status RocksFlowStore::take_out(rocksdb::WriteBatch& batch, uint64_t id, bool delete_flow_key,
+                                SessionChanges& changes) {
+  std::string key = be64(id);
+  std::string old;
+  auto st = db_->Get({}, cf_[kFlows], key, &old);
+  if (st.IsNotFound()) return {};
+  if (!st.ok()) return from_rocks(st, "reading flow " + std::to_string(id));
+  if (delete_flow_key) batch.Delete(cf_[kFlows], key);
+  // A damaged record cannot tell us its index keys; they stay behind and readers skip
+  // entries whose flow is gone.
+  auto decoded = decode_flow(old, id);
+  if (!decoded) return {};
+  for (const auto& k : index_keys(decoded->flow)) batch.Delete(cf_[kIndex], k);
+  changes.remove(decoded->flow);
+  return {};
+}
+
+Result<std::vector<uint64_t>> RocksFlowStore::put(std::vector<flow::Flow>& flows) {
+  if (auto s = writable(); !s) return s;
+  std::unordered_set<uint64_t> touched;
+  touched.reserve(flows.size() * 2);
+  for (const auto& f : flows)
+    if (f.id != 0 && !touched.insert(f.id).second)
+      return Result<std::vector<uint64_t>>(
+          Errc::invalid_argument, "flow " + std::to_string(f.id) + " appears twice in one put");
+
+  std::lock_guard lock(write_mu_);
+  rocksdb::WriteBatch batch;
+  SessionChanges changes;
+  std::unordered_set<std::string> batch_bodies;
+  std::vector<uint64_t> ids;
+  ids.reserve(flows.size());
+  std::string request_digest, response_digest;
+  std::vector<std::string> new_index;
+  new_index.reserve(flows.size() * 4);
+  std::vector<std::pair<std::string, const std::string*>> new_bodies;
+  for (auto& f : flows) {
+    if (f.id == 0) {
+      // Above every stored id: nothing to replace.
+      f.id = next_id();
+      touched.insert(f.id);
+    } else {
+      observe_id(f.id);
+      if (auto s = take_out(batch, f.id, false, changes); !s) return s;
+    }
+    if (auto s = store_body(f.request.body.data, batch_bodies, new_bodies, request_digest); !s)
+      return s;
+    response_digest.clear();
+    if (f.response)
+      if (auto s = store_body(f.response->body.data, batch_bodies, new_bodies, response_digest);
+          !s)
+        return s;
+    batch.Put(cf_[kFlows], be64(f.id), encode_flow(f, request_digest, response_digest));
+    for (auto& k : index_keys(f)) new_index.push_back(std::move(k));
+    changes.add(f);
+    ids.push_back(f.id);
+  }
+  // Key order makes the memtable's skiplist inserts sequential (it reuses its last position):
+  // interleaved index tags and random digests otherwise cost a search from the top each.
+  std::sort(new_index.begin(), new_index.end());
+  for (const auto& k : new_index) batch.Put(cf_[kIndex], k, rocksdb::Slice());
+  std::sort(new_bodies.begin(), new_bodies.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [digest, data] : new_bodies) batch.Put(cf_[kBodies], digest, *data);
+  if (auto s = apply_session_changes(batch, changes, touched); !s) return s;
+
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  auto st = db_->Write(wo, &batch);
+  if (!st.ok())
+    return from_rocks(st, "writing " + std::to_string(flows.size()) + " flows to " + path_);
+  if (known_bodies_.size() + batch_bodies.size() > kKnownBodiesMax) known_bodies_.clear();
+  known_bodies_.merge(batch_bodies);
+  return ids;
+}
+
+Status RocksFlowStore::remove(const std::vector<uint64_t>& ids) {
+  if (auto s = writable(); !s) return s;
+  std::lock_guard lock(write_mu_);
+  rocksdb::WriteBatch batch;
+  SessionChanges changes;
+  std::unordered_set<uint64_t> touched;
+  for (uint64_t id : ids) {
+    if (!touched.insert(id).second) continue;
+    if (auto s = take_out(batch, id, true, changes); !s) return s;
+  }
+  if (batch.Count() == 0) return {};
+  if (auto s = apply_session_changes(batch, changes, touched); !s) return s;
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  auto st = db_->Write(wo, &batch);
+  if (!st.ok()) return from_rocks(st, "removing flows from " + path_);
+  return {};
+}
+
+Status RocksFlowStore::recount_session(const std::string& name,
+                                       const std::unordered_set<uint64_t>& touched,
+                                       SessionCounters& out) {
+  out = SessionCounters{0, INT64_MAX, INT64_MIN};
+  ScanOptions all;
+  rocksdb::ReadOptions ro;
+  return walk_ids(ro, kIndex, index_prefix('s', name), all,
+                  [&](uint64_t id, rocksdb::Iterator&) {
+                    if (touched.count(id)) return true;
+                    std::string bytes;
+                    if (!db_->Get(ro, cf_[kFlows], be64(id), &bytes).ok()) return true;
+                    auto decoded = decode_flow(bytes, id);
+                    if (!decoded) return true;
+                    int64_t t = flow_time(decoded->flow);
+                    ++out.count;
+                    out.first = std::min(out.first, t);
+                    out.last = std::max(out.last, t);
+                    return true;
+                  });
+}
+
+Status RocksFlowStore::apply_session_changes(rocksdb::WriteBatch& batch,
+                                             const SessionChanges& changes,
+                                             const std::unordered_set<uint64_t>& touched) {
+  for (const auto& [name, change] : changes.changes()) {
+    std::string key = kSessionPrefix + name;
+    std::string value;
+    auto st = db_->Get({}, cf_[kMeta], key, &value);
+    if (!st.ok() && !st.IsNotFound()) return from_rocks(st, "reading session " + name);
+    std::optional<SessionCounters> current;
+    if (st.ok()) current = decode_counters(value);
+    bool had = st.ok();
+
+    SessionCounters next;
+    // Counters move incrementally unless a flow at the session's edge leaves (then the new
+    // edge is unknown) or the stored counters are unreadable: then count the session afresh,
+    // leaving out every flow this batch touches, and add this batch's flows on top.
+    bool edge_left = false;
+    if (current)
+      for (int64_t t : change.removed_times)
+        if (t <= current->first || t >= current->last) edge_left = true;
+    bool recount = (had && !current) || (!had && !change.removed_times.empty()) || edge_left;
+    if (recount) {
+      if (auto s = recount_session(name, touched, next); !s) return s;
+    } else if (current) {
+      next = *current;
+      next.count -= std::min<uint64_t>(next.count, change.removed_times.size());
+    } else {
+      next = SessionCounters{0, INT64_MAX, INT64_MIN};
+    }
+    next.count += change.added;
+    next.first = std::min(next.first, change.added_first);
+    next.last = std::max(next.last, change.added_last);
+    if (next.count == 0)
+      batch.Delete(cf_[kMeta], key);
+    else
+      batch.Put(cf_[kMeta], key, encode_counters(next));
+  }
+  return {};
+}
+
+Status RocksFlowStore::load_body(const rocksdb::ReadOptions& ro, uint64_t id,
+                                 const std::string& digest, uint64_t stored, flow::Body& body) {
+  if (digest.empty()) return {};
+  rocksdb::PinnableSlice bytes;
+  auto st = db_->Get(ro, cf_[kBodies], digest, &bytes);
+  if (st.IsNotFound())
+    return Status(Errc::corruption,
+                  "flow " + std::to_string(id) + " references a body that is not stored");
+  if (!st.ok()) return from_rocks(st, "reading a body of flow " + std::to_string(id));
+  if (bytes.size() != stored)
+    return Status(Errc::corruption, "flow " + std::to_string(id) + " expects a body of " +
+                                        std::to_string(stored) + " bytes, the store holds " +
+                                        std::to_string(bytes.size()));
+  body.data.assign(bytes.data(), bytes.size());
+  return {};
+}
+
+Result<flow::Flow> RocksFlowStore::load_flow(const rocksdb::ReadOptions& ro, uint64_t id,
+                                             std::string_view bytes, bool with_bodies) {
+  auto decoded = decode_flow(bytes, id);
+  if (!decoded) return decoded.status();
+  auto& d = decoded.value();
+  if (with_bodies) {
+    if (auto s = load_body(ro, id, d.request_digest, d.request_stored, d.flow.request.body); !s)
+      return s;
+    if (d.flow.response)
+      if (auto s = load_body(ro, id, d.response_digest, d.response_stored,
+                             d.flow.response->body);
+          !s)
+        return s;
+  }
+  return std::move(d.flow);
+}
+
+Result<flow::Flow> RocksFlowStore::get(uint64_t id, bool with_bodies) {
+  SnapshotGuard snapshot(db_.get(), snapshots());
+  auto ro = read_options(snapshot);
+  rocksdb::PinnableSlice bytes;
+  auto st = db_->Get(ro, cf_[kFlows], be64(id), &bytes);
+  if (st.IsNotFound()) return Result<flow::Flow>(Errc::not_found, "no flow " + std::to_string(id));
+  if (!st.ok()) return from_rocks(st, "reading flow " + std::to_string(id));
+  return load_flow(ro, id, std::string_view(bytes.data(), bytes.size()), with_bodies);
+}
+
+Status RocksFlowStore::walk_ids(const rocksdb::ReadOptions& base, Cf cf,
+                                const std::string& prefix, const ScanOptions& options,
+                                const std::function<bool(uint64_t, rocksdb::Iterator&)>& visit) {
+  rocksdb::ReadOptions ro = base;
+  std::string upper;
+  rocksdb::Slice lower_slice(prefix), upper_slice;
+  if (!prefix.empty()) {
+    // Prefixes end in '\0', so the first key past them ends in '\1' instead.
+    upper = prefix;
+    upper.back() = '\1';
+    upper_slice = rocksdb::Slice(upper);
+    ro.iterate_lower_bound = &lower_slice;
+    ro.iterate_upper_bound = &upper_slice;
+  }
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf_[cf]));
+  uint64_t after = options.after_id;
+  if (!options.reverse) {
+    if (after == UINT64_MAX) return {};
+    it->Seek(prefix + be64(after == 0 ? 0 : after + 1));
+  } else {
+    if (after == 1) return {};
+    it->SeekForPrev(prefix + be64(after == 0 ? UINT64_MAX : after - 1));
+  }
+  const size_t key_size = prefix.size() + 8;
+  for (; it->Valid(); options.reverse ? it->Prev() : it->Next()) {
+    auto key = it->key();
+    // Longer keys belong to another value that merely starts like ours (see flow_store.h).
+    if (key.size() != key_size) {
+      if (cf == kFlows)
+        return Status(Errc::corruption, "store at " + path_ + " has a flow key of " +
+                                            std::to_string(key.size()) + " bytes");
+      continue;
+    }
+    if (!visit(load_be64(key.data() + prefix.size()), *it)) break;
+  }
+  if (!it->status().ok()) return from_rocks(it->status(), "scanning " + path_);
+  return {};
+}
+
+Status RocksFlowStore::scan(const ScanOptions& options,
+                            const std::function<bool(const flow::Flow&)>& visit) {
+  SnapshotGuard snapshot(db_.get(), snapshots());
+  auto ro = read_options(snapshot);
+  std::string host = ascii_lower(options.host);
+  std::optional<std::string> status_key;
+  if (options.status) status_key = status_value(*options.status);
+
+  // Drive by the most selective index that applies; check the rest on each flow.
+  std::string prefix;
+  if (!options.run.empty())
+    prefix = index_prefix('r', options.run);
+  else if (!options.session.empty())
+    prefix = index_prefix('s', options.session);
+  else if (!host.empty())
+    prefix = index_prefix('h', host);
+  else if (status_key)
+    prefix = index_prefix('c', *status_key);
+  Cf cf = prefix.empty() ? kFlows : kIndex;
+
+  auto matches = [&](const flow::Flow& f) {
+    if (!options.session.empty() && f.session != options.session) return false;
+    if (!options.run.empty() && f.run != options.run) return false;
+    if (!host.empty() && !flow::iequals(f.request.host(), host)) return false;
+    if (options.status && (!f.response || f.response->status != *options.status)) return false;
+    return true;
+  };
+
+  Status failure;
+  size_t visited = 0;
+  rocksdb::PinnableSlice bytes;
+  auto walked = walk_ids(ro, cf, prefix, options, [&](uint64_t id, rocksdb::Iterator& it) {
+    std::string_view value;
+    if (cf == kFlows) {
+      value = std::string_view(it.value().data(), it.value().size());
+    } else {
+      bytes.Reset();
+      auto st = db_->Get(ro, cf_[kFlows], be64(id), &bytes);
+      // An index entry whose flow is gone (removed since, or left by a damaged record).
+      if (st.IsNotFound()) return true;
+      if (!st.ok()) {
+        failure = from_rocks(st, "reading flow " + std::to_string(id));
+        return false;
+      }
+      value = std::string_view(bytes.data(), bytes.size());
+    }
+    auto f = load_flow(ro, id, value, options.with_bodies);
+    if (!f) {
+      failure = f.status();
+      return false;
+    }
+    if (!matches(*f)) return true;
+    ++visited;
+    if (!visit(*f)) return false;
+    return options.limit == 0 || visited < options.limit;
+  });
+  if (!walked) return walked;
+  return failure;
+}
+
+Result<uint64_t> RocksFlowStore::count(const ScanOptions& options) {
+  int conditions = !options.run.empty() + !options.session.empty() + !options.host.empty() +
+                   options.status.has_value();
+  std::optional<std::string> status_key;
+  if (options.status) status_key = status_value(*options.status);
+  if (conditions > 1 || (options.status && !status_key)) {
+    uint64_t n = 0;
+    ScanOptions o = options;
+    o.with_bodies = false;
+    auto s = scan(o, [&](const flow::Flow&) { return ++n, true; });
+    if (!s) return s;
+    return n;
+  }
+  // One condition or none: the keys alone answer.
+  std::string prefix;
+  if (!options.run.empty())
+    prefix = index_prefix('r', options.run);
+  else if (!options.session.empty())
+    prefix = index_prefix('s', options.session);
+  else if (!options.host.empty())
+    prefix = index_prefix('h', ascii_lower(options.host));
+  else if (status_key)
+    prefix = index_prefix('c', *status_key);
+  SnapshotGuard snapshot(db_.get(), snapshots());
+  uint64_t n = 0;
+  auto s = walk_ids(read_options(snapshot), prefix.empty() ? kFlows : kIndex, prefix, options,
+                    [&](uint64_t, rocksdb::Iterator&) {
+                      ++n;
+                      return options.limit == 0 || n < options.limit;
+                    });
+  if (!s) return s;
+  return n;
+}
+
+Result<std::vector<SessionInfo>> RocksFlowStore::sessions() {
+  std::vector<SessionInfo> out;
+  auto s = [&]() -> Status {
+    rocksdb::ReadOptions ro;
+    std::string upper = kSessionPrefix;
+    upper.back() = '\1';
+    rocksdb::Slice upper_slice(upper);
+    ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf_[kMeta]));
+    for (it->Seek(kSessionPrefix); it->Valid(); it->Next()) {
+      auto key = it->key();
+      auto counters = decode_counters(std::string_view(it->value().data(), it->value().size()));
+      std::string name(key.data() + kSessionPrefix.size(), key.size() - kSessionPrefix.size());
+      if (!counters)
+        return Status(Errc::corruption, "store at " + path_ + " has unreadable counters for session '" + name + "'");
+      out.push_back({std::move(name), counters->count, counters->first, counters->last});
+    }
+    if (!it->status().ok()) return from_rocks(it->status(), "listing sessions of " + path_);
+    return {};
+  }();
+  if (!s) return s;
+  return out;
+}
+
+Status RocksFlowStore::refresh() {
+  if (!read_only_) return {};
+  auto st = db_->TryCatchUpWithPrimary();
+  if (!st.ok()) return from_rocks(st, "catching up with the writer of " + path_);
+  return {};
+}
+
+Status check_meta_key(std::string_view key) {
+  if (key.empty() || key.size() > kMaxMetaKeySize)
+    return Status(Errc::invalid_argument, "metadata keys are 1 to " +
+                                              std::to_string(kMaxMetaKeySize) + " bytes");
+  return {};
+}
+
+Status RocksFlowStore::put_meta(std::string_view key, std::string_view value) {
+  if (auto s = writable(); !s) return s;
+  if (auto s = check_meta_key(key); !s) return s;
+  if (value.size() > kMaxMetaValueSize)
+    return Status(Errc::invalid_argument, "metadata values are at most " +
+                                              std::to_string(kMaxMetaValueSize) + " bytes");
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  auto st = db_->Put(wo, cf_[kMeta], kUserPrefix + std::string(key), rocksdb::Slice(value.data(), value.size()));
+  if (!st.ok()) return from_rocks(st, "writing metadata to " + path_);
+  return {};
+}
+
+Result<std::optional<std::string>> RocksFlowStore::get_meta(std::string_view key) {
+  if (auto s = check_meta_key(key); !s) return s;
+  std::string value;
+  auto st = db_->Get({}, cf_[kMeta], kUserPrefix + std::string(key), &value);
+  if (st.IsNotFound()) return std::optional<std::string>();
+  if (!st.ok()) return from_rocks(st, "reading metadata of " + path_);
+  return std::optional<std::string>(std::move(value));
+}
+
+Status RocksFlowStore::scan_meta(
+    std::string_view prefix,
+    const std::function<bool(std::string_view, std::string_view)>& visit) {
+  std::string lower = kUserPrefix + std::string(prefix);
+  std::string upper = kUserPrefix;
+  upper.back() = '\1';
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf_[kMeta]));
+  for (it->Seek(lower); it->Valid(); it->Next()) {
+    std::string_view key(it->key().data(), it->key().size());
+    if (key.substr(0, lower.size()) != lower) break;
+    key.remove_prefix(kUserPrefix.size());
+    if (!visit(key, std::string_view(it->value().data(), it->value().size()))) break;
+  }
+  if (!it->status().ok()) return from_rocks(it->status(), "scanning metadata of " + path_);
+  return {};
+}
+
+Status RocksFlowStore::remove_meta(std::string_view key) {
+  if (auto s = writable(); !s) return s;
+  if (auto s = check_meta_key(key); !s) return s;
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  auto st = db_->Delete(wo, cf_[kMeta], kUserPrefix + std::string(key));
+  if (!st.ok()) return from_rocks(st, "removing metadata from " + path_);
+  return {};
+}
+
+Result<StoreStats> RocksFlowStore::stats() {
+  StoreStats out;
+  SnapshotGuard snapshot(db_.get(), snapshots());
+  auto ro = read_options(snapshot);
+  uint64_t* counters[kCfCount] = {&out.flows, &out.bodies, &out.index_entries,
+                                  &out.meta_entries};
+  for (int cf = 0; cf < kCfCount; ++cf) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf_[cf]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      ++*counters[cf];
+      if (cf == kBodies) out.body_bytes += it->value().size();
+    }
+    if (!it->status().ok()) return from_rocks(it->status(), "counting keys of " + path_);
+  }
+  return out;
+}
+
+Status RocksFlowStore::write_raw(std::string_view cf_name, std::string_view key,
+                                 std::optional<std::string_view> value) {
+  if (auto s = writable(); !s) return s;
+  for (int cf = 0; cf < kCfCount; ++cf) {
+    if (cf_name != kCfNames[cf]) continue;
+    rocksdb::Slice k(key.data(), key.size());
+    auto st = value ? db_->Put({}, cf_[cf], k, rocksdb::Slice(value->data(), value->size()))
+                    : db_->Delete({}, cf_[cf], k);
+    if (!st.ok()) return from_rocks(st, "raw write");
+    return {};
+  }
+  return Status(Errc::invalid_argument, "no column family '" + std::string(cf_name) + "'");
+}
+
+}  // namespace
+
+Result<std::unique_ptr<FlowStore>> FlowStore::open(const StoreOptions& options) {
+  if (options.path.empty())
+    return Result<std::unique_ptr<FlowStore>>(Errc::invalid_argument, "store path is empty");
+  std::error_code ec;
+  bool exists = fs::exists(fs::path(options.path) / "CURRENT", ec);
+  if (!exists && (options.read_only || !options.create_if_missing))
+    return Result<std::unique_ptr<FlowStore>>(Errc::not_found,
+                                              "no store at " + options.path);
+  if (!options.read_only) {
+    fs::create_directories(options.path, ec);
+    if (ec)
+      return Result<std::unique_ptr<FlowStore>>(
+          Errc::io_error, "cannot create " + options.path + ": " + ec.message());
+  }
+  auto store = std::make_unique<RocksFlowStore>(options);
+  if (auto s = store->open_db(exists); !s) return s;
+  return std::unique_ptr<FlowStore>(std::move(store));
+}
+
+Result<uint64_t> FlowStore::put(flow::Flow& flow) {
+  std::vector<flow::Flow> one;
+  one.push_back(std::move(flow));
+  auto ids = put(one);
+  flow = std::move(one.front());
+  if (!ids) return ids.status();
+  return ids->front();
+}
+
+std::string retake_home() {
+  if (const char* home = std::getenv("RETAKE_HOME"); home && *home) return home;
+  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.retake";
+  std::vector<char> buffer(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  if (getpwuid_r(getuid(), &pw, buffer.data(), buffer.size(), &found) == 0 && found &&
+      found->pw_dir && *found->pw_dir)
+    return std::string(found->pw_dir) + "/.retake";
+  // No home at all (a bare container): a relative directory is the least surprising place.
+  return ".retake";
+}
+
+std::string default_db_path() { return retake_home() + "/db"; }
+
+namespace testing {
+
+Status write_raw(FlowStore& store, std::string_view column_family, std::string_view key,
+                 std::string_view value) {
+  auto* rocks = dynamic_cast<RocksFlowStore*>(&store);
+  if (!rocks) return Status(Errc::invalid_argument, "not a RocksDB flow store");
+  return rocks->write_raw(column_family, key, value);
+}
+
+Status remove_raw(FlowStore& store, std::string_view column_family, std::string_view key) {
+  auto* rocks = dynamic_cast<RocksFlowStore*>(&store);
+  if (!rocks) return Status(Errc::invalid_argument, "not a RocksDB flow store");
+  return rocks->write_raw(column_family, key, std::nullopt);
+}
+
+std::string flow_key(uint64_t id) { return be64(id); }
+
+std::string schema_version_key() { return kVersionKey; }
+
+}  // namespace testing
+
+}  // namespace retake::store

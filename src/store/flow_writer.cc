@@ -1,0 +1,141 @@
+// FlowWriter: a bounded queue in front of one writer thread that group-commits flows.
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "store/flow_store.h"
+
+namespace retake::store {
+
+struct FlowWriter::State {
+  FlowStore& store;
+  WriterOptions options;
+
+  mutable std::mutex mu;
+  std::condition_variable work_ready;  // the writer waits here for flows or stop
+  std::condition_variable work_done;   // flush() waits here for the writer to catch up
+  std::deque<flow::Flow> queue;
+  bool stopping = false;
+  WriterStats stats;
+  // Sequence numbers: how many flows were accepted, and how many of them are finished
+  // (written or failed). flush() waits for finished to reach the accepted count it saw.
+  uint64_t finished = 0;
+  std::function<void(const flow::Flow&)> observer;
+  std::chrono::steady_clock::time_point last_log{};
+  uint64_t unlogged_failures = 0;
+  std::mutex join_mu;  // stop() may be called from several threads at once
+  std::thread thread;
+
+  State(FlowStore& s, WriterOptions o) : store(s), options(o) {
+    if (options.queue_capacity == 0) options.queue_capacity = 1;
+    if (options.max_batch == 0) options.max_batch = 1;
+  }
+
+  void log_failure(size_t flows, const Status& status) {
+    // One line per failure, but at most one per second so a full disk does not flood stderr.
+    auto now = std::chrono::steady_clock::now();
+    if (last_log != std::chrono::steady_clock::time_point{} &&
+        now - last_log < std::chrono::seconds(1)) {
+      unlogged_failures += flows;
+      return;
+    }
+    last_log = now;
+    std::fprintf(stderr, "retake: store write of %zu flows failed (%llu more since the last "
+                 "message): %s\n", flows, static_cast<unsigned long long>(unlogged_failures),
+                 status.to_string().c_str());
+    unlogged_failures = 0;
+  }
+
+  void run() {
+    std::vector<flow::Flow> batch;
+    std::unique_lock lock(mu);
+    for (;;) {
+      work_ready.wait(lock, [&] { return !queue.empty() || stopping; });
+      if (queue.empty()) break;  // stopping and drained
+      size_t n = std::min(queue.size(), options.max_batch);
+      batch.clear();
+      batch.reserve(n);
+      for (size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(queue.front()));
+        queue.pop_front();
+      }
+      auto notify = observer;  // on_written may not race with offers; copy under the lock
+      lock.unlock();
+
+      auto ids = store.put(batch);
+      if (ids) {
+        if (notify)
+          for (const auto& f : batch) {
+            try {
+              notify(f);
+            } catch (const std::exception& e) {
+              std::fprintf(stderr, "retake: flow observer failed: %s\n", e.what());
+            }
+          }
+      } else {
+        log_failure(batch.size(), ids.status());
+      }
+
+      lock.lock();
+      if (ids) {
+        stats.written += batch.size();
+        ++stats.batches;
+      } else {
+        stats.failed += batch.size();
+      }
+      finished += batch.size();
+      work_done.notify_all();
+    }
+  }
+};
+
+FlowWriter::FlowWriter(FlowStore& store, WriterOptions options)
+    : state_(std::make_unique<State>(store, options)) {
+  state_->thread = std::thread([s = state_.get()] { s->run(); });
+}
+
+FlowWriter::~FlowWriter() { stop(); }
+
+bool FlowWriter::offer(flow::Flow&& flow) {
+  std::lock_guard lock(state_->mu);
+  if (state_->stopping || state_->queue.size() >= state_->options.queue_capacity) {
+    ++state_->stats.dropped;
+    return false;
+  }
+  state_->queue.push_back(std::move(flow));
+  ++state_->stats.accepted;
+  state_->work_ready.notify_one();
+  return true;
+}
+
+void FlowWriter::flush() {
+  std::unique_lock lock(state_->mu);
+  uint64_t target = state_->stats.accepted;
+  state_->work_done.wait(lock, [&] { return state_->finished >= target; });
+}
+
+void FlowWriter::stop() {
+  {
+    std::lock_guard lock(state_->mu);
+    state_->stopping = true;
+  }
+  state_->work_ready.notify_all();
+  std::lock_guard join_lock(state_->join_mu);
+  if (state_->thread.joinable() && state_->thread.get_id() != std::this_thread::get_id())
+    state_->thread.join();
+}
+
+WriterStats FlowWriter::stats() const {
+  std::lock_guard lock(state_->mu);
+  return state_->stats;
+}
+
+void FlowWriter::on_written(std::function<void(const flow::Flow&)> observer) {
+  std::lock_guard lock(state_->mu);
+  state_->observer = std::move(observer);
+}
+
+}  // namespace retake::store

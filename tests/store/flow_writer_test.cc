@@ -1,0 +1,211 @@
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "store/flow_store.h"
+#include "test_flows.h"
+#include "test_support.h"
+
+using namespace retake;
+using namespace retake::store;
+using store::test::TempDir;
+
+namespace {
+
+std::unique_ptr<FlowStore> open_store(const std::string& path, bool read_only = false) {
+  auto opened = FlowStore::open({.path = path, .read_only = read_only});
+  REQUIRE_MESSAGE(opened.ok(), opened.status().to_string());
+  return std::move(opened.value());
+}
+
+// Holds the writer thread inside on_written until released, so a test can fill the queue
+// deterministically while the writer is busy.
+class Gate {
+ public:
+  void pass() {
+    std::unique_lock lock(mu_);
+    ++arrived_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return open_; });
+  }
+  void wait_arrived(int n) {
+    std::unique_lock lock(mu_);
+    REQUIRE(cv_.wait_for(lock, std::chrono::seconds(20), [&] { return arrived_ >= n; }));
+  }
+  void open() {
+    std::lock_guard lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int arrived_ = 0;
+  bool open_ = false;
+};
+
+// A store whose put() fails while `failing` is set (a full disk, say); otherwise the real one.
+class FailingStore final : public FlowStore {
+ public:
+  explicit FailingStore(FlowStore& inner) : inner_(inner) {}
+  std::atomic<bool> failing{true};
+
+  uint64_t next_id() override { return inner_.next_id(); }
+  Result<std::vector<uint64_t>> put(std::vector<flow::Flow>& flows) override {
+    if (failing) return Result<std::vector<uint64_t>>(Errc::io_error, "no space left on device");
+    return inner_.put(flows);
+  }
+  Result<flow::Flow> get(uint64_t id, bool with_bodies) override { return inner_.get(id, with_bodies); }
+  Status scan(const ScanOptions& o, const std::function<bool(const flow::Flow&)>& v) override {
+    return inner_.scan(o, v);
+  }
+  Result<uint64_t> count(const ScanOptions& o) override { return inner_.count(o); }
+  Status remove(const std::vector<uint64_t>& ids) override { return inner_.remove(ids); }
+  Result<std::vector<SessionInfo>> sessions() override { return inner_.sessions(); }
+  Status refresh() override { return inner_.refresh(); }
+  Status put_meta(std::string_view k, std::string_view v) override { return inner_.put_meta(k, v); }
+  Result<std::optional<std::string>> get_meta(std::string_view k) override { return inner_.get_meta(k); }
+  Status scan_meta(std::string_view p,
+                   const std::function<bool(std::string_view, std::string_view)>& v) override {
+    return inner_.scan_meta(p, v);
+  }
+  Status remove_meta(std::string_view k) override { return inner_.remove_meta(k); }
+  Result<StoreStats> stats() override { return inner_.stats(); }
+  bool read_only() const override { return inner_.read_only(); }
+  const std::string& path() const override { return inner_.path(); }
+
+ private:
+  FlowStore& inner_;
+};
+
+}  // namespace
+
+TEST_CASE("the writer group-commits queued flows in batches of at most max_batch") {
+  TempDir dir;
+  auto s = open_store(dir.path());
+  Gate gate;
+  std::atomic<int> observed{0};
+  {
+    FlowWriter writer(*s, {.queue_capacity = 2000, .max_batch = 512});
+    writer.on_written([&](const flow::Flow& f) {
+      if (observed++ == 0) gate.pass();  // hold the writer after its first batch
+    });
+    REQUIRE(writer.offer(test::small_flow(0, "g")));
+    gate.wait_arrived(1);
+    for (int i = 1; i <= 1100; ++i) REQUIRE(writer.offer(test::small_flow(i, "g")));
+    gate.open();
+    writer.flush();
+    auto stats = writer.stats();
+    CHECK(stats.accepted == 1101);
+    CHECK(stats.written == 1101);
+    CHECK(stats.dropped == 0);
+    CHECK(stats.failed == 0);
+    // 1 + ceil(1100 / 512): the queued flows went in three batches, not 1100.
+    CHECK(stats.batches == 4);
+  }
+  CHECK(observed == 1101);
+  auto n = s->count({.session = "g"});
+  REQUIRE(n.ok());
+  CHECK(*n == 1101);
+}
+
+TEST_CASE("a full queue refuses offers without blocking and counts them dropped") {
+  TempDir dir;
+  auto s = open_store(dir.path());
+  Gate gate;
+  FlowWriter writer(*s, {.queue_capacity = 4, .max_batch = 2});
+  std::atomic<bool> first{true};
+  writer.on_written([&](const flow::Flow&) {
+    if (first.exchange(false)) gate.pass();
+  });
+  REQUIRE(writer.offer(test::small_flow(0)));
+  gate.wait_arrived(1);  // the writer is busy; the queue is empty
+  for (int i = 1; i <= 4; ++i) CHECK(writer.offer(test::small_flow(i)));
+  CHECK_FALSE(writer.offer(test::small_flow(5)));
+  CHECK_FALSE(writer.offer(test::small_flow(6)));
+  auto stats = writer.stats();
+  CHECK(stats.accepted == 5);
+  CHECK(stats.dropped == 2);
+  gate.open();
+  writer.flush();
+  stats = writer.stats();
+  CHECK(stats.written == 5);
+  CHECK(s->count({}).value() == 5);
+}
+
+TEST_CASE("flush waits for what was offered; stop drains, joins and refuses later offers") {
+  TempDir dir;
+  auto s = open_store(dir.path());
+  FlowWriter writer(*s, {.queue_capacity = 10000, .max_batch = 16});
+  std::vector<std::thread> producers;
+  for (int t = 0; t < 4; ++t)
+    producers.emplace_back([&, t] {
+      for (int i = 0; i < 100; ++i) writer.offer(test::small_flow(t * 100 + i, "p"));
+    });
+  for (auto& p : producers) p.join();
+  writer.flush();
+  CHECK(writer.stats().written == 400);
+  CHECK(s->count({.session = "p"}).value() == 400);
+
+  for (int i = 0; i < 300; ++i) REQUIRE(writer.offer(test::small_flow(i, "q")));
+  writer.stop();
+  CHECK(writer.stats().written == 700);
+  CHECK(s->count({.session = "q"}).value() == 300);
+  CHECK_FALSE(writer.offer(test::small_flow(0)));
+  CHECK(writer.stats().dropped == 1);
+  writer.stop();   // idempotent
+  writer.flush();  // nothing pending: returns
+}
+
+TEST_CASE("failed writes are counted and the writer keeps running") {
+  TempDir dir;
+  auto real = open_store(dir.path());
+
+  SUBCASE("a store that fails, then recovers") {
+    FailingStore failing(*real);
+    FlowWriter writer(failing, {.queue_capacity = 100, .max_batch = 8});
+    for (int i = 0; i < 20; ++i) REQUIRE(writer.offer(test::small_flow(i, "f")));
+    writer.flush();
+    CHECK(writer.stats().failed == 20);
+    CHECK(writer.stats().written == 0);
+    failing.failing = false;
+    for (int i = 0; i < 5; ++i) REQUIRE(writer.offer(test::small_flow(i, "f")));
+    writer.flush();
+    CHECK(writer.stats().written == 5);
+    CHECK(writer.stats().failed == 20);
+    CHECK(real->count({.session = "f"}).value() == 5);
+  }
+  SUBCASE("a read-only store") {
+    auto read_only = open_store(dir.path(), true);
+    FlowWriter writer(*read_only, {});
+    for (int i = 0; i < 3; ++i) REQUIRE(writer.offer(test::small_flow(i)));
+    writer.flush();
+    CHECK(writer.stats().failed == 3);
+    CHECK(writer.offer(test::small_flow(9)));
+    writer.stop();
+    CHECK(writer.stats().failed == 4);
+  }
+}
+
+TEST_CASE("on_written sees every committed flow with its assigned id") {
+  TempDir dir;
+  auto s = open_store(dir.path());
+  std::mutex mu;
+  std::set<uint64_t> ids;
+  {
+    FlowWriter writer(*s, {.max_batch = 7});
+    writer.on_written([&](const flow::Flow& f) {
+      std::lock_guard lock(mu);
+      ids.insert(f.id);
+    });
+    for (int i = 0; i < 50; ++i) REQUIRE(writer.offer(test::small_flow(i)));
+  }  // the destructor stops and drains
+  REQUIRE(ids.size() == 50);
+  CHECK(ids.count(0) == 0);
+  for (uint64_t id : ids) CHECK(s->get(id).ok());
+}
