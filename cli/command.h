@@ -54,5 +54,6 @@ std::string format_time_ns(int64_t ns);
 void add_record_command(CLI::App& app, Action& action);
 void add_flows_commands(CLI::App& app, Action& action);
 void add_sessions_command(CLI::App& app, Action& action);
+void add_serve_command(CLI::App& app, Action& action);
 
 }  // namespace retake::cli

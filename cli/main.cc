@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   add_record_command(app, action);
   add_flows_commands(app, action);
   add_sessions_command(app, action);
+  add_serve_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -280,6 +280,7 @@ TEST_CASE("a miss answers 404 explaining the differing path and query parameter,
   CHECK(json.find("\"name\":\"page\"") != std::string::npos);
 
   auto report = server->report();
+  CHECK(report.requests == 3);
   CHECK(report.misses == 3);
   REQUIRE(report.missed.size() == 3);
   CHECK(report.missed[0].explanation.candidates.at(0).flow_id == 1);
@@ -512,4 +513,24 @@ TEST_CASE("TLS serving with a given certificate and key answers curl over https"
         "over tls");
   server->stop();
   run("rm -rf " + dir);
+}
+
+TEST_CASE("a recorded WebSocket upgrade is answered with 101 and the recorded server messages") {
+  auto f = make_flow(1, "GET", "/ws", 101, "");
+  f.response->reason = "Switching Protocols";
+  f.response->headers = {};
+  f.response->headers.add("Upgrade", "websocket");
+  f.response->headers.add("Connection", "Upgrade");
+  f.request.headers.add("Upgrade", "websocket");
+  flow::WebSocket ws;
+  ws.messages.push_back({false, 1, "welcome", 0});
+  ws.messages.push_back({true, 1, "hello server", 0});
+  ws.messages.push_back({false, 1, "echo: hello server", 0});
+  ws.close_code = 1000;
+  f.websocket = ws;
+  std::string address;
+  auto server = start_server({f}, quiet_options(), address);
+  auto r = run("python3 " + kTestDir + "/ws_client.py " + address + " /ws recv send:hi recv close");
+  CHECK(r.exit_code == 0);
+  CHECK(r.out == "HTTP/1.1 101 Switching Protocols\nrecv 1 welcome\nrecv 1 echo: hello server\nclose 1000\n");
 }

@@ -245,6 +245,7 @@ struct ServerReplay::State {
 
   void count_miss(const flow::Request& req, const MissExplanation& e) {
     std::lock_guard lock(report_mutex);
+    ++requests;
     ++misses;
     if (missed.size() < options.max_miss_records) missed.push_back({req.method + " " + req.url(), e});
   }
