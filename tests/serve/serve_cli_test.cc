@@ -255,3 +255,28 @@ TEST_CASE("load_session_flows returns the session in recorded order and refuses 
   auto missing = replay::server::load_session_flows(**s, "missing");
   CHECK(missing.status().code() == Errc::not_found);
 }
+
+TEST_CASE("serve_session starts a server replay of a stored session inside a test") {
+  TempDir dir;
+  std::string db = dir.path + "/db";
+  write_store(db, {recorded("s", "/hello", "hello from the store")});
+  store::StoreOptions o;
+  o.path = db;
+  auto s = store::FlowStore::open(o);
+  REQUIRE(s.ok());
+  replay::server::ServeOptions options;
+  options.log = [](std::string_view) {};
+  auto server = replay::server::serve_session(**s, "s", options);
+  REQUIRE(server.ok());
+  s->reset();  // the flows are in memory: the store is not needed any more
+  auto bound = (*server)->start();
+  REQUIRE(bound.ok());
+  CHECK(curl("http://" + bound.value() + "/hello") == "hello from the store");
+  CHECK(curl("-o /dev/null -w '%{http_code}' http://" + bound.value() + "/bye") == "404");
+  (*server)->stop();
+  auto report = (*server)->report();
+  CHECK(report.hits == 1);
+  CHECK(report.misses == 1);
+  REQUIRE(report.missed.size() == 1);
+  CHECK(report.missed[0].explanation.text.find("path differs") != std::string::npos);
+}

@@ -49,4 +49,11 @@ Result<std::vector<flow::Flow>> load_session_flows(store::FlowStore& store,
   return flows;
 }
 
+Result<std::unique_ptr<ServerReplay>> serve_session(store::FlowStore& store, const std::string& session,
+                                                    ServeOptions options, const query::Filter* filter) {
+  auto flows = load_session_flows(store, session, filter);
+  if (!flows.ok()) return flows.status();
+  return ServerReplay::create(std::move(flows.value()), std::move(options));
+}
+
 }  // namespace retake::replay::server

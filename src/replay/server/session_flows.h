@@ -12,6 +12,7 @@
 #include "flow/flow.h"
 #include "flow/status.h"
 #include "query/filter.h"
+#include "replay/server/server_replay.h"
 #include "store/flow_store.h"
 
 namespace retake::replay::server {
@@ -27,5 +28,11 @@ Result<std::vector<flow::Flow>> load_session_flows(store::FlowStore& store,
                                                    const std::string& session,
                                                    const query::Filter* filter = nullptr,
                                                    size_t max_flows = kMaxServedFlows);
+
+// load_session_flows then ServerReplay::create: a server replay of one session, not started
+// (call start() for the bound address). For tests and embedders; the store may be closed after.
+Result<std::unique_ptr<ServerReplay>> serve_session(store::FlowStore& store, const std::string& session,
+                                                    ServeOptions options = {},
+                                                    const query::Filter* filter = nullptr);
 
 }  // namespace retake::replay::server
