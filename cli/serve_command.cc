@@ -80,13 +80,16 @@ int run_serve(const ServeArgs& args) {
     throw UsageError("--listen: expected HOST:PORT, got '" + args.listen + "'");
   auto exhausted = on_exhausted_from_name(args.on_exhausted);
   if (!exhausted)
-    throw UsageError("--on-exhausted: expected repeat-last, cycle or miss, got '" + args.on_exhausted + "'");
+    throw UsageError("--on-exhausted: expected repeat-last, cycle or miss, got '" +
+                     args.on_exhausted + "'");
   auto miss = on_miss_from_name(args.on_miss);
-  if (!miss) throw UsageError("--on-miss: expected 404, 502, forward or kill, got '" + args.on_miss + "'");
+  if (!miss)
+    throw UsageError("--on-miss: expected 404, 502, forward or kill, got '" + args.on_miss + "'");
   auto latency = Latency::parse(args.latency);
   if (!latency)
-    throw UsageError("--latency: expected recorded, none or a delay in milliseconds (at most 60000), got '" +
-                     args.latency + "'");
+    throw UsageError(
+        "--latency: expected recorded, none or a delay in milliseconds (at most 60000), got '" +
+        args.latency + "'");
   if (args.cert.empty() != args.key.empty()) throw UsageError("--cert and --key go together");
   options.match.ignore_params = args.ignore_params;
   options.match.ignore_body = args.ignore_body;
@@ -103,11 +106,12 @@ int run_serve(const ServeArgs& args) {
   options.cert_file = args.cert;
   options.key_file = args.key;
   options.threads = args.threads;
-  if (args.quiet) options.log = [](std::string_view line) {
-    // Misses still reach stderr: they are what a person running a mock needs to see.
-    if (line.substr(0, 5) == "MISS " || line.find("failed") != std::string_view::npos)
-      std::cerr << "retake serve: " << line << '\n';
-  };
+  if (args.quiet)
+    options.log = [](std::string_view line) {
+      // Misses still reach stderr: they are what a person running a mock needs to see.
+      if (line.substr(0, 5) == "MISS " || line.find("failed") != std::string_view::npos)
+        std::cerr << "retake serve: " << line << '\n';
+    };
 
   std::optional<query::Filter> filter;
   if (!args.filter.empty()) {
@@ -129,7 +133,8 @@ int run_serve(const ServeArgs& args) {
 
   auto server = ServerReplay::create(std::move(flows.value()), std::move(options));
   if (!server) {
-    if (server.status().code() == Errc::invalid_argument) throw UsageError(server.status().message());
+    if (server.status().code() == Errc::invalid_argument)
+      throw UsageError(server.status().message());
     return fail(server.status());
   }
 
@@ -159,14 +164,16 @@ void add_serve_command(CLI::App& app, Action& action) {
   cmd->add_option("--session", args->session, "Session whose flows are served")
       ->type_name("NAME")
       ->required();
-  cmd->add_option("--listen", args->listen, "Address to listen on (default 127.0.0.1:8081; port 0: any)")
+  cmd->add_option("--listen", args->listen,
+                  "Address to listen on (default 127.0.0.1:8081; port 0: any)")
       ->type_name("HOST:PORT");
   add_db_option(*cmd, args->db);
   cmd->add_option("--filter", args->filter, "Serve only the session's flows matching this filter")
       ->type_name("EXPR");
   cmd->add_option("--ignore-param", args->ignore_params, "Query parameter left out of matching")
       ->type_name("NAME");
-  auto* ignore_body = cmd->add_flag("--ignore-body", args->ignore_body, "Leave request bodies out of matching");
+  auto* ignore_body =
+      cmd->add_flag("--ignore-body", args->ignore_body, "Leave request bodies out of matching");
   cmd->add_flag("--ignore-host", args->ignore_host, "Leave scheme and host out of matching");
   cmd->add_flag("--ignore-port", args->ignore_port, "Leave the port out of matching");
   auto* ignore_field =
@@ -175,25 +182,29 @@ void add_serve_command(CLI::App& app, Action& action) {
                       "$.items[*].ts) or a form field name")
           ->type_name("PATH");
   ignore_body->excludes(ignore_field);
-  cmd->add_option("--use-header", args->use_headers, "Request header whose value joins the match key")
+  cmd->add_option("--use-header", args->use_headers,
+                  "Request header whose value joins the match key")
       ->type_name("NAME");
   cmd->add_option("--on-exhausted", args->on_exhausted,
                   "After a request's last recorded response: repeat-last (default), cycle, miss")
       ->type_name("POLICY");
-  cmd->add_option("--on-miss", args->on_miss,
-                  "Unmatched requests: 404 (default), 502, forward (to the recorded upstream), kill")
+  cmd->add_option(
+         "--on-miss", args->on_miss,
+         "Unmatched requests: 404 (default), 502, forward (to the recorded upstream), kill")
       ->type_name("POLICY");
   cmd->add_option("--latency", args->latency,
                   "Delay before each answer: none (default), recorded, or milliseconds")
       ->type_name("MODE");
-  cmd->add_flag("--no-refresh", args->no_refresh,
-                "Serve Date/Expires/Last-Modified/Set-Cookie expiry as recorded instead of shifted to now");
+  cmd->add_flag(
+      "--no-refresh", args->no_refresh,
+      "Serve Date/Expires/Last-Modified/Set-Cookie expiry as recorded instead of shifted to now");
   cmd->add_flag("--no-match-header", args->no_match_header, "Do not add X-Retake-Match: <flow id>");
   cmd->add_option("--origin", args->origin,
                   "Origin requests are taken to address (default: from the Host header or the "
                   "session's only origin)")
       ->type_name("URL");
-  cmd->add_option("--cert", args->cert, "Serve HTTPS with this PEM certificate chain")->type_name("FILE");
+  cmd->add_option("--cert", args->cert, "Serve HTTPS with this PEM certificate chain")
+      ->type_name("FILE");
   cmd->add_option("--key", args->key, "The PEM private key of --cert")->type_name("FILE");
   cmd->add_option("--threads", args->threads, "Network threads (default: one per core)");
   cmd->add_flag("-q,--quiet", args->quiet, "Print only misses, not a line per request");

@@ -167,7 +167,8 @@ TEST_CASE("candidates are ranked by how many key parts match, at most three") {
 
 TEST_CASE("JSON bodies compare as values: member order and whitespace do not matter") {
   auto m = build({make_flow(1, "POST", "/j", R"({"a":1,"b":[1,2]})", "application/json")});
-  CHECK(m->lookup(make_request("POST", "/j", "{ \"b\": [1, 2], \"a\": 1 }", "application/json")).hit());
+  CHECK(m->lookup(make_request("POST", "/j", "{ \"b\": [1, 2], \"a\": 1 }", "application/json"))
+            .hit());
 }
 
 TEST_CASE("ignoring a JSON field by path lets a request with a fresh request id match") {
@@ -192,8 +193,10 @@ TEST_CASE("ignoring a JSON field by path lets a request with a fresh request id 
   o.ignore_fields = {"$.meta.requestId", "$.items[*].ts"};
   auto m = build({make_flow(1, "POST", "/j", recorded, "application/json")}, o);
   CHECK(m->lookup(make_request("POST", "/j", fresh, "application/json")).hit());
-  CHECK_FALSE(m->lookup(make_request("POST", "/j", R"({"meta":{"requestId":"r-3","client":"y"},"items":[{"ts":1,"v":1}]})",
-                                     "application/json"))
+  CHECK_FALSE(m->lookup(make_request(
+                            "POST", "/j",
+                            R"({"meta":{"requestId":"r-3","client":"y"},"items":[{"ts":1,"v":1}]})",
+                            "application/json"))
                   .hit());
 }
 
@@ -211,8 +214,10 @@ TEST_CASE("ignoring a form field by name lets a request with another token match
 }
 
 TEST_CASE("an opaque body that differs is described by size and hash") {
-  auto m = build({make_flow(1, "PUT", "/bin", std::string("\x01\x02\x03", 3), "application/octet-stream")});
-  auto r = m->lookup(make_request("PUT", "/bin", std::string("\x01\x02\x04\x05", 4), "application/octet-stream"));
+  auto m = build(
+      {make_flow(1, "PUT", "/bin", std::string("\x01\x02\x03", 3), "application/octet-stream")});
+  auto r = m->lookup(
+      make_request("PUT", "/bin", std::string("\x01\x02\x04\x05", 4), "application/octet-stream"));
   REQUIRE(r.miss);
   auto* d = find_difference(r.miss->candidates.at(0), Difference::Part::body);
   REQUIRE(d);

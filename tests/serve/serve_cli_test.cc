@@ -33,7 +33,8 @@ struct TempDir {
   }
 };
 
-flow::Flow recorded(std::string session, std::string path, std::string body, std::string request_body = "") {
+flow::Flow recorded(std::string session, std::string path, std::string body,
+                    std::string request_body = "") {
   flow::Flow f;
   f.session = std::move(session);
   f.request.method = request_body.empty() ? "GET" : "POST";
@@ -170,22 +171,26 @@ std::string curl(const std::string& args) {
 TEST_CASE("retake serve answers a stored session's responses and reports misses at exit") {
   TempDir dir;
   std::string db = dir.path + "/db";
-  write_store(db, {recorded("shop", "/a", "first a"), recorded("shop", "/a", "second a"),
-                   recorded("shop", "/order", "ordered", R"({"requestId":"r1","sku":7})"),
-                   recorded("shop", "/unused", "never asked"), recorded("other", "/a", "other session")});
+  write_store(
+      db, {recorded("shop", "/a", "first a"), recorded("shop", "/a", "second a"),
+           recorded("shop", "/order", "ordered", R"({"requestId":"r1","sku":7})"),
+           recorded("shop", "/unused", "never asked"), recorded("other", "/a", "other session")});
   Running serve({"serve", "--db", db, "--session", "shop", "--listen", "127.0.0.1:0",
                  "--ignore-field", "$.requestId", "--on-exhausted", "cycle"});
   CHECK(curl("http://" + serve.address + "/a") == "first a");
   CHECK(curl("http://" + serve.address + "/a") == "second a");
   CHECK(curl("http://" + serve.address + "/a") == "first a");
-  CHECK(curl("-H 'Content-Type: application/json' --data '{\"sku\":7,\"requestId\":\"fresh\"}' http://" +
+  CHECK(curl("-H 'Content-Type: application/json' --data '{\"sku\":7,\"requestId\":\"fresh\"}' "
+             "http://" +
              serve.address + "/order") == "ordered");
   auto miss = curl("-w ' %{http_code}' http://" + serve.address + "/b");
   CHECK(miss.find("path differs (recorded '/a', requested '/b')") != std::string::npos);
   CHECK(miss.substr(miss.size() - 4) == " 404");
   CHECK(serve.stop() == 0);
   CHECK(serve.err.find("MISS GET http://api.example.com/b") != std::string::npos);
-  CHECK_MESSAGE(serve.err.find("5 requests: 4 served from recordings, 1 missed") != std::string::npos, serve.err);
+  CHECK_MESSAGE(
+      serve.err.find("5 requests: 4 served from recordings, 1 missed") != std::string::npos,
+      serve.err);
   CHECK(serve.err.find("1 never served") != std::string::npos);
 }
 
@@ -193,7 +198,8 @@ TEST_CASE("retake serve filters the session with the query language") {
   TempDir dir;
   std::string db = dir.path + "/db";
   write_store(db, {recorded("s", "/keep", "kept"), recorded("s", "/drop", "dropped")});
-  Running serve({"serve", "--db", db, "--session", "s", "--listen", "127.0.0.1:0", "--filter", "~u keep"});
+  Running serve(
+      {"serve", "--db", db, "--session", "s", "--listen", "127.0.0.1:0", "--filter", "~u keep"});
   CHECK(curl("http://" + serve.address + "/keep") == "kept");
   CHECK(curl("-o /dev/null -w '%{http_code}' http://" + serve.address + "/drop") == "404");
   CHECK(serve.stop() == 0);
@@ -230,7 +236,8 @@ TEST_CASE("retake serve refuses bad input with clear errors and exit codes") {
   auto no_session = run_cli("serve --db " + db);
   CHECK(no_session.code == 2);
 
-  auto filtered_empty = run_cli("serve --db " + db + " --session s --filter '~u nothing-like-this'");
+  auto filtered_empty =
+      run_cli("serve --db " + db + " --session s --filter '~u nothing-like-this'");
   CHECK(filtered_empty.code == 1);
   CHECK(filtered_empty.err.find("no recorded response") != std::string::npos);
 }

@@ -174,7 +174,9 @@ std::string raw_exchange(const std::string& address, const std::string& bytes) {
   return out;
 }
 
-std::string curl(const std::string& args) { return run("curl -s " + args).out; }
+std::string curl(const std::string& args) {
+  return run("curl -s " + args).out;
+}
 
 }  // namespace
 
@@ -210,7 +212,8 @@ TEST_CASE("curl gets the recorded status and a byte-identical body with recorded
   CHECK(report.served_flows == std::vector<uint64_t>{7, 8});
 }
 
-TEST_CASE("python's http.client on one keep-alive connection gets repeated requests in recorded order") {
+TEST_CASE(
+    "python's http.client on one keep-alive connection gets repeated requests in recorded order") {
   std::vector<flow::Flow> flows{make_flow(1, "GET", "/seq", 200, "first"),
                                 make_flow(2, "GET", "/seq", 201, "second"),
                                 make_flow(3, "GET", "/seq", 202, "third")};
@@ -232,15 +235,20 @@ TEST_CASE("python's http.client on one keep-alive connection gets repeated reque
     }
     return h;
   };
-  CHECK(got[0].find("\"status\": 200, \"body_hex\": \"" + hex("first") + "\"") != std::string::npos);
-  CHECK(got[1].find("\"status\": 201, \"body_hex\": \"" + hex("second") + "\"") != std::string::npos);
-  CHECK(got[2].find("\"status\": 202, \"body_hex\": \"" + hex("third") + "\"") != std::string::npos);
+  CHECK(got[0].find("\"status\": 200, \"body_hex\": \"" + hex("first") + "\"") !=
+        std::string::npos);
+  CHECK(got[1].find("\"status\": 201, \"body_hex\": \"" + hex("second") + "\"") !=
+        std::string::npos);
+  CHECK(got[2].find("\"status\": 202, \"body_hex\": \"" + hex("third") + "\"") !=
+        std::string::npos);
   // Default repeat-last.
-  CHECK(got[3].find("\"status\": 202, \"body_hex\": \"" + hex("third") + "\"") != std::string::npos);
+  CHECK(got[3].find("\"status\": 202, \"body_hex\": \"" + hex("third") + "\"") !=
+        std::string::npos);
 }
 
 TEST_CASE("on-exhausted cycle and miss change what comes after the last recording") {
-  std::vector<flow::Flow> flows{make_flow(1, "GET", "/n", 200, "a"), make_flow(2, "GET", "/n", 200, "b")};
+  std::vector<flow::Flow> flows{make_flow(1, "GET", "/n", 200, "a"),
+                                make_flow(2, "GET", "/n", 200, "b")};
   {
     auto o = quiet_options();
     o.match.on_exhausted = OnExhausted::cycle;
@@ -271,7 +279,8 @@ TEST_CASE("a miss answers 404 explaining the differing path and query parameter,
   auto server = start_server({make_flow(1, "GET", "/items?page=2", 200, "x")}, o, address);
   auto text = curl("-D - 'http://" + address + "/items?page=3'");
   CHECK(text.find("HTTP/1.1 404") == 0);
-  CHECK(text.find("query parameter 'page' differs (recorded '2', requested '3')") != std::string::npos);
+  CHECK(text.find("query parameter 'page' differs (recorded '2', requested '3')") !=
+        std::string::npos);
   auto path = curl("'http://" + address + "/itemz?page=2'");
   CHECK(path.find("path differs (recorded '/items', requested '/itemz')") != std::string::npos);
   auto json = curl("-H 'Accept: application/json' 'http://" + address + "/items?page=3'");
@@ -285,7 +294,8 @@ TEST_CASE("a miss answers 404 explaining the differing path and query parameter,
   REQUIRE(report.missed.size() == 3);
   CHECK(report.missed[0].explanation.candidates.at(0).flow_id == 1);
   CHECK(report.unserved_flows == std::vector<uint64_t>{1});
-  CHECK(report.to_text().find("MISS GET http://api.example.com:8080/items?page=3") != std::string::npos);
+  CHECK(report.to_text().find("MISS GET http://api.example.com:8080/items?page=3") !=
+        std::string::npos);
 }
 
 TEST_CASE("the JSON-field ignore makes a request with a fresh request id match over HTTP") {
@@ -296,20 +306,26 @@ TEST_CASE("the JSON-field ignore makes a request with a fresh request id match o
   {
     std::string address;
     auto server = start_server({f}, o, address);
-    auto miss = curl("-H 'Content-Type: application/json' --data '{\"meta\":{\"requestId\":\"zzz\"},\"qty\":2}' http://" +
-                     address + "/orders");
-    CHECK(miss.find("JSON field $.meta.requestId differs (recorded '\"abc\"', requested '\"zzz\"')") !=
+    auto miss = curl(
+        "-H 'Content-Type: application/json' --data '{\"meta\":{\"requestId\":\"zzz\"},\"qty\":2}' "
+        "http://" +
+        address + "/orders");
+    CHECK(miss.find(
+              "JSON field $.meta.requestId differs (recorded '\"abc\"', requested '\"zzz\"')") !=
           std::string::npos);
   }
   o.match.ignore_fields = {"$.meta.requestId"};
   std::string address;
   auto server = start_server({f}, o, address);
-  auto hit = curl("-w ' %{http_code}' -H 'Content-Type: application/json' --data '{\"qty\":2,\"meta\":{\"requestId\":\"zzz\"}}' http://" +
-                  address + "/orders");
+  auto hit = curl(
+      "-w ' %{http_code}' -H 'Content-Type: application/json' --data "
+      "'{\"qty\":2,\"meta\":{\"requestId\":\"zzz\"}}' http://" +
+      address + "/orders");
   CHECK(hit == "created 201");
 }
 
-TEST_CASE("the default miss policy opens no upstream connection, even after every recording is used") {
+TEST_CASE(
+    "the default miss policy opens no upstream connection, even after every recording is used") {
   CountingUpstream upstream;
   std::string authority = "127.0.0.1:" + std::to_string(upstream.port());
   auto o = quiet_options();
@@ -341,7 +357,7 @@ TEST_CASE("on-miss 502, kill and forward") {
     std::string address;
     auto server = start_server(flows, o, address);
     auto r = run("curl -s http://" + address + "/unknown");
-    CHECK(r.exit_code == 52);  // curl: empty reply from server
+    CHECK(r.exit_code == 52);                                   // curl: empty reply from server
     CHECK(curl("http://" + address + "/known") == "recorded");  // hits still answered
   }
   CHECK(upstream.accepted() == 0);
@@ -395,7 +411,8 @@ TEST_CASE("latency recorded and fixed delay the answer; none does not") {
   auto elapsed_ms = [](const std::string& address) {
     auto t0 = std::chrono::steady_clock::now();
     CHECK(curl("http://" + address + "/slow") == "s");
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                 t0)
         .count();
   };
   {
@@ -429,10 +446,11 @@ TEST_CASE("malformed input gets 400 and oversized headers 431, then the connecti
   auto server = start_server({make_flow(1, "GET", "/", 200, "root")}, o, address);
   auto bad = raw_exchange(address, "THIS IS NOT HTTP\r\n\r\n");
   CHECK(bad.find("HTTP/1.1 400") == 0);
-  auto big = raw_exchange(address, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(4096, 'a') + "\r\n\r\n");
+  auto big = raw_exchange(
+      address, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(4096, 'a') + "\r\n\r\n");
   CHECK(big.find("HTTP/1.1 431") == 0);
-  auto smuggle = raw_exchange(address,
-                              "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd");
+  auto smuggle = raw_exchange(
+      address, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd");
   CHECK(smuggle.find("HTTP/1.1 400") == 0);
   CHECK(server->report().bad_requests == 3);
   // The server still answers well-formed requests.
@@ -448,11 +466,13 @@ TEST_CASE("HEAD keeps the recorded length without a body; trailers are sent chun
   o.match_header = false;
   std::string address;
   auto server = start_server({head, trailed}, o, address);
-  auto h = raw_exchange(address, "HEAD /h HTTP/1.1\r\nHost: api.example.com:8080\r\nConnection: close\r\n\r\n");
+  auto h = raw_exchange(
+      address, "HEAD /h HTTP/1.1\r\nHost: api.example.com:8080\r\nConnection: close\r\n\r\n");
   CHECK(h.find("Content-Length: 1234\r\n") != std::string::npos);
   CHECK(h.substr(h.size() - 4) == "\r\n\r\n");
   CHECK(h.find("X-Retake-Match") == std::string::npos);
-  auto t = raw_exchange(address, "GET /t HTTP/1.1\r\nHost: api.example.com:8080\r\nConnection: close\r\n\r\n");
+  auto t = raw_exchange(
+      address, "GET /t HTTP/1.1\r\nHost: api.example.com:8080\r\nConnection: close\r\n\r\n");
   CHECK(t.find("Transfer-Encoding: chunked\r\n") != std::string::npos);
   CHECK(t.find("\r\n\r\n7\r\npayload\r\n0\r\nX-Checksum: 42\r\n\r\n") != std::string::npos);
 }
@@ -500,17 +520,19 @@ TEST_CASE("bad serve options are refused at create") {
 
 TEST_CASE("TLS serving with a given certificate and key answers curl over https") {
   auto dir = temp_path("tls");
-  auto made = run("sh -c 'mkdir -p " + dir + " && openssl req -x509 -newkey rsa:2048 -nodes -keyout " + dir +
-                  "/key.pem -out " + dir + "/cert.pem -days 1 -subj /CN=localhost 2>/dev/null && echo ok'");
+  auto made = run(
+      "sh -c 'mkdir -p " + dir + " && openssl req -x509 -newkey rsa:2048 -nodes -keyout " + dir +
+      "/key.pem -out " + dir + "/cert.pem -days 1 -subj /CN=localhost 2>/dev/null && echo ok'");
   REQUIRE(made.out == "ok\n");
   auto o = quiet_options();
   o.cert_file = dir + "/cert.pem";
   o.key_file = dir + "/key.pem";
   std::string address;
   auto server = start_server({make_flow(1, "GET", "/secure", 200, "over tls")}, o, address);
-  CHECK(curl("--cacert " + dir + "/cert.pem --resolve localhost:" + address.substr(address.rfind(':') + 1) +
-             ":127.0.0.1 https://localhost:" + address.substr(address.rfind(':') + 1) + "/secure") ==
-        "over tls");
+  CHECK(curl("--cacert " + dir +
+             "/cert.pem --resolve localhost:" + address.substr(address.rfind(':') + 1) +
+             ":127.0.0.1 https://localhost:" + address.substr(address.rfind(':') + 1) +
+             "/secure") == "over tls");
   server->stop();
   run("rm -rf " + dir);
 }
@@ -532,5 +554,7 @@ TEST_CASE("a recorded WebSocket upgrade is answered with 101 and the recorded se
   auto server = start_server({f}, quiet_options(), address);
   auto r = run("python3 " + kTestDir + "/ws_client.py " + address + " /ws recv send:hi recv close");
   CHECK(r.exit_code == 0);
-  CHECK(r.out == "HTTP/1.1 101 Switching Protocols\nrecv 1 welcome\nrecv 1 echo: hello server\nclose 1000\n");
+  CHECK(
+      r.out ==
+      "HTTP/1.1 101 Switching Protocols\nrecv 1 welcome\nrecv 1 echo: hello server\nclose 1000\n");
 }

@@ -18,9 +18,12 @@ namespace json = boost::json;
 
 const char* on_exhausted_name(OnExhausted value) noexcept {
   switch (value) {
-    case OnExhausted::repeat_last: return "repeat-last";
-    case OnExhausted::cycle: return "cycle";
-    case OnExhausted::miss: return "miss";
+    case OnExhausted::repeat_last:
+      return "repeat-last";
+    case OnExhausted::cycle:
+      return "cycle";
+    case OnExhausted::miss:
+      return "miss";
   }
   return "unknown";
 }
@@ -34,34 +37,50 @@ std::optional<OnExhausted> on_exhausted_from_name(std::string_view name) noexcep
 const char* part_name(Difference::Part part) noexcept {
   using P = Difference::Part;
   switch (part) {
-    case P::method: return "method";
-    case P::scheme: return "scheme";
-    case P::host: return "host";
-    case P::port: return "port";
-    case P::path: return "path";
-    case P::query: return "query";
-    case P::json_field: return "json_field";
-    case P::form_field: return "form_field";
-    case P::body: return "body";
-    case P::header: return "header";
+    case P::method:
+      return "method";
+    case P::scheme:
+      return "scheme";
+    case P::host:
+      return "host";
+    case P::port:
+      return "port";
+    case P::path:
+      return "path";
+    case P::query:
+      return "query";
+    case P::json_field:
+      return "json_field";
+    case P::form_field:
+      return "form_field";
+    case P::body:
+      return "body";
+    case P::header:
+      return "header";
   }
   return "unknown";
 }
 
 const char* change_name(Difference::Change change) noexcept {
   switch (change) {
-    case Difference::Change::changed: return "changed";
-    case Difference::Change::added: return "added";
-    case Difference::Change::removed: return "removed";
+    case Difference::Change::changed:
+      return "changed";
+    case Difference::Change::added:
+      return "added";
+    case Difference::Change::removed:
+      return "removed";
   }
   return "unknown";
 }
 
 const char* reason_name(MissExplanation::Reason reason) noexcept {
   switch (reason) {
-    case MissExplanation::Reason::no_match: return "no_match";
-    case MissExplanation::Reason::exhausted: return "exhausted";
-    case MissExplanation::Reason::no_flows: return "no_flows";
+    case MissExplanation::Reason::no_match:
+      return "no_match";
+    case MissExplanation::Reason::exhausted:
+      return "exhausted";
+    case MissExplanation::Reason::no_flows:
+      return "no_flows";
   }
   return "unknown";
 }
@@ -70,7 +89,9 @@ namespace {
 
 using Pairs = std::vector<std::pair<std::string, std::string>>;
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
 std::string to_lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = lower(c);
@@ -105,7 +126,8 @@ std::string pct_decode(std::string_view s, bool plus_is_space) {
 
 // "a=1&b&c=" -> {(a,1),(b,""),(c,"")}; empty segments dropped. Sorted (a multiset), with the
 // names in `ignore` removed.
-Pairs parse_pairs(std::string_view text, bool plus_is_space, const std::vector<std::string>& ignore) {
+Pairs parse_pairs(std::string_view text, bool plus_is_space,
+                  const std::vector<std::string>& ignore) {
   Pairs out;
   size_t start = 0;
   while (start <= text.size()) {
@@ -115,8 +137,9 @@ Pairs parse_pairs(std::string_view text, bool plus_is_space, const std::vector<s
     if (!segment.empty()) {
       auto eq = segment.find('=');
       std::string name = pct_decode(segment.substr(0, eq), plus_is_space);
-      std::string value =
-          eq == std::string_view::npos ? std::string() : pct_decode(segment.substr(eq + 1), plus_is_space);
+      std::string value = eq == std::string_view::npos
+                              ? std::string()
+                              : pct_decode(segment.substr(eq + 1), plus_is_space);
       if (std::find(ignore.begin(), ignore.end(), name) == ignore.end())
         out.emplace_back(std::move(name), std::move(value));
     }
@@ -174,7 +197,8 @@ void canonical_json(const json::value& v, std::string& out) {
       out.push_back(']');
       break;
     }
-    default: out += json::serialize(v);
+    default:
+      out += json::serialize(v);
   }
 }
 
@@ -186,12 +210,12 @@ struct KeyedRequest {
   uint16_t port = 0;
   Pairs query;
   BodyKind body_kind = BodyKind::none;
-  std::string body_bytes;   // bytes: the (decoded) body; json: canonical JSON
-  uint64_t body_size = 0;   // as on the wire
-  json::value body_json;    // json only
-  Pairs body_form;          // form only
+  std::string body_bytes;  // bytes: the (decoded) body; json: canonical JSON
+  uint64_t body_size = 0;  // as on the wire
+  json::value body_json;   // json only
+  Pairs body_form;         // form only
   std::vector<std::optional<std::string>> headers;  // parallel to options.use_headers
-  std::string key;          // everything above the options keep, length-prefixed
+  std::string key;  // everything above the options keep, length-prefixed
   std::string request_line;
 };
 
@@ -222,7 +246,8 @@ KeyedRequest key_of(const flow::Request& r, const Compiled& c) {
   auto qmark = target.find('?');
   k.path = std::string(target.substr(0, qmark));
   // A fragment never reaches a server, but a recorded absolute URL might keep one: drop it.
-  std::string_view query = qmark == std::string_view::npos ? std::string_view() : target.substr(qmark + 1);
+  std::string_view query =
+      qmark == std::string_view::npos ? std::string_view() : target.substr(qmark + 1);
   if (auto hash = query.find('#'); hash != std::string_view::npos) query = query.substr(0, hash);
   k.query = parse_pairs(query, false, o.ignore_params);
   k.request_line = r.method + " " + r.url();
@@ -245,7 +270,8 @@ KeyedRequest key_of(const flow::Request& r, const Compiled& c) {
     if (body.size() <= o.max_parsed_body) {
       bool says_json = content_type_is(content_type, "json");
       auto first = body.find_first_not_of(" \t\r\n");
-      bool looks_json = first != std::string_view::npos && (body[first] == '{' || body[first] == '[');
+      bool looks_json =
+          first != std::string_view::npos && (body[first] == '{' || body[first] == '[');
       if (content_type_is(content_type, "application/x-www-form-urlencoded")) {
         k.body_kind = BodyKind::form;
         k.body_form = parse_pairs(body, true, c.form_ignores);
@@ -309,7 +335,9 @@ KeyedRequest key_of(const flow::Request& r, const Compiled& c) {
 
 std::string describe_body(const KeyedRequest& k) {
   if (k.body_kind == BodyKind::none) return "empty";
-  std::string kind = k.body_kind == BodyKind::json ? "JSON, " : k.body_kind == BodyKind::form ? "form, " : "";
+  std::string kind = k.body_kind == BodyKind::json   ? "JSON, "
+                     : k.body_kind == BodyKind::form ? "form, "
+                                                     : "";
   return kind + std::to_string(k.body_size) + " bytes, sha256 " + short_sha256(k.body_bytes);
 }
 
@@ -330,7 +358,8 @@ void diff_pairs(const Pairs& recorded, const Pairs& requested, Difference::Part 
     if (it == b.end())
       out.push_back({part, Difference::Change::removed, clip(name), join(values), ""});
     else if (it->second != values)
-      out.push_back({part, Difference::Change::changed, clip(name), join(values), join(it->second)});
+      out.push_back(
+          {part, Difference::Change::changed, clip(name), join(values), join(it->second)});
   }
   for (auto& [name, values] : b) {
     if (out.size() >= kMaxDifferences) return;
@@ -410,11 +439,15 @@ Comparison compare(const KeyedRequest& rec, const KeyedRequest& req, const Compi
     if (equal) ++cmp.matched;
     return equal;
   };
-  if (!part(rec.method == req.method)) d.push_back({P::method, C::changed, "", rec.method, req.method});
-  if (!part(rec.path == req.path)) d.push_back({P::path, C::changed, "", clip(rec.path), clip(req.path)});
+  if (!part(rec.method == req.method))
+    d.push_back({P::method, C::changed, "", rec.method, req.method});
+  if (!part(rec.path == req.path))
+    d.push_back({P::path, C::changed, "", clip(rec.path), clip(req.path)});
   if (!o.ignore_host) {
-    if (!part(rec.scheme == req.scheme)) d.push_back({P::scheme, C::changed, "", rec.scheme, req.scheme});
-    if (!part(rec.host == req.host)) d.push_back({P::host, C::changed, "", clip(rec.host), clip(req.host)});
+    if (!part(rec.scheme == req.scheme))
+      d.push_back({P::scheme, C::changed, "", rec.scheme, req.scheme});
+    if (!part(rec.host == req.host))
+      d.push_back({P::host, C::changed, "", clip(rec.host), clip(req.host)});
   }
   if (!o.ignore_port && !part(rec.port == req.port))
     d.push_back({P::port, C::changed, "", std::to_string(rec.port), std::to_string(req.port)});
@@ -449,16 +482,28 @@ std::string difference_text(const Difference& d) {
   using C = Difference::Change;
   std::string what;
   switch (d.part) {
-    case P::query: what = "query parameter '" + d.name + "'"; break;
-    case P::form_field: what = "form field '" + d.name + "'"; break;
-    case P::json_field: what = "JSON field " + d.name; break;
-    case P::header: what = "header " + d.name; break;
-    default: what = part_name(d.part);
+    case P::query:
+      what = "query parameter '" + d.name + "'";
+      break;
+    case P::form_field:
+      what = "form field '" + d.name + "'";
+      break;
+    case P::json_field:
+      what = "JSON field " + d.name;
+      break;
+    case P::header:
+      what = "header " + d.name;
+      break;
+    default:
+      what = part_name(d.part);
   }
   switch (d.change) {
-    case C::added: return what + " added ('" + d.requested + "')";
-    case C::removed: return what + " missing (recorded '" + d.recorded + "')";
-    case C::changed: break;
+    case C::added:
+      return what + " added ('" + d.requested + "')";
+    case C::removed:
+      return what + " missing (recorded '" + d.recorded + "')";
+    case C::changed:
+      break;
   }
   return what + " differs (recorded '" + d.recorded + "', requested '" + d.requested + "')";
 }
@@ -514,7 +559,8 @@ struct Matcher::State {
 Matcher::Matcher(std::unique_ptr<State> state) : state_(std::move(state)) {}
 Matcher::~Matcher() = default;
 
-Result<std::unique_ptr<Matcher>> Matcher::build(std::vector<flow::Flow> flows, MatchOptions options) {
+Result<std::unique_ptr<Matcher>> Matcher::build(std::vector<flow::Flow> flows,
+                                                MatchOptions options) {
   auto state = std::make_unique<State>();
   if (options.ignore_body && !options.ignore_fields.empty())
     return Status(Errc::invalid_argument,
@@ -594,10 +640,11 @@ MatchResult Matcher::lookup(const flow::Request& request) {
     c.parts_matched = cmp.matched;
     c.parts_total = cmp.total;
     e.candidates.push_back(std::move(c));
-    e.text = "Every recorded response for " + k.request_line + " was served already (" +
-             std::to_string(count) + " recorded, last flow #" + std::to_string(e.candidates[0].flow_id) +
-             "); the on-exhausted policy is 'miss'. Use --on-exhausted repeat-last or cycle to keep "
-             "answering.";
+    e.text =
+        "Every recorded response for " + k.request_line + " was served already (" +
+        std::to_string(count) + " recorded, last flow #" + std::to_string(e.candidates[0].flow_id) +
+        "); the on-exhausted policy is 'miss'. Use --on-exhausted repeat-last or cycle to keep "
+        "answering.";
     result.miss = std::move(e);
     return result;
   }
@@ -669,14 +716,23 @@ MissExplanation Matcher::explain(const flow::Request& request) const {
   return e;
 }
 
-const MatchOptions& Matcher::options() const { return state_->compiled.options; }
-const std::vector<flow::Flow>& Matcher::flows() const { return state_->flows; }
-size_t Matcher::skipped() const { return state_->skipped; }
-size_t Matcher::key_count() const { return state_->buckets.size(); }
+const MatchOptions& Matcher::options() const {
+  return state_->compiled.options;
+}
+const std::vector<flow::Flow>& Matcher::flows() const {
+  return state_->flows;
+}
+size_t Matcher::skipped() const {
+  return state_->skipped;
+}
+size_t Matcher::key_count() const {
+  return state_->buckets.size();
+}
 
 std::vector<uint64_t> Matcher::served_counts() const {
   std::vector<uint64_t> out(state_->flows.size());
-  for (size_t i = 0; i < out.size(); ++i) out[i] = state_->served[i].load(std::memory_order_relaxed);
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = state_->served[i].load(std::memory_order_relaxed);
   return out;
 }
 

@@ -11,8 +11,9 @@
 //   scheme                 case-insensitive; dropped with the host (--ignore-host)
 //   host                   case-insensitive                           (ignore_host)
 //   port                   the authority's port or the scheme default (ignore_port)
-//   path                   the part before '?', byte-exact (no percent-decoding, no trailing-/ games)
-//   query                  the parameters as a MULTISET of decoded (name, value) pairs: the order
+//   path                   the part before '?', byte-exact (no percent-decoding, no trailing-/
+//   games) query                  the parameters as a MULTISET of decoded (name, value) pairs: the
+//   order
 //                          of parameters does not matter, repeated names and their values do
 //                          (`a=1&a=2` matches `a=2&a=1` but not `a=1`). mitmproxy compares the
 //                          ordered list; we do not, because clients and URL builders reorder
@@ -75,7 +76,18 @@ struct MatchOptions {
 
 // One part of the key that differed between a request and a recorded candidate.
 struct Difference {
-  enum class Part : uint8_t { method, scheme, host, port, path, query, json_field, form_field, body, header };
+  enum class Part : uint8_t {
+    method,
+    scheme,
+    host,
+    port,
+    path,
+    query,
+    json_field,
+    form_field,
+    body,
+    header
+  };
   enum class Change : uint8_t {
     changed,  // present on both sides with other values
     added,    // the request has it, the recording did not
@@ -93,10 +105,10 @@ const char* change_name(Difference::Change change) noexcept;
 // A recorded request that came close to a request that missed.
 struct Candidate {
   uint64_t flow_id = 0;
-  std::string request_line;      // "GET https://api.example.com/a?b=1"
-  size_t parts_matched = 0;      // key parts equal (method, scheme, host, ...)
-  size_t parts_total = 0;        // key parts compared
-  size_t recorded_count = 0;     // recorded flows with this exact key
+  std::string request_line;             // "GET https://api.example.com/a?b=1"
+  size_t parts_matched = 0;             // key parts equal (method, scheme, host, ...)
+  size_t parts_total = 0;               // key parts compared
+  size_t recorded_count = 0;            // recorded flows with this exact key
   std::vector<Difference> differences;  // at most kMaxDifferences, most telling first
 };
 
@@ -125,8 +137,8 @@ inline constexpr size_t kMaxValueChars = 120;  // values in explanations are cut
 struct MatchResult {
   // The recorded flow answering the request; null on a miss. Valid while the Matcher lives.
   const flow::Flow* flow = nullptr;
-  size_t use = 0;    // 1-based: which of the key's recorded responses this is
-  size_t count = 0;  // how many recorded responses the key has
+  size_t use = 0;       // 1-based: which of the key's recorded responses this is
+  size_t count = 0;     // how many recorded responses the key has
   bool reused = false;  // served again after the key was exhausted (repeat_last / cycle)
   std::optional<MissExplanation> miss;  // set exactly when flow is null
 

@@ -115,8 +115,8 @@ size_t refresh_dates(flow::Response& response, int64_t shift_seconds) {
 }
 
 int64_t refresh_shift_seconds(const flow::Flow& flow, int64_t now_ns) {
-  int64_t then = flow.timing.response_started ? flow.timing.response_started
-                                              : flow.timing.request_started;
+  int64_t then =
+      flow.timing.response_started ? flow.timing.response_started : flow.timing.request_started;
   if (then <= 0) return 0;
   return (now_ns - then) / 1'000'000'000;
 }

@@ -31,10 +31,14 @@ using asio::use_awaitable;
 
 const char* on_miss_name(OnMiss value) noexcept {
   switch (value) {
-    case OnMiss::not_found: return "404";
-    case OnMiss::bad_gateway: return "502";
-    case OnMiss::forward: return "forward";
-    case OnMiss::kill: return "kill";
+    case OnMiss::not_found:
+      return "404";
+    case OnMiss::bad_gateway:
+      return "502";
+    case OnMiss::forward:
+      return "forward";
+    case OnMiss::kill:
+      return "kill";
   }
   return "unknown";
 }
@@ -64,9 +68,10 @@ std::optional<Latency> Latency::parse(std::string_view text) {
 }
 
 std::string ServeReport::to_text() const {
-  std::string t = std::to_string(requests) + " requests: " + std::to_string(hits) + " served from " +
-                  "recordings, " + std::to_string(misses) + " missed (" + std::to_string(forwarded) +
-                  " forwarded), " + std::to_string(bad_requests) + " malformed.\n";
+  std::string t = std::to_string(requests) + " requests: " + std::to_string(hits) +
+                  " served from " + "recordings, " + std::to_string(misses) + " missed (" +
+                  std::to_string(forwarded) + " forwarded), " + std::to_string(bad_requests) +
+                  " malformed.\n";
   t += std::to_string(served_flows.size()) + " recorded flows served, " +
        std::to_string(unserved_flows.size()) + " never served";
   if (!unserved_flows.empty()) {
@@ -230,8 +235,7 @@ struct ServerReplay::State {
     probe.authority = std::string(host_header);
     std::string host = probe.host();
     for (char& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    bool has_port = probe.authority.find(':') != std::string::npos &&
-                    probe.authority.back() != ']';
+    bool has_port = probe.authority.find(':') != std::string::npos && probe.authority.back() != ']';
     const Origin* host_match = nullptr;
     for (const auto& o : origins) {
       if (o.host != host) continue;
@@ -247,13 +251,16 @@ struct ServerReplay::State {
     std::lock_guard lock(report_mutex);
     ++requests;
     ++misses;
-    if (missed.size() < options.max_miss_records) missed.push_back({req.method + " " + req.url(), e});
+    if (missed.size() < options.max_miss_records)
+      missed.push_back({req.method + " " + req.url(), e});
   }
 };
 
 ServerReplay::ServerReplay(std::unique_ptr<State> state) : state_(std::move(state)) {}
 
-ServerReplay::~ServerReplay() { stop(); }
+ServerReplay::~ServerReplay() {
+  stop();
+}
 
 Result<std::unique_ptr<ServerReplay>> ServerReplay::create(std::vector<flow::Flow> flows,
                                                            ServeOptions options) {
@@ -271,7 +278,8 @@ Result<std::unique_ptr<ServerReplay>> ServerReplay::create(std::vector<flow::Flo
       return Status(Errc::invalid_argument,
                     "certificate file '" + options.cert_file + "': " + ec.message());
     state->tls->use_private_key_file(options.key_file, ssl::context::pem, ec);
-    if (ec) return Status(Errc::invalid_argument, "key file '" + options.key_file + "': " + ec.message());
+    if (ec)
+      return Status(Errc::invalid_argument, "key file '" + options.key_file + "': " + ec.message());
   }
   if (!options.origin.empty()) {
     auto sep = options.origin.find("://");
@@ -331,7 +339,9 @@ flow::Response ServerReplay::prepare_response(const flow::Flow& recorded, int64_
   return prepare(state_->options, recorded, now_ns);
 }
 
-const Matcher& ServerReplay::matcher() const { return *state_->matcher; }
+const Matcher& ServerReplay::matcher() const {
+  return *state_->matcher;
+}
 
 ServeReport ServerReplay::report() const {
   ServeReport rep;
@@ -350,7 +360,6 @@ ServeReport ServerReplay::report() const {
     (counts[i] ? rep.served_flows : rep.unserved_flows).push_back(flows[i].id);
   return rep;
 }
-
 
 // The per-connection coroutine and its helpers need the State; they are members of this local
 // struct so the header stays free of Asio.
@@ -394,8 +403,9 @@ struct ConnectionTask {
     if (l.mode == Latency::Mode::none) return {};
     int64_t d = f.timing.response_started - f.timing.request_started;
     if (f.timing.response_started == 0 || f.timing.request_started == 0 || d <= 0) return {};
-    return std::min(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::nanoseconds(d)),
-                    std::chrono::milliseconds(kMaxLatency));
+    return std::min(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::nanoseconds(d)),
+        std::chrono::milliseconds(kMaxLatency));
   }
 
   // Forwards a missed request to its upstream; returns the relayed response or an error text.
@@ -414,7 +424,8 @@ struct ConnectionTask {
     out.target(r.path.empty() ? "/" : r.path);
     out.version(11);
     for (const auto& h : r.headers)
-      if (!is_hop_by_hop_framing(h.name) && !flow::iequals(h.name, "Host")) out.insert(h.name, h.value);
+      if (!is_hop_by_hop_framing(h.name) && !flow::iequals(h.name, "Host"))
+        out.insert(h.name, h.value);
     out.set(http::field::host, r.authority);
     out.body() = r.body.data;
     out.prepare_payload();
@@ -438,14 +449,16 @@ struct ConnectionTask {
       std::tie(ec, std::ignore) = co_await lowest(stream).async_connect(endpoints, kTuple);
       if (!ec) std::tie(ec) = co_await stream.async_handshake(ssl::stream_base::client, kTuple);
       if (!ec) std::tie(ec, std::ignore) = co_await http::async_write(stream, out, kTuple);
-      if (!ec) std::tie(ec, std::ignore) = co_await http::async_read(stream, buffer, parser, kTuple);
+      if (!ec)
+        std::tie(ec, std::ignore) = co_await http::async_read(stream, buffer, parser, kTuple);
       lowest(stream).close();
     } else {
       beast::tcp_stream stream(executor);
       stream.expires_after(s.options.upstream_timeout);
       std::tie(ec, std::ignore) = co_await stream.async_connect(endpoints, kTuple);
       if (!ec) std::tie(ec, std::ignore) = co_await http::async_write(stream, out, kTuple);
-      if (!ec) std::tie(ec, std::ignore) = co_await http::async_read(stream, buffer, parser, kTuple);
+      if (!ec)
+        std::tie(ec, std::ignore) = co_await http::async_read(stream, buffer, parser, kTuple);
       stream.close();
     }
     if (ec) {
@@ -456,7 +469,8 @@ struct ConnectionTask {
     flow::Response relayed;
     relayed.status = static_cast<int>(res.result_int());
     relayed.reason = std::string(res.reason());
-    for (const auto& f : res) relayed.headers.add(std::string(f.name_string()), std::string(f.value()));
+    for (const auto& f : res)
+      relayed.headers.add(std::string(f.name_string()), std::string(f.value()));
     relayed.body.data = std::move(res.body());
     relayed.body.size = relayed.body.data.size();
     co_return relayed;
@@ -472,16 +486,16 @@ struct ConnectionTask {
     ws.set_option(beast::websocket::stream_base::timeout{
         std::chrono::milliseconds(s.options.read_timeout), s.options.read_timeout, false});
     const auto& recorded_headers = f.response->headers;
-    ws.set_option(beast::websocket::stream_base::decorator([&recorded_headers](
-                                                                beast::websocket::response_type& res) {
-      for (const auto& h : recorded_headers) {
-        if (flow::iequals(h.name, "Upgrade") || flow::iequals(h.name, "Connection") ||
-            flow::iequals(h.name, "Sec-WebSocket-Accept") ||
-            flow::iequals(h.name, "Sec-WebSocket-Extensions") || bad_header_text(h.value))
-          continue;
-        res.set(h.name, h.value);
-      }
-    }));
+    ws.set_option(beast::websocket::stream_base::decorator(
+        [&recorded_headers](beast::websocket::response_type& res) {
+          for (const auto& h : recorded_headers) {
+            if (flow::iequals(h.name, "Upgrade") || flow::iequals(h.name, "Connection") ||
+                flow::iequals(h.name, "Sec-WebSocket-Accept") ||
+                flow::iequals(h.name, "Sec-WebSocket-Extensions") || bad_header_text(h.value))
+              continue;
+            res.set(h.name, h.value);
+          }
+        }));
     auto [ec] = co_await ws.async_accept(req, kTuple);
     if (ec) co_return;
     beast::flat_buffer buffer;
@@ -508,7 +522,8 @@ struct ConnectionTask {
     for (;;) {
       if (s.stopping) co_return;
       http::request_parser<http::string_body> parser;
-      parser.header_limit(static_cast<uint32_t>(std::min<size_t>(s.options.header_limit, UINT32_MAX)));
+      parser.header_limit(
+          static_cast<uint32_t>(std::min<size_t>(s.options.header_limit, UINT32_MAX)));
       parser.body_limit(s.options.body_limit);
       lowest(stream).expires_after(s.options.read_timeout);
       auto [ec, n] = co_await http::async_read(stream, buffer, parser, kTuple);
@@ -518,7 +533,9 @@ struct ConnectionTask {
         co_return;
       conn.busy = true;
       if (ec) {
-        int status = ec == http::error::header_limit ? 431 : ec == http::error::body_limit ? 413 : 400;
+        int status = ec == http::error::header_limit ? 431
+                     : ec == http::error::body_limit ? 413
+                                                     : 400;
         {
           std::lock_guard lock(s.report_mutex);
           ++s.requests;
@@ -557,8 +574,7 @@ struct ConnectionTask {
           timer.expires_after(delay);
           co_await timer.async_wait(kTuple);
         }
-        bool upgrade = response.status == 101 && f.websocket &&
-                       beast::websocket::is_upgrade(req);
+        bool upgrade = response.status == 101 && f.websocket && beast::websocket::is_upgrade(req);
         if (upgrade) {
           co_await replay_websocket(stream, req, f);
           co_return;
@@ -596,10 +612,10 @@ struct ConnectionTask {
                                       {{"X-Retake-Forwarded", "1"}});
           } else {
             s.log("forward failed for " + line + ": " + error);
-            wire = simple_response(502, "text/plain; charset=utf-8",
-                                   "retake: forwarding the missed request failed: " + error +
-                                       "\n" + e.text + "\n",
-                                   keep_alive, {{"X-Retake-Miss", reason_name(e.reason)}});
+            wire = simple_response(
+                502, "text/plain; charset=utf-8",
+                "retake: forwarding the missed request failed: " + error + "\n" + e.text + "\n",
+                keep_alive, {{"X-Retake-Miss", reason_name(e.reason)}});
           }
         } else {
           int status = policy == OnMiss::bad_gateway ? 502 : 404;
@@ -687,7 +703,9 @@ Result<std::string> ServerReplay::start() {
   if (s.started) return Status(Errc::failed_precondition, "server replay already started");
   boost::system::error_code ec;
   auto address = asio::ip::make_address(s.options.listen_host, ec);
-  if (ec) return Status(Errc::invalid_argument, "listen address '" + s.options.listen_host + "': " + ec.message());
+  if (ec)
+    return Status(Errc::invalid_argument,
+                  "listen address '" + s.options.listen_host + "': " + ec.message());
   tcp::endpoint endpoint(address, s.options.listen_port);
   s.acceptor.emplace(asio::make_strand(s.ioc));
   if (s.acceptor->open(endpoint.protocol(), ec); ec)

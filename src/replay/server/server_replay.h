@@ -54,11 +54,12 @@ inline constexpr std::chrono::seconds kMaxLatency{60};
 // Called on a network thread with the response about to be served (headers already refreshed),
 // the recorded flow and the shift in seconds; it may rewrite the body (keep Content-Encoding
 // consistent). Must be thread-safe and must not block.
-using BodyRefresher =
-    std::function<void(flow::Response& response, const flow::Flow& recorded, int64_t shift_seconds)>;
+using BodyRefresher = std::function<void(flow::Response& response, const flow::Flow& recorded,
+                                         int64_t shift_seconds)>;
 
 struct ServeOptions {
-  // Address to listen on. Port 0 picks an ephemeral port (start() returns it). Default: 127.0.0.1:0.
+  // Address to listen on. Port 0 picks an ephemeral port (start() returns it). Default:
+  // 127.0.0.1:0.
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 0;
   // Network threads. Default 0: one per hardware thread.
@@ -104,8 +105,8 @@ struct ServeReport {
   uint64_t requests = 0;
   uint64_t hits = 0;
   uint64_t misses = 0;
-  uint64_t forwarded = 0;     // misses answered by the upstream (OnMiss::forward)
-  uint64_t bad_requests = 0;  // malformed input answered 400/413/431
+  uint64_t forwarded = 0;                // misses answered by the upstream (OnMiss::forward)
+  uint64_t bad_requests = 0;             // malformed input answered 400/413/431
   std::vector<uint64_t> served_flows;    // ids served at least once, recorded order
   std::vector<uint64_t> unserved_flows;  // ids never served
   std::vector<MissRecord> missed;        // the first ServeOptions::max_miss_records misses

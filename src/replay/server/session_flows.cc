@@ -16,8 +16,9 @@ Result<std::vector<flow::Flow>> load_session_flows(store::FlowStore& store,
   }
   if (!known) {
     std::string message = "no session '" + session + "' in the store at " + store.path();
-    message += sessions->empty() ? " (it holds no sessions)" : " (sessions: " + names +
-                                                                   (sessions->size() > 5 ? ", ..." : "") + ")";
+    message += sessions->empty()
+                   ? " (it holds no sessions)"
+                   : " (sessions: " + names + (sessions->size() > 5 ? ", ..." : "") + ")";
     return Status(Errc::not_found, message);
   }
   std::vector<flow::Flow> flows;
@@ -43,14 +44,16 @@ Result<std::vector<flow::Flow>> load_session_flows(store::FlowStore& store,
   if (with_response == 0)
     return Status(Errc::failed_precondition,
                   "session '" + session + "' has no recorded response to serve" +
-                      (filter ? " among the flows the filter keeps (" + std::to_string(flows.size()) +
-                                    " kept)"
+                      (filter ? " among the flows the filter keeps (" +
+                                    std::to_string(flows.size()) + " kept)"
                               : ""));
   return flows;
 }
 
-Result<std::unique_ptr<ServerReplay>> serve_session(store::FlowStore& store, const std::string& session,
-                                                    ServeOptions options, const query::Filter* filter) {
+Result<std::unique_ptr<ServerReplay>> serve_session(store::FlowStore& store,
+                                                    const std::string& session,
+                                                    ServeOptions options,
+                                                    const query::Filter* filter) {
   auto flows = load_session_flows(store, session, filter);
   if (!flows.ok()) return flows.status();
   return ServerReplay::create(std::move(flows.value()), std::move(options));

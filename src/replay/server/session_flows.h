@@ -31,7 +31,8 @@ Result<std::vector<flow::Flow>> load_session_flows(store::FlowStore& store,
 
 // load_session_flows then ServerReplay::create: a server replay of one session, not started
 // (call start() for the bound address). For tests and embedders; the store may be closed after.
-Result<std::unique_ptr<ServerReplay>> serve_session(store::FlowStore& store, const std::string& session,
+Result<std::unique_ptr<ServerReplay>> serve_session(store::FlowStore& store,
+                                                    const std::string& session,
                                                     ServeOptions options = {},
                                                     const query::Filter* filter = nullptr);
 
