@@ -89,6 +89,7 @@ namespace {
 
 constexpr auto kTuple = asio::as_tuple(use_awaitable);
 constexpr std::chrono::seconds kDrainTimeout{5};
+constexpr const char* kLoopHeader = "X-Retake-Forwarded-By-Serve";
 constexpr std::chrono::seconds kTlsHandshakeTimeout{10};
 
 struct Origin {
@@ -427,6 +428,9 @@ struct ConnectionTask {
       if (!is_hop_by_hop_framing(h.name) && !flow::iequals(h.name, "Host"))
         out.insert(h.name, h.value);
     out.set(http::field::host, r.authority);
+    // Marks the hop so a forward that comes back to this server (an origin naming ourselves)
+    // is answered 508 instead of looping.
+    out.set(kLoopHeader, "1");
     out.body() = r.body.data;
     out.prepare_payload();
     out.keep_alive(false);
@@ -599,7 +603,13 @@ struct ConnectionTask {
           lowest(stream).close();
           co_return;
         }
-        if (policy == OnMiss::forward) {
+        if (policy == OnMiss::forward && request.headers.contains(kLoopHeader)) {
+          wire = simple_response(508, "text/plain; charset=utf-8",
+                                 "retake: forwarding loop: the upstream of this miss is this "
+                                 "server replay itself\n" + e.text + "\n",
+                                 false, {{"X-Retake-Miss", reason_name(e.reason)}});
+          keep_alive = false;
+        } else if (policy == OnMiss::forward) {
           std::string error;
           auto relayed = co_await forward(request, error);
           if (relayed) {
