@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   add_ca_command(app, action);
   add_daemon_command(app, action);
   add_replay_command(app, action);
+  add_serve_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
