@@ -146,6 +146,45 @@ class RetakeTest(unittest.TestCase):
                                   "-subject"], capture_output=True, text=True).stdout
         self.assertIn("retake CA", subject)
 
+    def test_import_export_round_trip_and_failed_imports_change_nothing(self):
+        fixtures = os.path.join(HERE, "..", "..", "fixtures", "interop")
+        mitm = os.path.join(fixtures, "mitm", "http.mitm")
+        r = self.retake("flows", "import", mitm, "--session", "m1", check=0)
+        self.assertIn("imported 6 flows (mitmproxy)", r.stderr)
+        # An import never lands in an existing session.
+        r = self.retake("flows", "import", mitm, "--session", "m1")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("already has 6 flows", r.stderr)
+        # A bad file is refused and nothing is written.
+        bad = os.path.join(fixtures, "har", "bad-entries.har")
+        r = self.retake("flows", "import", bad, "--session", "bad")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("entries[", r.stderr)
+        self.assertEqual(self.list_json("--session", "bad"), [])
+        r = self.retake("flows", "import", bad, "--session", "bad", "--skip-bad", check=0)
+        self.assertIn("skipped", r.stderr)
+        self.assertGreater(len(self.list_json("--session", "bad")), 0)
+        # HAR out and back in keeps methods, URLs and statuses.
+        har = os.path.join(self.home, "out.har")
+        self.retake("flows", "export", "--session", "m1", "--har", har, check=0)
+        self.retake("flows", "import", har, "--session", "m2", check=0)
+        key = lambda f: (f["method"], f["url"], f["status"])
+        self.assertEqual([key(f) for f in self.list_json("--session", "m1")],
+                         [key(f) for f in self.list_json("--session", "m2")])
+        # One flow as curl, raw HTTP and JSON; a filter chooses it.
+        first = self.list_json("--session", "m1", "~c 200")[0]
+        curl_cmd = self.retake("flows", "export", "--id", first["id"], "--curl", check=0).stdout
+        self.assertTrue(curl_cmd.startswith("curl"))
+        self.assertIn(first["url"].split("?")[0], curl_cmd)
+        raw = self.retake("flows", "export", "--id", first["id"], "--raw", check=0).stdout
+        self.assertIn("HTTP/1.1 200", raw)
+        doc = json.loads(self.retake("flows", "show", first["id"], "--json", check=0).stdout)
+        self.assertEqual(doc["request"]["method"], "GET")
+        # A bad filter is a usage error pointing at the column.
+        r = self.retake("flows", "list", "~c abc")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("column 4", r.stderr)
+
     # --- recording ---------------------------------------------------------------------
 
     def test_reverse_proxy_records_and_flows_are_readable_while_recording(self):
