@@ -26,39 +26,6 @@ struct RecordArgs {
   bool quiet = false;
 };
 
-// "HOST:PORT", "[v6]:PORT", ":PORT" or "PORT".
-bool parse_listen(const std::string& text, std::string& host, uint16_t& port) {
-  std::string port_text = text;
-  host = "127.0.0.1";
-  if (!text.empty() && text.front() == '[') {
-    auto close = text.find("]:");
-    if (close == std::string::npos) return false;
-    host = text.substr(1, close - 1);
-    port_text = text.substr(close + 2);
-  } else if (auto colon = text.rfind(':'); colon != std::string::npos) {
-    if (colon > 0) host = text.substr(0, colon);
-    port_text = text.substr(colon + 1);
-  }
-  if (port_text.empty() || port_text.size() > 5) return false;
-  unsigned value = 0;
-  for (char c : port_text) {
-    if (c < '0' || c > '9') return false;
-    value = value * 10 + static_cast<unsigned>(c - '0');
-  }
-  if (value > 65535) return false;
-  port = static_cast<uint16_t>(value);
-  return true;
-}
-
-std::string default_session_name() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&now, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "rec-%Y%m%d-%H%M%S", &tm);
-  return buf;
-}
-
 std::string flow_line(const flow::Flow& f) {
   std::string line = f.request.method + " " + f.request.url();
   if (f.response) line += " -> " + std::to_string(f.response->status);
@@ -70,8 +37,10 @@ std::string flow_line(const flow::Flow& f) {
 int run_record(RecordArgs args) {
   record::RecorderOptions options;
   if (auto st = record::parse_mode(args.mode, options); !st.ok()) throw UsageError(st.message());
-  if (!parse_listen(args.listen, options.listen_host, options.listen_port))
-    throw UsageError("--listen: expected HOST:PORT, got '" + args.listen + "'");
+  auto listen = flow::parse_listen_address(args.listen);
+  if (!listen) throw UsageError("--listen: expected HOST:PORT, got '" + args.listen + "'");
+  options.listen_host = listen->host;
+  options.listen_port = listen->port;
   auto cap = parse_size(args.body_cap);
   if (!cap) throw UsageError("--body-cap: expected a size like 16MiB, got '" + args.body_cap + "'");
   options.body_cap = *cap;
@@ -85,7 +54,7 @@ int run_record(RecordArgs args) {
   options.idle_timeout = std::chrono::milliseconds(*idle);
   options.upstream_timeout = std::chrono::milliseconds(*upstream);
   options.connect_timeout = std::chrono::milliseconds(*connect);
-  options.session = args.session.empty() ? default_session_name() : args.session;
+  options.session = args.session.empty() ? record::default_session_name() : args.session;
 
   // Block the stop signals before any thread starts (RocksDB's
   // background threads included) so that only sigwait() below sees them.

@@ -38,29 +38,6 @@ struct ServeArgs {
   bool quiet = false;
 };
 
-// "HOST:PORT", "[v6]:PORT", ":PORT" or "PORT". (The same grammar as `retake record --listen`.)
-bool parse_listen(const std::string& text, std::string& host, uint16_t& port) {
-  std::string port_text = text;
-  host = "127.0.0.1";
-  if (!text.empty() && text.front() == '[') {
-    auto close = text.find("]:");
-    if (close == std::string::npos) return false;
-    host = text.substr(1, close - 1);
-    port_text = text.substr(close + 2);
-  } else if (auto colon = text.rfind(':'); colon != std::string::npos) {
-    if (colon > 0) host = text.substr(0, colon);
-    port_text = text.substr(colon + 1);
-  }
-  if (port_text.empty() || port_text.size() > 5) return false;
-  unsigned value = 0;
-  for (char c : port_text) {
-    if (c < '0' || c > '9') return false;
-    value = value * 10 + static_cast<unsigned>(c - '0');
-  }
-  if (value > 65535) return false;
-  port = static_cast<uint16_t>(value);
-  return true;
-}
 
 int run_serve(const ServeArgs& args) {
   using namespace replay::server;
@@ -76,7 +53,12 @@ int run_serve(const ServeArgs& args) {
   std::signal(SIGPIPE, SIG_IGN);
 
   ServeOptions options;
-  if (!parse_listen(args.listen, options.listen_host, options.listen_port))
+  auto listen = flow::parse_listen_address(args.listen);
+  if (listen) {
+    options.listen_host = listen->host;
+    options.listen_port = listen->port;
+  }
+  if (!listen)
     throw UsageError("--listen: expected HOST:PORT, got '" + args.listen + "'");
   auto exhausted = on_exhausted_from_name(args.on_exhausted);
   if (!exhausted)

@@ -27,39 +27,6 @@ grpc::Status check_name(const std::string& field, const std::string& value) {
   return grpc::Status::OK;
 }
 
-// "HOST:PORT" or "[v6]:PORT"; the host must not be empty.
-bool parse_host_port(const std::string& text, std::string& host, uint16_t& port) {
-  std::string port_text;
-  if (!text.empty() && text.front() == '[') {
-    auto close = text.find("]:");
-    if (close == std::string::npos) return false;
-    host = text.substr(1, close - 1);
-    port_text = text.substr(close + 2);
-  } else {
-    auto colon = text.rfind(':');
-    if (colon == std::string::npos || text.find(':') != colon) return false;
-    host = text.substr(0, colon);
-    port_text = text.substr(colon + 1);
-  }
-  if (host.empty() || port_text.empty() || port_text.size() > 5) return false;
-  unsigned value = 0;
-  for (char c : port_text) {
-    if (c < '0' || c > '9') return false;
-    value = value * 10 + static_cast<unsigned>(c - '0');
-  }
-  if (value > 65535) return false;
-  port = static_cast<uint16_t>(value);
-  return true;
-}
-
-std::string default_session_name() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "rec-%Y%m%d-%H%M%S", &tm);
-  return buf;
-}
 
 void headers_to_proto(const flow::Headers& headers,
                       google::protobuf::RepeatedPtrField<v1::Header>& out) {
@@ -317,10 +284,15 @@ grpc::Status RecorderService::Start(grpc::ServerContext* context,
   if (mode.size() > 4096) return invalid("mode", "at most 4096 bytes");
   if (auto st = record::parse_mode(mode, options); !st.ok()) return to_grpc(st, "mode");
   std::string listen = request->listen().empty() ? "127.0.0.1:0" : request->listen();
-  if (listen.size() > 1024 || !parse_host_port(listen, options.listen_host, options.listen_port))
+  auto address = listen.size() > 1024 ? std::nullopt : flow::parse_listen_address(listen);
+  if (address) {
+    options.listen_host = address->host;
+    options.listen_port = address->port;
+  }
+  if (!address)
     return invalid("listen", "expected HOST:PORT, got '" + listen.substr(0, 1024) + "'");
   if (auto st = check_name("session", request->session()); !st.ok()) return st;
-  options.session = request->session().empty() ? default_session_name() : request->session();
+  options.session = request->session().empty() ? record::default_session_name() : request->session();
   if (request->body_cap_bytes() > (uint64_t{1} << 30))
     return invalid("body_cap_bytes", "at most 1 GiB");
   if (request->body_cap_bytes()) options.body_cap = request->body_cap_bytes();

@@ -125,6 +125,30 @@ int64_t Flow::duration() const {
   return (start && end > start) ? end - start : 0;
 }
 
+std::optional<ListenAddress> parse_listen_address(std::string_view text) {
+  ListenAddress out{"127.0.0.1", 0};
+  std::string_view port_text = text;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find("]:");
+    if (close == std::string_view::npos || close == 1) return std::nullopt;
+    out.host = std::string(text.substr(1, close - 1));
+    port_text = text.substr(close + 2);
+  } else if (auto colon = text.rfind(':'); colon != std::string_view::npos) {
+    if (text.find(':') != colon) return std::nullopt;  // bare IPv6 needs brackets
+    if (colon > 0) out.host = std::string(text.substr(0, colon));
+    port_text = text.substr(colon + 1);
+  }
+  if (port_text.empty() || port_text.size() > 5) return std::nullopt;
+  unsigned value = 0;
+  for (char c : port_text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (value > 65535) return std::nullopt;
+  out.port = static_cast<uint16_t>(value);
+  return out;
+}
+
 int64_t now_ns() noexcept {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::system_clock::now().time_since_epoch())

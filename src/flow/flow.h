@@ -207,6 +207,15 @@ class FlowSink {
   virtual bool offer(Flow&& flow) = 0;
 };
 
+// A listening address as users type it: "HOST:PORT", "[v6]:PORT", ":PORT" or "PORT" (the host
+// then defaults to 127.0.0.1, loopback). nullopt when malformed or the port is over 65535.
+// One grammar for every --listen / --control option and the gRPC API.
+struct ListenAddress {
+  std::string host;
+  uint16_t port = 0;
+};
+std::optional<ListenAddress> parse_listen_address(std::string_view text);
+
 // Nanoseconds since the Unix epoch, from the system clock.
 int64_t now_ns() noexcept;
 

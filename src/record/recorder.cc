@@ -10,6 +10,8 @@
 // connection's handlers can only ever run on its worker's thread.
 #include "record/recorder.h"
 
+#include <ctime>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -151,9 +153,11 @@ class RecorderImpl final : public Recorder {
   // Hands a finished flow to the sink; never blocks.
   void offer(flow::Flow&& f) {
     if (f.error) errors_.fetch_add(1, std::memory_order_relaxed);
-    if (sink_.offer(std::move(f))) {
-      flows_.fetch_add(1, std::memory_order_relaxed);
-    } else {
+    // Count before handing over: once offered, the flow may be written (and seen by a
+    // watcher) before offer() returns, and stats must never lag what a reader can see.
+    flows_.fetch_add(1, std::memory_order_relaxed);
+    if (!sink_.offer(std::move(f))) {
+      flows_.fetch_sub(1, std::memory_order_relaxed);
       dropped_.fetch_add(1, std::memory_order_relaxed);
     }
   }
@@ -1174,6 +1178,15 @@ Result<std::unique_ptr<Recorder>> Recorder::create(const RecorderOptions& option
   }
   return std::unique_ptr<Recorder>(new RecorderImpl(options, sink, std::move(scheme),
                                                     std::move(authority), std::move(host), port));
+}
+
+std::string default_session_name() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&now, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "rec-%Y%m%d-%H%M%S", &tm);
+  return buf;
 }
 
 Status parse_mode(std::string_view text, RecorderOptions& options) {

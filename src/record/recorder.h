@@ -139,6 +139,9 @@ class Recorder {
   virtual RecorderStats stats() const = 0;
 };
 
+// The session name used when none is given: "rec-YYYYmmdd-HHMMSS" in local time.
+std::string default_session_name();
+
 // Parses "explicit", "regular", "reverse:http://host:port", "transparent" into options.mode
 // and options.upstream. invalid_argument with a message on anything else (including
 // "reverse:https://..." until upstream TLS lands).

@@ -73,3 +73,22 @@ TEST_CASE("flow duration runs from request start to response end") {
   f.timing.response_ended = 4000;
   CHECK(f.duration() == 3000);
 }
+
+TEST_CASE("listen addresses accept host:port, [v6]:port, :port and a bare port") {
+  auto a = parse_listen_address("0.0.0.0:8080");
+  REQUIRE(a);
+  CHECK(a->host == "0.0.0.0");
+  CHECK(a->port == 8080);
+  a = parse_listen_address("[::1]:0");
+  REQUIRE(a);
+  CHECK(a->host == "::1");
+  CHECK(a->port == 0);
+  a = parse_listen_address(":9000");
+  REQUIRE(a);
+  CHECK(a->host == "127.0.0.1");
+  a = parse_listen_address("9001");
+  REQUIRE(a);
+  CHECK(a->port == 9001);
+  for (const char* bad : {"", "host:", "host:99999", "host:12a", "::1:80", "[]:80", "[::1]80"})
+    CHECK_MESSAGE(!parse_listen_address(bad), bad);
+}
