@@ -9,6 +9,7 @@
 #include <boost/json.hpp>
 
 #include "cli/command.h"
+#include "query/filter.h"
 #include "net/tls/tls_context.h"
 #include "replay/client/client_replay.h"
 #include "replay/client/rules.h"
@@ -23,6 +24,7 @@ struct ReplayArgs {
   std::string db;
   std::string session;
   std::vector<uint64_t> flow_ids;
+  std::string filter;
   std::string target;
   std::vector<std::string> map_host;
   std::string pace = "recorded";
@@ -123,6 +125,12 @@ int run_replay(ReplayArgs args) {
   replay::ReplayOptions o;
   if (args.session.empty() && args.flow_ids.empty())
     throw UsageError("give --session S or --flow ID");
+  std::optional<query::Filter> filter;
+  if (!args.filter.empty()) {
+    auto parsed = query::Filter::parse(args.filter);
+    if (!parsed) throw UsageError("--filter: " + parsed.status().message());
+    filter = std::move(*parsed);
+  }
   o.target = args.target;
   for (const auto& m : args.map_host) {
     auto hm = replay::parse_host_mapping(m);
@@ -197,7 +205,9 @@ int run_replay(ReplayArgs args) {
   so.create_if_missing = false;
   auto store = store::FlowStore::open(so);
   if (!store) return fail(store.status());
-  auto flows = replay::select_flows(**store, args.session, args.flow_ids);
+  std::function<bool(const flow::Flow&)> predicate;
+  if (filter) predicate = [&filter](const flow::Flow& f) { return filter->matches(f); };
+  auto flows = replay::select_flows(**store, args.session, args.flow_ids, predicate);
   if (!flows) return fail(flows.status());
 
   store::FlowWriter writer(**store);
@@ -249,6 +259,9 @@ void add_replay_command(CLI::App& app, Action& action) {
   cmd->add_option("--session", args->session, "Replay the flows of this session")
       ->type_name("NAME");
   cmd->add_option("--flow", args->flow_ids, "Replay these flows (repeatable)")->type_name("ID");
+  cmd->add_option("--filter", args->filter,
+                  "Only the selected flows matching this filter expression (~m POST, ~u /api ...)")
+      ->type_name("EXPR");
   cmd->add_option("--target", args->target, "Send every flow to this scheme://host[:port]")
       ->type_name("URL");
   cmd->add_option("--map-host", args->map_host,

@@ -139,6 +139,14 @@ class ReplayCliTest(unittest.TestCase):
             self.assertEqual(r.returncode, 1, r.stdout)
             self.assertIn("status mismatches 4", r.stdout)
 
+            # --filter narrows the selection with the filter language (recorded flows only:
+            # the runs above are replays, left out of a session's replay).
+            r = self.retake("replay", "--session", "shop", "--filter", "~m POST", "--target",
+                            f"http://127.0.0.1:{b.port}", "--pace", "asap", "--json",
+                            "--bind", "none")
+            doc = json.loads(r.stdout)
+            self.assertEqual(doc["sent"], 2, r.stdout)
+
     def test_usage_errors_exit_2_and_missing_sessions_exit_1(self):
         r = self.retake("replay")
         self.assertEqual(r.returncode, 2)
@@ -147,6 +155,9 @@ class ReplayCliTest(unittest.TestCase):
         self.assertIn("exclude each other", r.stderr)
         r = self.retake("replay", "--session", "x", "--pace", "fast")
         self.assertEqual(r.returncode, 2)
+        r = self.retake("replay", "--session", "x", "--filter", "~c abc")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("column 4", r.stderr)
         with App() as a:
             self.record("one", a.port, lambda p: call(p, "GET", "/echo"))
         r = self.retake("replay", "--session", "nope")
