@@ -326,13 +326,7 @@ std::string export_json(const std::vector<flow::Flow>& flows) {
 }
 
 Result<ImportResult> import_retake_json(std::string_view bytes, const ImportOptions& options) {
-  if (bytes.size() > options.max_input_bytes)
-    return Result<ImportResult>(Errc::resource_exhausted,
-                                "input of " + std::to_string(bytes.size()) +
-                                    " bytes exceeds the limit of " +
-                                    std::to_string(options.max_input_bytes));
-  if (bytes.starts_with("\xEF\xBB\xBF")) bytes.remove_prefix(3);
-  auto parsed = detail::parse_json(bytes, options.max_depth, options.max_json_memory);
+  auto parsed = detail::parse_import_json(bytes, options);
   if (!parsed) return parsed.status();
   ImportResult result;
   result.format = Format::retake_json;

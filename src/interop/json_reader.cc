@@ -37,6 +37,15 @@ class BoundedResource final : public json::memory_resource {
 
 }  // namespace
 
+Result<json::value> parse_import_json(std::string_view bytes, const ImportOptions& options) {
+  if (bytes.size() > options.max_input_bytes)
+    return Status(Errc::resource_exhausted, "input of " + std::to_string(bytes.size()) +
+                                                " bytes exceeds the limit of " +
+                                                std::to_string(options.max_input_bytes));
+  if (bytes.starts_with("\xEF\xBB\xBF")) bytes.remove_prefix(3);
+  return parse_json(bytes, options.max_depth, options.max_json_memory);
+}
+
 Result<json::value> parse_json(std::string_view bytes, size_t max_depth, uint64_t max_memory) {
   if (max_memory == 0) max_memory = (uint64_t{64} << 20) + 8 * uint64_t{bytes.size()};
   json::parse_options opt;

@@ -11,6 +11,7 @@
 
 #include "flow/status.h"
 #include "interop/codec.h"
+#include "interop/interop.h"
 
 namespace retake::interop::detail {
 
@@ -21,6 +22,10 @@ namespace json = boost::json;
 // The parsed document may take at most `max_memory` bytes (0: 64 MiB + 8 x the input size);
 // past that: resource_exhausted.
 Result<json::value> parse_json(std::string_view bytes, size_t max_depth, uint64_t max_memory = 0);
+
+// What every JSON importer does first: refuse input over options.max_input_bytes
+// (resource_exhausted), drop a UTF-8 byte-order mark, and parse_json with the options' bounds.
+Result<json::value> parse_import_json(std::string_view bytes, const ImportOptions& options);
 
 // A value with its path. Accessors throw BadInput naming the path when the type is wrong.
 class JsonAt {
