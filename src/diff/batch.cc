@@ -48,7 +48,7 @@ ResponseSnapshot Batch::snapshot(const flow::Response& r) const {
   s.status = r.status;
   s.headers = r.headers.fields();
   s.content_type = std::string(r.headers.get("content-type").value_or(""));
-  auto decoded = decode_content(r.body.data, r.headers.get("content-encoding").value_or(""),
+  auto decoded = codec::decode_content(r.body.data, r.headers.get("content-encoding").value_or(""),
                                 options_.decoding);
   if (!decoded.ok()) {
     s.body_binary = true;

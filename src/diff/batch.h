@@ -21,7 +21,7 @@ struct BatchOptions {
   NoiseThresholds thresholds;            // Default: Diffy's (see noise.h)
   size_t max_examples = 200;             // differing pairs whose responses are kept. Default: 200
   size_t max_snapshot_body = 256 << 10;  // decoded body bytes kept per response. Default: 256 KiB
-  CodingLimits decoding;                 // Default: 64 MiB
+  codec::CodingLimits decoding;                 // Default: 64 MiB
 };
 
 // What a report shows of one response.

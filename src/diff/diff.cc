@@ -983,15 +983,15 @@ void ComparisonRun::body(const flow::Response& a, const flow::Response& b) {
   std::string buf_a, buf_b;
   std::string_view ta = a.body.data, tb = b.body.data;
   Status sa, sb;
-  if (!parse_content_encoding(ce_a).empty()) {
-    auto d = decode_content(a.body.data, ce_a, o_.decoding);
+  if (!codec::parse_content_encoding(ce_a).empty()) {
+    auto d = codec::decode_content(a.body.data, ce_a, o_.decoding);
     if (d.ok())
       buf_a = std::move(d.value()), ta = buf_a;
     else
       sa = d.status();
   }
-  if (!parse_content_encoding(ce_b).empty()) {
-    auto d = decode_content(b.body.data, ce_b, o_.decoding);
+  if (!codec::parse_content_encoding(ce_b).empty()) {
+    auto d = codec::decode_content(b.body.data, ce_b, o_.decoding);
     if (d.ok())
       buf_b = std::move(d.value()), tb = buf_b;
     else

@@ -16,7 +16,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "diff/content_coding.h"
+#include "codec/content_coding.h"
 #include "diff/json_path.h"
 #include "flow/flow.h"
 #include "flow/status.h"
@@ -124,7 +124,7 @@ struct CompareOptions {
   // Epoch window of the timestamp normalizer, seconds. Default: 2000-01-01 .. 2100-01-01.
   int64_t epoch_min_seconds = 946684800;
   int64_t epoch_max_seconds = 4102444800;
-  CodingLimits decoding;            // Default: 64 MiB per body
+  codec::CodingLimits decoding;            // Default: 64 MiB per body
   size_t max_differences = 200;     // per comparison; the rest set `truncated`. Default: 200
   size_t max_value_chars = 160;     // Default: 160
   size_t max_text_lines = 200000;   // per side; above, text is compared whole. Default: 200000

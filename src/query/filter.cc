@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "query/content_decoding.h"
+#include "codec/content_coding.h"
 
 namespace retake::query {
 
@@ -1031,7 +1031,12 @@ std::string_view body_text(const flow::Body& body, const flow::Headers& headers)
   if (slot == nullptr) slot = &scratch.bodies[0];
   slot->body = &body;
   slot->call = scratch.call;
-  slot->decoded = decode_content(*encoding, raw, kMaxBodyScanBytes, slot->text);
+  codec::CodingLimits limits;
+  limits.max_output = kMaxBodyScanBytes;
+  limits.partial = true;  // a body stored truncated at the cap is still searchable
+  auto decoded = codec::decode_content(raw, *encoding, limits);
+  slot->decoded = decoded.ok();
+  if (decoded.ok()) slot->text = std::move(decoded.value());
   return slot->decoded ? std::string_view(slot->text) : raw.substr(0, kMaxBodyScanBytes);
 }
 

@@ -5,10 +5,11 @@
 #include <algorithm>
 #include <random>
 
-#include "diff/content_coding.h"
+#include "codec/content_coding.h"
 
 using namespace retake;
 using namespace retake::diff;
+using retake::codec::encode_content;
 using flow::Headers;
 using flow::Response;
 

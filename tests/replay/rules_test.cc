@@ -4,7 +4,7 @@
 
 #include <boost/json.hpp>
 
-#include "diff/content_coding.h"
+#include "codec/content_coding.h"
 #include "replay/client/rules.h"
 
 using namespace retake;
@@ -83,9 +83,9 @@ TEST_CASE("a gzip body is decoded, mutated and re-encoded") {
   r.path = "/";
   r.headers.add("Content-Type", "application/json");
   r.headers.add("Content-Encoding", "gzip");
-  r.body.data = diff::encode_content(R"({"v":1,"keep":"x"})", "gzip").value();
+  r.body.data = codec::encode_content(R"({"v":1,"keep":"x"})", "gzip").value();
   rules.apply(r, flow::Flow{});
-  auto plain = diff::decode_content(r.body.data, "gzip");
+  auto plain = codec::decode_content(r.body.data, "gzip");
   REQUIRE(plain.ok());
   auto doc = boost::json::parse(*plain).as_object();
   CHECK(doc.at("v").as_int64() == 2);

@@ -10,7 +10,7 @@
 #include <yaml-cpp/yaml.h>
 #include <boost/json.hpp>
 
-#include "diff/content_coding.h"
+#include "codec/content_coding.h"
 #include "diff/json_path.h"
 
 namespace retake::replay {
@@ -210,7 +210,7 @@ struct RuleSet::Impl {
     std::string encoding(req.headers.get("Content-Encoding").value_or(""));
     std::string body = req.body.data;
     if (!encoding.empty()) {
-      auto decoded = diff::decode_content(body, encoding);
+      auto decoded = codec::decode_content(body, encoding);
       if (!decoded) {
         ++body_failures;
         return;
@@ -246,7 +246,7 @@ struct RuleSet::Impl {
       if (RE2::GlobalReplace(&body, *r.pattern, r.with) > 0) changed = true;
     if (!changed) return;
     if (!encoding.empty()) {
-      auto encoded = diff::encode_content(body, encoding);
+      auto encoded = codec::encode_content(body, encoding);
       if (!encoded) {
         ++body_failures;
         return;

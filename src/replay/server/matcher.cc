@@ -9,7 +9,7 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "diff/content_coding.h"
+#include "codec/content_coding.h"
 #include "diff/json_path.h"
 
 namespace retake::replay::server {
@@ -257,10 +257,10 @@ KeyedRequest key_of(const flow::Request& r, const Compiled& c) {
     std::string decoded;
     std::string_view body = r.body.data;
     auto encoding = r.headers.get("Content-Encoding");
-    if (encoding && !encoding->empty() && diff::is_supported_content_encoding(*encoding)) {
-      diff::CodingLimits limits;
+    if (encoding && !encoding->empty() && codec::is_supported_content_encoding(*encoding)) {
+      codec::CodingLimits limits;
       limits.max_output = o.max_parsed_body;
-      if (auto d = diff::decode_content(body, *encoding, limits); d.ok()) {
+      if (auto d = codec::decode_content(body, *encoding, limits); d.ok()) {
         decoded = std::move(d.value());
         body = decoded;
       }

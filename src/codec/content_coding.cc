@@ -1,4 +1,4 @@
-#include "diff/content_coding.h"
+#include "codec/content_coding.h"
 
 #include <brotli/decode.h>
 #include <brotli/encode.h>
@@ -9,7 +9,7 @@
 #include <climits>
 #include <memory>
 
-namespace retake::diff {
+namespace retake::codec {
 
 namespace {
 
@@ -24,6 +24,20 @@ std::string lower_trim(std::string_view s) {
   return out;
 }
 
+// Appends `n` bytes of `data` to `out` within `limit`. Returns false when the limit was hit
+// (after appending the part that fits, which a partial decode keeps).
+bool append_within(std::string& out, const char* data, size_t n, size_t limit) {
+  size_t room = limit - std::min(limit, out.size());
+  out.append(data, std::min(n, room));
+  return n <= room;
+}
+
+// A failure after some output: a partial decode keeps what decoded before it.
+Result<std::string> fail_or_keep(std::string& out, bool partial, Status status) {
+  if (partial && !out.empty()) return std::move(out);
+  return status;
+}
+
 Status too_big(const char* coding, size_t limit) {
   return Status(Errc::resource_exhausted, std::string(coding) + " output exceeds the limit of " +
                                               std::to_string(limit) + " bytes");
@@ -31,7 +45,7 @@ Status too_big(const char* coding, size_t limit) {
 
 // zlib with windowBits chosen by the caller: 15+16 gzip, 15 zlib, -15 raw deflate.
 Result<std::string> inflate_with(std::string_view in, int window_bits, const char* name,
-                                 size_t limit) {
+                                 size_t limit, bool partial) {
   z_stream zs{};
   if (inflateInit2(&zs, window_bits) != Z_OK) return Status(Errc::internal, "inflateInit2 failed");
   std::unique_ptr<z_stream, int (*)(z_stream*)> guard(&zs, inflateEnd);
@@ -51,8 +65,8 @@ Result<std::string> inflate_with(std::string_view in, int window_bits, const cha
     zs.avail_out = sizeof buf;
     int rc = inflate(&zs, Z_NO_FLUSH);
     size_t produced = sizeof buf - zs.avail_out;
-    if (out.size() + produced > limit) return too_big(name, limit);
-    out.append(buf, produced);
+    if (!append_within(out, buf, produced, limit))
+      return partial ? Result<std::string>(std::move(out)) : too_big(name, limit);
     if (rc == Z_STREAM_END) {
       // gzip allows several members back to back (RFC 1952 2.2).
       bool more = zs.avail_in > 0 || left > 0;
@@ -63,10 +77,13 @@ Result<std::string> inflate_with(std::string_view in, int window_bits, const cha
       return out;
     }
     if (rc == Z_BUF_ERROR && zs.avail_in == 0 && left == 0)
-      return Status(Errc::corruption, std::string(name) + " stream is truncated");
+      return fail_or_keep(out, partial,
+                          Status(Errc::corruption, std::string(name) + " stream is truncated"));
     if (rc != Z_OK && rc != Z_BUF_ERROR)
-      return Status(Errc::corruption, std::string(name) + " data does not decode" +
-                                          (zs.msg ? std::string(": ") + zs.msg : std::string()));
+      return fail_or_keep(
+          out, partial,
+          Status(Errc::corruption, std::string(name) + " data does not decode" +
+                                       (zs.msg ? std::string(": ") + zs.msg : std::string())));
   }
 }
 
@@ -87,7 +104,7 @@ Result<std::string> deflate_with(std::string_view in, int window_bits) {
   return out;
 }
 
-Result<std::string> brotli_decode(std::string_view in, size_t limit) {
+Result<std::string> brotli_decode(std::string_view in, size_t limit, bool partial) {
   std::unique_ptr<BrotliDecoderState, void (*)(BrotliDecoderState*)> st(
       BrotliDecoderCreateInstance(nullptr, nullptr, nullptr), BrotliDecoderDestroyInstance);
   if (!st) return Status(Errc::internal, "brotli decoder allocation failed");
@@ -101,15 +118,16 @@ Result<std::string> brotli_decode(std::string_view in, size_t limit) {
     auto rc = BrotliDecoderDecompressStream(st.get(), &avail_in, &next_in, &avail_out, &next_out,
                                             nullptr);
     size_t produced = sizeof buf - avail_out;
-    if (out.size() + produced > limit) return too_big("br", limit);
-    out.append(reinterpret_cast<char*>(buf), produced);
+    if (!append_within(out, reinterpret_cast<char*>(buf), produced, limit))
+      return partial ? Result<std::string>(std::move(out)) : too_big("br", limit);
     if (rc == BROTLI_DECODER_RESULT_SUCCESS) return out;
     if (rc == BROTLI_DECODER_RESULT_NEEDS_MORE_INPUT)
-      return Status(Errc::corruption, "br stream is truncated");
+      return fail_or_keep(out, partial, Status(Errc::corruption, "br stream is truncated"));
     if (rc == BROTLI_DECODER_RESULT_ERROR)
-      return Status(Errc::corruption,
-                    std::string("br data does not decode: ") +
-                        BrotliDecoderErrorString(BrotliDecoderGetErrorCode(st.get())));
+      return fail_or_keep(out, partial,
+                          Status(Errc::corruption,
+                                 std::string("br data does not decode: ") +
+                                     BrotliDecoderErrorString(BrotliDecoderGetErrorCode(st.get()))));
     // NEEDS_MORE_OUTPUT: loop with a fresh buffer.
   }
 }
@@ -127,7 +145,7 @@ Result<std::string> brotli_encode(std::string_view in) {
   return out;
 }
 
-Result<std::string> zstd_decode(std::string_view in, size_t limit) {
+Result<std::string> zstd_decode(std::string_view in, size_t limit, bool partial) {
   std::unique_ptr<ZSTD_DStream, size_t (*)(ZSTD_DStream*)> ds(ZSTD_createDStream(),
                                                               ZSTD_freeDStream);
   if (!ds) return Status(Errc::internal, "zstd decoder allocation failed");
@@ -139,14 +157,15 @@ Result<std::string> zstd_decode(std::string_view in, size_t limit) {
     ZSTD_outBuffer output{buf, sizeof buf, 0};
     size_t rc = ZSTD_decompressStream(ds.get(), &output, &input);
     if (ZSTD_isError(rc))
-      return Status(Errc::corruption,
-                    std::string("zstd data does not decode: ") + ZSTD_getErrorName(rc));
-    if (out.size() + output.pos > limit) return too_big("zstd", limit);
-    out.append(buf, output.pos);
+      return fail_or_keep(out, partial,
+                          Status(Errc::corruption,
+                                 std::string("zstd data does not decode: ") + ZSTD_getErrorName(rc)));
+    if (!append_within(out, buf, output.pos, limit))
+      return partial ? Result<std::string>(std::move(out)) : too_big("zstd", limit);
     if (rc == 0 && input.pos == input.size) return out;
     // All input consumed, output not full, frame not finished: the stream was cut short.
     if (input.pos == input.size && output.pos < output.size)
-      return Status(Errc::corruption, "zstd stream is truncated");
+      return fail_or_keep(out, partial, Status(Errc::corruption, "zstd stream is truncated"));
   }
 }
 
@@ -203,18 +222,19 @@ Result<std::string> decode_content(std::string_view data, std::string_view ce,
     const auto& c = *it;
     Result<std::string> next = std::string();
     if (c == "gzip" || c == "x-gzip") {
-      next = inflate_with(current, 15 + 16, "gzip", limits.max_output);
+      next = inflate_with(current, 15 + 16, "gzip", limits.max_output, limits.partial);
     } else if (c == "deflate") {
       // RFC 9110 says zlib format; some servers send raw deflate. A zlib header is a CMF byte with
       // method 8 and a check value making the first 16 bits a multiple of 31.
       bool zlib_header =
           current.size() >= 2 && (static_cast<uint8_t>(current[0]) & 0x0f) == 8 &&
           ((static_cast<uint8_t>(current[0]) << 8) | static_cast<uint8_t>(current[1])) % 31 == 0;
-      next = inflate_with(current, zlib_header ? 15 : -15, "deflate", limits.max_output);
+      next = inflate_with(current, zlib_header ? 15 : -15, "deflate", limits.max_output,
+                          limits.partial);
     } else if (c == "br") {
-      next = brotli_decode(current, limits.max_output);
+      next = brotli_decode(current, limits.max_output, limits.partial);
     } else {
-      next = zstd_decode(current, limits.max_output);
+      next = zstd_decode(current, limits.max_output, limits.partial);
     }
     if (!next.ok()) return next.status();
     current = std::move(next.value());
@@ -243,4 +263,4 @@ Result<std::string> encode_content(std::string_view data, std::string_view ce,
   return current;
 }
 
-}  // namespace retake::diff
+}  // namespace retake::codec

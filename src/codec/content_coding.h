@@ -1,8 +1,9 @@
-// retake::diff content coding: decode and encode HTTP Content-Encoding (gzip, x-gzip, deflate,
+// retake::codec content coding: decode and encode HTTP Content-Encoding (gzip, x-gzip, deflate,
 // br, zstd, identity, and stacked lists such as "gzip, br").
 //
-// Shared by the diff engine (bodies are compared decoded), replay mutations (decode, mutate,
-// re-encode) and the server-replay matcher. Pure: bytes in, bytes out; no I/O. Depends on
+// The one implementation shared by the diff engine (bodies are compared decoded), the filter
+// language (~b searches decoded bodies), replay mutations (decode, mutate, re-encode) and the
+// server-replay matcher. Pure: bytes in, bytes out; no I/O. Depends on
 // src/flow (Status/Result); zlib, brotli and zstd stay out of this header.
 #pragma once
 
@@ -13,7 +14,7 @@
 
 #include "flow/status.h"
 
-namespace retake::diff {
+namespace retake::codec {
 
 struct CodingLimits {
   // Most bytes any decoding step may produce; more is Errc::resource_exhausted (a
@@ -21,6 +22,11 @@ struct CodingLimits {
   size_t max_output = size_t{64} << 20;
   // Most codings in one Content-Encoding list. Default: 4.
   size_t max_layers = 4;
+  // Best effort for reading what was recorded (a body stored truncated at the body cap, a
+  // stream that breaks off): output past max_output is cut off instead of failing, and a
+  // truncated or corrupt stream yields what decoded before the break. Still an error when
+  // nothing at all decoded. Default: false (strict, for comparing and re-encoding).
+  bool partial = false;
 };
 
 // The codings of a Content-Encoding value, lowercased, in the order they were applied
@@ -44,4 +50,4 @@ Result<std::string> decode_content(std::string_view data, std::string_view conte
 Result<std::string> encode_content(std::string_view data, std::string_view content_encoding,
                                    const CodingLimits& limits = {});
 
-}  // namespace retake::diff
+}  // namespace retake::codec

@@ -1,4 +1,4 @@
-#include "diff/content_coding.h"
+#include "codec/content_coding.h"
 
 #include <doctest/doctest.h>
 
@@ -7,7 +7,7 @@
 #include <sstream>
 
 using namespace retake;
-using namespace retake::diff;
+using namespace retake::codec;
 
 namespace {
 std::string fixture(const std::string& name) {
@@ -18,10 +18,10 @@ std::string fixture(const std::string& name) {
   return ss.str();
 }
 
-std::string sample() {
+std::string sample(int lines = 2000) {
   std::string s;
   std::mt19937 rng(7);
-  for (int i = 0; i < 2000; ++i)
+  for (int i = 0; i < lines; ++i)
     s += "{\"id\":" + std::to_string(rng() % 1000) + ",\"name\":\"x\"}\n";
   return s;
 }
@@ -114,5 +114,36 @@ TEST_CASE("an empty body decodes to empty whatever the header says") {
     auto dec = decode_content("", ce);
     REQUIRE(dec.ok());
     CHECK(dec.value().empty());
+  }
+}
+
+TEST_CASE("a partial decode keeps what decoded before a break and cuts at the limit") {
+  // Several zstd blocks (128 KiB each) and brotli meta-blocks, so half the stream holds
+  // complete ones.
+  const std::string text = sample(40000);
+  CodingLimits lenient;
+  lenient.partial = true;
+  for (const char* ce : {"gzip", "deflate", "br", "zstd"}) {
+    std::string coding = ce;
+    CAPTURE(coding);
+    auto enc = encode_content(text, ce);
+    REQUIRE(enc.ok());
+    // A body stored truncated at the recorder's cap: the start still decodes.
+    auto cut = enc.value().substr(0, enc.value().size() / 2);
+    auto dec = decode_content(cut, ce, lenient);
+    REQUIRE_MESSAGE(dec.ok(), dec.status().message());
+    CHECK_FALSE(dec.value().empty());
+    CHECK(dec.value().size() < text.size());
+    CHECK(text.compare(0, dec.value().size(), dec.value()) == 0);
+
+    CodingLimits capped = lenient;
+    capped.max_output = 100;
+    auto head = decode_content(enc.value(), ce, capped);
+    REQUIRE(head.ok());
+    CHECK(head.value() == text.substr(0, 100));
+
+    // Nothing decodable is still an error.
+    auto garbage = decode_content("this is not compressed at all, not even a little", ce, lenient);
+    CHECK_FALSE(garbage.ok());
   }
 }
