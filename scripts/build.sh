@@ -2,6 +2,13 @@
 # Configures and builds retake into ./build (Release with debug info). Usage: scripts/build.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+launcher=()
+if command -v ccache >/dev/null; then
+  # Rebuilds (and other clones on the same machine) reuse earlier compilations; paths are
+  # hashed relative to this checkout so a fresh clone hits the cache too.
+  export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+fi
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >/dev/null
 # Two jobs: heavy Beast/gRPC translation units peak near 800 MB each.
 cmake --build build -j "${RETAKE_BUILD_JOBS:-2}"
