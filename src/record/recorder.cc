@@ -184,15 +184,9 @@ class ProxyConnection;
 
 class RecorderImpl final : public Recorder {
  public:
-  RecorderImpl(const RecorderOptions& options, flow::FlowSink& sink, std::string up_scheme,
-               std::string up_authority, std::string up_host, uint16_t up_port)
+  RecorderImpl(const RecorderOptions& options, flow::FlowSink& sink)
       : options_(options),
         sink_(sink),
-        up_scheme_(std::move(up_scheme)),
-        up_authority_(std::move(up_authority)),
-        up_host_(std::move(up_host)),
-        up_port_(up_port),
-        up_key_(up_host_ + ":" + std::to_string(up_port_)),
         threads_(options.threads ? options.threads
                                  : std::max(1u, std::thread::hardware_concurrency())) {
     for (unsigned i = 0; i < threads_; ++i)
@@ -266,9 +260,6 @@ class RecorderImpl final : public Recorder {
 
   const RecorderOptions options_;
   flow::FlowSink& sink_;
-  const std::string up_scheme_, up_authority_, up_host_;
-  const uint16_t up_port_;
-  const std::string up_key_;
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> connections_{0}, active_{0}, flows_{0}, dropped_{0}, errors_{0},
       upstream_connects_{0};
@@ -1640,8 +1631,7 @@ Result<std::unique_ptr<Recorder>> Recorder::create(const RecorderOptions& option
   if (options.mode == Mode::reverse)
     reverse_destination = Destination{scheme, authority, host, port, host,
                                       pool_key(scheme, host, port, host), true};
-  auto impl = std::make_unique<RecorderImpl>(options, sink, std::move(scheme),
-                                             std::move(authority), std::move(host), port);
+  auto impl = std::make_unique<RecorderImpl>(options, sink);
   impl->upstream_tls_ = std::move(*upstream_tls);
   impl->listen_tls_files_ = std::move(listen_files);
   impl->ignore_hosts_ = std::move(ignore);

@@ -21,6 +21,8 @@ TEST_CASE("parse_mode accepts explicit, regular and reverse and names what is wr
   CHECK(record::parse_mode("reverse:http://h:99999", o).code() == Errc::invalid_argument);
   CHECK(record::parse_mode("reverse:http://h/path", o).code() == Errc::invalid_argument);
   CHECK(record::parse_mode("reverse:ftp://h", o).code() == Errc::invalid_argument);
+  CHECK(record::parse_mode("reverse:https://example.test", o).ok());
+  CHECK(o.upstream == "https://example.test");
 }
 
 TEST_CASE("create rejects a reverse mode without upstream and bad bounds") {
