@@ -298,7 +298,10 @@ class RetakeTest(unittest.TestCase):
         self.assertEqual(code, 0, err)
         flows = self.list_json("--session", "ws")
         self.assertEqual(len(flows), 1)
-        shown = self.retake("flows", "show", flows[0]["id"], check=0).stdout
+        # Not a terminal: payloads are printed raw (the close frame's payload starts with the
+        # code as two bytes), so read bytes.
+        shown = subprocess.run([RETAKE, "flows", "show", flows[0]["id"]], capture_output=True,
+                               env=self.env, timeout=30).stdout.decode(errors="replace")
         self.assertIn("# websocket: ", shown)
         self.assertIn("opcode 1: hello", shown)
         self.assertIn("opcode 1: frag1frag2", shown)
