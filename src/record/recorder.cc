@@ -397,6 +397,13 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
   awaitable<bool> accept_client_tls(flow::Flow& f, asio::ssl::context& context,
                                     const tls::InterceptTlsContext* intercept,
                                     const std::string& fallback_host);
+  // The name to ask the upstream for: the client's SNI when it is a valid host name, else
+  // `host` (some clients send "host:port" or nothing).
+  std::string upstream_sni(const std::string& host) const {
+    if (!client_tls_info_.sni.empty() && tls::parse_server_name(client_tls_info_.sni).ok())
+      return client_tls_info_.sni;
+    return host;
+  }
   // Where ALPN "h2" with the client goes. The single HTTP/2 hand-off point.
   awaitable<bool> serve_h2_handoff(flow::Flow& f);
   // Relays a WebSocket connection after its 101 and records its messages into `f`.
@@ -543,9 +550,9 @@ awaitable<bool> ProxyConnection::start_connection() {
     // Connect where the client meant to go, and speak TLS to it with the name it asked for.
     std::string host = original_dst_->address().to_string();
     uint16_t port = original_dst_->port();
-    std::string sni = client_tls_info_.sni.empty() ? host : client_tls_info_.sni;
-    std::string authority = client_tls_info_.sni.empty() ? endpoint_text(*original_dst_)
-                                                         : sni + ":" + std::to_string(port);
+    std::string sni = upstream_sni(host);
+    std::string authority =
+        sni == host ? endpoint_text(*original_dst_) : sni + ":" + std::to_string(port);
     dest_ = Destination{"https", authority, host, port, sni, pool_key("https", host, port, sni),
                         false};
   }
@@ -1233,7 +1240,7 @@ awaitable<bool> ProxyConnection::tunnel(flow::Flow& f, const std::string& host, 
           drop_upstream();
           co_return co_await serve_h2_handoff(f);
         }
-        std::string sni = client_tls_info_.sni.empty() ? host : client_tls_info_.sni;
+        std::string sni = upstream_sni(host);
         dest_ = Destination{"https", authority, host, port, sni,
                             pool_key("https", host, port, sni), false};
       } else {

@@ -106,6 +106,23 @@ TEST_CASE("H1 over intercepted TLS: curl --cacert gets the bytes and both sides'
   CHECK(flows[1].request.path == "/size/10");
 }
 
+TEST_CASE("a client SNI that is not a host name (hey sends host:port) falls back to the CONNECT "
+          "host") {
+  Pki pki;
+  Upstream up(pki.upstream_args("good"));
+  Proxy proxy(pki.options());
+  // hey does not verify certificates; its SNI is "127.0.0.1:<port>".
+  std::string out = run("timeout 30 hey -n 2 -c 1 -x " + proxy.url() + " https://" +
+                        up.authority() + "/size/10 2>&1");
+  CHECK(out.find("[200]\t2 responses") != std::string::npos);
+  auto flows = proxy.sink.wait_for(2);
+  REQUIRE(flows.size() == 2);
+  CHECK_FALSE(flows[0].error.has_value());
+  CHECK(flows[0].client_tls.sni == up.authority());  // recorded as the client sent it
+  CHECK(flows[0].upstream_tls.sni.empty());          // an IP: no SNI upstream (RFC 6066)
+  CHECK(flows[0].upstream_tls.present);
+}
+
 TEST_CASE("an upstream certificate for another host is answered 502 and recorded with the reason") {
   Pki pki;
   Upstream up(pki.upstream_args("wrong"));
