@@ -10,8 +10,15 @@ at 1 and 50 connections, and prints req/s, latency, the ratios retake/nginx and
 retake/mitmdump, the latency each proxy adds at 1 connection, and retake's RSS idle and after
 recording at least 100k flows.
 
-Usage: bench/bench.py [--duration 10] [--retake build/cli/retake] [--skip-mitmdump]
+Usage: bench/bench.py [--duration 10] [--retake build/cli/retake] [--skip-mitmdump] [--https]
 Needs: nginx-light, wrk, mitmproxy (scripts/install-deps.sh --bench installs them).
+
+--https measures HTTPS through the explicit proxy instead (TLS intercepted, flows recorded):
+an nginx HTTPS backend with a self-signed certificate, hey (Debian's `hey`) with keep-alive and
+with -disable-keepalive (a new connection, so two TLS handshakes, per request), direct vs
+`retake record` (explicit, --upstream-ca) vs `mitmdump` (explicit, ssl_insecure), and prints the
+ratios retake/direct and retake/mitmdump. hey does not verify certificates, so the client side
+needs no CA set-up.
 Only loopback addresses are used; every process started here is stopped at the end.
 """
 import argparse
@@ -119,6 +126,98 @@ def parse_wrk(text):
     return result
 
 
+NGINX_TLS_BACKEND = """
+daemon off; worker_processes 1; pid {dir}/backend.pid; error_log {dir}/backend-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  server {{
+    listen 127.0.0.1:{port} ssl backlog=4096;
+    ssl_certificate {dir}/up.pem; ssl_certificate_key {dir}/up.key;
+    ssl_session_cache shared:tls:1m;
+    keepalive_requests 1000000;
+    location / {{ default_type application/json; return 200 '{body}'; }}
+  }}
+}}
+"""
+
+
+def run_hey(url, connections, duration, proxy=None, keepalive=True):
+    cmd = ["hey", "-z", f"{duration}s", "-c", str(connections)]
+    if proxy:
+        cmd += ["-x", proxy]
+    if not keepalive:
+        cmd.append("-disable-keepalive")
+    out = subprocess.run(cmd + [url], capture_output=True, text=True,
+                         timeout=duration + 60).stdout
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    codes = re.search(r"\[200\]\s+(\d+) responses", out)
+    return {"rps": float(m.group(1)) if m else 0.0, "ok": int(codes.group(1)) if codes else 0}
+
+
+def https_bench(args, nginx, mitmdump):
+    work = tempfile.mkdtemp(prefix="retake-bench-https-")
+    procs = Procs()
+    body = '{"id":1,"name":"item","tags":["a","b"],"price":12.5,"ok":true}' * 8
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", f"{work}/up.key",
+                        "-out", f"{work}/up.pem", "-days", "1", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                       check=True, capture_output=True)
+        backend = free_port()
+        with open(f"{work}/backend.conf", "w") as f:
+            f.write(NGINX_TLS_BACKEND.format(dir=work, port=backend, body=body))
+        procs.start([nginx, "-p", work, "-c", f"{work}/backend.conf"])
+        wait_port(backend)
+        url = f"https://127.0.0.1:{backend}/api/items?id=1"
+
+        rt_port = free_port()
+        env = dict(os.environ, RETAKE_HOME=f"{work}/home")
+        procs.start([args.retake, "record", "--listen", f"127.0.0.1:{rt_port}", "--db",
+                     f"{work}/db", "--session", "bench", "--threads", str(args.threads),
+                     "--upstream-ca", f"{work}/up.pem", "-q"], env=env)
+        wait_port(rt_port)
+        targets = [("direct", None), ("retake", f"http://127.0.0.1:{rt_port}")]
+        if mitmdump and not args.skip_mitmdump:
+            mitm_port = free_port()
+            procs.start([mitmdump, "-q", "--listen-host", "127.0.0.1", "-p", str(mitm_port),
+                         "--set", f"confdir={work}/mitm", "--set", "ssl_insecure=true"])
+            wait_port(mitm_port, timeout=30)
+            targets.append(("mitmdump", f"http://127.0.0.1:{mitm_port}"))
+
+        results = {}
+        for keepalive in (True, False):
+            for conns in (1, 50):
+                for name, proxy in targets:
+                    run_hey(url, conns, 1, proxy, keepalive)  # warm-up: leaf cert, pools
+                    r = run_hey(url, conns, args.duration, proxy, keepalive)
+                    results[(name, keepalive, conns)] = r
+                    print(f"  measured {name:9s} {'keep-alive' if keepalive else 'new-conn':10s} "
+                          f"c={conns:<3d} {r['rps']:>10.0f} req/s", file=sys.stderr)
+        print()
+        print(f"retake HTTPS (explicit proxy, TLS intercepted, recording) benchmark "
+              f"({args.duration}s per run, hey, {args.threads} retake threads)")
+        print(f"{'target':10s} {'connection':>10s} {'conns':>5s} {'req/s':>10s} {'200s':>9s}")
+        for (name, keepalive, conns), r in results.items():
+            print(f"{name:10s} {'keep-alive' if keepalive else 'new':>10s} {conns:5d} "
+                  f"{r['rps']:10.0f} {r['ok']:9d}")
+        print()
+        for keepalive in (True, False):
+            for conns in (1, 50):
+                rt = results[("retake", keepalive, conns)]["rps"]
+                d = results[("direct", keepalive, conns)]["rps"]
+                line = (f"{'keep-alive' if keepalive else 'new conn':10s} c={conns:<3d} "
+                        f"retake/direct = {rt / d if d else 0:.2f}x")
+                mm = results.get(("mitmdump", keepalive, conns))
+                if mm and mm["rps"]:
+                    line += f"  retake/mitmdump = {rt / mm['rps']:.1f}x"
+                print(line)
+    finally:
+        procs.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def run_wrk(port, connections, duration):
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
            f"http://127.0.0.1:{port}/api/items?id=1"]
@@ -157,6 +256,8 @@ def main():
     ap.add_argument("--skip-mitmdump", action="store_true")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2,
                     help="worker threads/processes for retake and nginx (same for both)")
+    ap.add_argument("--https", action="store_true",
+                    help="HTTPS through the explicit proxy with hey, instead of wrk over HTTP")
     args = ap.parse_args()
 
     for tool in ("nginx", "wrk"):
@@ -168,6 +269,10 @@ def main():
     mitmdump = shutil.which("mitmdump")
     if not mitmdump and not args.skip_mitmdump:
         sys.exit("bench: mitmdump not found; install mitmproxy or pass --skip-mitmdump")
+    if args.https:
+        if not shutil.which("hey"):
+            sys.exit("bench: hey not found; apt-get install hey")
+        return https_bench(args, nginx, mitmdump)
 
     work = tempfile.mkdtemp(prefix="retake-bench-")
     procs = Procs()

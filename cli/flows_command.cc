@@ -185,7 +185,20 @@ int run_show(const ShowArgs& args) {
   if (!f.upstream_address.empty()) std::cout << "  upstream " << f.upstream_address;
   if (!f.run.empty()) std::cout << "  run " << f.run << "  origin " << f.origin;
   std::cout << "\n";
+  for (auto [side, t] : {std::pair{"client", &f.client_tls}, std::pair{"upstream", &f.upstream_tls}}) {
+    if (!t->present && t->sni.empty()) continue;
+    std::cout << "# " << side << " TLS:";
+    if (!t->version.empty()) std::cout << ' ' << t->version;
+    if (!t->cipher.empty()) std::cout << ' ' << t->cipher;
+    if (!t->sni.empty()) std::cout << "  sni " << t->sni;
+    if (!t->alpn.empty()) std::cout << "  alpn " << t->alpn;
+    if (!t->peer_subject.empty()) std::cout << "  cert " << t->peer_subject;
+    if (!t->peer_issuer.empty()) std::cout << "  issuer " << t->peer_issuer;
+    std::cout << '\n';
+  }
   const auto& rq = f.request;
+  if (f.kind == flow::FlowKind::tls_failed)
+    std::cout << "# TLS handshake with the client failed (" << rq.authority << ")\n";
   if (f.kind == flow::FlowKind::tunnel) {
     std::cout << "# tunnel to " << rq.authority << ": " << f.bytes_from_client
               << " bytes from client, " << f.bytes_from_upstream << " bytes from upstream\n";

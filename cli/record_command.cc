@@ -24,6 +24,13 @@ struct RecordArgs {
   std::string upstream_timeout = "60s";
   std::string connect_timeout = "10s";
   bool quiet = false;
+  bool insecure_upstream = false;
+  std::string upstream_ca;
+  std::string ignore_hosts;
+  std::string allow_hosts;
+  bool tls = false;
+  std::string cert;
+  std::string key;
 };
 
 std::string flow_line(const flow::Flow& f) {
@@ -55,6 +62,16 @@ int run_record(RecordArgs args) {
   options.upstream_timeout = std::chrono::milliseconds(*upstream);
   options.connect_timeout = std::chrono::milliseconds(*connect);
   options.session = args.session.empty() ? record::default_session_name() : args.session;
+  if (args.cert.empty() != args.key.empty()) throw UsageError("--cert and --key go together");
+  if ((args.tls || !args.cert.empty()) && options.mode == record::Mode::explicit_proxy)
+    throw UsageError("--tls/--cert: a TLS listener is for reverse and transparent modes");
+  options.insecure_upstream = args.insecure_upstream;
+  options.upstream_ca_file = args.upstream_ca;
+  options.ignore_hosts = args.ignore_hosts;
+  options.allow_hosts = args.allow_hosts;
+  options.listen_tls = args.tls || !args.cert.empty();
+  options.cert_file = args.cert;
+  options.key_file = args.key;
 
   // Block the stop signals before any thread starts (RocksDB's
   // background threads included) so that only sigwait() below sees them.
@@ -88,8 +105,8 @@ int run_record(RecordArgs args) {
   auto bound = (*recorder)->start();
   if (!bound) return fail(bound.status());
   std::cerr << "retake: recording session '" << options.session << "' into "
-            << store_options.path << "\nretake: proxy (" << args.mode << ") listening on http://"
-            << *bound << "  (Ctrl-C to stop)\n";
+            << store_options.path << "\nretake: proxy (" << args.mode << ") listening on "
+            << (options.listen_tls ? "https://" : "http://") << *bound << "  (Ctrl-C to stop)\n";
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
@@ -111,7 +128,7 @@ void add_record_command(CLI::App& app, Action& action) {
   auto args = std::make_shared<RecordArgs>();
   auto* cmd = app.add_subcommand("record", "Run the recording proxy and store every flow");
   cmd->add_option("--mode", args->mode,
-                  "explicit (HTTP proxy, default), reverse:http://HOST:PORT, transparent")
+                  "explicit (HTTP proxy, default), reverse:http[s]://HOST:PORT, transparent")
       ->type_name("MODE");
   cmd->add_option("--listen", args->listen, "Address to listen on (default 127.0.0.1:8080)")
       ->type_name("HOST:PORT");
@@ -132,6 +149,22 @@ void add_record_command(CLI::App& app, Action& action) {
   cmd->add_option("--connect-timeout", args->connect_timeout,
                   "Answer 502 when connecting to the upstream takes this long (default 10s)")
       ->type_name("DURATION");
+  cmd->add_flag("--insecure-upstream", args->insecure_upstream,
+                "Do not verify upstream TLS certificates");
+  cmd->add_option("--upstream-ca", args->upstream_ca,
+                  "PEM file of extra roots trusted for upstream TLS (beside the system store)")
+      ->type_name("FILE");
+  cmd->add_option("--ignore-hosts", args->ignore_hosts,
+                  "Relay CONNECTs to matching host or host:port undecrypted (RE2 regex)")
+      ->type_name("REGEX");
+  cmd->add_option("--allow-hosts", args->allow_hosts,
+                  "Intercept only CONNECTs to matching host or host:port (RE2 regex)")
+      ->type_name("REGEX");
+  cmd->add_flag("--tls", args->tls,
+                "Reverse/transparent: serve HTTPS with a certificate minted by retake's CA");
+  cmd->add_option("--cert", args->cert, "Reverse/transparent: serve HTTPS with this PEM chain")
+      ->type_name("FILE");
+  cmd->add_option("--key", args->key, "The PEM private key of --cert")->type_name("FILE");
   cmd->add_flag("-q,--quiet", args->quiet, "Do not print a line for each recorded flow");
   cmd->callback([args, &action] { action = [args] { return run_record(*args); }; });
 }

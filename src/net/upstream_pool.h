@@ -29,6 +29,10 @@ struct UpstreamConnection {
   int64_t connected_ns = 0;  // when the TCP connection was established (flow::now_ns())
   uint32_t exchanges = 0;    // exchanges completed on it; > 0 means it came from reuse
   std::chrono::steady_clock::time_point idle_since;
+  // Protocol state the owner layered on `socket` (the recorder's TLS session), pooled with it so
+  // a reused connection skips its handshake too. Declared after `socket` so it is destroyed
+  // first. Default: empty (plain TCP).
+  std::shared_ptr<void> layer;
 };
 
 class UpstreamPool {

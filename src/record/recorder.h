@@ -40,8 +40,23 @@ namespace retake::record {
 // response 502 (upstream_protocol). Once response bytes have reached the client, a failure
 // just closes the connection (upstream_closed, client_closed, ...). A client slower than
 // client_read_timeout mid-request is closed (client_timeout); one idle between requests is
-// closed without a flow. CONNECT (explicit mode) becomes a FlowKind::tunnel flow with byte
-// counts.
+// closed without a flow.
+//
+// TLS and tunnels (explicit mode): after "200 Connection established" the recorder looks at the
+// client's first bytes. A TLS ClientHello is intercepted: TLS is terminated with a leaf
+// certificate minted by retake's CA for the client's SNI (the CONNECT host when there is none),
+// the upstream is reached over TLS (verified against the system roots plus upstream_ca_file,
+// host name checked, unless insecure_upstream) and each request inside becomes an ordinary flow
+// with scheme "https" and Flow::client_tls / Flow::upstream_tls filled. Anything else is served
+// as plain HTTP inside the tunnel (scheme "http"). A CONNECT host matched by ignore_hosts (or
+// not matched by allow_hosts) is relayed undecrypted as one FlowKind::tunnel flow with byte
+// counts. A client whose handshake fails (it rejects our certificate, aborts, or sends a
+// malformed ClientHello) becomes a FlowKind::tls_failed flow with error tls_handshake_failed
+// and OpenSSL's words for the alert. A failed upstream handshake or verification answers 502
+// and records upstream_tls_failed with the reason.
+// WebSocket: a request with "Upgrade: websocket" is forwarded with its upgrade fields; after a
+// 101 both directions are relayed byte for byte while their frames are parsed into
+// Flow::websocket; the flow is offered when the connection closes.
 enum class Mode {
   explicit_proxy,  // clients send absolute-form requests and CONNECT
   reverse,         // every request goes to RecorderOptions::upstream
@@ -51,7 +66,8 @@ enum class Mode {
 
 struct RecorderOptions {
   Mode mode = Mode::explicit_proxy;
-  // Reverse mode: "http://host:port" (or https:// once TLS lands). Required for reverse.
+  // Reverse mode: "http://host[:port]" or "https://host[:port]" (upstream TLS with SNI = host,
+  // verified as for intercepted connections). Required for reverse.
   std::string upstream;
   // Address to listen on. Default: 127.0.0.1:8080. Port 0 picks an ephemeral port.
   std::string listen_host = "127.0.0.1";
@@ -83,6 +99,28 @@ struct RecorderOptions {
   size_t max_connections = 10'000;
   // A pooled idle upstream connection is closed after this. Default: 30 s.
   std::chrono::milliseconds pool_idle_timeout{30'000};
+  // ---- TLS ----
+  // Directory of retake's CA, created on first use (first intercepted CONNECT or TLS
+  // listener). Default: "" = $RETAKE_HOME/ca.
+  std::string ca_dir;
+  // Do not verify upstream certificates (--insecure-upstream). Default: false.
+  bool insecure_upstream = false;
+  // PEM file of extra roots trusted for upstreams, beside the system store. Default: "".
+  std::string upstream_ca_file;
+  // RE2 pattern: CONNECT targets it matches (searched in "host" and in "host:port", as
+  // mitmproxy does) are relayed undecrypted as tunnel flows. Default: "" (intercept all).
+  std::string ignore_hosts;
+  // RE2 pattern: when set, only CONNECT targets it matches are intercepted; the others are
+  // relayed undecrypted. Default: "" (intercept all).
+  std::string allow_hosts;
+  // Serve TLS on the listener (reverse and transparent modes): with cert_file/key_file when
+  // given, else with a leaf minted by retake's CA for the client's SNI (listen_host when none).
+  // Default: false.
+  bool listen_tls = false;
+  // PEM certificate chain and key for the TLS listener (both or neither; setting them implies
+  // listen_tls). Default: "".
+  std::string cert_file;
+  std::string key_file;
   // Observer of the record path (see RecordHooks); not owned, must outlive the recorder.
   // Default: nullptr (no cost).
   class RecordHooks* hooks = nullptr;
@@ -142,9 +180,8 @@ class Recorder {
 // The session name used when none is given: "rec-YYYYmmdd-HHMMSS" in local time.
 std::string default_session_name();
 
-// Parses "explicit", "regular", "reverse:http://host:port", "transparent" into options.mode
-// and options.upstream. invalid_argument with a message on anything else (including
-// "reverse:https://..." until upstream TLS lands).
+// Parses "explicit", "regular", "reverse:http[s]://host[:port]", "transparent" into
+// options.mode and options.upstream. invalid_argument with a message on anything else.
 Status parse_mode(std::string_view text, RecorderOptions& options);
 
 }  // namespace retake::record

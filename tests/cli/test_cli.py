@@ -18,6 +18,7 @@ import unittest
 RETAKE = None
 HERE = os.path.dirname(os.path.abspath(__file__))
 UPSTREAM = os.path.join(HERE, "..", "support", "upstream.py")
+RECORD_TESTS = os.path.join(HERE, "..", "record")
 
 
 def free_port():
@@ -229,6 +230,82 @@ class RetakeTest(unittest.TestCase):
         flows = self.list_json("--session", "exp")
         self.assertEqual(len(flows), 1)
         self.assertEqual(flows[0]["url"], f"http://127.0.0.1:{up.port}/json")
+
+    def start_script(self, *argv):
+        """Starts a test server script that prints its port first; stopped by tearDown."""
+        p = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+        self.procs.append(p)
+        return int(p.stdout.readline().split()[-1])
+
+    def self_signed(self):
+        cert, key = os.path.join(self.home, "up.pem"), os.path.join(self.home, "up.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                        "-days", "1", "-subj", "/CN=localhost", "-addext",
+                        "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                       check=True, capture_output=True, timeout=30)
+        return cert, key
+
+    def test_https_through_the_explicit_proxy_is_intercepted_and_shown_with_tls_facts(self):
+        cert, key = self.self_signed()
+        up = self.start_script(sys.executable, os.path.join(RECORD_TESTS, "http1_upstream.py"),
+                               "--tls", cert, key)
+        ca = os.path.join(self.home, "retake-ca.pem")
+        self.retake("ca", "export", "-o", ca, check=0)
+        rec, port = self.start_record("--session", "tls", "--upstream-ca", cert)
+        r = curl("-4", "--cacert", ca, "-x", f"http://127.0.0.1:{port}",
+                 f"https://localhost:{up}/size/10")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(r.stdout), 10)
+        # Without --cacert curl rejects retake's certificate: a tls_failed flow, not nothing.
+        r = curl("-4", "-x", f"http://127.0.0.1:{port}", f"https://localhost:{up}/size/10")
+        self.assertNotEqual(r.returncode, 0)
+        code, out, err = self.stop(rec)
+        self.assertEqual(code, 0, err)
+        flows = self.list_json("--session", "tls")
+        self.assertEqual(len(flows), 2)
+        self.assertEqual(flows[0]["url"], f"https://localhost:{up}/size/10")
+        shown = self.retake("flows", "show", flows[0]["id"], check=0).stdout
+        self.assertIn("# client TLS: TLSv1.", shown)
+        self.assertIn("sni localhost", shown)
+        self.assertIn("# upstream TLS:", shown)
+        self.assertIn("cert CN=localhost", shown)
+        shown = self.retake("flows", "show", flows[1]["id"], check=0).stdout
+        self.assertIn("TLS handshake with the client failed", shown)
+        self.assertIn("tls_handshake_failed", shown)
+
+    def test_bad_tls_flags_are_usage_errors(self):
+        r = self.retake("record", "--ignore-hosts", "(unclosed")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("ignore_hosts", r.stderr)
+        r = self.retake("record", "--tls")
+        self.assertEqual(r.returncode, 2)
+        r = self.retake("record", "--mode", "reverse:http://127.0.0.1:1", "--cert", "x.pem")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--key", r.stderr)
+
+    def test_websocket_messages_are_recorded_and_shown(self):
+        ws = self.start_script("/usr/bin/python3", os.path.join(RECORD_TESTS, "ws_peer.py"),
+                               "server")
+        rec, port = self.start_record("--mode", f"reverse:http://127.0.0.1:{ws}",
+                                      "--session", "ws", "-q")
+        r = subprocess.run(["/usr/bin/python3", os.path.join(RECORD_TESTS, "ws_peer.py"),
+                            "client", f"ws://127.0.0.1:{port}/chat"],
+                           capture_output=True, text=True, timeout=40)
+        self.assertEqual(r.stdout, "ok\n", r.stderr)
+        code, _, err = self.stop(rec)
+        self.assertEqual(code, 0, err)
+        flows = self.list_json("--session", "ws")
+        self.assertEqual(len(flows), 1)
+        # Not a terminal: payloads are printed raw (the close frame's payload starts with the
+        # code as two bytes), so read bytes.
+        shown = subprocess.run([RETAKE, "flows", "show", flows[0]["id"]], capture_output=True,
+                               env=self.env, timeout=30).stdout.decode(errors="replace")
+        self.assertIn("# websocket: ", shown)
+        self.assertIn("opcode 1: hello", shown)
+        self.assertIn("opcode 1: frag1frag2", shown)
+        self.assertIn("# closed by client: 4001 done", shown)
 
     def test_unreachable_upstream_is_a_502_and_an_error_flow(self):
         dead = free_port()

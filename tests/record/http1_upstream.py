@@ -15,9 +15,11 @@ away) or 120 s pass. Raw sockets, so framing is exactly what each route says:
   POST /sum             reads the body (CL or chunked), answers "size=N sum=S" (S = byte sum)
   GET  /bad             a malformed status line
 Every response carries X-Conn: <connection number> so tests can see connection reuse.
+With "--tls CERT KEY" it serves HTTPS (TLS on every connection) with that PEM chain and key.
 """
 import os
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -136,8 +138,24 @@ def handle(sock, number):
             pass
 
 
+def serve_tls(context, sock, number):
+    try:
+        sock.settimeout(10)
+        tls = context.wrap_socket(sock, server_side=True)
+        tls.settimeout(None)
+    except (OSError, ValueError):
+        sock.close()
+        return
+    handle(tls, number)
+
+
 def main():
     global conn_counter
+    context = None
+    if len(sys.argv) == 4 and sys.argv[1] == "--tls":
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[2], sys.argv[3])
+        context.set_alpn_protocols(["http/1.1"])
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.0.1", 0))
@@ -156,7 +174,10 @@ def main():
         with lock:
             conn_counter += 1
             number = conn_counter
-        threading.Thread(target=handle, args=(sock, number), daemon=True).start()
+        if context:
+            threading.Thread(target=serve_tls, args=(context, sock, number), daemon=True).start()
+        else:
+            threading.Thread(target=handle, args=(sock, number), daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -1,219 +1,8 @@
 // End-to-end: a real upstream (tests/record/http1_upstream.py on an ephemeral loopback port),
 // the Recorder in-process with a collecting sink, and real clients: curl, or a raw socket for
 // bytes curl would never send. Each test checks what the client got AND what was recorded.
-#include "record/recorder.h"
+#include "record_test_support.h"
 
-#include <doctest/doctest.h>
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <condition_variable>
-#include <cstdio>
-#include <fstream>
-#include <mutex>
-#include <sstream>
-#include <thread>
-
-extern char** environ;
-
-using namespace retake;
-using namespace std::chrono_literals;
-using flow::ErrorKind;
-
-namespace {
-
-// A child process with its stdin and stdout piped; killed and reaped on destruction.
-class Subprocess {
- public:
-  explicit Subprocess(std::vector<std::string> argv) {
-    int in[2], out[2];
-    REQUIRE(pipe(in) == 0);
-    REQUIRE(pipe(out) == 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_addclose(&fa, in[1]);
-    posix_spawn_file_actions_addclose(&fa, out[0]);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    REQUIRE(posix_spawnp(&pid_, args[0], &fa, nullptr, args.data(), environ) == 0);
-    posix_spawn_file_actions_destroy(&fa);
-    close(in[0]);
-    close(out[1]);
-    stdin_ = in[1];
-    stdout_ = out[0];
-  }
-  ~Subprocess() {
-    close(stdin_);
-    close(stdout_);
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-  }
-  // One line of stdout, waiting at most `timeout`.
-  std::string read_line(std::chrono::milliseconds timeout = 10s) {
-    std::string line;
-    auto until = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < until) {
-      pollfd p{stdout_, POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) continue;
-      char c;
-      if (read(stdout_, &c, 1) != 1) break;
-      if (c == '\n') return line;
-      line.push_back(c);
-    }
-    return line;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int stdin_ = -1;
-  int stdout_ = -1;
-};
-
-struct Upstream {
-  Upstream() : proc({"python3", std::string(RETAKE_RECORD_TEST_DIR) + "/http1_upstream.py"}) {
-    std::string line = proc.read_line();
-    REQUIRE_MESSAGE(!line.empty(), "the test upstream did not start");
-    port = static_cast<uint16_t>(std::stoi(line));
-  }
-  std::string url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(port) + path;
-  }
-  std::string authority() const { return "127.0.0.1:" + std::to_string(port); }
-  Subprocess proc;
-  uint16_t port = 0;
-};
-
-class CollectingSink : public flow::FlowSink {
- public:
-  bool offer(flow::Flow&& f) override {
-    std::lock_guard lock(mutex_);
-    flows_.push_back(std::move(f));
-    cv_.notify_all();
-    return true;
-  }
-  // The first `n` flows, waiting (bounded) for them; fewer when they did not come.
-  std::vector<flow::Flow> wait_for(size_t n, std::chrono::milliseconds timeout = 5s) {
-    std::unique_lock lock(mutex_);
-    cv_.wait_for(lock, timeout, [&] { return flows_.size() >= n; });
-    return flows_;
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::vector<flow::Flow> flows_;
-};
-
-struct Proxy {
-  explicit Proxy(record::RecorderOptions o) {
-    o.listen_host = "127.0.0.1";
-    o.listen_port = 0;
-    if (o.threads == 0) o.threads = 2;
-    auto r = record::Recorder::create(o, sink);
-    REQUIRE_MESSAGE(r.ok(), r.status().to_string());
-    rec = std::move(r.value());
-    auto a = rec->start();
-    REQUIRE_MESSAGE(a.ok(), a.status().to_string());
-    address = a.value();
-    port = static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
-  }
-  ~Proxy() { rec->stop(500ms); }
-  std::string url() const { return "http://" + address; }
-  CollectingSink sink;
-  std::unique_ptr<record::Recorder> rec;
-  std::string address;
-  uint16_t port = 0;
-};
-
-record::RecorderOptions explicit_options() {
-  return {};
-}
-record::RecorderOptions reverse_options(const Upstream& up) {
-  record::RecorderOptions o;
-  REQUIRE(record::parse_mode("reverse:" + up.url(""), o).ok());
-  return o;
-}
-
-// Runs a shell command (always bounded by curl's -m) and returns its stdout.
-std::string run(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  pclose(p);
-  return out;
-}
-std::string curl(const std::string& args) {
-  return run("curl -sS -m 15 " + args + " 2>&1");
-}
-
-std::string pattern(size_t n) {
-  std::string s(n, '\0');
-  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i % (251 * 64)) % 251);
-  return s;
-}
-
-// Sends `bytes` on a fresh loopback connection, then reads until EOF or `timeout`.
-std::string raw_exchange(uint16_t port, const std::string& bytes,
-                         std::chrono::milliseconds timeout = 5s, bool* closed = nullptr) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  size_t sent = 0;
-  while (sent < bytes.size()) {
-    ssize_t n = send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;
-    sent += static_cast<size_t>(n);
-  }
-  std::string got;
-  bool eof = false;
-  auto until = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < until) {
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, 50) <= 0) continue;
-    char buf[65536];
-    ssize_t n = recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) {
-      eof = true;
-      break;
-    }
-    got.append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  if (closed) *closed = eof;
-  return got;
-}
-
-uint16_t closed_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-}  // namespace
 
 TEST_CASE("parse_mode accepts explicit, regular and reverse and names what is wrong otherwise") {
   record::RecorderOptions o;
@@ -232,6 +21,8 @@ TEST_CASE("parse_mode accepts explicit, regular and reverse and names what is wr
   CHECK(record::parse_mode("reverse:http://h:99999", o).code() == Errc::invalid_argument);
   CHECK(record::parse_mode("reverse:http://h/path", o).code() == Errc::invalid_argument);
   CHECK(record::parse_mode("reverse:ftp://h", o).code() == Errc::invalid_argument);
+  CHECK(record::parse_mode("reverse:https://example.test", o).ok());
+  CHECK(o.upstream == "https://example.test");
 }
 
 TEST_CASE("create rejects a reverse mode without upstream and bad bounds") {
@@ -506,9 +297,11 @@ TEST_CASE("a response delimited by close is relayed and ends the client connecti
   CHECK(flows[0].response->body.data == "until the end");
 }
 
-TEST_CASE("H1 CONNECT tunnel is relayed as bytes and recorded with byte counts") {
+TEST_CASE("H1 CONNECT to an ignored host is relayed as bytes and recorded with byte counts") {
   Upstream up;
-  Proxy proxy(explicit_options());
+  auto o = explicit_options();
+  o.ignore_hosts = R"(^127\.0\.0\.1:\d+$)";  // matched against host:port, as mitmproxy does
+  Proxy proxy(o);
   std::string out = curl("-p -x " + proxy.url() + " " + up.url("/size/3000"));
   CHECK(out == pattern(3000));
   auto flows = proxy.sink.wait_for(1);
