@@ -262,7 +262,7 @@ class RecorderImpl final : public Recorder {
   flow::FlowSink& sink_;
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> connections_{0}, active_{0}, flows_{0}, dropped_{0}, errors_{0},
-      upstream_connects_{0};
+      upstream_connects_{0}, answered_{0};
   const unsigned threads_;
   std::mutex registry_mutex_;
   std::unordered_map<ProxyConnection*, std::weak_ptr<ProxyConnection>> registry_;
@@ -406,6 +406,10 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
   }
   // Where ALPN "h2" with the client goes. The single HTTP/2 hand-off point.
   awaitable<bool> serve_h2_handoff(flow::Flow& f);
+  // Server replay: sends (or, for kill, withholds) the responder's answer and records the flow.
+  // Returns whether the client connection stays open.
+  awaitable<bool> send_answer(flow::Flow& f, ReplayAnswer answer, bool client_keep_alive,
+                              bool client_minor1);
   // Relays a WebSocket connection after its 101 and records its messages into `f`.
   awaitable<void> relay_websocket(flow::Flow& f);
   awaitable<void> ws_pump(Side from, Side to, net::ReadBuffer& buf, WebSocketWatcher& watcher,
@@ -812,9 +816,72 @@ awaitable<bool> ProxyConnection::exchange() {
       co_return false;
     }
   }
-  const bool whole_request = req_parser_.done();
+  bool whole_request = req_parser_.done();
   const bool answer_continue = req_parser_.expect_continue() && !whole_request && client_minor1;
   const bool chunked = req_parser_.framing() == net::BodyFraming::chunked;
+  bool sent_continue = false;
+
+  // 3b. Server replay: the responder needs the whole request, so its body is read (and kept
+  // raw in `held`, for forwarding) before anything else happens.
+  std::string held;
+  const bool holding = opts_.responder != nullptr && !websocket;
+  if (holding) {
+    held.assign(in_.data().data(), first_raw);
+    in_.consume(first_raw);
+    f.bytes_from_client += first_raw;
+    first_raw = 0;
+    if (answer_continue) {
+      static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+      sent_continue = true;
+      if (co_await write_to(client_side(), asio::buffer(k100), Phase::client_write,
+                            opts_.client_read_timeout)) {
+        record_error(f, ErrorKind::client_closed, "client went away before sending its body");
+        co_return false;
+      }
+    }
+    while (!req_parser_.done()) {
+      if (held.size() > cap) {
+        std::string m = "request body over " + std::to_string(cap) +
+                        " bytes (--body-cap) cannot be matched under server replay";
+        co_await send_error(413, "Content Too Large", m);
+        record_error(f, ErrorKind::body_too_large, m);
+        co_return false;
+      }
+      fired_ = Phase::none;
+      auto [ec, n] = co_await read_into(client_side(), in_, Phase::client_body,
+                                        opts_.client_read_timeout, kBodyRead);
+      if (ec) {
+        if (fired_ == Phase::client_body) {
+          record_error(f, ErrorKind::client_timeout,
+                       "request body stalled for " + ms_text(opts_.client_read_timeout));
+        } else {
+          record_error(f, ErrorKind::client_closed,
+                       "client closed the connection before the end of the request body");
+        }
+        co_return false;
+      }
+      size_t raw = req_parser_.parse_body(in_.data(), Capture{&f.request.body, cap});
+      if (req_parser_.failed()) {
+        co_await send_error(400, "Bad Request", req_parser_.error_message());
+        record_error(f, req_parser_.error(), req_parser_.error_message());
+        co_return false;
+      }
+      held.append(in_.data().data(), raw);
+      in_.consume(raw);
+      f.bytes_from_client += raw;
+    }
+    whole_request = true;
+    f.timing.request_ended = flow::now_ns();
+    f.request.trailers = std::move(req_parser_.trailers());
+    if (hooks_) hooks_->request_complete(f);
+    finish_body(f.request.body);
+    ReplayAnswer answer = opts_.responder->answer(f);
+    if (answer.action != ReplayAnswer::Action::forward) {
+      rec_.answered_.fetch_add(1, std::memory_order_relaxed);
+      co_return co_await send_answer(f, std::move(answer), client_keep_alive, client_minor1);
+    }
+    f.tags.insert(f.tags.end(), answer.tags.begin(), answer.tags.end());
+  }
 
   out_.clear();
   out_.append(f.request.method).append(" ").append(f.request.path).append(" ");
@@ -841,7 +908,6 @@ awaitable<bool> ProxyConnection::exchange() {
   // 4. Upstream connection, head (+ buffered body) out, response head in; one retry when a
   // reused connection turns out dead and the request can be sent again safely.
   const bool is_head = f.request.method == "HEAD";
-  bool sent_continue = false;
   size_t resp_head_len = 0;
   for (int attempt = 0;; ++attempt) {
     if (up_ && up_->key != up_key) {
@@ -883,8 +949,8 @@ awaitable<bool> ProxyConnection::exchange() {
     f.timing.upstream_connected = up_->connected_ns;
 
     fired_ = Phase::none;
-    std::array<asio::const_buffer, 2> bufs{asio::buffer(out_),
-                                           asio::buffer(in_.data().data(), first_raw)};
+    std::array<asio::const_buffer, 2> bufs{
+        asio::buffer(out_), holding ? asio::buffer(held) : asio::buffer(in_.data().data(), first_raw)};
     auto wec = co_await write_to(up_side(), bufs, Phase::upstream_write, opts_.upstream_timeout);
     if (wec) {
       drop_upstream();
@@ -1346,6 +1412,54 @@ awaitable<bool> ProxyConnection::accept_client_tls(flow::Flow& f, asio::ssl::con
   co_return true;
 }
 
+awaitable<bool> ProxyConnection::send_answer(flow::Flow& f, ReplayAnswer answer,
+                                             bool client_keep_alive, bool client_minor1) {
+  f.tags.insert(f.tags.end(), std::make_move_iterator(answer.tags.begin()),
+                std::make_move_iterator(answer.tags.end()));
+  if (answer.action == ReplayAnswer::Action::kill) {
+    record_error(f, ErrorKind::policy,
+                 "server replay: closed the connection without an answer (on-miss kill)");
+    co_return false;
+  }
+  f.origin = answer.origin;
+  f.timing.response_started = flow::now_ns();
+  flow::Response& resp = f.response.emplace(std::move(answer.response));
+  if (hooks_) hooks_->response_headers(f);
+  const int status = resp.status;
+  const bool bodyless =
+      f.request.method == "HEAD" || status < 200 || status == 204 || status == 304;
+  const bool keep = client_keep_alive && !rec_.stopping_.load(std::memory_order_relaxed);
+  out_.clear();
+  out_.append(f.request.http_version).append(" ").append(std::to_string(status)).append(" ");
+  out_.append(resp.reason).append("\r\n");
+  // The recorded framing does not apply: the body is sent whole with its own length.
+  net::append_forward_fields(out_, resp.headers, false, {},
+                             bodyless ? std::string_view() : std::string_view("content-length"));
+  if (!bodyless) out_.append("Content-Length: ").append(std::to_string(resp.body.data.size()))
+                    .append("\r\n");
+  if (!keep) {
+    out_.append("Connection: close\r\n");
+  } else if (!client_minor1) {
+    out_.append("Connection: keep-alive\r\n");
+  }
+  out_.append("\r\n");
+  fired_ = Phase::none;
+  std::array<asio::const_buffer, 2> bufs{
+      asio::buffer(out_), bodyless ? asio::const_buffer() : asio::buffer(resp.body.data)};
+  if (co_await write_to(client_side(), bufs, Phase::client_write, opts_.client_read_timeout)) {
+    if (fired_ == Phase::client_write) {
+      record_error(f, ErrorKind::client_timeout, "client stopped reading the response");
+    } else {
+      record_error(f, ErrorKind::client_closed, "client closed the connection during the response");
+    }
+    co_return false;
+  }
+  f.timing.response_ended = flow::now_ns();
+  if (hooks_) hooks_->response_complete(f);
+  rec_.offer(std::move(f));
+  co_return keep;
+}
+
 // ---- HTTP/2 HAND-OFF POINT ----
 // The one place where a client connection that negotiated ALPN "h2" leaves this HTTP/1.1 code
 // path. Today kClientAlpn offers only "http/1.1", so this is never reached; when the h2 front
@@ -1558,6 +1672,7 @@ RecorderStats RecorderImpl::stats() const {
   s.flows_dropped = dropped_.load();
   s.errors = errors_.load();
   s.upstream_connects = upstream_connects_.load();
+  s.answered = answered_.load();
   return s;
 }
 

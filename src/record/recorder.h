@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "flow/flow.h"
 #include "flow/status.h"
@@ -124,6 +125,12 @@ struct RecorderOptions {
   // Observer of the record path (see RecordHooks); not owned, must outlive the recorder.
   // Default: nullptr (no cost).
   class RecordHooks* hooks = nullptr;
+  // Server replay inside the proxy (`retake record --server-replay SESSION`): consulted for
+  // every HTTP request once it has been read whole, before any upstream is contacted; see
+  // Responder. Not owned, must outlive the recorder. Under a responder a request body larger
+  // than body_cap is answered 413 (it could be neither matched nor replayed faithfully).
+  // WebSocket handshakes are always forwarded. Default: nullptr (every request forwarded).
+  class Responder* responder = nullptr;
 };
 
 // Hook points on the record path. Every method has a no-op default; the recorder calls them on
@@ -148,6 +155,34 @@ class RecordHooks {
   virtual void error(flow::Flow& flow) {}
 };
 
+// What the recorder does with one request under server replay.
+struct ReplayAnswer {
+  enum class Action : uint8_t {
+    forward,  // contact the upstream as without a responder
+    respond,  // send `response` to the client; no upstream is contacted
+    kill,     // close the client connection without answering
+  };
+  Action action = Action::forward;
+  // respond: status, reason, headers and body as recorded (or a miss explanation). The recorder
+  // writes its own framing: Content-Length from the body (kept as recorded for HEAD, 1xx, 204
+  // and 304), hop-by-hop fields dropped, its own HTTP version on the status line.
+  flow::Response response;
+  // respond: the recorded flow that answered, stored as the new flow's Flow::origin (0 when
+  // the answer is not a recording, e.g. a miss explanation).
+  uint64_t origin = 0;
+  // Tags added to the recorded flow (e.g. "served", "miss"), so `~tag served` finds them.
+  std::vector<std::string> tags;
+};
+
+// The seam between the proxy and a server replay. Called on the network threads, concurrently
+// for different connections: thread-safe, quick, no I/O. The flow has its request complete
+// (head, body up to body_cap, trailers) and where it was going (scheme, authority).
+class Responder {
+ public:
+  virtual ~Responder() = default;
+  virtual ReplayAnswer answer(const flow::Flow& flow) = 0;
+};
+
 struct RecorderStats {
   uint64_t connections = 0;  // client connections accepted
   uint64_t active_connections = 0;
@@ -155,6 +190,7 @@ struct RecorderStats {
   uint64_t flows_dropped = 0;      // flows the sink refused (queue full)
   uint64_t errors = 0;             // error flows
   uint64_t upstream_connects = 0;  // new TCP connections to upstreams (the rest were reused)
+  uint64_t answered = 0;  // requests answered by RecorderOptions::responder (respond or kill)
 };
 
 // start(), stop() and stats() may be called from any thread, but not from a hook or a sink
