@@ -67,6 +67,62 @@ struct UpstreamTls {
   UpstreamTls(tcp::socket& socket, asio::ssl::context& context) : stream(socket, context) {}
   TlsStream stream;
   flow::TlsInfo info;  // collected once at the handshake, copied into every flow on it
+  std::string key;     // pool key: the session cache's key too
+  class UpstreamSessionCache* sessions = nullptr;
+};
+
+// Upstream TLS sessions kept for resumption, one per pool key (host, port and SNI): a new
+// connection to an upstream we spoke to before resumes instead of running a full handshake (no
+// chain to verify here, no signature there), which is most of the cost when clients open a
+// connection per request. Bounded; thread-safe (a mutex around a map look-up, never across I/O).
+class UpstreamSessionCache {
+ public:
+  static constexpr size_t kMaxSessions = 4096;
+  UpstreamSessionCache() = default;
+  UpstreamSessionCache(const UpstreamSessionCache&) = delete;
+  UpstreamSessionCache& operator=(const UpstreamSessionCache&) = delete;
+  ~UpstreamSessionCache() {
+    for (auto& [key, session] : sessions_) SSL_SESSION_free(session);
+  }
+  // Takes ownership of `session`.
+  void put(const std::string& key, SSL_SESSION* session) {
+    std::lock_guard lock(mutex_);
+    if (sessions_.size() >= kMaxSessions && !sessions_.count(key)) {
+      for (auto& [k, s] : sessions_) SSL_SESSION_free(s);
+      sessions_.clear();  // crude but bounded; a full cache only costs full handshakes
+    }
+    auto [it, inserted] = sessions_.try_emplace(key, session);
+    if (!inserted) {
+      SSL_SESSION_free(it->second);
+      it->second = session;
+    }
+  }
+  // Sets the cached session for `key` (if any, and still resumable) on `ssl`.
+  void apply(const std::string& key, SSL* ssl) {
+    std::lock_guard lock(mutex_);
+    auto it = sessions_.find(key);
+    if (it != sessions_.end() && SSL_SESSION_is_resumable(it->second))
+      SSL_set_session(ssl, it->second);  // takes its own reference
+  }
+  // OpenSSL's new-session callback (TLS 1.3 tickets arrive after the handshake, so the session
+  // is taken when OpenSSL has it, not right after the handshake).
+  static int on_new_session(SSL* ssl, SSL_SESSION* session) {
+    auto* layer = static_cast<UpstreamTls*>(SSL_get_ex_data(ssl, ex_index()));
+    if (layer == nullptr || layer->sessions == nullptr) return 0;
+    // A copy: OpenSSL marks the connection's own session object not resumable when that
+    // connection ends without a close_notify (upstreams often just close), which would spoil
+    // the cached one.
+    if (SSL_SESSION* copy = SSL_SESSION_dup(session)) layer->sessions->put(layer->key, copy);
+    return 0;  // OpenSSL keeps its reference to `session`
+  }
+  static int ex_index() {
+    static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return index;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<std::string, SSL_SESSION*> sessions_;
 };
 
 // Where every request of a client connection goes when the connection, not each request,
@@ -266,6 +322,8 @@ class RecorderImpl final : public Recorder {
   const unsigned threads_;
   std::mutex registry_mutex_;
   std::unordered_map<ProxyConnection*, std::weak_ptr<ProxyConnection>> registry_;
+  // Declared before workers_ so that it outlives every upstream SSL that points to it.
+  UpstreamSessionCache upstream_sessions_;
   // Their io_contexts are reset explicitly in stop(): destroying an io_context destroys
   // suspended coroutines, which touch the members above.
   std::vector<std::unique_ptr<Worker>> workers_;
@@ -1279,10 +1337,15 @@ awaitable<bool> ProxyConnection::tunnel(flow::Flow& f, const std::string& host, 
 awaitable<bool> ProxyConnection::upstream_tls_handshake(const std::string& sni, std::string& why) {
   auto& context = *rec_.upstream_tls_;
   auto layer = std::make_shared<UpstreamTls>(up_->socket, context.asio_context());
-  if (auto st = context.prepare(layer->stream.native_handle(), sni); !st.ok()) {
+  SSL* ssl = layer->stream.native_handle();
+  if (auto st = context.prepare(ssl, sni); !st.ok()) {
     why = "upstream TLS: " + st.message();
     co_return false;
   }
+  layer->key = up_->key;
+  layer->sessions = &rec_.upstream_sessions_;
+  SSL_set_ex_data(ssl, UpstreamSessionCache::ex_index(), layer.get());
+  rec_.upstream_sessions_.apply(layer->key, ssl);
   fired_ = Phase::none;
   arm(Phase::upstream_tls, opts_.connect_timeout, &up_->socket);
   auto [ec] = co_await layer->stream.async_handshake(asio::ssl::stream_base::client, kTuple);
@@ -1640,6 +1703,10 @@ Result<std::unique_ptr<Recorder>> Recorder::create(const RecorderOptions& option
                                       pool_key(scheme, host, port, host), true};
   auto impl = std::make_unique<RecorderImpl>(options, sink);
   impl->upstream_tls_ = std::move(*upstream_tls);
+  SSL_CTX* upstream_ctx = impl->upstream_tls_->native_handle();
+  SSL_CTX_set_session_cache_mode(upstream_ctx,
+                                 SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(upstream_ctx, &UpstreamSessionCache::on_new_session);
   impl->listen_tls_files_ = std::move(listen_files);
   impl->ignore_hosts_ = std::move(ignore);
   impl->allow_hosts_ = std::move(allow);

@@ -300,6 +300,26 @@ TEST_CASE("reverse mode to an https upstream verifies it and records scheme http
   }
 }
 
+TEST_CASE("new upstream TLS connections after the upstream hung up resume and still verify") {
+  Pki pki;
+  Upstream up(pki.upstream_args("good"));
+  auto o = pki.options();
+  REQUIRE(record::parse_mode("reverse:https://localhost:" + std::to_string(up.port), o).ok());
+  Proxy proxy(o);
+  // /size-close/N: the upstream closes after each response, so each request needs a new TLS
+  // connection (resumed from the session of the one before).
+  std::string url = proxy.url() + "/size-close/10";
+  std::string out = curl("-w ' %{http_code}' " + url + " " + url + " " + url);
+  CHECK(out == pattern(10) + " 200" + pattern(10) + " 200" + pattern(10) + " 200");
+  auto flows = proxy.sink.wait_for(3);
+  REQUIRE(flows.size() == 3);
+  CHECK(proxy.rec->stats().upstream_connects == 3);
+  for (const auto& f : flows) {
+    CHECK_FALSE(f.error.has_value());
+    CHECK(f.upstream_tls.peer_subject.find("CN=localhost") != std::string::npos);
+  }
+}
+
 TEST_CASE("a TLS listener in reverse mode serves a minted certificate or the given one") {
   Pki pki;
   Upstream up;
