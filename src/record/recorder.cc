@@ -16,7 +16,9 @@
 #include <array>
 #include <atomic>
 #include <mutex>
+#include <iterator>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 
 #include <boost/asio.hpp>
@@ -48,6 +50,8 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr auto kPeekAfterIdle = std::chrono::seconds(1);
 // Bytes asked for per read while streaming a body (fewer syscalls for large bodies).
 constexpr size_t kBodyRead = 16u << 10;
+// Largest write coalesced into one TLS record (the TLS maximum record payload).
+constexpr size_t kTlsCoalesce = 16u << 10;
 using Executor = asio::io_context::executor_type;
 using TlsStream = asio::ssl::stream<tcp::socket&>;
 // ALPN offered to intercepted clients. Only HTTP/1.1 until the h2 front lands; see
@@ -440,8 +444,21 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
   awaitable<error_code> write_to(Side s, const Buffers& bufs, Phase p,
                                  std::chrono::milliseconds timeout) {
     arm(p, timeout, s.socket);
-    auto [ec, n] = s.tls ? co_await asio::async_write(*s.tls, bufs, kTuple)
-                         : co_await asio::async_write(*s.socket, bufs, kTuple);
+    error_code ec;
+    if (!s.tls) {
+      std::tie(ec, std::ignore) = co_await asio::async_write(*s.socket, bufs, kTuple);
+    } else if (size_t total = asio::buffer_size(bufs);
+               total <= kTlsCoalesce &&
+               std::next(asio::buffer_sequence_begin(bufs)) != asio::buffer_sequence_end(bufs)) {
+      // TLS writes one record per buffer: a head and the first body bytes go out as one
+      // record and one syscall instead of two.
+      tls_scratch_.resize(total);
+      asio::buffer_copy(asio::buffer(tls_scratch_), bufs);
+      std::tie(ec, std::ignore) =
+          co_await asio::async_write(*s.tls, asio::buffer(tls_scratch_), kTuple);
+    } else {
+      std::tie(ec, std::ignore) = co_await asio::async_write(*s.tls, bufs, kTuple);
+    }
     disarm();
     co_return ec;
   }
@@ -512,6 +529,7 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
   net::Http1Parser req_parser_;
   net::Http1Parser resp_parser_;
   std::string out_;  // serialized heads, reused
+  std::string tls_scratch_;  // one TLS record's worth of coalesced buffers, reused
   std::unique_ptr<net::UpstreamConnection> up_;
 
   asio::steady_timer timer_;
