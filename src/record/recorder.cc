@@ -485,6 +485,14 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
   awaitable<void> relay_websocket(flow::Flow& f);
   awaitable<void> ws_pump(Side from, Side to, net::ReadBuffer& buf, WebSocketWatcher& watcher,
                           flow::Flow& f, uint64_t& count);
+  // Parses relayed bytes into f.websocket and tells the hooks about each new message.
+  void watch_websocket(WebSocketWatcher& watcher, std::string_view bytes, flow::Flow& f) {
+    size_t before = f.websocket->messages.size();
+    watcher.feed(bytes, *f.websocket, flow::now_ns());
+    if (hooks_)
+      for (size_t i = before; i < f.websocket->messages.size(); ++i)
+        hooks_->websocket_message(f, f.websocket->messages[i]);
+  }
   // Connects a fresh upstream connection into up_. On failure returns false with `why` set
   // and `timed_out` telling whether the connect deadline passed.
   awaitable<bool> connect_upstream(const std::string& host, uint16_t port, std::string key,
@@ -1446,7 +1454,7 @@ awaitable<void> ProxyConnection::ws_pump(Side from, Side to, net::ReadBuffer& bu
   error_code ec;
   for (;;) {
     if (!buf.empty()) {
-      watcher.feed(buf.data(), *f.websocket, flow::now_ns());
+      watch_websocket(watcher, buf.data(), f);
       auto [wec, n] = to.tls ? co_await asio::async_write(*to.tls, asio::buffer(buf.data()), kTuple)
                              : co_await asio::async_write(*to.socket, asio::buffer(buf.data()), kTuple);
       if (wec) {
@@ -1463,7 +1471,7 @@ awaitable<void> ProxyConnection::ws_pump(Side from, Side to, net::ReadBuffer& bu
     buf.commit(n);
     if (rec) {
       if (!buf.empty()) {
-        watcher.feed(buf.data(), *f.websocket, flow::now_ns());
+        watch_websocket(watcher, buf.data(), f);
         auto [wec, m] = to.tls
                             ? co_await asio::async_write(*to.tls, asio::buffer(buf.data()), kTuple)
                             : co_await asio::async_write(*to.socket, asio::buffer(buf.data()), kTuple);

@@ -4,6 +4,7 @@
 // client got AND what was recorded.
 #include <openssl/pem.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "../tls/tls_test_support.h"
@@ -408,15 +409,29 @@ void check_ws_flow(const flow::Flow& f) {
 }  // namespace
 
 TEST_CASE("WebSocket through the reverse proxy: messages both ways and the close are recorded") {
+  struct MessageHooks : record::RecordHooks {
+    void websocket_message(flow::Flow& f, const flow::WebSocketMessage& m) override {
+      std::lock_guard lock(mutex);
+      seen.push_back((m.from_client ? ">" : "<") + std::to_string(m.opcode) + ":" +
+                     (m.opcode == 1 ? m.payload : ""));
+    }
+    std::mutex mutex;
+    std::vector<std::string> seen;
+  } hooks;
   WsServer server;
   record::RecorderOptions o;
   REQUIRE(record::parse_mode("reverse:http://127.0.0.1:" + std::to_string(server.port), o).ok());
+  o.hooks = &hooks;
   Proxy proxy(o);
   CHECK(ws_client("ws://" + proxy.address + "/chat") == "ok\n");
   auto flows = proxy.sink.wait_for(1);
   REQUIRE(flows.size() == 1);
   CHECK(flows[0].request.path == "/chat");
   check_ws_flow(flows[0]);
+  std::lock_guard lock(hooks.mutex);
+  CHECK(hooks.seen.size() == flows[0].websocket->messages.size());
+  CHECK(std::find(hooks.seen.begin(), hooks.seen.end(), ">1:hello") != hooks.seen.end());
+  CHECK(std::find(hooks.seen.begin(), hooks.seen.end(), "<1:frag1frag2") != hooks.seen.end());
 }
 
 TEST_CASE("WebSocket over intercepted TLS through the explicit proxy is recorded") {
