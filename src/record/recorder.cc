@@ -16,7 +16,9 @@
 #include <array>
 #include <atomic>
 #include <mutex>
+#include <iterator>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 
 #include <boost/asio.hpp>
@@ -48,6 +50,8 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr auto kPeekAfterIdle = std::chrono::seconds(1);
 // Bytes asked for per read while streaming a body (fewer syscalls for large bodies).
 constexpr size_t kBodyRead = 16u << 10;
+// Largest write coalesced into one TLS record (the TLS maximum record payload).
+constexpr size_t kTlsCoalesce = 16u << 10;
 using Executor = asio::io_context::executor_type;
 using TlsStream = asio::ssl::stream<tcp::socket&>;
 // ALPN offered to intercepted clients. Only HTTP/1.1 until the h2 front lands; see
@@ -67,6 +71,62 @@ struct UpstreamTls {
   UpstreamTls(tcp::socket& socket, asio::ssl::context& context) : stream(socket, context) {}
   TlsStream stream;
   flow::TlsInfo info;  // collected once at the handshake, copied into every flow on it
+  std::string key;     // pool key: the session cache's key too
+  class UpstreamSessionCache* sessions = nullptr;
+};
+
+// Upstream TLS sessions kept for resumption, one per pool key (host, port and SNI): a new
+// connection to an upstream we spoke to before resumes instead of running a full handshake (no
+// chain to verify here, no signature there), which is most of the cost when clients open a
+// connection per request. Bounded; thread-safe (a mutex around a map look-up, never across I/O).
+class UpstreamSessionCache {
+ public:
+  static constexpr size_t kMaxSessions = 4096;
+  UpstreamSessionCache() = default;
+  UpstreamSessionCache(const UpstreamSessionCache&) = delete;
+  UpstreamSessionCache& operator=(const UpstreamSessionCache&) = delete;
+  ~UpstreamSessionCache() {
+    for (auto& [key, session] : sessions_) SSL_SESSION_free(session);
+  }
+  // Takes ownership of `session`.
+  void put(const std::string& key, SSL_SESSION* session) {
+    std::lock_guard lock(mutex_);
+    if (sessions_.size() >= kMaxSessions && !sessions_.count(key)) {
+      for (auto& [k, s] : sessions_) SSL_SESSION_free(s);
+      sessions_.clear();  // crude but bounded; a full cache only costs full handshakes
+    }
+    auto [it, inserted] = sessions_.try_emplace(key, session);
+    if (!inserted) {
+      SSL_SESSION_free(it->second);
+      it->second = session;
+    }
+  }
+  // Sets the cached session for `key` (if any, and still resumable) on `ssl`.
+  void apply(const std::string& key, SSL* ssl) {
+    std::lock_guard lock(mutex_);
+    auto it = sessions_.find(key);
+    if (it != sessions_.end() && SSL_SESSION_is_resumable(it->second))
+      SSL_set_session(ssl, it->second);  // takes its own reference
+  }
+  // OpenSSL's new-session callback (TLS 1.3 tickets arrive after the handshake, so the session
+  // is taken when OpenSSL has it, not right after the handshake).
+  static int on_new_session(SSL* ssl, SSL_SESSION* session) {
+    auto* layer = static_cast<UpstreamTls*>(SSL_get_ex_data(ssl, ex_index()));
+    if (layer == nullptr || layer->sessions == nullptr) return 0;
+    // A copy: OpenSSL marks the connection's own session object not resumable when that
+    // connection ends without a close_notify (upstreams often just close), which would spoil
+    // the cached one.
+    if (SSL_SESSION* copy = SSL_SESSION_dup(session)) layer->sessions->put(layer->key, copy);
+    return 0;  // OpenSSL keeps its reference to `session`
+  }
+  static int ex_index() {
+    static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return index;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<std::string, SSL_SESSION*> sessions_;
 };
 
 // Where every request of a client connection goes when the connection, not each request,
@@ -266,6 +326,8 @@ class RecorderImpl final : public Recorder {
   const unsigned threads_;
   std::mutex registry_mutex_;
   std::unordered_map<ProxyConnection*, std::weak_ptr<ProxyConnection>> registry_;
+  // Declared before workers_ so that it outlives every upstream SSL that points to it.
+  UpstreamSessionCache upstream_sessions_;
   // Their io_contexts are reset explicitly in stop(): destroying an io_context destroys
   // suspended coroutines, which touch the members above.
   std::vector<std::unique_ptr<Worker>> workers_;
@@ -382,8 +444,21 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
   awaitable<error_code> write_to(Side s, const Buffers& bufs, Phase p,
                                  std::chrono::milliseconds timeout) {
     arm(p, timeout, s.socket);
-    auto [ec, n] = s.tls ? co_await asio::async_write(*s.tls, bufs, kTuple)
-                         : co_await asio::async_write(*s.socket, bufs, kTuple);
+    error_code ec;
+    if (!s.tls) {
+      std::tie(ec, std::ignore) = co_await asio::async_write(*s.socket, bufs, kTuple);
+    } else if (size_t total = asio::buffer_size(bufs);
+               total <= kTlsCoalesce &&
+               std::next(asio::buffer_sequence_begin(bufs)) != asio::buffer_sequence_end(bufs)) {
+      // TLS writes one record per buffer: a head and the first body bytes go out as one
+      // record and one syscall instead of two.
+      tls_scratch_.resize(total);
+      asio::buffer_copy(asio::buffer(tls_scratch_), bufs);
+      std::tie(ec, std::ignore) =
+          co_await asio::async_write(*s.tls, asio::buffer(tls_scratch_), kTuple);
+    } else {
+      std::tie(ec, std::ignore) = co_await asio::async_write(*s.tls, bufs, kTuple);
+    }
     disarm();
     co_return ec;
   }
@@ -414,6 +489,14 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
   awaitable<void> relay_websocket(flow::Flow& f);
   awaitable<void> ws_pump(Side from, Side to, net::ReadBuffer& buf, WebSocketWatcher& watcher,
                           flow::Flow& f, uint64_t& count);
+  // Parses relayed bytes into f.websocket and tells the hooks about each new message.
+  void watch_websocket(WebSocketWatcher& watcher, std::string_view bytes, flow::Flow& f) {
+    size_t before = f.websocket->messages.size();
+    watcher.feed(bytes, *f.websocket, flow::now_ns());
+    if (hooks_)
+      for (size_t i = before; i < f.websocket->messages.size(); ++i)
+        hooks_->websocket_message(f, f.websocket->messages[i]);
+  }
   // Connects a fresh upstream connection into up_. On failure returns false with `why` set
   // and `timed_out` telling whether the connect deadline passed.
   awaitable<bool> connect_upstream(const std::string& host, uint16_t port, std::string key,
@@ -458,6 +541,7 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
   net::Http1Parser req_parser_;
   net::Http1Parser resp_parser_;
   std::string out_;  // serialized heads, reused
+  std::string tls_scratch_;  // one TLS record's worth of coalesced buffers, reused
   std::unique_ptr<net::UpstreamConnection> up_;
 
   asio::steady_timer timer_;
@@ -1345,10 +1429,15 @@ awaitable<bool> ProxyConnection::tunnel(flow::Flow& f, const std::string& host, 
 awaitable<bool> ProxyConnection::upstream_tls_handshake(const std::string& sni, std::string& why) {
   auto& context = *rec_.upstream_tls_;
   auto layer = std::make_shared<UpstreamTls>(up_->socket, context.asio_context());
-  if (auto st = context.prepare(layer->stream.native_handle(), sni); !st.ok()) {
+  SSL* ssl = layer->stream.native_handle();
+  if (auto st = context.prepare(ssl, sni); !st.ok()) {
     why = "upstream TLS: " + st.message();
     co_return false;
   }
+  layer->key = up_->key;
+  layer->sessions = &rec_.upstream_sessions_;
+  SSL_set_ex_data(ssl, UpstreamSessionCache::ex_index(), layer.get());
+  rec_.upstream_sessions_.apply(layer->key, ssl);
   fired_ = Phase::none;
   arm(Phase::upstream_tls, opts_.connect_timeout, &up_->socket);
   auto [ec] = co_await layer->stream.async_handshake(asio::ssl::stream_base::client, kTuple);
@@ -1479,7 +1568,7 @@ awaitable<void> ProxyConnection::ws_pump(Side from, Side to, net::ReadBuffer& bu
   error_code ec;
   for (;;) {
     if (!buf.empty()) {
-      watcher.feed(buf.data(), *f.websocket, flow::now_ns());
+      watch_websocket(watcher, buf.data(), f);
       auto [wec, n] = to.tls ? co_await asio::async_write(*to.tls, asio::buffer(buf.data()), kTuple)
                              : co_await asio::async_write(*to.socket, asio::buffer(buf.data()), kTuple);
       if (wec) {
@@ -1496,7 +1585,7 @@ awaitable<void> ProxyConnection::ws_pump(Side from, Side to, net::ReadBuffer& bu
     buf.commit(n);
     if (rec) {
       if (!buf.empty()) {
-        watcher.feed(buf.data(), *f.websocket, flow::now_ns());
+        watch_websocket(watcher, buf.data(), f);
         auto [wec, m] = to.tls
                             ? co_await asio::async_write(*to.tls, asio::buffer(buf.data()), kTuple)
                             : co_await asio::async_write(*to.socket, asio::buffer(buf.data()), kTuple);
@@ -1755,6 +1844,10 @@ Result<std::unique_ptr<Recorder>> Recorder::create(const RecorderOptions& option
                                       pool_key(scheme, host, port, host), true};
   auto impl = std::make_unique<RecorderImpl>(options, sink);
   impl->upstream_tls_ = std::move(*upstream_tls);
+  SSL_CTX* upstream_ctx = impl->upstream_tls_->native_handle();
+  SSL_CTX_set_session_cache_mode(upstream_ctx,
+                                 SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(upstream_ctx, &UpstreamSessionCache::on_new_session);
   impl->listen_tls_files_ = std::move(listen_files);
   impl->ignore_hosts_ = std::move(ignore);
   impl->allow_hosts_ = std::move(allow);

@@ -153,6 +153,10 @@ class RecordHooks {
   virtual void response_complete(flow::Flow& flow) {}
   // The exchange failed; flow.error is set; the flow is about to be offered to the sink.
   virtual void error(flow::Flow& flow) {}
+  // A WebSocket message (data messages reassembled, control frames as they come) was relayed
+  // and appended to flow.websocket->messages; `message` is that last element. Called for
+  // both directions, in the order each direction's bytes were parsed.
+  virtual void websocket_message(flow::Flow& flow, const flow::WebSocketMessage& message) {}
 };
 
 // What the recorder does with one request under server replay.

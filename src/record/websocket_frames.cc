@@ -9,7 +9,9 @@ namespace retake::record {
 namespace {
 constexpr uint8_t kContinuation = 0, kText = 1, kBinary = 2, kClose = 8, kPing = 9, kPong = 10;
 
-bool is_control(uint8_t op) { return op >= 8; }
+bool is_control(uint8_t op) {
+  return op >= 8;
+}
 bool is_known(uint8_t op) {
   return op == kContinuation || op == kText || op == kBinary || op == kClose || op == kPing ||
          op == kPong;

@@ -92,7 +92,8 @@ struct Upstream {
   }
   std::string authority() const { return "127.0.0.1:" + std::to_string(port); }
   static std::vector<std::string> argv(std::vector<std::string> extra) {
-    std::vector<std::string> a{"python3", std::string(RETAKE_RECORD_TEST_DIR) + "/http1_upstream.py"};
+    std::vector<std::string> a{"python3",
+                               std::string(RETAKE_RECORD_TEST_DIR) + "/http1_upstream.py"};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }
@@ -174,7 +175,7 @@ inline std::string pattern(size_t n) {
 
 // Sends `bytes` on a fresh loopback connection, then reads until EOF or `timeout`.
 inline std::string raw_exchange(uint16_t port, const std::string& bytes,
-                         std::chrono::milliseconds timeout = 5s, bool* closed = nullptr) {
+                                std::chrono::milliseconds timeout = 5s, bool* closed = nullptr) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   REQUIRE(fd >= 0);
   sockaddr_in a{};

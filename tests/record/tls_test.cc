@@ -4,11 +4,12 @@
 // client got AND what was recorded.
 #include <openssl/pem.h>
 
+#include <algorithm>
 #include <filesystem>
 
+#include "../tls/tls_test_support.h"
 #include "net/tls/certificate_authority.h"
 #include "record_test_support.h"
-#include "../tls/tls_test_support.h"
 
 namespace {
 
@@ -70,14 +71,15 @@ std::string curl_via(const Proxy& proxy, const std::string& args) {
 
 }  // namespace
 
-TEST_CASE("H1 over intercepted TLS: curl --cacert gets the bytes and both sides' TLS facts are "
-          "recorded") {
+TEST_CASE(
+    "H1 over intercepted TLS: curl --cacert gets the bytes and both sides' TLS facts are "
+    "recorded") {
   Pki pki;
   Upstream up(pki.upstream_args("good"));
   Proxy proxy(pki.options());
-  std::string out = curl_via(proxy, "--cacert " + pki.retake_ca + " " +
-                                        https_url(up, "/size/1000") + " " +
-                                        https_url(up, "/size/10"));
+  std::string out =
+      curl_via(proxy, "--cacert " + pki.retake_ca + " " + https_url(up, "/size/1000") + " " +
+                          https_url(up, "/size/10"));
   CHECK(out == pattern(1000) + " 200" + pattern(10) + " 200");
   auto flows = proxy.sink.wait_for(2);
   REQUIRE(flows.size() == 2);
@@ -106,8 +108,9 @@ TEST_CASE("H1 over intercepted TLS: curl --cacert gets the bytes and both sides'
   CHECK(flows[1].request.path == "/size/10");
 }
 
-TEST_CASE("a client SNI that is not a host name (hey sends host:port) falls back to the CONNECT "
-          "host") {
+TEST_CASE(
+    "a client SNI that is not a host name (hey sends host:port) falls back to the CONNECT "
+    "host") {
   Pki pki;
   Upstream up(pki.upstream_args("good"));
   Proxy proxy(pki.options());
@@ -127,8 +130,7 @@ TEST_CASE("an upstream certificate for another host is answered 502 and recorded
   Pki pki;
   Upstream up(pki.upstream_args("wrong"));
   Proxy proxy(pki.options());
-  std::string out =
-      curl_via(proxy, "--cacert " + pki.retake_ca + " " + https_url(up, "/size/10"));
+  std::string out = curl_via(proxy, "--cacert " + pki.retake_ca + " " + https_url(up, "/size/10"));
   CHECK(out.find("retake: upstream certificate verify failed") != std::string::npos);
   CHECK(out.substr(out.size() - 4) == " 502");
   auto flows = proxy.sink.wait_for(1);
@@ -189,10 +191,11 @@ TEST_CASE("garbage or an aborted handshake after CONNECT is recorded, and the pr
   Pki pki;
   Upstream up(pki.upstream_args("good"));
   Proxy proxy(pki.options());
-  std::string connect = "CONNECT localhost:" + std::to_string(up.port) +
-                        " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+  std::string connect =
+      "CONNECT localhost:" + std::to_string(up.port) + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
   // 1. A handshake record header followed by nonsense.
-  std::string got = raw_exchange(proxy.port, connect + std::string("\x16\x03\x01\x00\x05hello", 10));
+  std::string got =
+      raw_exchange(proxy.port, connect + std::string("\x16\x03\x01\x00\x05hello", 10));
   CHECK(got.rfind("HTTP/1.1 200 Connection established\r\n\r\n", 0) == 0);
   // 2. The start of a handshake record, then the client hangs up.
   raw_exchange(proxy.port, connect + std::string("\x16\x03\x01\x02\x00\x01\x00", 7), 500ms);
@@ -224,7 +227,8 @@ TEST_CASE("plain HTTP inside CONNECT is detected and recorded as http flows") {
   Upstream up;
   Proxy proxy(explicit_options());
   // -p: curl sends CONNECT, then plain HTTP/1.1 through the tunnel.
-  std::string out = curl("-p -x " + proxy.url() + " " + up.url("/size/3000") + " " + up.url("/size/7"));
+  std::string out =
+      curl("-p -x " + proxy.url() + " " + up.url("/size/3000") + " " + up.url("/size/7"));
   CHECK(out == pattern(3000) + pattern(7));
   auto flows = proxy.sink.wait_for(2);
   REQUIRE(flows.size() == 2);
@@ -285,7 +289,8 @@ TEST_CASE("reverse mode to an https upstream verifies it and records scheme http
   auto o = pki.options();
   REQUIRE(record::parse_mode("reverse:https://localhost:" + std::to_string(up.port), o).ok());
   Proxy proxy(o);
-  std::string out = curl("-w ' %{http_code}' " + proxy.url() + "/size/50 " + proxy.url() + "/size/5");
+  std::string out =
+      curl("-w ' %{http_code}' " + proxy.url() + "/size/50 " + proxy.url() + "/size/5");
   CHECK(out == pattern(50) + " 200" + pattern(5) + " 200");
   auto flows = proxy.sink.wait_for(2);
   REQUIRE(flows.size() == 2);
@@ -297,6 +302,26 @@ TEST_CASE("reverse mode to an https upstream verifies it and records scheme http
     CHECK_FALSE(f.client_tls.present);
     CHECK(f.upstream_tls.present);
     CHECK(f.upstream_tls.sni == "localhost");
+  }
+}
+
+TEST_CASE("new upstream TLS connections after the upstream hung up resume and still verify") {
+  Pki pki;
+  Upstream up(pki.upstream_args("good"));
+  auto o = pki.options();
+  REQUIRE(record::parse_mode("reverse:https://localhost:" + std::to_string(up.port), o).ok());
+  Proxy proxy(o);
+  // /size-close/N: the upstream closes after each response, so each request needs a new TLS
+  // connection (resumed from the session of the one before).
+  std::string url = proxy.url() + "/size-close/10";
+  std::string out = curl("-w ' %{http_code}' " + url + " " + url + " " + url);
+  CHECK(out == pattern(10) + " 200" + pattern(10) + " 200" + pattern(10) + " 200");
+  auto flows = proxy.sink.wait_for(3);
+  REQUIRE(flows.size() == 3);
+  CHECK(proxy.rec->stats().upstream_connects == 3);
+  for (const auto& f : flows) {
+    CHECK_FALSE(f.error.has_value());
+    CHECK(f.upstream_tls.peer_subject.find("CN=localhost") != std::string::npos);
   }
 }
 
@@ -322,8 +347,9 @@ TEST_CASE("a TLS listener in reverse mode serves a minted certificate or the giv
   o.key_file = (pki.dir.path() / "good.key").string();
   Proxy proxy(o);
   std::string port = std::to_string(proxy.port);
-  std::string out = curl("-w ' %{http_code}' --cacert " + pki.upstream_ca + " --resolve localhost:" +
-                         port + ":127.0.0.1 https://localhost:" + port + "/size/20");
+  std::string out =
+      curl("-w ' %{http_code}' --cacert " + pki.upstream_ca + " --resolve localhost:" + port +
+           ":127.0.0.1 https://localhost:" + port + "/size/20");
   CHECK(out == pattern(20) + " 200");
   auto flows = proxy.sink.wait_for(1);
   REQUIRE(flows.size() == 1);
@@ -383,21 +409,35 @@ void check_ws_flow(const flow::Flow& f) {
 }  // namespace
 
 TEST_CASE("WebSocket through the reverse proxy: messages both ways and the close are recorded") {
+  struct MessageHooks : record::RecordHooks {
+    void websocket_message(flow::Flow& f, const flow::WebSocketMessage& m) override {
+      std::lock_guard lock(mutex);
+      seen.push_back((m.from_client ? ">" : "<") + std::to_string(m.opcode) + ":" +
+                     (m.opcode == 1 ? m.payload : ""));
+    }
+    std::mutex mutex;
+    std::vector<std::string> seen;
+  } hooks;
   WsServer server;
   record::RecorderOptions o;
   REQUIRE(record::parse_mode("reverse:http://127.0.0.1:" + std::to_string(server.port), o).ok());
+  o.hooks = &hooks;
   Proxy proxy(o);
   CHECK(ws_client("ws://" + proxy.address + "/chat") == "ok\n");
   auto flows = proxy.sink.wait_for(1);
   REQUIRE(flows.size() == 1);
   CHECK(flows[0].request.path == "/chat");
   check_ws_flow(flows[0]);
+  std::lock_guard lock(hooks.mutex);
+  CHECK(hooks.seen.size() == flows[0].websocket->messages.size());
+  CHECK(std::find(hooks.seen.begin(), hooks.seen.end(), ">1:hello") != hooks.seen.end());
+  CHECK(std::find(hooks.seen.begin(), hooks.seen.end(), "<1:frag1frag2") != hooks.seen.end());
 }
 
 TEST_CASE("WebSocket over intercepted TLS through the explicit proxy is recorded") {
   Pki pki;
-  WsServer server({"--tls", (pki.dir.path() / "good.pem").string(),
-                   (pki.dir.path() / "good.key").string()});
+  WsServer server(
+      {"--tls", (pki.dir.path() / "good.pem").string(), (pki.dir.path() / "good.key").string()});
   Proxy proxy(pki.options());
   CHECK(ws_client("wss://localhost:" + std::to_string(server.port) + "/tls --proxy " +
                   proxy.address + " --cafile " + pki.retake_ca) == "ok\n");

@@ -21,7 +21,8 @@ std::string frame(bool fin, uint8_t opcode, const std::string& payload, bool mas
     out.push_back(static_cast<char>(payload.size() & 0xff));
   } else {
     out.push_back(static_cast<char>(mask_bit | 127));
-    for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((payload.size() >> (8 * i)) & 0xff));
+    for (int i = 7; i >= 0; --i)
+      out.push_back(static_cast<char>((payload.size() >> (8 * i)) & 0xff));
   }
   const uint8_t key[4] = {0x12, 0x34, 0x56, 0x78};
   if (masked) out.append(reinterpret_cast<const char*>(key), 4);
@@ -49,8 +50,8 @@ TEST_CASE("masked client frames are unmasked and fragments reassembled at every 
                      frame(false, 0, "cd", true) + frame(true, 0, "", true) +
                      frame(true, 1, big.substr(0, 300), true) + frame(true, 2, big, true) +
                      frame(true, 8, std::string("\x03\xe8") + "bye", true);
-  for (size_t piece : {size_t{1}, size_t{2}, size_t{3}, size_t{7}, size_t{16}, size_t{31},
-                       wire.size()}) {
+  for (size_t piece :
+       {size_t{1}, size_t{2}, size_t{3}, size_t{7}, size_t{16}, size_t{31}, wire.size()}) {
     CAPTURE(piece);
     auto ws = feed_split(wire, piece, true);
     REQUIRE(ws.messages.size() == 6);
