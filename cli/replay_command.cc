@@ -151,13 +151,18 @@ void add_replay_command(CLI::App& app, Action& action) {
   cmd->add_option("--map-host", args->request.map_host,
                   "Connect to ADDR:PORT for HOST (repeatable; Host and SNI keep HOST)")
       ->type_name("HOST=ADDR:PORT");
-  cmd->add_option("--pace", args->request.pace, "recorded (keep the recorded gaps, default) or asap")
+  cmd->add_option("--pace", args->request.pace,
+                  "recorded (keep the recorded gaps, default) or asap")
       ->type_name("PACE");
-  cmd->add_option("--speed", args->request.speed, "Play recorded gaps this many times faster (default 1)");
-  cmd->add_option("--rate", args->request.rate, "Cap on requests started per second (default: none)");
-  cmd->add_option("--concurrency", args->request.concurrency, "Most requests in flight (default 64)");
+  cmd->add_option("--speed", args->request.speed,
+                  "Play recorded gaps this many times faster (default 1)");
+  cmd->add_option("--rate", args->request.rate,
+                  "Cap on requests started per second (default: none)");
+  cmd->add_option("--concurrency", args->request.concurrency,
+                  "Most requests in flight (default 64)");
   cmd->add_option("--loop", args->request.loop, "Replay the selection this many times (default 1)");
-  cmd->add_option("--shift-time", args->request.shift_time, "Shift timestamps by this duration (+2h, -30m)")
+  cmd->add_option("--shift-time", args->request.shift_time,
+                  "Shift timestamps by this duration (+2h, -30m)")
       ->type_name("DURATION");
   cmd->add_option("--at", args->request.at, "Shift timestamps so the recording starts at this time")
       ->type_name("RFC3339");
@@ -166,12 +171,14 @@ void add_replay_command(CLI::App& app, Action& action) {
   cmd->add_option("--jwt-secret", args->request.jwt_secret,
                   "HS256 key to re-sign JWTs whose time claims were shifted")
       ->type_name("KEY");
-  cmd->add_option("--bind", args->request.bind, "auto (default): rebind server-generated values; none: off")
+  cmd->add_option("--bind", args->request.bind,
+                  "auto (default): rebind server-generated values; none: off")
       ->type_name("MODE");
   cmd->add_option("--bind-rule", args->request.bind_rule,
                   "Explicit binding NAME=header:H|cookie:C|hidden:N|regex:RE (repeatable)")
       ->type_name("RULE");
-  cmd->add_option("--rules", args->request.rules, "Mutation rules file (YAML or JSON)")->type_name("FILE");
+  cmd->add_option("--rules", args->request.rules, "Mutation rules file (YAML or JSON)")
+      ->type_name("FILE");
   cmd->add_flag("--insecure", args->request.insecure, "Do not verify the target's TLS certificate");
   cmd->add_flag("--json", args->json, "Print the summary as JSON");
   cmd->add_flag("--fail-on-mismatch", args->fail_on_mismatch,

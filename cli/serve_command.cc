@@ -92,13 +92,16 @@ void add_serve_command(CLI::App& app, Action& action) {
                   "Address to listen on (default 127.0.0.1:8081; port 0: any)")
       ->type_name("HOST:PORT");
   add_db_option(*cmd, args->db);
-  cmd->add_option("--filter", args->request.filter, "Serve only the session's flows matching this filter")
+  cmd->add_option("--filter", args->request.filter,
+                  "Serve only the session's flows matching this filter")
       ->type_name("EXPR");
-  cmd->add_option("--ignore-param", args->request.ignore_param, "Query parameter left out of matching")
+  cmd->add_option("--ignore-param", args->request.ignore_param,
+                  "Query parameter left out of matching")
       ->type_name("NAME");
-  auto* ignore_body =
-      cmd->add_flag("--ignore-body", args->request.ignore_body, "Leave request bodies out of matching");
-  cmd->add_flag("--ignore-host", args->request.ignore_host, "Leave scheme and host out of matching");
+  auto* ignore_body = cmd->add_flag("--ignore-body", args->request.ignore_body,
+                                    "Leave request bodies out of matching");
+  cmd->add_flag("--ignore-host", args->request.ignore_host,
+                "Leave scheme and host out of matching");
   cmd->add_flag("--ignore-port", args->request.ignore_port, "Leave the port out of matching");
   auto* ignore_field =
       cmd->add_option("--ignore-field", args->request.ignore_field,
@@ -122,7 +125,8 @@ void add_serve_command(CLI::App& app, Action& action) {
   cmd->add_flag(
       "--no-refresh", args->request.no_refresh,
       "Serve Date/Expires/Last-Modified/Set-Cookie expiry as recorded instead of shifted to now");
-  cmd->add_flag("--no-match-header", args->request.no_match_header, "Do not add X-Retake-Match: <flow id>");
+  cmd->add_flag("--no-match-header", args->request.no_match_header,
+                "Do not add X-Retake-Match: <flow id>");
   cmd->add_option("--origin", args->request.origin,
                   "Origin requests are taken to address (default: from the Host header or the "
                   "session's only origin)")

@@ -314,8 +314,11 @@ class Loop:
 
     def server_replay(self):
         r = self.pb["replay"]
-        started = self.replays.StartServerReplay(r.StartServerReplayRequest(session="py-shop"),
-                                                 timeout=DEADLINE)
+        # The session now also holds the replayed flows (they keep their origin's session):
+        # serve only the recording.
+        started = self.replays.StartServerReplay(r.StartServerReplayRequest(
+            session="py-shop", filter="!~replay"), timeout=DEADLINE)
+        expect(started.flows_loaded == 5, "the mock loaded the five recorded flows")
         base = "http://" + started.bound_address
         s, b = call(base, "POST", "/login", {"Content-Type": "application/json"},
                     '{"user":"ann"}')

@@ -323,7 +323,8 @@ class GrpcRemoteReplay final : public RemoteReplay {
       return Status(Errc::timeout, "remote: the daemon sent nothing for " +
                                        std::to_string(options_.timeout_seconds) + " s");
     if (!status.ok()) return from_grpc(status);
-    if (!finished) return Status(Errc::internal, "remote: the replay stream ended without a result");
+    if (!finished)
+      return Status(Errc::internal, "remote: the replay stream ended without a result");
     return outcome;
   }
 

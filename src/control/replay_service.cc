@@ -44,19 +44,6 @@ void result_to_proto(const replay::FlowResult& r, v1::ReplayFlowResult& out) {
   out.set_request_line(r.replayed.request.method + " " + r.replayed.request.path);
 }
 
-const char* reason_name(replay::server::MissExplanation::Reason reason) {
-  using Reason = replay::server::MissExplanation::Reason;
-  switch (reason) {
-    case Reason::no_match:
-      return "no_match";
-    case Reason::exhausted:
-      return "exhausted";
-    case Reason::no_flows:
-      return "no_flows";
-  }
-  return "no_match";
-}
-
 }  // namespace
 
 ops::ReplayRequest from_proto(const v1::StartClientReplayRequest& in) {
@@ -141,7 +128,7 @@ void ReplayService::describe(const RunningServer& r, bool running, bool with_lis
   for (const auto& m : report.missed) {
     auto& miss = *out.add_missed();
     miss.set_request_line(m.request_line);
-    miss.set_reason(reason_name(m.explanation.reason));
+    miss.set_reason(replay::server::reason_name(m.explanation.reason));
     miss.set_explanation(m.explanation.text);
     miss.set_explanation_json(m.explanation.to_json());
   }

@@ -16,11 +16,12 @@
 
 #include "flow/flow.h"
 #include "flow/status.h"
+#include "ops/replay_run.h"
 #include "record/recorder.h"
+#include "retake/v1/diff.grpc.pb.h"
 #include "retake/v1/flows.grpc.pb.h"
 #include "retake/v1/recorder.grpc.pb.h"
 #include "retake/v1/replay.grpc.pb.h"
-#include "ops/replay_run.h"
 #include "store/flow_store.h"
 
 namespace retake::control {
@@ -200,7 +201,30 @@ inline constexpr size_t kMaxClientReplays = 16;
 inline constexpr size_t kMaxServerReplays = 64;
 inline constexpr int kMaxResultsPerEvent = 500;
 
-// proto <-> ops request translation, shared by the service and the client (client.cc).
+class DiffService final : public v1::Diff::Service {
+ public:
+  DiffService(const TokenCheck& auth, store::FlowStore& store) : auth_(auth), store_(store) {}
+
+  grpc::Status Compare(grpc::ServerContext* context, const v1::CompareRequest* request,
+                       grpc::ServerWriter<v1::DiffEvent>* writer) override;
+  grpc::Status CancelDiff(grpc::ServerContext* context, const v1::DiffRef* request,
+                          v1::CancelDiffResponse* response) override;
+
+  // Cancels every running diff and refuses new ones (daemon shutdown). Idempotent.
+  void stop_all();
+
+ private:
+  const TokenCheck& auth_;
+  store::FlowStore& store_;
+  std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<std::atomic<bool>>> running_;  // by diff id
+  uint64_t next_id_ = 0;
+  bool stopping_ = false;
+};
+
+inline constexpr size_t kMaxDiffs = 16;
+
+// proto <-> ops request translation, shared by the services and the client (client.cc).
 ops::ReplayRequest from_proto(const v1::StartClientReplayRequest& request);
 void to_proto(const ops::ReplayRequest& request, v1::StartClientReplayRequest& out);
 

@@ -27,8 +27,8 @@ Status invalid(std::string_view field, const std::string& message) {
 Status check_text(std::string_view field, const std::string& value,
                   size_t limit = kMaxReplayTextBytes) {
   if (value.size() > limit)
-    return invalid(field, "at most " + std::to_string(limit) + " bytes, got " +
-                              std::to_string(value.size()));
+    return invalid(
+        field, "at most " + std::to_string(limit) + " bytes, got " + std::to_string(value.size()));
   for (unsigned char c : value)
     if (c < 0x20 || c == 0x7f) return invalid(field, "control characters are not allowed");
   return {};
@@ -75,7 +75,8 @@ Status validate(const ReplayRequest& r) {
   if (auto st = check_text("target", r.target); !st.ok()) return st;
   if (auto st = check_list("map_host", r.map_host); !st.ok()) return st;
   for (const auto& m : r.map_host)
-    if (auto hm = replay::parse_host_mapping(m); !hm) return invalid("map_host", hm.status().message());
+    if (auto hm = replay::parse_host_mapping(m); !hm)
+      return invalid("map_host", hm.status().message());
   if (r.pace != "recorded" && r.pace != "asap")
     return invalid("pace", "expected recorded or asap, got " + quoted(r.pace));
   if (!(r.speed > 0) || !(r.speed <= kMaxReplaySpeed))
@@ -93,7 +94,8 @@ Status validate(const ReplayRequest& r) {
     return invalid("shift_time",
                    "expected a duration like +2h or -30m, got " + quoted(r.shift_time));
   if (!r.at.empty() && !replay::parse_instant(r.at))
-    return invalid("at", "expected an RFC 3339 time like 2030-01-01T00:00:00Z, got " + quoted(r.at));
+    return invalid("at",
+                   "expected an RFC 3339 time like 2030-01-01T00:00:00Z, got " + quoted(r.at));
   if (auto st = check_text("jwt_secret", r.jwt_secret); !st.ok()) return st;
   if (r.bind != "auto" && r.bind != "none")
     return invalid("bind", "expected auto or none, got " + quoted(r.bind));
@@ -102,8 +104,7 @@ Status validate(const ReplayRequest& r) {
     if (auto rule = replay::parse_binding_rule(text); !rule)
       return invalid("bind_rule", rule.status().message());
   if (auto st = check_text("rules", r.rules); !st.ok()) return st;
-  if (r.rules_text.size() > kMaxRulesTextBytes)
-    return invalid("rules_text", "at most 4 MiB");
+  if (r.rules_text.size() > kMaxRulesTextBytes) return invalid("rules_text", "at most 4 MiB");
   if (r.timeout_ms <= 0 || r.timeout_ms > kMaxReplayTimeoutMs)
     return invalid("timeout_ms", "must be 1.." + std::to_string(kMaxReplayTimeoutMs) + " ms");
   if (r.threads > kMaxReplayThreads)
@@ -134,7 +135,8 @@ Result<replay::ReplayOptions> replay_options(const ReplayRequest& r) {
   }
   o.jwt_secret = r.jwt_secret;
   o.bindings.automatic = r.bind == "auto";
-  for (const auto& text : r.bind_rule) o.bindings.rules.push_back(replay::parse_binding_rule(text).value());
+  for (const auto& text : r.bind_rule)
+    o.bindings.rules.push_back(replay::parse_binding_rule(text).value());
   if (!r.rules_text.empty() || !r.rules.empty()) {
     auto rules = r.rules_text.empty()
                      ? replay::load_rules_file(r.rules)
@@ -234,9 +236,9 @@ Result<replay::server::ServeOptions> serve_options(const ServeRequest& r) {
   options.listen_host = listen->host;
   options.listen_port = listen->port;
   if (auto st = check_filter("filter", r.filter); !st.ok()) return st;
-  for (auto [field, list] : {std::pair{"ignore_param", &r.ignore_param},
-                             std::pair{"ignore_field", &r.ignore_field},
-                             std::pair{"use_header", &r.use_header}})
+  for (auto [field, list] :
+       {std::pair{"ignore_param", &r.ignore_param}, std::pair{"ignore_field", &r.ignore_field},
+        std::pair{"use_header", &r.use_header}})
     if (auto st = check_list(field, *list); !st.ok()) return st;
   if (r.ignore_body && !r.ignore_field.empty())
     return invalid("ignore_field", "ignore_body and ignore_field exclude each other");
@@ -283,7 +285,8 @@ Result<PreparedServe> prepare_serve(store::FlowStore& store, const ServeRequest&
   if (log) options->log = std::move(log);
   std::optional<query::Filter> filter;
   if (!request.filter.empty()) filter.emplace(query::Filter::parse(request.filter).value());
-  auto flows = replay::server::load_session_flows(store, request.session, filter ? &*filter : nullptr);
+  auto flows =
+      replay::server::load_session_flows(store, request.session, filter ? &*filter : nullptr);
   if (!flows) return flows.status();
   PreparedServe prepared;
   prepared.loaded = flows->size();

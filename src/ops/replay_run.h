@@ -23,9 +23,9 @@
 namespace retake::ops {
 
 // Bounds on a replay request (a request from the network must not ask for unbounded work).
-inline constexpr size_t kMaxReplayTextBytes = 4096;      // target, filter, one rule, ...
-inline constexpr size_t kMaxReplayListItems = 1000;      // --flow, --map-host, --bind-rule ...
-inline constexpr size_t kMaxRulesTextBytes = 4u << 20;   // the rules file
+inline constexpr size_t kMaxReplayTextBytes = 4096;     // target, filter, one rule, ...
+inline constexpr size_t kMaxReplayListItems = 1000;     // --flow, --map-host, --bind-rule ...
+inline constexpr size_t kMaxRulesTextBytes = 4u << 20;  // the rules file
 inline constexpr uint64_t kMaxReplayConcurrency = 10'000;
 inline constexpr uint64_t kMaxReplayLoops = 100'000;
 inline constexpr double kMaxReplaySpeed = 1e6;
@@ -35,7 +35,8 @@ inline constexpr int64_t kMaxReplayTimeoutMs = 3'600'000;
 
 // A client replay request. Field names are the CLI flags with '_' for '-' (`flow` is --flow,
 // `loop` is --loop ...) and the fields of retake.v1.StartClientReplayRequest. Every error names
-// its field first ("speed: must be > 0"), so the CLI can point at the flag and the API at the field.
+// its field first ("speed: must be > 0"), so the CLI can point at the flag and the API at the
+// field.
 struct ReplayRequest {
   // Replay the flows of this session, and/or the flows with these ids. At least one of the two.
   std::string session;

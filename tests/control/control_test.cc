@@ -18,8 +18,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <future>
 #include <functional>
+#include <future>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "control/services.h"
+#include "retake/v1/diff.grpc.pb.h"
 #include "retake/v1/flows.grpc.pb.h"
 #include "retake/v1/recorder.grpc.pb.h"
 #include "retake/v1/replay.grpc.pb.h"
@@ -704,7 +705,8 @@ grpc::StatusCode start_code(v1::Replay::Stub& stub, const v1::StartClientReplayR
 
 }  // namespace
 
-TEST_CASE("a client replay over gRPC streams its run id, progress and results, and stores the run") {
+TEST_CASE(
+    "a client replay over gRPC streams its run id, progress and results, and stores the run") {
   Upstream recorded_against;
   Upstream target;
   Daemon daemon;
@@ -837,7 +839,8 @@ TEST_CASE("a client replay stops on CancelClientReplay and when its caller goes 
   CHECK(daemon.child->stop() == 0);
 }
 
-TEST_CASE("bad replay requests get INVALID_ARGUMENT naming the field, NOT_FOUND or ALREADY_EXISTS") {
+TEST_CASE(
+    "bad replay requests get INVALID_ARGUMENT naming the field, NOT_FOUND or ALREADY_EXISTS") {
   Upstream upstream;
   Daemon daemon;
   record_session(daemon, upstream, "ok", {"/json"});
@@ -854,7 +857,8 @@ TEST_CASE("bad replay requests get INVALID_ARGUMENT naming the field, NOT_FOUND 
       {"filter:", [](auto& r) { r.set_filter("~c"); }},
       {"map_host:", [](auto& r) { r.add_map_host("no-equals-sign"); }},
       {"shift_time:", [](auto& r) { r.set_shift_time("soon"); }},
-      {"shift_time:", [](auto& r) {
+      {"shift_time:",
+       [](auto& r) {
          r.set_shift_time("+1h");
          r.set_no_shift(true);
        }},
@@ -932,7 +936,8 @@ TEST_CASE("bad replay requests get INVALID_ARGUMENT naming the field, NOT_FOUND 
   CHECK(daemon.child->stop() == 0);
 }
 
-TEST_CASE("a server replay over gRPC answers from the recording and reports what it served and missed") {
+TEST_CASE(
+    "a server replay over gRPC answers from the recording and reports what it served and missed") {
   Upstream upstream;
   Daemon daemon;
   record_session(daemon, upstream, "mock", {"/json", "/status/404", "/other"});
@@ -949,7 +954,8 @@ TEST_CASE("a server replay over gRPC answers from the recording and reports what
   const std::string base = "http://" + started.bound_address();
 
   std::string body_file = (daemon.dir.path / "body").string();
-  REQUIRE(std::system(("curl -sS --max-time 10 -o " + body_file + " " + base + "/json").c_str()) == 0);
+  REQUIRE(std::system(("curl -sS --max-time 10 -o " + body_file + " " + base + "/json").c_str()) ==
+          0);
   std::ifstream body(body_file);
   std::string served_body((std::istreambuf_iterator<char>(body)), {});
   CHECK(served_body.find("{") != std::string::npos);
@@ -988,8 +994,8 @@ TEST_CASE("retake replay --remote runs through the daemon and prints what a loca
   Daemon daemon;
   record_session(daemon, upstream, "cli", {"/json", "/status/500"});
   const std::string target = "http://127.0.0.1:" + std::to_string(upstream.port);
-  auto [code, out] = run_retake({"replay", "--session", "cli", "--target", target, "--pace",
-                                 "asap", "--run-id", "cli-run", "--remote", daemon.address});
+  auto [code, out] = run_retake({"replay", "--session", "cli", "--target", target, "--pace", "asap",
+                                 "--run-id", "cli-run", "--remote", daemon.address});
   CHECK(code == 0);
   CHECK(out.rfind("run cli-run\n  sent 2 of 2, completed 2, status mismatches 0, "
                   "transport errors 0\n",
@@ -997,15 +1003,15 @@ TEST_CASE("retake replay --remote runs through the daemon and prints what a loca
   CHECK(out.find("  latency p50 ") != std::string::npos);
   CHECK(out.find("  bindings applied ") != std::string::npos);
 
-  auto [json_code, json] = run_retake({"replay", "--session", "cli", "--target", target, "--json",
-                                       "--remote", daemon.address});
+  auto [json_code, json] = run_retake(
+      {"replay", "--session", "cli", "--target", target, "--json", "--remote", daemon.address});
   CHECK(json_code == 0);
   CHECK(json.rfind("{", 0) == 0);
   CHECK(json.find("\"completed\":2") != std::string::npos);
 
   // The same checks as in-process: a usage error names the flag and exits 2.
-  auto [bad_code, bad] = run_retake(
-      {"replay", "--session", "cli", "--speed", "0", "--remote", daemon.address});
+  auto [bad_code, bad] =
+      run_retake({"replay", "--session", "cli", "--speed", "0", "--remote", daemon.address});
   CHECK(bad_code == 2);
   CHECK(bad.find("--speed") != std::string::npos);
   auto [missing_code, missing] =
@@ -1035,4 +1041,113 @@ TEST_CASE("retake replay --remote runs through the daemon and prints what a loca
     return out;
   };
   CHECK(line_starts(local).size() == line_starts(out).size());
+}
+
+// ---- Diff service ----
+
+TEST_CASE("the Diff service compares a run with its origins, streams the differences and reports") {
+  Upstream recorded_against;
+  Upstream target;
+  Daemon daemon;
+  // /echo answers with the request's headers: replayed to another port, its Host differs.
+  record_session(daemon, recorded_against, "d", {"/json", "/echo"});
+  auto replays = v1::Replay::NewStub(daemon.channel);
+  v1::StartClientReplayRequest replay_request;
+  replay_request.set_session("d");
+  replay_request.set_target("http://127.0.0.1:" + std::to_string(target.port));
+  replay_request.set_pace("asap");
+  replay_request.set_run_id("run-d");
+  auto replayed = replay_all(*replays, replay_request);
+  REQUIRE_MESSAGE(replayed.status.ok(), replayed.status.error_message());
+
+  auto diffs = v1::Diff::NewStub(daemon.channel);
+  v1::CompareRequest compare;
+  compare.set_run("run-d");
+  compare.set_format("junit");
+  auto ctx = context(60s);
+  auto reader = diffs->Compare(ctx.get(), compare);
+  std::vector<v1::DiffEvent> events;
+  v1::DiffEvent event;
+  while (reader->Read(&event)) events.push_back(event);
+  auto status = reader->Finish();
+  REQUIRE_MESSAGE(status.ok(), status.error_message());
+  REQUIRE(events.size() >= 2);
+  CHECK(events.front().has_started());
+  CHECK(events.front().started().diff_id().rfind("d", 0) == 0);
+  REQUIRE(events.back().has_report());
+  const auto& report = events.back().report();
+  CHECK(report.compared() == 2);
+  CHECK(report.identical() == 1);
+  CHECK(report.different() == 1);
+  CHECK(report.exit_code() == 1);
+  CHECK(report.session() == "d");
+  CHECK(report.format() == "junit");
+  CHECK(report.content().find("<testsuite") != std::string::npos);
+  CHECK(report.report_json().find("\"compared\":2") != std::string::npos);
+  std::vector<v1::PairDifference> pairs;
+  for (const auto& e : events)
+    if (e.has_difference()) pairs.push_back(e.difference());
+  REQUIRE(pairs.size() == 1);
+  CHECK(pairs[0].request_line().find("/echo") != std::string::npos);
+  bool host_differs = false;
+  for (const auto& d : pairs[0].differences())
+    host_differs |= d.path().rfind("$.headers", 0) == 0 &&
+                    d.value_b().find(std::to_string(target.port)) != std::string::npos;
+  CHECK(host_differs);
+
+  // Ignoring the echoed headers leaves nothing unexplained.
+  compare.add_ignore("$.headers");
+  compare.set_format("text");
+  auto quiet = context(60s);
+  auto again = diffs->Compare(quiet.get(), compare);
+  std::optional<v1::DiffReport> second;
+  while (again->Read(&event))
+    if (event.has_report()) second = event.report();
+  REQUIRE(again->Finish().ok());
+  REQUIRE(second);
+  CHECK(second->different() == 0);
+  CHECK(second->exit_code() == 0);
+  CHECK_FALSE(second->content().empty());
+
+  // Bad input: the field is named; an unknown run is NOT_FOUND; the daemon keeps serving.
+  auto code_of = [&](const v1::CompareRequest& request, std::string* message) {
+    auto c = context(20s);
+    auto r = diffs->Compare(c.get(), request);
+    v1::DiffEvent e;
+    while (r->Read(&e)) {
+    }
+    auto st = r->Finish();
+    *message = st.error_message();
+    return st.error_code();
+  };
+  std::string message;
+  CHECK(code_of(v1::CompareRequest(), &message) == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(message.rfind("run:", 0) == 0);
+  v1::CompareRequest bad = compare;
+  bad.set_format("pdf");
+  CHECK(code_of(bad, &message) == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(message.rfind("format:", 0) == 0);
+  bad = compare;
+  bad.add_normalizer("sometimes");
+  CHECK(code_of(bad, &message) == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(message.rfind("normalizer:", 0) == 0);
+  bad = compare;
+  bad.set_filter("~c");
+  CHECK(code_of(bad, &message) == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(message.rfind("filter:", 0) == 0);
+  bad = v1::CompareRequest();
+  bad.set_session("d");
+  bad.set_a_target("http://127.0.0.1:1");
+  CHECK(code_of(bad, &message) == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(message.rfind("b_target:", 0) == 0);
+  bad = v1::CompareRequest();
+  bad.set_run("no-such-run");
+  CHECK(code_of(bad, &message) == grpc::StatusCode::NOT_FOUND);
+  v1::DiffRef ref;
+  ref.set_diff_id("d999");
+  v1::CancelDiffResponse cancelled;
+  CHECK(diffs->CancelDiff(context().get(), ref, &cancelled).error_code() ==
+        grpc::StatusCode::NOT_FOUND);
+  CHECK(health_status(daemon.channel) == 1);
+  CHECK(daemon.child->stop() == 0);
 }
