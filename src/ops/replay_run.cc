@@ -20,8 +20,15 @@ namespace retake::ops {
 
 namespace {
 
-Status invalid(std::string_view field, const std::string& message) {
-  return {Errc::invalid_argument, std::string(field) + ": " + message};
+// Library parsers name the CLI flag in their messages ("--map-host: expected ..."); the field
+// name leads here, so a flag prefix would say it twice.
+Status invalid(std::string_view field, std::string_view message) {
+  if (message.starts_with("--")) {
+    auto colon = message.find(": ");
+    if (colon != std::string_view::npos && message.find(' ') > colon)
+      message.remove_prefix(colon + 2);
+  }
+  return {Errc::invalid_argument, std::string(field) + ": " + std::string(message)};
 }
 
 Status check_text(std::string_view field, const std::string& value,

@@ -1143,6 +1143,42 @@ TEST_CASE("the Diff service compares a run with its origins, streams the differe
   bad = v1::CompareRequest();
   bad.set_run("no-such-run");
   CHECK(code_of(bad, &message) == grpc::StatusCode::NOT_FOUND);
+  // Live A/B: the daemon replays the session against both sides (two runs), then compares.
+  v1::CompareRequest live;
+  live.set_session("d");
+  live.set_a_target("http://127.0.0.1:" + std::to_string(recorded_against.port));
+  live.set_b_target("http://127.0.0.1:" + std::to_string(target.port));
+  live.mutable_replay()->set_pace("asap");
+  auto live_ctx = context(60s);
+  auto live_reader = diffs->Compare(live_ctx.get(), live);
+  std::optional<v1::DiffReport> live_report;
+  while (live_reader->Read(&event))
+    if (event.has_report()) live_report = event.report();
+  auto live_status = live_reader->Finish();
+  REQUIRE_MESSAGE(live_status.ok(), live_status.error_message());
+  REQUIRE(live_report);
+  CHECK(live_report->compared() == 2);
+  CHECK(live_report->different() == 1);  // /echo: each side saw its own Host
+  CHECK_FALSE(live_report->run_a().empty());
+  CHECK_FALSE(live_report->run_b().empty());
+  CHECK(live_report->run_a() != live_report->run_b());
+
+  // A slow live A/B stops on CancelDiff: its stream ends CANCELLED.
+  live.mutable_replay()->set_rate(0.5);
+  live.mutable_replay()->set_loop(10);
+  auto slow_ctx = context(60s);
+  auto slow = diffs->Compare(slow_ctx.get(), live);
+  REQUIRE(slow->Read(&event));
+  REQUIRE(event.has_started());
+  v1::DiffRef running;
+  running.set_diff_id(event.started().diff_id());
+  v1::CancelDiffResponse cancel_response;
+  REQUIRE(diffs->CancelDiff(context().get(), running, &cancel_response).ok());
+  while (slow->Read(&event)) {
+  }
+  // Had the stop not reached the replays, the run would end after 20 s with OK and a report.
+  CHECK(slow->Finish().error_code() == grpc::StatusCode::CANCELLED);
+
   v1::DiffRef ref;
   ref.set_diff_id("d999");
   v1::CancelDiffResponse cancelled;
