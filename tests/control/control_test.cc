@@ -441,6 +441,19 @@ TEST_CASE(
   CHECK(output.find("listening") == std::string::npos);
 }
 
+namespace {
+
+// Runs `retake <args>` to completion; its exit code and output (stdout and stderr).
+std::pair<int, std::string> run_retake(std::vector<std::string> args) {
+  args.insert(args.begin(), RETAKE_BINARY);
+  Child child(args);
+  std::string output;
+  while (auto line = child.read_line(20s)) output += *line + "\n";
+  return {child.wait_exit(), output};
+}
+
+}  // namespace
+
 TEST_CASE("with a token file, calls without the right bearer token are UNAUTHENTICATED") {
   TempDir secrets;
   auto token_file = secrets.path / "token";
@@ -467,25 +480,44 @@ TEST_CASE("with a token file, calls without the right bearer token are UNAUTHENT
   CHECK(recorders->Start(wrong_start.get(), v1::StartRecorderRequest(), &started).error_code() ==
         grpc::StatusCode::UNAUTHENTICATED);
 
+  // Every service checks: Replay (unary and streaming) and Diff as well.
+  auto replays = v1::Replay::NewStub(daemon.channel);
+  v1::ListServerReplaysResponse servers;
+  CHECK(replays->ListServerReplays(context().get(), {}, &servers).error_code() ==
+        grpc::StatusCode::UNAUTHENTICATED);
+  v1::StartClientReplayRequest replay_request;
+  replay_request.set_session("any");
+  auto unauthenticated_replay = context();
+  auto replay_stream = replays->StartClientReplay(unauthenticated_replay.get(), replay_request);
+  v1::ClientReplayEvent replay_event;
+  CHECK_FALSE(replay_stream->Read(&replay_event));
+  CHECK(replay_stream->Finish().error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  v1::CompareRequest compare;
+  compare.set_run("any");
+  auto unauthenticated_diff = context();
+  auto diff_stream =
+      v1::Diff::NewStub(daemon.channel)->Compare(unauthenticated_diff.get(), compare);
+  v1::DiffEvent diff_event;
+  CHECK_FALSE(diff_stream->Read(&diff_event));
+  CHECK(diff_stream->Finish().error_code() == grpc::StatusCode::UNAUTHENTICATED);
+
   auto right = context();
   right->AddMetadata("authorization", "Bearer s3cret-token");
   auto status = flows->ListSessions(right.get(), v1::ListSessionsRequest(), &sessions);
   CHECK_MESSAGE(status.ok(), status.error_message());
+
+  // retake replay --remote sends the token from --remote-token-file.
+  auto [no_token_code, no_token] =
+      run_retake({"replay", "--session", "none", "--remote", daemon.address});
+  CHECK(no_token_code == 1);
+  CHECK(no_token.find("--remote-token-file") != std::string::npos);
+  auto [token_code, with_token] =
+      run_retake({"replay", "--session", "none", "--remote", daemon.address, "--remote-token-file",
+                  token_file.string()});
+  CHECK(token_code == 1);
+  CHECK(with_token.find("no session named 'none'") != std::string::npos);
   CHECK(daemon.child->stop() == 0);
 }
-
-namespace {
-
-// Runs `retake <args>` to completion; its exit code and output (stdout and stderr).
-std::pair<int, std::string> run_retake(std::vector<std::string> args) {
-  args.insert(args.begin(), RETAKE_BINARY);
-  Child child(args);
-  std::string output;
-  while (auto line = child.read_line(20s)) output += *line + "\n";
-  return {child.wait_exit(), output};
-}
-
-}  // namespace
 
 TEST_CASE("the CLI's flows list/show/delete and sessions work through a daemon with --remote") {
   Upstream upstream;
