@@ -35,4 +35,11 @@ control::RemoteOptions remote_options(const RemoteArgs& remote) {
   return options;
 }
 
+std::string remote_flag_message(const Status& status) {
+  constexpr std::string_view kPrefix = "remote: ";
+  const std::string& message = status.message();
+  if (message.rfind(kPrefix, 0) != 0) return flag_message(status);
+  return std::string(kPrefix) + flag_message(Status(status.code(), message.substr(kPrefix.size())));
+}
+
 }  // namespace retake::cli

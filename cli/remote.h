@@ -8,6 +8,7 @@
 #include <string>
 
 #include "control/client.h"
+#include "flow/status.h"
 
 namespace retake::cli {
 
@@ -22,5 +23,9 @@ void add_remote_options(CLI::App& cmd, RemoteArgs& remote);
 
 // The connection options; throws UsageError when the token file cannot be read.
 control::RemoteOptions remote_options(const RemoteArgs& remote);
+
+// flag_message for an error that came back from a daemon ("remote: speed: ..." ->
+// "remote: --speed: ..."): the daemon checked the same fields the flags fill.
+std::string remote_flag_message(const Status& status);
 
 }  // namespace retake::cli

@@ -67,7 +67,7 @@ int run_remote(const ReplayArgs& args, const sigset_t& stop_signals) {
   if (tty) std::fputs("\n", stderr);
   if (!outcome) {
     if (outcome.status().code() == Errc::invalid_argument)
-      throw UsageError(flag_message(outcome.status()));
+      throw UsageError(remote_flag_message(outcome.status()));
     return fail(outcome.status());
   }
   std::cout << (args.json ? outcome->report_json + "\n" : outcome->report_text);

@@ -3,9 +3,11 @@
 #include <pthread.h>
 
 #include <csignal>
+#include <filesystem>
 #include <iostream>
 
 #include "cli/command.h"
+#include "cli/remote.h"
 #include "ops/replay_run.h"
 #include "replay/server/server_replay.h"
 #include "store/flow_store.h"
@@ -19,7 +21,36 @@ struct ServeArgs {
   ops::ServeRequest request;
   std::string db;
   bool quiet = false;
+  RemoteArgs remote;
 };
+
+// Through a daemon: it loads the session from its store and serves until this command is
+// stopped, then prints the same report. Paths are made absolute: the daemon resolves them.
+int run_remote(ops::ServeRequest request, const RemoteArgs& remote, const sigset_t& stop_signals) {
+  for (auto* path : {&request.cert, &request.key})
+    if (!path->empty()) *path = std::filesystem::absolute(*path).string();
+  auto client = control::RemoteReplay::connect(remote_options(remote));
+  if (!client) throw UsageError(client.status().message());
+  auto server = (*client)->start_server(request);
+  if (!server) {
+    if (server.status().code() == Errc::invalid_argument)
+      throw UsageError(remote_flag_message(server.status()));
+    return fail(server.status());
+  }
+  std::cerr << "retake: the daemon serves session '" << request.session
+            << "': " << server->flows_servable << " recorded responses ("
+            << (server->flows_loaded - server->flows_servable)
+            << " flows without a response skipped)\n"
+            << "retake: listening on " << server->scheme << "://" << server->bound_address
+            << "  (on miss: " << request.on_miss << ", Ctrl-C to stop)\n";
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  std::cerr << "retake: stopping...\n";
+  auto report = (*client)->stop_server(server->server_id);
+  if (!report) return fail(report.status());
+  std::cerr << "retake: " << *report;
+  return kExitOk;
+}
 
 int run_serve(const ServeArgs& args) {
   using namespace replay::server;
@@ -38,6 +69,7 @@ int run_serve(const ServeArgs& args) {
   // Usage errors before the store is opened; ops names the field, people typed the flag.
   if (auto checked = ops::serve_options(r); !checked)
     throw UsageError(flag_message(checked.status()));
+  if (!args.remote.address.empty()) return run_remote(r, args.remote, stop_signals);
   std::function<void(std::string_view)> log;
   if (args.quiet)
     log = [](std::string_view line) {
@@ -136,6 +168,7 @@ void add_serve_command(CLI::App& app, Action& action) {
   cmd->add_option("--key", args->request.key, "The PEM private key of --cert")->type_name("FILE");
   cmd->add_option("--threads", args->request.threads, "Network threads (default: one per core)");
   cmd->add_flag("-q,--quiet", args->quiet, "Print only misses, not a line per request");
+  add_remote_options(*cmd, args->remote);
   cmd->callback([args, &action] { action = [args] { return run_serve(*args); }; });
 }
 

@@ -153,6 +153,15 @@ flow::Flow from_summary(const v1::FlowSummary& in) {
   return f;
 }
 
+// A unary call's context: the deadline and the token of `options`.
+std::unique_ptr<grpc::ClientContext> call_context(const RemoteOptions& options) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::seconds(options.timeout_seconds));
+  if (!options.token.empty()) context->AddMetadata("authorization", "Bearer " + options.token);
+  return context;
+}
+
 class GrpcRemoteFlows final : public RemoteFlows {
  public:
   explicit GrpcRemoteFlows(const RemoteOptions& options)
@@ -216,13 +225,7 @@ class GrpcRemoteFlows final : public RemoteFlows {
   }
 
  private:
-  std::unique_ptr<grpc::ClientContext> make_context() const {
-    auto context = std::make_unique<grpc::ClientContext>();
-    context->set_deadline(std::chrono::system_clock::now() +
-                          std::chrono::seconds(options_.timeout_seconds));
-    if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
-    return context;
-  }
+  std::unique_ptr<grpc::ClientContext> make_context() const { return call_context(options_); }
 
   RemoteOptions options_;
   std::unique_ptr<v1::Flows::Stub> stub_;
@@ -340,6 +343,27 @@ class GrpcRemoteReplay final : public RemoteReplay {
     return text;
   }
 
+  Result<RemoteServer> start_server(const ops::ServeRequest& request) override {
+    v1::StartServerReplayRequest in;
+    to_proto(request, in);
+    v1::ServerReplayStatus status;
+    auto context = make_context();
+    if (auto st = stub_->StartServerReplay(context.get(), in, &status); !st.ok())
+      return from_grpc(st);
+    return RemoteServer{status.server_id(), status.bound_address(), status.scheme(),
+                        status.flows_loaded(), status.flows_servable()};
+  }
+
+  Result<std::string> stop_server(const std::string& server_id) override {
+    v1::ServerReplayRef ref;
+    ref.set_server_id(server_id);
+    v1::ServerReplayStatus status;
+    auto context = make_context();
+    if (auto st = stub_->StopServerReplay(context.get(), ref, &status); !st.ok())
+      return from_grpc(st);
+    return status.report_text();
+  }
+
   Status cancel(const std::string& run_id) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
@@ -350,6 +374,8 @@ class GrpcRemoteReplay final : public RemoteReplay {
     v1::ClientReplayStatus status;
     return from_grpc(stub_->CancelClientReplay(&context, ref, &status));
   }
+
+  std::unique_ptr<grpc::ClientContext> make_context() const { return call_context(options_); }
 
   RemoteOptions options_;
   std::unique_ptr<v1::Replay::Stub> stub_;

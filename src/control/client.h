@@ -58,6 +58,15 @@ struct RemoteReplayOutcome {
   int exit_code = 0;        // replay::exit_code of the run
 };
 
+// A server replay a daemon runs.
+struct RemoteServer {
+  std::string server_id;        // for stop_server
+  std::string bound_address;    // "host:port"
+  std::string scheme;           // "http" or "https"
+  uint64_t flows_loaded = 0;    // read from the session
+  uint64_t flows_servable = 0;  // with a response
+};
+
 // A connection to a daemon's Replay service. Errors as RemoteFlows'.
 class RemoteReplay {
  public:
@@ -73,6 +82,12 @@ class RemoteReplay {
   virtual Result<RemoteReplayOutcome> run(
       const ops::ReplayRequest& request, bool fail_on_mismatch,
       const std::function<bool(const replay::Progress&)>& on_progress) = 0;
+
+  // Starts a server replay in the daemon; it serves until stop_server (or the daemon stops).
+  // Paths (cert, key) are the daemon's: give absolute ones.
+  virtual Result<RemoteServer> start_server(const ops::ServeRequest& request) = 0;
+  // Stops it and returns the report `retake serve` prints when it stops.
+  virtual Result<std::string> stop_server(const std::string& server_id) = 0;
 };
 
 }  // namespace retake::control

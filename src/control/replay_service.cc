@@ -99,6 +99,50 @@ void to_proto(const ops::ReplayRequest& r, v1::StartClientReplayRequest& out) {
   out.set_run_id(r.run_id);
 }
 
+ops::ServeRequest from_proto(const v1::StartServerReplayRequest& in) {
+  ops::ServeRequest r;
+  r.session = in.session();
+  r.listen = in.listen().empty() ? "127.0.0.1:0" : in.listen();
+  r.filter = in.filter();
+  r.ignore_param.assign(in.ignore_param().begin(), in.ignore_param().end());
+  r.ignore_body = in.ignore_body();
+  r.ignore_host = in.ignore_host();
+  r.ignore_port = in.ignore_port();
+  r.ignore_field.assign(in.ignore_field().begin(), in.ignore_field().end());
+  r.use_header.assign(in.use_header().begin(), in.use_header().end());
+  if (!in.on_exhausted().empty()) r.on_exhausted = in.on_exhausted();
+  if (!in.on_miss().empty()) r.on_miss = in.on_miss();
+  if (!in.latency().empty()) r.latency = in.latency();
+  r.no_refresh = in.no_refresh();
+  r.no_match_header = in.no_match_header();
+  r.origin = in.origin();
+  r.cert = in.cert();
+  r.key = in.key();
+  r.threads = in.threads();
+  return r;
+}
+
+void to_proto(const ops::ServeRequest& r, v1::StartServerReplayRequest& out) {
+  out.set_session(r.session);
+  out.set_listen(r.listen);
+  out.set_filter(r.filter);
+  for (const auto& v : r.ignore_param) out.add_ignore_param(v);
+  out.set_ignore_body(r.ignore_body);
+  out.set_ignore_host(r.ignore_host);
+  out.set_ignore_port(r.ignore_port);
+  for (const auto& v : r.ignore_field) out.add_ignore_field(v);
+  for (const auto& v : r.use_header) out.add_use_header(v);
+  out.set_on_exhausted(r.on_exhausted);
+  out.set_on_miss(r.on_miss);
+  out.set_latency(r.latency);
+  out.set_no_refresh(r.no_refresh);
+  out.set_no_match_header(r.no_match_header);
+  out.set_origin(r.origin);
+  out.set_cert(r.cert);
+  out.set_key(r.key);
+  out.set_threads(r.threads);
+}
+
 void ReplayService::describe(const std::string& run_id, const RunningClient& r,
                              v1::ClientReplayStatus& out) {
   out.set_run_id(run_id);
@@ -305,25 +349,7 @@ grpc::Status ReplayService::StartServerReplay(grpc::ServerContext* context,
                                               const v1::StartServerReplayRequest* in,
                                               v1::ServerReplayStatus* response) {
   if (auto st = auth_.check(*context); !st.ok()) return st;
-  ops::ServeRequest r;
-  r.session = in->session();
-  r.listen = in->listen().empty() ? "127.0.0.1:0" : in->listen();
-  r.filter = in->filter();
-  r.ignore_param.assign(in->ignore_param().begin(), in->ignore_param().end());
-  r.ignore_body = in->ignore_body();
-  r.ignore_host = in->ignore_host();
-  r.ignore_port = in->ignore_port();
-  r.ignore_field.assign(in->ignore_field().begin(), in->ignore_field().end());
-  r.use_header.assign(in->use_header().begin(), in->use_header().end());
-  if (!in->on_exhausted().empty()) r.on_exhausted = in->on_exhausted();
-  if (!in->on_miss().empty()) r.on_miss = in->on_miss();
-  if (!in->latency().empty()) r.latency = in->latency();
-  r.no_refresh = in->no_refresh();
-  r.no_match_header = in->no_match_header();
-  r.origin = in->origin();
-  r.cert = in->cert();
-  r.key = in->key();
-  r.threads = in->threads();
+  ops::ServeRequest r = from_proto(*in);
   // Relative paths would depend on the daemon's working directory, which the caller cannot see.
   if (!r.cert.empty() && r.cert.front() != '/') return invalid("cert", "must be an absolute path");
   if (!r.key.empty() && r.key.front() != '/') return invalid("key", "must be an absolute path");

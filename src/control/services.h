@@ -227,5 +227,7 @@ inline constexpr size_t kMaxDiffs = 16;
 // proto <-> ops request translation, shared by the services and the client (client.cc).
 ops::ReplayRequest from_proto(const v1::StartClientReplayRequest& request);
 void to_proto(const ops::ReplayRequest& request, v1::StartClientReplayRequest& out);
+ops::ServeRequest from_proto(const v1::StartServerReplayRequest& request);
+void to_proto(const ops::ServeRequest& request, v1::StartServerReplayRequest& out);
 
 }  // namespace retake::control

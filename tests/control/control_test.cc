@@ -1219,3 +1219,39 @@ TEST_CASE("the Diff service compares a run with its origins, streams the differe
   CHECK(health_status(daemon.channel) == 1);
   CHECK(daemon.child->stop() == 0);
 }
+
+TEST_CASE("retake serve --remote has the daemon serve a session until the command is stopped") {
+  Upstream upstream;
+  Daemon daemon;
+  record_session(daemon, upstream, "mock-cli", {"/json", "/other"});
+  Child serve({RETAKE_BINARY, "serve", "--session", "mock-cli", "--listen", "127.0.0.1:0",
+               "--remote", daemon.address});
+  std::string address;
+  const std::string marker = "listening on http://";
+  while (auto line = serve.read_line()) {
+    if (auto at = line->find(marker); at != std::string::npos) {
+      address = line->substr(at + marker.size());
+      address = address.substr(0, address.find(' '));
+      break;
+    }
+  }
+  REQUIRE_FALSE(address.empty());
+  REQUIRE(curl("http://" + address + "/json") == 0);
+  auto replays = v1::Replay::NewStub(daemon.channel);
+  v1::ListServerReplaysResponse listed;
+  REQUIRE(replays->ListServerReplays(context().get(), {}, &listed).ok());
+  REQUIRE(listed.servers_size() == 1);
+  CHECK(listed.servers(0).hits() == 1);
+  CHECK(serve.stop() == 0);  // SIGTERM: the command stops the daemon's server replay
+  std::string report;
+  while (auto line = serve.read_line(5s)) report += *line + "\n";
+  CHECK(report.find("1 requests: 1 served from recordings") != std::string::npos);
+  REQUIRE(replays->ListServerReplays(context().get(), {}, &listed).ok());
+  CHECK(listed.servers_size() == 0);
+
+  auto [bad_code, bad] = run_retake(
+      {"serve", "--session", "mock-cli", "--on-miss", "418", "--remote", daemon.address});
+  CHECK(bad_code == 2);
+  CHECK(bad.find("--on-miss") != std::string::npos);
+  CHECK(daemon.child->stop() == 0);
+}
