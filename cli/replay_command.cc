@@ -9,10 +9,9 @@
 #include <boost/json.hpp>
 
 #include "cli/command.h"
+#include "cli/replay_options.h"
 #include "query/filter.h"
-#include "net/tls/tls_context.h"
 #include "replay/client/client_replay.h"
-#include "replay/client/rules.h"
 #include "replay/client/run_store.h"
 #include "store/flow_store.h"
 
@@ -26,24 +25,9 @@ struct ReplayArgs {
   std::vector<uint64_t> flow_ids;
   std::string filter;
   std::string target;
-  std::vector<std::string> map_host;
-  std::string pace = "recorded";
-  double speed = 1.0;
-  double rate = 0;
-  size_t concurrency = 64;
-  unsigned loops = 1;
-  std::string shift_time;
-  std::string at;
-  bool no_shift = false;
-  std::string jwt_secret;
-  std::string bind = "auto";
-  std::vector<std::string> bind_rules;
-  std::string rules;
-  bool insecure = false;
+  ReplayFlags replay;  // the options shared with `retake diff`
   bool json = false;
   bool fail_on_mismatch = false;
-  std::string timeout = "30s";
-  unsigned threads = 1;
 };
 
 std::string ms(int64_t ns) {
@@ -122,7 +106,6 @@ void print_summary(const replay::ClientReplay& r, const replay::RunSummary& s) {
 }
 
 int run_replay(ReplayArgs args) {
-  replay::ReplayOptions o;
   if (args.session.empty() && args.flow_ids.empty())
     throw UsageError("give --session S or --flow ID");
   std::optional<query::Filter> filter;
@@ -131,74 +114,9 @@ int run_replay(ReplayArgs args) {
     if (!parsed) throw UsageError("--filter: " + parsed.status().message());
     filter = std::move(*parsed);
   }
+  replay::ReplayOptions o = build_replay_options(args.replay);
   o.target = args.target;
-  for (const auto& m : args.map_host) {
-    auto hm = replay::parse_host_mapping(m);
-    if (!hm) throw UsageError(hm.status().message());
-    o.host_map.push_back(*hm);
-  }
-  if (args.pace == "recorded")
-    o.pace = replay::Pace::recorded;
-  else if (args.pace == "asap")
-    o.pace = replay::Pace::asap;
-  else
-    throw UsageError("--pace: expected recorded or asap, got '" + args.pace + "'");
-  if (!(args.speed > 0)) throw UsageError("--speed must be > 0");
-  if (args.rate < 0) throw UsageError("--rate must be >= 0");
-  if (args.concurrency == 0) throw UsageError("--concurrency must be >= 1");
-  if (args.loops == 0) throw UsageError("--loop must be >= 1");
-  o.speed = args.speed;
-  o.rate = args.rate;
-  o.concurrency = args.concurrency;
-  o.loops = args.loops;
-  int shift_opts = !args.shift_time.empty() + !args.at.empty() + args.no_shift;
-  if (shift_opts > 1) throw UsageError("--shift-time, --at and --no-shift exclude each other");
-  if (!args.shift_time.empty()) {
-    auto d = replay::parse_shift(args.shift_time);
-    if (!d)
-      throw UsageError("--shift-time: expected a duration like +2h or -30m, got '" +
-                       args.shift_time + "'");
-    o.shift_mode = replay::TimeShiftMode::offset;
-    o.shift_ns = *d;
-  } else if (!args.at.empty()) {
-    auto t = replay::parse_instant(args.at);
-    if (!t)
-      throw UsageError("--at: expected an RFC 3339 time like 2030-01-01T00:00:00Z, got '" +
-                       args.at + "'");
-    o.shift_mode = replay::TimeShiftMode::at;
-    o.at_ns = *t;
-  } else if (args.no_shift) {
-    o.shift_mode = replay::TimeShiftMode::none;
-  }
-  o.jwt_secret = args.jwt_secret;
-  if (args.bind == "auto")
-    o.bindings.automatic = true;
-  else if (args.bind == "none")
-    o.bindings.automatic = false;
-  else
-    throw UsageError("--bind: expected auto or none, got '" + args.bind + "'");
-  for (const auto& text : args.bind_rules) {
-    auto rule = replay::parse_binding_rule(text);
-    if (!rule) throw UsageError(rule.status().message());
-    o.bindings.rules.push_back(*rule);
-  }
-  if (!args.rules.empty()) {
-    auto rules = replay::load_rules_file(args.rules);
-    if (!rules) return fail(rules.status());
-    o.mutate = [r = std::make_shared<replay::RuleSet>(std::move(*rules))](
-                   flow::Request& req, const flow::Flow& origin) { r->apply(req, origin); };
-  }
-  auto timeout = parse_duration_ms(args.timeout);
-  if (!timeout || *timeout <= 0) throw UsageError("--timeout: expected a duration like 30s");
-  o.read_timeout = std::chrono::milliseconds(*timeout);
-  o.threads = std::max(1u, args.threads);
-  o.insecure = args.insecure;
   o.session = args.session;
-
-  auto upstream_tls = tls::UpstreamTlsContext::create({.insecure = args.insecure});
-  if (!upstream_tls) return fail(upstream_tls.status());
-  std::shared_ptr<tls::UpstreamTlsContext> owner(std::move(*upstream_tls));
-  o.tls_context = std::shared_ptr<boost::asio::ssl::context>(owner, &owner->asio_context());
 
   store::StoreOptions so;
   so.path = resolve_db(args.db);
@@ -264,37 +182,10 @@ void add_replay_command(CLI::App& app, Action& action) {
       ->type_name("EXPR");
   cmd->add_option("--target", args->target, "Send every flow to this scheme://host[:port]")
       ->type_name("URL");
-  cmd->add_option("--map-host", args->map_host,
-                  "Connect to ADDR:PORT for HOST (repeatable; Host and SNI keep HOST)")
-      ->type_name("HOST=ADDR:PORT");
-  cmd->add_option("--pace", args->pace, "recorded (keep the recorded gaps, default) or asap")
-      ->type_name("PACE");
-  cmd->add_option("--speed", args->speed, "Play recorded gaps this many times faster (default 1)");
-  cmd->add_option("--rate", args->rate, "Cap on requests started per second (default: none)");
-  cmd->add_option("--concurrency", args->concurrency, "Most requests in flight (default 64)");
-  cmd->add_option("--loop", args->loops, "Replay the selection this many times (default 1)");
-  cmd->add_option("--shift-time", args->shift_time, "Shift timestamps by this duration (+2h, -30m)")
-      ->type_name("DURATION");
-  cmd->add_option("--at", args->at, "Shift timestamps so the recording starts at this time")
-      ->type_name("RFC3339");
-  cmd->add_flag("--no-shift", args->no_shift,
-                "Leave timestamps as recorded (default: shift by now - recording time)");
-  cmd->add_option("--jwt-secret", args->jwt_secret,
-                  "HS256 key to re-sign JWTs whose time claims were shifted")
-      ->type_name("KEY");
-  cmd->add_option("--bind", args->bind, "auto (default): rebind server-generated values; none: off")
-      ->type_name("MODE");
-  cmd->add_option("--bind-rule", args->bind_rules,
-                  "Explicit binding NAME=header:H|cookie:C|hidden:N|regex:RE (repeatable)")
-      ->type_name("RULE");
-  cmd->add_option("--rules", args->rules, "Mutation rules file (YAML or JSON)")->type_name("FILE");
-  cmd->add_flag("--insecure", args->insecure, "Do not verify the target's TLS certificate");
+  add_replay_flags(*cmd, args->replay);
   cmd->add_flag("--json", args->json, "Print the summary as JSON");
   cmd->add_flag("--fail-on-mismatch", args->fail_on_mismatch,
                 "Exit 1 when any status differs from the recording");
-  cmd->add_option("--timeout", args->timeout, "Per-read deadline (default 30s)")
-      ->type_name("DURATION");
-  cmd->add_option("--threads", args->threads, "Network threads (default 1)");
   cmd->callback([args, &action] { action = [args] { return run_replay(*args); }; });
 }
 

@@ -274,6 +274,7 @@ Result<diff::BatchResult> run_diff(store::FlowStore& store, const DiffRequest& r
     if (info.session.empty())
       return Status(Errc::invalid_argument, "learning noise needs the session to replay");
     replay::ReplayOptions base;
+    base.pace = replay::Pace::asap;  // learning wants answers, not the recorded timing
     if (r.noise.baseline) {
       base = *r.noise.baseline;
     } else if (r.mode == DiffMode::live) {
