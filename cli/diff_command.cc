@@ -43,7 +43,9 @@ struct DiffArgs {
   std::string format = "text";
   std::string output;
   bool quiet = false;
-  ReplayFlags replay;
+  // The replay flags shared with `retake replay` (the request the gRPC API takes too).
+  ops::ReplayRequest replay;
+  std::string timeout = "30s";
 };
 
 // "KIND" or "KIND=SCOPE" (scope as in diff::Normalizer: "", "header:<name>", "body", a JSON path).
@@ -120,7 +122,10 @@ ops::DiffRequest build_request(const DiffArgs& args) {
   r.noise.name = args.noise_name;
   r.noise.baseline2_target = args.a2;
   if (live || args.learn_noise) {
-    replay::ReplayOptions base = build_replay_options(args.replay);
+    ops::ReplayRequest wanted = args.replay;
+    // ops::validate wants a session; run_diff sets the one it replays on each side's options.
+    wanted.session = args.session.empty() ? "-" : args.session;
+    replay::ReplayOptions base = build_replay_options(std::move(wanted), args.timeout);
     r.side_a = base;
     r.side_a.target = args.a;
     r.side_b = base;
@@ -272,7 +277,7 @@ void add_diff_command(CLI::App& app, Action& action) {
   cmd->add_option("--output,-o", args->output, "Write the report to FILE (default: stdout)")
       ->type_name("FILE");
   cmd->add_flag("--quiet,-q", args->quiet, "No progress or notes on stderr");
-  add_replay_flags(*cmd, args->replay);
+  add_replay_flags(*cmd, args->replay, args->timeout);
   cmd->callback([args, &action] { action = [args] { return run_diff_command(*args); }; });
 }
 
