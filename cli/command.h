@@ -62,5 +62,6 @@ void add_ca_command(CLI::App& app, Action& action);
 void add_daemon_command(CLI::App& app, Action& action);
 void add_replay_command(CLI::App& app, Action& action);
 void add_serve_command(CLI::App& app, Action& action);
+void add_diff_command(CLI::App& app, Action& action);
 
 }  // namespace retake::cli

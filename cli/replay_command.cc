@@ -9,6 +9,7 @@
 
 #include "cli/command.h"
 #include "cli/remote.h"
+#include "cli/replay_options.h"
 #include "ops/replay_run.h"
 #include "replay/client/client_replay.h"
 #include "replay/client/run_store.h"
@@ -75,9 +76,7 @@ int run_remote(const ReplayArgs& args, const sigset_t& stop_signals) {
 }
 
 int run_replay(ReplayArgs args) {
-  auto timeout = parse_duration_ms(args.timeout);
-  if (!timeout || *timeout <= 0) throw UsageError("--timeout: expected a duration like 30s");
-  args.request.timeout_ms = *timeout;
+  apply_timeout(args.timeout, args.request);
   if (auto st = ops::validate(args.request); !st.ok()) throw UsageError(flag_message(st));
 
   // Blocked before any thread starts (the store's, the client's): a thread that does not block
@@ -148,44 +147,10 @@ void add_replay_command(CLI::App& app, Action& action) {
       ->type_name("EXPR");
   cmd->add_option("--target", args->request.target, "Send every flow to this scheme://host[:port]")
       ->type_name("URL");
-  cmd->add_option("--map-host", args->request.map_host,
-                  "Connect to ADDR:PORT for HOST (repeatable; Host and SNI keep HOST)")
-      ->type_name("HOST=ADDR:PORT");
-  cmd->add_option("--pace", args->request.pace,
-                  "recorded (keep the recorded gaps, default) or asap")
-      ->type_name("PACE");
-  cmd->add_option("--speed", args->request.speed,
-                  "Play recorded gaps this many times faster (default 1)");
-  cmd->add_option("--rate", args->request.rate,
-                  "Cap on requests started per second (default: none)");
-  cmd->add_option("--concurrency", args->request.concurrency,
-                  "Most requests in flight (default 64)");
-  cmd->add_option("--loop", args->request.loop, "Replay the selection this many times (default 1)");
-  cmd->add_option("--shift-time", args->request.shift_time,
-                  "Shift timestamps by this duration (+2h, -30m)")
-      ->type_name("DURATION");
-  cmd->add_option("--at", args->request.at, "Shift timestamps so the recording starts at this time")
-      ->type_name("RFC3339");
-  cmd->add_flag("--no-shift", args->request.no_shift,
-                "Leave timestamps as recorded (default: shift by now - recording time)");
-  cmd->add_option("--jwt-secret", args->request.jwt_secret,
-                  "HS256 key to re-sign JWTs whose time claims were shifted")
-      ->type_name("KEY");
-  cmd->add_option("--bind", args->request.bind,
-                  "auto (default): rebind server-generated values; none: off")
-      ->type_name("MODE");
-  cmd->add_option("--bind-rule", args->request.bind_rule,
-                  "Explicit binding NAME=header:H|cookie:C|hidden:N|regex:RE (repeatable)")
-      ->type_name("RULE");
-  cmd->add_option("--rules", args->request.rules, "Mutation rules file (YAML or JSON)")
-      ->type_name("FILE");
-  cmd->add_flag("--insecure", args->request.insecure, "Do not verify the target's TLS certificate");
+  add_replay_flags(*cmd, args->request, args->timeout);
   cmd->add_flag("--json", args->json, "Print the summary as JSON");
   cmd->add_flag("--fail-on-mismatch", args->fail_on_mismatch,
                 "Exit 1 when any status differs from the recording");
-  cmd->add_option("--timeout", args->timeout, "Per-read deadline (default 30s)")
-      ->type_name("DURATION");
-  cmd->add_option("--threads", args->request.threads, "Network threads (default 1)");
   cmd->add_option("--run-id", args->request.run_id, "Name the run (default: run-DATE-TIME-xxxxxx)")
       ->type_name("ID");
   add_remote_options(*cmd, args->remote);

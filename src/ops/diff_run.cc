@@ -7,6 +7,7 @@
 
 #include <boost/json.hpp>
 
+#include "ops/select.h"
 #include "query/filter.h"
 #include "replay/client/run_store.h"
 
@@ -87,12 +88,35 @@ Result<std::string> replay_run(store::FlowStore& store, std::vector<flow::Flow> 
   return summary.run_id;
 }
 
-// The recorded flows of the session that the filter accepts.
+// The recorded flows of the session that the filter accepts, through the one selection path
+// (ops::select_flows); flows of earlier runs in the session are not recordings.
 Result<std::vector<flow::Flow>> recorded_flows(store::FlowStore& store, const std::string& session,
-                                               const std::optional<query::Filter>& filter) {
-  std::function<bool(const flow::Flow&)> predicate;
-  if (filter) predicate = [&filter](const flow::Flow& f) { return filter->matches(f); };
-  return replay::select_flows(store, session, {}, predicate);
+                                               const std::string& filter) {
+  Selection selection;
+  selection.session = session;
+  selection.filter = filter;
+  selection.with_bodies = true;
+  std::vector<flow::Flow> out;
+  bool too_many = false;
+  auto st = select_flows(store, selection, [&](const flow::Flow& f) {
+    if (!f.run.empty()) return true;
+    if (out.size() >= replay::kMaxReplayFlows) {
+      too_many = true;
+      return false;
+    }
+    out.push_back(f);
+    return true;
+  });
+  if (!st.ok()) return st;
+  if (too_many)
+    return Status(Errc::resource_exhausted, "session '" + session + "' has more than " +
+                                                std::to_string(replay::kMaxReplayFlows) +
+                                                " flows to replay");
+  if (out.empty())
+    return Status(Errc::not_found, "session '" + session + "' has no recorded flows" +
+                                       (filter.empty() ? "" : " matching the filter") + " in " +
+                                       store.path());
+  return out;
 }
 
 // Calls visit(a, b) for each pair: run mode pairs each flow of run_b with its origin; runs
@@ -274,6 +298,7 @@ Result<diff::BatchResult> run_diff(store::FlowStore& store, const DiffRequest& r
     if (info.session.empty())
       return Status(Errc::invalid_argument, "learning noise needs the session to replay");
     replay::ReplayOptions base;
+    base.pace = replay::Pace::asap;  // learning wants answers, not the recorded timing
     if (r.noise.baseline) {
       base = *r.noise.baseline;
     } else if (r.mode == DiffMode::live) {
@@ -281,7 +306,7 @@ Result<diff::BatchResult> run_diff(store::FlowStore& store, const DiffRequest& r
     }
     if (base.target.empty() && r.mode == DiffMode::runs) base.target = run_target(store, r.run);
     base.session = info.session;
-    auto flows = recorded_flows(store, info.session, filter);
+    auto flows = recorded_flows(store, info.session, r.filter);
     if (!flows.ok()) return flows.status();
     auto run1 = replay_run(store, *flows, base, DiffProgress::Phase::learning, progress, cancel);
     if (!run1.ok()) return run1.status();
@@ -329,7 +354,7 @@ Result<diff::BatchResult> run_diff(store::FlowStore& store, const DiffRequest& r
     const std::optional<query::Filter>* pair_filter = &filter;
     std::optional<query::Filter> no_filter;
     if (r.mode == DiffMode::live) {
-      auto flows = recorded_flows(store, r.session, filter);
+      auto flows = recorded_flows(store, r.session, r.filter);
       if (!flows.ok()) return flows.status();
       auto a_options = r.side_a, b_options = r.side_b;
       a_options.session = b_options.session = r.session;

@@ -41,7 +41,7 @@ struct NoiseOptions {
   bool learn = false;
   // The baseline side for learning (target, mutations, bindings, pacing...). Default: empty
   // target, which means: live mode uses side_a; runs mode uses the target stored with run A;
-  // run mode replays to where each flow was recorded going.
+  // run mode replays to where each flow was recorded going (Pace::asap unless given).
   std::optional<replay::ReplayOptions> baseline;
   // A second baseline instance ("scheme://host[:port]"); "": the baseline twice. Default: "".
   std::string baseline2_target;
