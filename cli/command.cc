@@ -59,6 +59,21 @@ std::optional<uint64_t> parse_size(std::string_view text) {
   return static_cast<uint64_t>(bytes);
 }
 
+std::string flag_message(const Status& status) {
+  const std::string& message = status.message();
+  auto colon = message.find(": ");
+  // A field name is one word of [a-z_]; anything else is a sentence, not a field.
+  if (colon == std::string::npos || colon == 0) return message;
+  std::string field = message.substr(0, colon);
+  for (char c : field)
+    if (!(c >= 'a' && c <= 'z') && c != '_') return message;
+  if (field == "timeout_ms") field = "timeout";
+  if (field == "rules_text") field = "rules";
+  for (auto& c : field)
+    if (c == '_') c = '-';
+  return "--" + field + message.substr(colon);
+}
+
 std::optional<int64_t> parse_duration_ms(std::string_view text) {
   double number = 0;
   std::string_view unit;

@@ -38,6 +38,10 @@ std::string resolve_db(const std::string& db);
 int fail(const std::string& message);
 int fail(const Status& status);
 
+// A message of the shared operations (src/ops), which name request fields ("map_host: ..."),
+// as the flag a person typed ("--map-host: ..."). Other messages are returned unchanged.
+std::string flag_message(const Status& status);
+
 // "16MiB", "64k", "1000" -> bytes. Units: B, K/KB/KiB (1024), M/MB/MiB, G/GB/GiB.
 std::optional<uint64_t> parse_size(std::string_view text);
 // "250ms", "30s", "2m", "1h", "1500" (ms) -> milliseconds.
@@ -58,5 +62,6 @@ void add_ca_command(CLI::App& app, Action& action);
 void add_daemon_command(CLI::App& app, Action& action);
 void add_replay_command(CLI::App& app, Action& action);
 void add_serve_command(CLI::App& app, Action& action);
+void add_diff_command(CLI::App& app, Action& action);
 
 }  // namespace retake::cli

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/command.h"
+#include "cli/remote.h"
 #include "control/client.h"
 #include "interop/interop.h"
 #include "ops/select.h"
@@ -26,37 +27,10 @@ Result<std::unique_ptr<store::FlowStore>> open_store(const std::string& db, bool
   return store::FlowStore::open(options);
 }
 
-// --remote HOST:PORT (or RETAKE_REMOTE): act through a `retake daemon` instead of opening the
-// store; the daemon runs the same operations (ops::select_flows, FlowStore) on its store.
-struct RemoteArgs {
-  std::string address;
-  std::string token_file;
-};
-
-void add_remote_options(CLI::App& cmd, RemoteArgs& remote) {
-  cmd.add_option("--remote", remote.address,
-                 "Act through the retake daemon at this address instead of opening --db")
-      ->type_name("HOST:PORT")
-      ->envname("RETAKE_REMOTE");
-  cmd.add_option("--remote-token-file", remote.token_file,
-                 "Bearer token for --remote (the daemon's --control-token-file)")
-      ->type_name("FILE")
-      ->envname("RETAKE_REMOTE_TOKEN_FILE");
-}
-
+// --remote: act through a `retake daemon` instead of opening the store; the daemon runs the
+// same operations (ops::select_flows, FlowStore) on its store.
 std::unique_ptr<control::RemoteFlows> connect_remote(const RemoteArgs& remote) {
-  control::RemoteOptions options;
-  options.address = remote.address;
-  if (!remote.token_file.empty()) {
-    std::ifstream in(remote.token_file, std::ios::binary);
-    if (!in) throw UsageError("--remote-token-file: cannot read '" + remote.token_file + "'");
-    std::ostringstream text;
-    text << in.rdbuf();
-    options.token = text.str().substr(0, 4096);
-    while (!options.token.empty() && std::isspace(static_cast<unsigned char>(options.token.back())))
-      options.token.pop_back();
-  }
-  auto client = control::RemoteFlows::connect(options);
+  auto client = control::RemoteFlows::connect(remote_options(remote));
   if (!client) throw UsageError(client.status().message());
   return std::move(client.value());
 }

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   add_daemon_command(app, action);
   add_replay_command(app, action);
   add_serve_command(app, action);
+  add_diff_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

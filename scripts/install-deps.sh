@@ -12,6 +12,8 @@ packages=(
   # tests: real clients and servers
   curl nghttp2-client python3 python3-h2 python3-websockets python3-grpcio python3-grpc-tools
   openssl
+  # the diff test opens the HTML report in headless Chromium
+  chromium
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk nginx-light mitmproxy hey)

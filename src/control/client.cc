@@ -4,8 +4,14 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <fstream>
+#include <mutex>
+#include <thread>
 
+#include "control/services.h"
 #include "retake/v1/flows.grpc.pb.h"
+#include "retake/v1/replay.grpc.pb.h"
 
 namespace retake::control {
 
@@ -147,6 +153,15 @@ flow::Flow from_summary(const v1::FlowSummary& in) {
   return f;
 }
 
+// A unary call's context: the deadline and the token of `options`.
+std::unique_ptr<grpc::ClientContext> call_context(const RemoteOptions& options) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::seconds(options.timeout_seconds));
+  if (!options.token.empty()) context->AddMetadata("authorization", "Bearer " + options.token);
+  return context;
+}
+
 class GrpcRemoteFlows final : public RemoteFlows {
  public:
   explicit GrpcRemoteFlows(const RemoteOptions& options)
@@ -210,19 +225,171 @@ class GrpcRemoteFlows final : public RemoteFlows {
   }
 
  private:
-  std::unique_ptr<grpc::ClientContext> make_context() const {
-    auto context = std::make_unique<grpc::ClientContext>();
-    context->set_deadline(std::chrono::system_clock::now() +
-                          std::chrono::seconds(options_.timeout_seconds));
-    if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
-    return context;
-  }
+  std::unique_ptr<grpc::ClientContext> make_context() const { return call_context(options_); }
 
   RemoteOptions options_;
   std::unique_ptr<v1::Flows::Stub> stub_;
 };
 
+class GrpcRemoteReplay final : public RemoteReplay {
+ public:
+  explicit GrpcRemoteReplay(const RemoteOptions& options)
+      : options_(options),
+        stub_(v1::Replay::NewStub(
+            grpc::CreateChannel(options.address, grpc::InsecureChannelCredentials()))) {}
+
+  Result<RemoteReplayOutcome> run(
+      const ops::ReplayRequest& request, bool fail_on_mismatch,
+      const std::function<bool(const replay::Progress&)>& on_progress) override {
+    ops::ReplayRequest wanted = request;
+    if (wanted.rules_text.empty() && !wanted.rules.empty()) {
+      auto text = read_rules(wanted.rules);
+      if (!text) return text.status();
+      wanted.rules_text = std::move(*text);
+    }
+    v1::StartClientReplayRequest in;
+    to_proto(wanted, in);
+    in.set_fail_on_mismatch(fail_on_mismatch);
+
+    grpc::ClientContext context;
+    if (!options_.token.empty()) context.AddMetadata("authorization", "Bearer " + options_.token);
+    // No deadline on the whole call (a run may take hours) but one on silence: the daemon
+    // streams progress every 250 ms, so a long gap means it or the network is gone.
+    std::mutex mutex;
+    std::condition_variable wake;
+    auto last_event = std::chrono::steady_clock::now();
+    bool done = false, timed_out = false;
+    std::thread watchdog([&] {
+      std::unique_lock lock(mutex);
+      while (!done) {
+        wake.wait_for(lock, std::chrono::milliseconds(100));
+        if (!done && std::chrono::steady_clock::now() - last_event >
+                         std::chrono::seconds(options_.timeout_seconds)) {
+          timed_out = true;
+          context.TryCancel();
+          return;
+        }
+      }
+    });
+    struct Join {
+      std::thread& t;
+      std::mutex& m;
+      std::condition_variable& cv;
+      bool& done;
+      ~Join() {
+        {
+          std::lock_guard lock(m);
+          done = true;
+        }
+        cv.notify_all();
+        t.join();
+      }
+    } join{watchdog, mutex, wake, done};
+
+    auto reader = stub_->StartClientReplay(&context, in);
+    v1::ClientReplayEvent event;
+    RemoteReplayOutcome outcome;
+    bool finished = false, cancel_asked = false;
+    while (reader->Read(&event)) {
+      {
+        std::lock_guard lock(mutex);
+        last_event = std::chrono::steady_clock::now();
+      }
+      if (event.has_started()) {
+        outcome.run_id = event.started().run_id();
+      } else if (event.has_progress()) {
+        const auto& p = event.progress();
+        replay::Progress progress{p.total(),  p.sent(),       p.completed(),
+                                  p.errors(), p.mismatches(), p.elapsed_ns()};
+        if (on_progress && !on_progress(progress) && !cancel_asked && !outcome.run_id.empty()) {
+          cancel_asked = true;
+          if (auto st = cancel(outcome.run_id); !st.ok() && st.code() != Errc::not_found)
+            context.TryCancel();  // the explicit stop failed: dropping the call stops it too
+        }
+      } else if (event.has_finished()) {
+        const auto& f = event.finished();
+        finished = true;
+        outcome.run_id = f.run_id();
+        outcome.interrupted = f.interrupted();
+        outcome.report_text = f.report_text();
+        outcome.report_json = f.report_json();
+        outcome.exit_code = f.exit_code();
+      }
+    }
+    auto status = reader->Finish();
+    bool silent;
+    {
+      std::lock_guard lock(mutex);
+      silent = timed_out;
+    }
+    if (silent)
+      return Status(Errc::timeout, "remote: the daemon sent nothing for " +
+                                       std::to_string(options_.timeout_seconds) + " s");
+    if (!status.ok()) return from_grpc(status);
+    if (!finished)
+      return Status(Errc::internal, "remote: the replay stream ended without a result");
+    return outcome;
+  }
+
+ private:
+  static Result<std::string> read_rules(const std::string& path) {
+    std::ifstream file(path, std::ios::binary);
+    if (!file) return Status(Errc::not_found, "rules: cannot read '" + path + "'");
+    std::string text(ops::kMaxRulesTextBytes + 1, '\0');
+    file.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<size_t>(file.gcount()));
+    if (text.size() > ops::kMaxRulesTextBytes)
+      return Status(Errc::invalid_argument, "rules: '" + path + "' is larger than 4 MiB");
+    return text;
+  }
+
+  Result<RemoteServer> start_server(const ops::ServeRequest& request) override {
+    v1::StartServerReplayRequest in;
+    to_proto(request, in);
+    v1::ServerReplayStatus status;
+    auto context = make_context();
+    if (auto st = stub_->StartServerReplay(context.get(), in, &status); !st.ok())
+      return from_grpc(st);
+    return RemoteServer{status.server_id(), status.bound_address(), status.scheme(),
+                        status.flows_loaded(), status.flows_servable()};
+  }
+
+  Result<std::string> stop_server(const std::string& server_id) override {
+    v1::ServerReplayRef ref;
+    ref.set_server_id(server_id);
+    v1::ServerReplayStatus status;
+    auto context = make_context();
+    if (auto st = stub_->StopServerReplay(context.get(), ref, &status); !st.ok())
+      return from_grpc(st);
+    return status.report_text();
+  }
+
+  Status cancel(const std::string& run_id) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(options_.timeout_seconds));
+    if (!options_.token.empty()) context.AddMetadata("authorization", "Bearer " + options_.token);
+    v1::ClientReplayRef ref;
+    ref.set_run_id(run_id);
+    v1::ClientReplayStatus status;
+    return from_grpc(stub_->CancelClientReplay(&context, ref, &status));
+  }
+
+  std::unique_ptr<grpc::ClientContext> make_context() const { return call_context(options_); }
+
+  RemoteOptions options_;
+  std::unique_ptr<v1::Replay::Stub> stub_;
+};
+
 }  // namespace
+
+Result<std::unique_ptr<RemoteReplay>> RemoteReplay::connect(const RemoteOptions& options) {
+  if (options.address.empty())
+    return Status(Errc::invalid_argument, "remote: an address is required");
+  if (options.timeout_seconds <= 0)
+    return Status(Errc::invalid_argument, "remote: timeout must be positive");
+  return std::unique_ptr<RemoteReplay>(std::make_unique<GrpcRemoteReplay>(options));
+}
 
 Result<std::unique_ptr<RemoteFlows>> RemoteFlows::connect(const RemoteOptions& options) {
   if (options.address.empty())

@@ -13,6 +13,7 @@
 
 #include "flow/flow.h"
 #include "flow/status.h"
+#include "ops/replay_run.h"
 #include "ops/select.h"
 #include "store/flow_store.h"
 
@@ -46,6 +47,47 @@ class RemoteFlows {
   // All or nothing: not_found (naming the id) when one is unknown.
   virtual Status remove(const std::vector<uint64_t>& ids) = 0;
   virtual Result<std::vector<store::SessionInfo>> sessions() = 0;
+};
+
+// What a client replay run by a daemon ended with: what `retake replay` prints and returns.
+struct RemoteReplayOutcome {
+  std::string run_id;
+  bool interrupted = false;
+  std::string report_text;  // the summary for people
+  std::string report_json;  // the --json summary
+  int exit_code = 0;        // replay::exit_code of the run
+};
+
+// A server replay a daemon runs.
+struct RemoteServer {
+  std::string server_id;        // for stop_server
+  std::string bound_address;    // "host:port"
+  std::string scheme;           // "http" or "https"
+  uint64_t flows_loaded = 0;    // read from the session
+  uint64_t flows_servable = 0;  // with a response
+};
+
+// A connection to a daemon's Replay service. Errors as RemoteFlows'.
+class RemoteReplay {
+ public:
+  virtual ~RemoteReplay() = default;
+  // Does not contact the daemon yet. invalid_argument for an empty address.
+  static Result<std::unique_ptr<RemoteReplay>> connect(const RemoteOptions& options);
+
+  // Runs a client replay in the daemon (into its store) and waits for its end. A rules file
+  // named by request.rules is read here and sent as text (the daemon opens no client path).
+  // `on_progress` is called on this thread with each progress snapshot (about every 250 ms);
+  // when it returns false the daemon is asked to stop the run, which then ends interrupted.
+  // A daemon silent for RemoteOptions::timeout_seconds ends the call with `timeout`.
+  virtual Result<RemoteReplayOutcome> run(
+      const ops::ReplayRequest& request, bool fail_on_mismatch,
+      const std::function<bool(const replay::Progress&)>& on_progress) = 0;
+
+  // Starts a server replay in the daemon; it serves until stop_server (or the daemon stops).
+  // Paths (cert, key) are the daemon's: give absolute ones.
+  virtual Result<RemoteServer> start_server(const ops::ServeRequest& request) = 0;
+  // Stops it and returns the report `retake serve` prints when it stops.
+  virtual Result<std::string> stop_server(const std::string& server_id) = 0;
 };
 
 }  // namespace retake::control

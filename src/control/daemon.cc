@@ -57,7 +57,9 @@ class DaemonImpl final : public Daemon {
         writer_(*store_),
         auth_(std::move(token)),
         recorders_(auth_, writer_, hub_),
-        flows_(auth_, *store_) {
+        flows_(auth_, *store_),
+        replays_(auth_, *store_, writer_),
+        diffs_(auth_, *store_) {
     writer_.on_written([this](const flow::Flow& f) { hub_.publish(f); });
   }
   ~DaemonImpl() override { stop(); }
@@ -91,6 +93,8 @@ class DaemonImpl final : public Daemon {
     builder.SetResourceQuota(quota);
     builder.RegisterService(&recorders_);
     builder.RegisterService(&flows_);
+    builder.RegisterService(&replays_);
+    builder.RegisterService(&diffs_);
     server_ = builder.BuildAndStart();
     if (!server_ || port == 0)
       return {Errc::unavailable, "cannot listen on " + options.listen +
@@ -108,6 +112,8 @@ class DaemonImpl final : public Daemon {
     stopped_ = true;
     // Recorders first, so their last flows are written and streamed to the watchers.
     recorders_.stop_all();
+    replays_.stop_all();
+    diffs_.stop_all();
     writer_.stop();
     hub_.close();
     if (server_) {
@@ -124,6 +130,8 @@ class DaemonImpl final : public Daemon {
   TokenCheck auth_;
   RecorderService recorders_;
   FlowsService flows_;
+  ReplayService replays_;
+  DiffService diffs_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   std::mutex stop_mutex_;

@@ -1,6 +1,6 @@
-// retake::control: the gRPC control API (proto/retake/v1: services Recorder and Flows) and the
-// Daemon that hosts it. The daemon owns the flow store (opened for writing) and the one store
-// writer that every recorder it starts shares; the services only translate, call the record,
+// retake::control: the gRPC control API (proto/retake/v1: services Recorder, Flows, Replay, Diff)
+// and the Daemon that hosts it. The daemon owns the flow store (opened for writing) and the one
+// store writer that every recorder it starts shares; the services only translate, call the record,
 // store and ops libraries, and stream.
 //
 // Depends on record, store, ops and flow. gRPC and protobuf types stay out of this header
@@ -38,7 +38,7 @@ struct DaemonOptions {
   size_t max_receive_bytes = 16u << 20;
 };
 
-// The control daemon: a gRPC server (Recorder, Flows, standard health, server reflection)
+// The control daemon: a gRPC server (Recorder, Flows, Replay, Diff, health, reflection)
 // over one FlowStore and one FlowWriter. Thread-safe; calls run on gRPC's threads.
 class Daemon {
  public:

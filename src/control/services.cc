@@ -108,7 +108,12 @@ grpc::Status to_grpc(const Status& status, const std::string& field) {
       code = StatusCode::INTERNAL;
       break;
   }
-  return {code, field.empty() ? status.message() : field + ": " + status.message()};
+  // A message that already names the field ("mode: unknown mode ...") is not prefixed twice.
+  const std::string& message = status.message();
+  bool named = field.empty() || (message.size() > field.size() &&
+                                 message.compare(0, field.size(), field) == 0 &&
+                                 message[field.size()] == ':');
+  return {code, named ? message : field + ": " + message};
 }
 
 grpc::Status TokenCheck::check(const grpc::ServerContext& context) const {

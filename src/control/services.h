@@ -4,6 +4,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -15,9 +16,12 @@
 
 #include "flow/flow.h"
 #include "flow/status.h"
+#include "ops/replay_run.h"
 #include "record/recorder.h"
+#include "retake/v1/diff.grpc.pb.h"
 #include "retake/v1/flows.grpc.pb.h"
 #include "retake/v1/recorder.grpc.pb.h"
+#include "retake/v1/replay.grpc.pb.h"
 #include "store/flow_store.h"
 
 namespace retake::control {
@@ -132,5 +136,98 @@ class FlowsService final : public v1::Flows::Service {
   const TokenCheck& auth_;
   store::FlowStore& store_;
 };
+
+class ReplayService final : public v1::Replay::Service {
+ public:
+  ReplayService(const TokenCheck& auth, store::FlowStore& store, store::FlowWriter& writer)
+      : auth_(auth), store_(store), writer_(writer) {}
+  ~ReplayService() override { stop_all(); }
+
+  grpc::Status StartClientReplay(grpc::ServerContext* context,
+                                 const v1::StartClientReplayRequest* request,
+                                 grpc::ServerWriter<v1::ClientReplayEvent>* writer) override;
+  grpc::Status CancelClientReplay(grpc::ServerContext* context, const v1::ClientReplayRef* request,
+                                  v1::ClientReplayStatus* response) override;
+  grpc::Status GetClientReplay(grpc::ServerContext* context, const v1::ClientReplayRef* request,
+                               v1::ClientReplayStatus* response) override;
+  grpc::Status ListClientReplays(grpc::ServerContext* context,
+                                 const v1::ListClientReplaysRequest* request,
+                                 v1::ListClientReplaysResponse* response) override;
+  grpc::Status StartServerReplay(grpc::ServerContext* context,
+                                 const v1::StartServerReplayRequest* request,
+                                 v1::ServerReplayStatus* response) override;
+  grpc::Status StopServerReplay(grpc::ServerContext* context, const v1::ServerReplayRef* request,
+                                v1::ServerReplayStatus* response) override;
+  grpc::Status GetServerReplay(grpc::ServerContext* context, const v1::ServerReplayRef* request,
+                               v1::ServerReplayStatus* response) override;
+  grpc::Status ListServerReplays(grpc::ServerContext* context,
+                                 const v1::ListServerReplaysRequest* request,
+                                 v1::ListServerReplaysResponse* response) override;
+
+  // Cancels every client replay, stops every server replay and refuses new ones (daemon
+  // shutdown): the client replay streams end with `finished` (interrupted). Idempotent.
+  void stop_all();
+
+ private:
+  struct RunningClient {
+    std::string session;
+    std::unique_ptr<replay::ClientReplay> replay;
+    std::atomic<bool> cancelling{false};
+  };
+  struct RunningServer {
+    std::string id;
+    std::string session;
+    std::string bound_address;
+    std::string scheme;
+    uint64_t loaded = 0;
+    std::unique_ptr<replay::server::ServerReplay> server;
+  };
+  static void describe(const std::string& run_id, const RunningClient& r,
+                       v1::ClientReplayStatus& out);
+  static void describe(const RunningServer& r, bool running, bool with_lists,
+                       v1::ServerReplayStatus& out);
+
+  const TokenCheck& auth_;
+  store::FlowStore& store_;
+  store::FlowWriter& writer_;
+  std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<RunningClient>> clients_;
+  std::map<std::string, std::shared_ptr<RunningServer>> servers_;
+  uint64_t next_server_id_ = 0;
+  bool stopping_ = false;
+};
+
+inline constexpr size_t kMaxClientReplays = 16;
+inline constexpr size_t kMaxServerReplays = 64;
+inline constexpr int kMaxResultsPerEvent = 500;
+
+class DiffService final : public v1::Diff::Service {
+ public:
+  DiffService(const TokenCheck& auth, store::FlowStore& store) : auth_(auth), store_(store) {}
+
+  grpc::Status Compare(grpc::ServerContext* context, const v1::CompareRequest* request,
+                       grpc::ServerWriter<v1::DiffEvent>* writer) override;
+  grpc::Status CancelDiff(grpc::ServerContext* context, const v1::DiffRef* request,
+                          v1::CancelDiffResponse* response) override;
+
+  // Cancels every running diff and refuses new ones (daemon shutdown). Idempotent.
+  void stop_all();
+
+ private:
+  const TokenCheck& auth_;
+  store::FlowStore& store_;
+  std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<std::atomic<bool>>> running_;  // by diff id
+  uint64_t next_id_ = 0;
+  bool stopping_ = false;
+};
+
+inline constexpr size_t kMaxDiffs = 16;
+
+// proto <-> ops request translation, shared by the services and the client (client.cc).
+ops::ReplayRequest from_proto(const v1::StartClientReplayRequest& request);
+void to_proto(const ops::ReplayRequest& request, v1::StartClientReplayRequest& out);
+ops::ServeRequest from_proto(const v1::StartServerReplayRequest& request);
+void to_proto(const ops::ServeRequest& request, v1::StartServerReplayRequest& out);
 
 }  // namespace retake::control

@@ -18,15 +18,19 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "control/services.h"
+#include "retake/v1/diff.grpc.pb.h"
 #include "retake/v1/flows.grpc.pb.h"
 #include "retake/v1/recorder.grpc.pb.h"
+#include "retake/v1/replay.grpc.pb.h"
 
 extern char** environ;
 
@@ -437,6 +441,19 @@ TEST_CASE(
   CHECK(output.find("listening") == std::string::npos);
 }
 
+namespace {
+
+// Runs `retake <args>` to completion; its exit code and output (stdout and stderr).
+std::pair<int, std::string> run_retake(std::vector<std::string> args) {
+  args.insert(args.begin(), RETAKE_BINARY);
+  Child child(args);
+  std::string output;
+  while (auto line = child.read_line(20s)) output += *line + "\n";
+  return {child.wait_exit(), output};
+}
+
+}  // namespace
+
 TEST_CASE("with a token file, calls without the right bearer token are UNAUTHENTICATED") {
   TempDir secrets;
   auto token_file = secrets.path / "token";
@@ -463,25 +480,44 @@ TEST_CASE("with a token file, calls without the right bearer token are UNAUTHENT
   CHECK(recorders->Start(wrong_start.get(), v1::StartRecorderRequest(), &started).error_code() ==
         grpc::StatusCode::UNAUTHENTICATED);
 
+  // Every service checks: Replay (unary and streaming) and Diff as well.
+  auto replays = v1::Replay::NewStub(daemon.channel);
+  v1::ListServerReplaysResponse servers;
+  CHECK(replays->ListServerReplays(context().get(), {}, &servers).error_code() ==
+        grpc::StatusCode::UNAUTHENTICATED);
+  v1::StartClientReplayRequest replay_request;
+  replay_request.set_session("any");
+  auto unauthenticated_replay = context();
+  auto replay_stream = replays->StartClientReplay(unauthenticated_replay.get(), replay_request);
+  v1::ClientReplayEvent replay_event;
+  CHECK_FALSE(replay_stream->Read(&replay_event));
+  CHECK(replay_stream->Finish().error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  v1::CompareRequest compare;
+  compare.set_run("any");
+  auto unauthenticated_diff = context();
+  auto diff_stream =
+      v1::Diff::NewStub(daemon.channel)->Compare(unauthenticated_diff.get(), compare);
+  v1::DiffEvent diff_event;
+  CHECK_FALSE(diff_stream->Read(&diff_event));
+  CHECK(diff_stream->Finish().error_code() == grpc::StatusCode::UNAUTHENTICATED);
+
   auto right = context();
   right->AddMetadata("authorization", "Bearer s3cret-token");
   auto status = flows->ListSessions(right.get(), v1::ListSessionsRequest(), &sessions);
   CHECK_MESSAGE(status.ok(), status.error_message());
+
+  // retake replay --remote sends the token from --remote-token-file.
+  auto [no_token_code, no_token] =
+      run_retake({"replay", "--session", "none", "--remote", daemon.address});
+  CHECK(no_token_code == 1);
+  CHECK(no_token.find("--remote-token-file") != std::string::npos);
+  auto [token_code, with_token] =
+      run_retake({"replay", "--session", "none", "--remote", daemon.address, "--remote-token-file",
+                  token_file.string()});
+  CHECK(token_code == 1);
+  CHECK(with_token.find("no session named 'none'") != std::string::npos);
   CHECK(daemon.child->stop() == 0);
 }
-
-namespace {
-
-// Runs `retake <args>` to completion; its exit code and output (stdout and stderr).
-std::pair<int, std::string> run_retake(std::vector<std::string> args) {
-  args.insert(args.begin(), RETAKE_BINARY);
-  Child child(args);
-  std::string output;
-  while (auto line = child.read_line(20s)) output += *line + "\n";
-  return {child.wait_exit(), output};
-}
-
-}  // namespace
 
 TEST_CASE("the CLI's flows list/show/delete and sessions work through a daemon with --remote") {
   Upstream upstream;
@@ -633,5 +669,589 @@ TEST_CASE("with mutual TLS, only a client with a certificate from the client CA 
       v1::Flows::NewStub(grpc::CreateChannel(daemon.address, grpc::InsecureChannelCredentials()));
   CHECK_FALSE(
       plaintext->ListSessions(context(5s).get(), v1::ListSessionsRequest(), &sessions).ok());
+  CHECK(daemon.child->stop() == 0);
+}
+
+// ---- Replay service ----
+
+namespace {
+
+// Records `paths` (GET; "POST:/echo" posts) through a reverse recorder in front of `upstream`
+// into `session` and stops the recorder, so every flow is in the store.
+void record_session(Daemon& daemon, const Upstream& upstream, const std::string& session,
+                    const std::vector<std::string>& paths) {
+  auto recorders = v1::Recorder::NewStub(daemon.channel);
+  v1::StartRecorderRequest start;
+  start.set_mode("reverse:http://127.0.0.1:" + std::to_string(upstream.port));
+  start.set_session(session);
+  v1::StartRecorderResponse started;
+  auto status = recorders->Start(context().get(), start, &started);
+  REQUIRE_MESSAGE(status.ok(), status.error_message());
+  const std::string proxy = "http://" + started.bound_address();
+  for (const auto& p : paths) {
+    if (p.rfind("POST:", 0) == 0)
+      REQUIRE(curl("-X POST --data-binary replay-body " + proxy + p.substr(5)) == 0);
+    else
+      REQUIRE(curl(proxy + p) == 0);
+  }
+  v1::RecorderRef ref;
+  ref.set_recorder_id(started.recorder_id());
+  v1::RecorderStatus stopped;
+  REQUIRE(recorders->Stop(context().get(), ref, &stopped).ok());
+  REQUIRE(stopped.stats().flows() == paths.size());
+}
+
+struct ReplayStream {
+  std::vector<v1::ClientReplayEvent> events;
+  grpc::Status status;
+  const v1::ReplayFinished* finished() const {
+    for (const auto& e : events)
+      if (e.has_finished()) return &e.finished();
+    return nullptr;
+  }
+  std::vector<v1::ReplayFlowResult> results() const {
+    std::vector<v1::ReplayFlowResult> out;
+    for (const auto& e : events)
+      for (const auto& r : e.results().results()) out.push_back(r);
+    return out;
+  }
+};
+
+ReplayStream replay_all(v1::Replay::Stub& stub, const v1::StartClientReplayRequest& request,
+                        std::chrono::seconds timeout = 60s) {
+  ReplayStream out;
+  auto ctx = context(timeout);
+  auto reader = stub.StartClientReplay(ctx.get(), request);
+  v1::ClientReplayEvent event;
+  while (reader->Read(&event)) out.events.push_back(event);
+  out.status = reader->Finish();
+  return out;
+}
+
+grpc::StatusCode start_code(v1::Replay::Stub& stub, const v1::StartClientReplayRequest& request,
+                            std::string* message = nullptr) {
+  auto stream = replay_all(stub, request, 20s);
+  if (message) *message = stream.status.error_message();
+  return stream.status.error_code();
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a client replay over gRPC streams its run id, progress and results, and stores the run") {
+  Upstream recorded_against;
+  Upstream target;
+  Daemon daemon;
+  record_session(daemon, recorded_against, "rp", {"/json", "/json", "/status/404", "POST:/echo"});
+  auto replays = v1::Replay::NewStub(daemon.channel);
+
+  v1::StartClientReplayRequest request;
+  request.set_session("rp");
+  request.set_target("http://127.0.0.1:" + std::to_string(target.port));
+  request.set_pace("asap");
+  request.set_run_id("run-one");
+  auto stream = replay_all(*replays, request);
+  REQUIRE_MESSAGE(stream.status.ok(), stream.status.error_message());
+  REQUIRE(stream.events.size() >= 3);
+  REQUIRE(stream.events.front().has_started());
+  CHECK(stream.events.front().started().run_id() == "run-one");
+  CHECK(stream.events.front().started().total() == 4);
+  REQUIRE(stream.events.back().has_finished());
+  const auto& finished = stream.events.back().finished();
+  CHECK(finished.run_id() == "run-one");
+  CHECK(finished.session() == "rp");
+  CHECK_FALSE(finished.interrupted());
+  CHECK(finished.total() == 4);
+  CHECK(finished.completed() == 4);
+  CHECK(finished.mismatches() == 0);
+  CHECK(finished.transport_errors() == 0);
+  CHECK(finished.exit_code() == 0);
+  CHECK(finished.report_text().rfind("run run-one\n  sent 4 of 4, completed 4", 0) == 0);
+  CHECK(finished.report_json().find("\"run\":\"run-one\"") != std::string::npos);
+  auto results = stream.results();
+  REQUIRE(results.size() == 4);
+  int not_found = 0;
+  for (const auto& r : results) {
+    CHECK(r.status_match());
+    CHECK(r.origin() != 0);
+    CHECK(r.error_kind().empty());
+    not_found += r.status() == 404;
+  }
+  CHECK(not_found == 1);
+
+  // Once `finished` arrived every replayed flow is readable, linked to its origin.
+  v1::ListFlowsRequest list;
+  list.set_run("run-one");
+  v1::ListFlowsResponse page;
+  REQUIRE(v1::Flows::NewStub(daemon.channel)->List(context().get(), list, &page).ok());
+  REQUIRE(page.flows_size() == 4);
+  v1::GetFlowRequest get;
+  get.set_id(page.flows(0).id());
+  v1::Flow replayed;
+  REQUIRE(v1::Flows::NewStub(daemon.channel)->Get(context().get(), get, &replayed).ok());
+  CHECK(replayed.run() == "run-one");
+  CHECK(replayed.origin() != 0);
+  CHECK(replayed.request().authority() == "127.0.0.1:" + std::to_string(target.port));
+
+  // The run id is now taken.
+  std::string message;
+  CHECK(start_code(*replays, request, &message) == grpc::StatusCode::ALREADY_EXISTS);
+  CHECK(message.rfind("run_id:", 0) == 0);
+  CHECK(daemon.child->stop() == 0);
+}
+
+TEST_CASE("a client replay stops on CancelClientReplay and when its caller goes away") {
+  Upstream recorded_against;
+  Daemon daemon;
+  record_session(daemon, recorded_against, "slow",
+                 {"/json", "/json", "/json", "/json", "/json", "/json"});
+  auto replays = v1::Replay::NewStub(daemon.channel);
+  v1::StartClientReplayRequest request;
+  request.set_session("slow");
+  request.set_pace("asap");
+  request.set_rate(0.5);  // one request every 2 s: the run lasts 10 s unless stopped
+  request.set_progress_interval_ms(50);
+
+  SUBCASE("an explicit cancel by run id") {
+    request.set_run_id("run-cancel");
+    auto ctx = context(60s);
+    auto reader = replays->StartClientReplay(ctx.get(), request);
+    v1::ClientReplayEvent event;
+    REQUIRE(reader->Read(&event));
+    REQUIRE(event.has_started());
+    v1::ClientReplayRef ref;
+    ref.set_run_id("run-cancel");
+    v1::ClientReplayStatus running;
+    REQUIRE(replays->GetClientReplay(context().get(), ref, &running).ok());
+    CHECK(running.progress().total() == 6);
+    v1::ListClientReplaysResponse listed;
+    REQUIRE(replays->ListClientReplays(context().get(), {}, &listed).ok());
+    REQUIRE(listed.replays_size() == 1);
+    CHECK(listed.replays(0).run_id() == "run-cancel");
+    v1::ClientReplayStatus cancelling;
+    REQUIRE(replays->CancelClientReplay(context().get(), ref, &cancelling).ok());
+    CHECK(cancelling.cancelling());
+    std::optional<v1::ReplayFinished> finished;
+    while (reader->Read(&event))
+      if (event.has_finished()) finished = event.finished();
+    CHECK(reader->Finish().ok());
+    REQUIRE(finished);
+    CHECK(finished->interrupted());
+    CHECK(finished->sent() < 6);
+    CHECK(finished->report_text().find("(interrupted)") != std::string::npos);
+    CHECK(replays->GetClientReplay(context().get(), ref, &running).error_code() ==
+          grpc::StatusCode::NOT_FOUND);
+  }
+
+  SUBCASE("the caller cancels the call") {
+    request.set_run_id("run-dropped");
+    auto ctx = context(60s);
+    auto reader = replays->StartClientReplay(ctx.get(), request);
+    v1::ClientReplayEvent event;
+    REQUIRE(reader->Read(&event));
+    REQUIRE(event.has_started());
+    ctx->TryCancel();
+    while (reader->Read(&event)) {
+    }
+    CHECK(reader->Finish().error_code() == grpc::StatusCode::CANCELLED);
+    // The daemon notices, stops the run and forgets it well before the run would have ended.
+    v1::ClientReplayRef ref;
+    ref.set_run_id("run-dropped");
+    v1::ClientReplayStatus running;
+    bool gone = false;
+    for (int i = 0; i < 100 && !gone; ++i) {
+      gone = replays->GetClientReplay(context().get(), ref, &running).error_code() ==
+             grpc::StatusCode::NOT_FOUND;
+      if (!gone) std::this_thread::sleep_for(50ms);
+    }
+    CHECK(gone);
+    // What completed before the stop was kept, with the run's metadata: the id is taken.
+    CHECK(start_code(*replays, request) == grpc::StatusCode::ALREADY_EXISTS);
+  }
+  CHECK(daemon.child->stop() == 0);
+}
+
+TEST_CASE(
+    "bad replay requests get INVALID_ARGUMENT naming the field, NOT_FOUND or ALREADY_EXISTS") {
+  Upstream upstream;
+  Daemon daemon;
+  record_session(daemon, upstream, "ok", {"/json"});
+  auto replays = v1::Replay::NewStub(daemon.channel);
+
+  struct Case {
+    const char* field;
+    std::function<void(v1::StartClientReplayRequest&)> spoil;
+  } cases[] = {
+      {"speed:", [](auto& r) { r.set_speed(-1); }},
+      {"pace:", [](auto& r) { r.set_pace("sideways"); }},
+      {"concurrency:", [](auto& r) { r.set_concurrency(1'000'000); }},
+      {"loop:", [](auto& r) { r.set_loop(1'000'000'000); }},
+      {"filter:", [](auto& r) { r.set_filter("~c"); }},
+      {"map_host:", [](auto& r) { r.add_map_host("no-equals-sign"); }},
+      {"shift_time:", [](auto& r) { r.set_shift_time("soon"); }},
+      {"shift_time:",
+       [](auto& r) {
+         r.set_shift_time("+1h");
+         r.set_no_shift(true);
+       }},
+      {"bind:", [](auto& r) { r.set_bind("sometimes"); }},
+      {"timeout_ms:", [](auto& r) { r.set_timeout_ms(4'000'000); }},
+      {"threads:", [](auto& r) { r.set_threads(1000); }},
+      {"run_id:", [](auto& r) { r.set_run_id(std::string(300, 'x')); }},
+      {"session:", [](auto& r) { r.clear_session(); }},
+      {"progress_interval_ms:", [](auto& r) { r.set_progress_interval_ms(1); }},
+      {"rules:", [](auto& r) { r.set_rules_text("rules: [ {"); }},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.field);
+    v1::StartClientReplayRequest request;
+    request.set_session("ok");
+    c.spoil(request);
+    std::string message;
+    CHECK(start_code(*replays, request, &message) == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(message.rfind(c.field, 0) == 0);
+  }
+  // A rules name without its text never makes the daemon open a path of its own.
+  v1::StartClientReplayRequest named;
+  named.set_session("nope");
+  named.set_rules_name("/etc/shadow");
+  std::string message;
+  CHECK(start_code(*replays, named, &message) == grpc::StatusCode::NOT_FOUND);
+  CHECK(message.find("nope") != std::string::npos);
+  v1::StartClientReplayRequest unknown_flow;
+  unknown_flow.add_flow(999'999);
+  CHECK(start_code(*replays, unknown_flow) == grpc::StatusCode::NOT_FOUND);
+
+  v1::ClientReplayRef ref;
+  ref.set_run_id("never-ran");
+  v1::ClientReplayStatus status;
+  CHECK(replays->CancelClientReplay(context().get(), ref, &status).error_code() ==
+        grpc::StatusCode::NOT_FOUND);
+
+  // Server replays: an unknown session, bad words, relative paths, a port in use.
+  v1::StartServerReplayRequest serve;
+  v1::ServerReplayStatus served;
+  serve.set_session("nope");
+  CHECK(replays->StartServerReplay(context().get(), serve, &served).error_code() ==
+        grpc::StatusCode::NOT_FOUND);
+  serve.set_session("ok");
+  serve.set_on_miss("shrug");
+  auto bad = replays->StartServerReplay(context().get(), serve, &served);
+  CHECK(bad.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(bad.error_message().rfind("on_miss:", 0) == 0);
+  serve.clear_on_miss();
+  serve.set_cert("cert.pem");
+  serve.set_key("key.pem");
+  bad = replays->StartServerReplay(context().get(), serve, &served);
+  CHECK(bad.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(bad.error_message().rfind("cert:", 0) == 0);
+  serve.clear_cert();
+  serve.clear_key();
+  serve.set_listen("127.0.0.1:" + std::to_string(upstream.port));  // taken by the upstream
+  bad = replays->StartServerReplay(context().get(), serve, &served);
+  CHECK(bad.error_code() == grpc::StatusCode::ALREADY_EXISTS);
+  CHECK(bad.error_message().rfind("listen:", 0) == 0);
+  v1::ServerReplayRef server_ref;
+  server_ref.set_server_id("s999");
+  CHECK(replays->StopServerReplay(context().get(), server_ref, &served).error_code() ==
+        grpc::StatusCode::NOT_FOUND);
+
+  // After all that the daemon still serves.
+  CHECK(health_status(daemon.channel) == 1);
+  v1::StartClientReplayRequest good;
+  good.set_session("ok");
+  good.set_target("http://127.0.0.1:" + std::to_string(upstream.port));
+  auto stream = replay_all(*replays, good);
+  REQUIRE_MESSAGE(stream.status.ok(), stream.status.error_message());
+  REQUIRE(stream.finished());
+  CHECK(stream.finished()->completed() == 1);
+  CHECK(daemon.child->stop() == 0);
+}
+
+TEST_CASE(
+    "a server replay over gRPC answers from the recording and reports what it served and missed") {
+  Upstream upstream;
+  Daemon daemon;
+  record_session(daemon, upstream, "mock", {"/json", "/status/404", "/other"});
+  auto replays = v1::Replay::NewStub(daemon.channel);
+  v1::StartServerReplayRequest serve;
+  serve.set_session("mock");
+  v1::ServerReplayStatus started;
+  auto status = replays->StartServerReplay(context().get(), serve, &started);
+  REQUIRE_MESSAGE(status.ok(), status.error_message());
+  CHECK(started.running());
+  CHECK(started.scheme() == "http");
+  CHECK(started.flows_loaded() == 3);
+  REQUIRE(started.bound_address().rfind("127.0.0.1:", 0) == 0);
+  const std::string base = "http://" + started.bound_address();
+
+  std::string body_file = (daemon.dir.path / "body").string();
+  REQUIRE(std::system(("curl -sS --max-time 10 -o " + body_file + " " + base + "/json").c_str()) ==
+          0);
+  std::ifstream body(body_file);
+  std::string served_body((std::istreambuf_iterator<char>(body)), {});
+  CHECK(served_body.find("{") != std::string::npos);
+  REQUIRE(curl(base + "/never-recorded") == 0);
+
+  v1::ServerReplayRef ref;
+  ref.set_server_id(started.server_id());
+  v1::ServerReplayStatus now;
+  REQUIRE(replays->GetServerReplay(context().get(), ref, &now).ok());
+  CHECK(now.requests() == 2);
+  CHECK(now.hits() == 1);
+  CHECK(now.misses() == 1);
+  v1::ListServerReplaysResponse listed;
+  REQUIRE(replays->ListServerReplays(context().get(), {}, &listed).ok());
+  REQUIRE(listed.servers_size() == 1);
+  CHECK(listed.servers(0).server_id() == started.server_id());
+
+  v1::ServerReplayStatus report;
+  REQUIRE(replays->StopServerReplay(context().get(), ref, &report).ok());
+  CHECK_FALSE(report.running());
+  CHECK(report.served_flows_size() == 1);
+  CHECK(report.unserved_flows_size() == 2);
+  REQUIRE(report.missed_size() == 1);
+  CHECK(report.missed(0).request_line().find("/never-recorded") != std::string::npos);
+  CHECK(report.missed(0).reason() == "no_match");
+  CHECK_FALSE(report.missed(0).explanation().empty());
+  CHECK_FALSE(report.report_text().empty());
+  CHECK(replays->GetServerReplay(context().get(), ref, &now).error_code() ==
+        grpc::StatusCode::NOT_FOUND);
+  CHECK(curl("--retry 0 " + base + "/json") != 0);  // no longer listening
+  CHECK(daemon.child->stop() == 0);
+}
+
+TEST_CASE("retake replay --remote runs through the daemon and prints what a local replay prints") {
+  Upstream upstream;
+  Daemon daemon;
+  record_session(daemon, upstream, "cli", {"/json", "/status/500"});
+  const std::string target = "http://127.0.0.1:" + std::to_string(upstream.port);
+  auto [code, out] = run_retake({"replay", "--session", "cli", "--target", target, "--pace", "asap",
+                                 "--run-id", "cli-run", "--remote", daemon.address});
+  CHECK(code == 0);
+  CHECK(out.rfind("run cli-run\n  sent 2 of 2, completed 2, status mismatches 0, "
+                  "transport errors 0\n",
+                  0) == 0);
+  CHECK(out.find("  latency p50 ") != std::string::npos);
+  CHECK(out.find("  bindings applied ") != std::string::npos);
+
+  auto [json_code, json] = run_retake(
+      {"replay", "--session", "cli", "--target", target, "--json", "--remote", daemon.address});
+  CHECK(json_code == 0);
+  CHECK(json.rfind("{", 0) == 0);
+  CHECK(json.find("\"completed\":2") != std::string::npos);
+
+  // The same checks as in-process: a usage error names the flag and exits 2.
+  auto [bad_code, bad] =
+      run_retake({"replay", "--session", "cli", "--speed", "0", "--remote", daemon.address});
+  CHECK(bad_code == 2);
+  CHECK(bad.find("--speed") != std::string::npos);
+  auto [missing_code, missing] =
+      run_retake({"replay", "--session", "nope", "--remote", daemon.address});
+  CHECK(missing_code == 1);
+  CHECK(missing.find("nope") != std::string::npos);
+
+  // The replayed flows are in the daemon's store, in the run.
+  auto [list_code, listed] =
+      run_retake({"flows", "list", "--json", "--remote", daemon.address, "~run cli-run"});
+  CHECK(list_code == 0);
+  CHECK(std::count(listed.begin(), listed.end(), '\n') == 2);
+  CHECK(daemon.child->stop() == 0);
+  // And a local replay of the same store (now that the daemon let go of it) prints the same
+  // lines, but for the numbers that vary between runs.
+  auto [local_code, local] =
+      run_retake({"replay", "--session", "cli", "--target", target, "--pace", "asap", "--run-id",
+                  "local-run", "--db", (daemon.dir.path / "db").string()});
+  CHECK(local_code == 0);
+  CHECK(local.rfind("run local-run\n  sent 2 of 2, completed 2, status mismatches 0, "
+                    "transport errors 0\n",
+                    0) == 0);
+  auto line_starts = [](const std::string& text) {
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) out.push_back(line.substr(0, 12));
+    return out;
+  };
+  CHECK(line_starts(local).size() == line_starts(out).size());
+}
+
+// ---- Diff service ----
+
+TEST_CASE("the Diff service compares a run with its origins, streams the differences and reports") {
+  Upstream recorded_against;
+  Upstream target;
+  Daemon daemon;
+  // /echo answers with the request's headers: replayed to another port, its Host differs.
+  record_session(daemon, recorded_against, "d", {"/json", "/echo"});
+  auto replays = v1::Replay::NewStub(daemon.channel);
+  v1::StartClientReplayRequest replay_request;
+  replay_request.set_session("d");
+  replay_request.set_target("http://127.0.0.1:" + std::to_string(target.port));
+  replay_request.set_pace("asap");
+  replay_request.set_run_id("run-d");
+  auto replayed = replay_all(*replays, replay_request);
+  REQUIRE_MESSAGE(replayed.status.ok(), replayed.status.error_message());
+
+  auto diffs = v1::Diff::NewStub(daemon.channel);
+  v1::CompareRequest compare;
+  compare.set_run("run-d");
+  compare.set_format("junit");
+  auto ctx = context(60s);
+  auto reader = diffs->Compare(ctx.get(), compare);
+  std::vector<v1::DiffEvent> events;
+  v1::DiffEvent event;
+  while (reader->Read(&event)) events.push_back(event);
+  auto status = reader->Finish();
+  REQUIRE_MESSAGE(status.ok(), status.error_message());
+  REQUIRE(events.size() >= 2);
+  CHECK(events.front().has_started());
+  CHECK(events.front().started().diff_id().rfind("d", 0) == 0);
+  REQUIRE(events.back().has_report());
+  const auto& report = events.back().report();
+  CHECK(report.compared() == 2);
+  CHECK(report.identical() == 1);
+  CHECK(report.different() == 1);
+  CHECK(report.exit_code() == 1);
+  CHECK(report.session() == "d");
+  CHECK(report.format() == "junit");
+  CHECK(report.content().find("<testsuite") != std::string::npos);
+  CHECK(report.report_json().find("\"compared\":2") != std::string::npos);
+  std::vector<v1::PairDifference> pairs;
+  for (const auto& e : events)
+    if (e.has_difference()) pairs.push_back(e.difference());
+  REQUIRE(pairs.size() == 1);
+  CHECK(pairs[0].request_line().find("/echo") != std::string::npos);
+  bool host_differs = false;
+  for (const auto& d : pairs[0].differences())
+    host_differs |= d.path().rfind("$.headers", 0) == 0 &&
+                    d.value_b().find(std::to_string(target.port)) != std::string::npos;
+  CHECK(host_differs);
+
+  // Ignoring the echoed headers leaves nothing unexplained.
+  compare.add_ignore("$.headers");
+  compare.set_format("text");
+  auto quiet = context(60s);
+  auto again = diffs->Compare(quiet.get(), compare);
+  std::optional<v1::DiffReport> second;
+  while (again->Read(&event))
+    if (event.has_report()) second = event.report();
+  REQUIRE(again->Finish().ok());
+  REQUIRE(second);
+  CHECK(second->different() == 0);
+  CHECK(second->exit_code() == 0);
+  CHECK_FALSE(second->content().empty());
+
+  // Bad input: the field is named; an unknown run is NOT_FOUND; the daemon keeps serving.
+  auto code_of = [&](const v1::CompareRequest& request, std::string* message) {
+    auto c = context(20s);
+    auto r = diffs->Compare(c.get(), request);
+    v1::DiffEvent e;
+    while (r->Read(&e)) {
+    }
+    auto st = r->Finish();
+    *message = st.error_message();
+    return st.error_code();
+  };
+  std::string message;
+  CHECK(code_of(v1::CompareRequest(), &message) == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(message.rfind("run:", 0) == 0);
+  v1::CompareRequest bad = compare;
+  bad.set_format("pdf");
+  CHECK(code_of(bad, &message) == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(message.rfind("format:", 0) == 0);
+  bad = compare;
+  bad.add_normalizer("sometimes");
+  CHECK(code_of(bad, &message) == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(message.rfind("normalizer:", 0) == 0);
+  bad = compare;
+  bad.set_filter("~c");
+  CHECK(code_of(bad, &message) == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(message.rfind("filter:", 0) == 0);
+  bad = v1::CompareRequest();
+  bad.set_session("d");
+  bad.set_a_target("http://127.0.0.1:1");
+  CHECK(code_of(bad, &message) == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(message.rfind("b_target:", 0) == 0);
+  bad = v1::CompareRequest();
+  bad.set_run("no-such-run");
+  CHECK(code_of(bad, &message) == grpc::StatusCode::NOT_FOUND);
+  // Live A/B: the daemon replays the session against both sides (two runs), then compares.
+  v1::CompareRequest live;
+  live.set_session("d");
+  live.set_a_target("http://127.0.0.1:" + std::to_string(recorded_against.port));
+  live.set_b_target("http://127.0.0.1:" + std::to_string(target.port));
+  live.mutable_replay()->set_pace("asap");
+  auto live_ctx = context(60s);
+  auto live_reader = diffs->Compare(live_ctx.get(), live);
+  std::optional<v1::DiffReport> live_report;
+  while (live_reader->Read(&event))
+    if (event.has_report()) live_report = event.report();
+  auto live_status = live_reader->Finish();
+  REQUIRE_MESSAGE(live_status.ok(), live_status.error_message());
+  REQUIRE(live_report);
+  CHECK(live_report->compared() == 2);
+  CHECK(live_report->different() == 1);  // /echo: each side saw its own Host
+  CHECK_FALSE(live_report->run_a().empty());
+  CHECK_FALSE(live_report->run_b().empty());
+  CHECK(live_report->run_a() != live_report->run_b());
+
+  // A slow live A/B stops on CancelDiff: its stream ends CANCELLED.
+  live.mutable_replay()->set_rate(0.5);
+  live.mutable_replay()->set_loop(10);
+  auto slow_ctx = context(60s);
+  auto slow = diffs->Compare(slow_ctx.get(), live);
+  REQUIRE(slow->Read(&event));
+  REQUIRE(event.has_started());
+  v1::DiffRef running;
+  running.set_diff_id(event.started().diff_id());
+  v1::CancelDiffResponse cancel_response;
+  REQUIRE(diffs->CancelDiff(context().get(), running, &cancel_response).ok());
+  while (slow->Read(&event)) {
+  }
+  // Had the stop not reached the replays, the run would end after 20 s with OK and a report.
+  CHECK(slow->Finish().error_code() == grpc::StatusCode::CANCELLED);
+
+  v1::DiffRef ref;
+  ref.set_diff_id("d999");
+  v1::CancelDiffResponse cancelled;
+  CHECK(diffs->CancelDiff(context().get(), ref, &cancelled).error_code() ==
+        grpc::StatusCode::NOT_FOUND);
+  CHECK(health_status(daemon.channel) == 1);
+  CHECK(daemon.child->stop() == 0);
+}
+
+TEST_CASE("retake serve --remote has the daemon serve a session until the command is stopped") {
+  Upstream upstream;
+  Daemon daemon;
+  record_session(daemon, upstream, "mock-cli", {"/json", "/other"});
+  Child serve({RETAKE_BINARY, "serve", "--session", "mock-cli", "--listen", "127.0.0.1:0",
+               "--remote", daemon.address});
+  std::string address;
+  const std::string marker = "listening on http://";
+  while (auto line = serve.read_line()) {
+    if (auto at = line->find(marker); at != std::string::npos) {
+      address = line->substr(at + marker.size());
+      address = address.substr(0, address.find(' '));
+      break;
+    }
+  }
+  REQUIRE_FALSE(address.empty());
+  REQUIRE(curl("http://" + address + "/json") == 0);
+  auto replays = v1::Replay::NewStub(daemon.channel);
+  v1::ListServerReplaysResponse listed;
+  REQUIRE(replays->ListServerReplays(context().get(), {}, &listed).ok());
+  REQUIRE(listed.servers_size() == 1);
+  CHECK(listed.servers(0).hits() == 1);
+  CHECK(serve.stop() == 0);  // SIGTERM: the command stops the daemon's server replay
+  std::string report;
+  while (auto line = serve.read_line(5s)) report += *line + "\n";
+  CHECK(report.find("1 requests: 1 served from recordings") != std::string::npos);
+  REQUIRE(replays->ListServerReplays(context().get(), {}, &listed).ok());
+  CHECK(listed.servers_size() == 0);
+
+  auto [bad_code, bad] = run_retake(
+      {"serve", "--session", "mock-cli", "--on-miss", "418", "--remote", daemon.address});
+  CHECK(bad_code == 2);
+  CHECK(bad.find("--on-miss") != std::string::npos);
   CHECK(daemon.child->stop() == 0);
 }

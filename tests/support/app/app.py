@@ -10,6 +10,7 @@ Options:
   --skew SECONDS     the instance's clock is time.time() + SECONDS (a negative skew makes an
                      instance that lives in the past: recordings made against it look old)
   --tls CERT KEY     serve HTTPS with this certificate and key
+  --regress          inject the regressions a diff must find (see /products and /health)
 Prints "PORT n" on stdout once listening; stops when stdin closes.
 
 Endpoints:
@@ -22,6 +23,11 @@ Endpoints:
                            form or JSON body) -> 200 item JSON
   GET  /echo               echoes method, path, headers and body as JSON (no session needed)
   GET  /slow?ms=M          answers after M ms
+  GET  /products/<n>       (no session) {"id": n, "name", "price", "currency", "stock", "trace",
+                           "served_at"} with header X-Trace-Id; trace, served_at (microseconds)
+                           and X-Trace-Id are random on every call (noise). --regress: price
+                           changes (+1) and currency is removed.
+  GET  /health             (no session) 200 {"ok": true, "time": now}; --regress: 503
 Session: cookie `sid` or `Authorization: Bearer <token>`. Missing/invalid session -> 401,
 bad CSRF -> 403.
 """
@@ -42,6 +48,7 @@ from urllib.parse import parse_qs, urlsplit
 
 SECRET = os.urandom(16)
 SKEW = 0.0
+REGRESS = False
 LOCK = threading.Lock()
 SESSIONS = {}  # token -> {"user", "csrf"}
 ITEMS = {}     # id -> dict
@@ -157,6 +164,16 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, {"method": self.command, "path": self.path,
                                     "headers": [[k, v] for k, v in self.headers.items()],
                                     "body": raw.decode("latin-1")})
+        if len(parts) == 2 and parts[0] == "products" and parts[1].isdigit():
+            n = int(parts[1])
+            doc = {"id": n, "name": f"product {n}", "price": 10 * n + (1 if REGRESS else 0),
+                   "currency": "EUR", "stock": n % 7, "trace": os.urandom(8).hex(),
+                   "served_at": datetime.fromtimestamp(now(), timezone.utc).isoformat()}
+            if REGRESS:
+                del doc["currency"]
+            return self._send(200, doc, extra=[("X-Trace-Id", os.urandom(6).hex())])
+        if url.path == "/health":
+            return self._send(503 if REGRESS else 200, {"ok": not REGRESS, "time": now()})
         if url.path == "/slow":
             time.sleep(int(parse_qs(url.query).get("ms", ["100"])[0]) / 1000)
             return self._send(200, {"slow": True})
@@ -210,12 +227,14 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    global SKEW
+    global SKEW, REGRESS
     ap = argparse.ArgumentParser()
     ap.add_argument("--skew", type=float, default=0.0)
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    ap.add_argument("--regress", action="store_true")
     args = ap.parse_args()
     SKEW = args.skew
+    REGRESS = args.regress
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     if args.tls:
