@@ -188,10 +188,10 @@ int run_diff_command(const DiffArgs& args) {
   });
   const bool tty = isatty(STDERR_FILENO) && !args.quiet;
   ops::DiffInfo info;
-  auto result = ops::run_diff(
-      **store, request, tty ? std::function<void(const ops::DiffProgress&)>(draw_progress)
-                            : std::function<void(const ops::DiffProgress&)>(),
-      &cancel, &info);
+  auto result = ops::run_diff(**store, request,
+                              tty ? std::function<void(const ops::DiffProgress&)>(draw_progress)
+                                  : std::function<void(const ops::DiffProgress&)>(),
+                              &cancel, &info);
   done = true;
   watcher.join();
   if (tty) std::fputs("\r\x1b[K", stderr);
@@ -234,8 +234,9 @@ void add_diff_command(CLI::App& app, Action& action) {
   auto args = std::make_shared<DiffArgs>();
   args->replay.pace = "asap";  // a diff wants answers, not the recorded timing
   auto* cmd = app.add_subcommand(
-      "diff", "Compare a run with its recording, two runs, or two live targets (exit 1 on "
-              "unexplained differences)");
+      "diff",
+      "Compare a run with its recording, two runs, or two live targets (exit 1 on "
+      "unexplained differences)");
   add_db_option(*cmd, args->db);
   cmd->add_option("--run", args->run, "Each flow of this run against the flow it replays")
       ->type_name("RUN");
@@ -264,7 +265,8 @@ void add_diff_command(CLI::App& app, Action& action) {
   cmd->add_option("--normalize", args->normalize,
                   "Normalizer timestamp|uuid|hex_id|number, optionally =SCOPE (repeatable)")
       ->type_name("KIND[=SCOPE]");
-  cmd->add_option("--tolerance", args->tolerance, "Numbers within this absolute difference are equal");
+  cmd->add_option("--tolerance", args->tolerance,
+                  "Numbers within this absolute difference are equal");
   cmd->add_option("--array-as-set", args->array_as_set,
                   "Compare the arrays at this path as sets (repeatable)")
       ->type_name("PATH");

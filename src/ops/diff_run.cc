@@ -21,7 +21,9 @@ bool cancelled(const std::atomic<bool>* cancel) {
   return cancel && cancel->load(std::memory_order_relaxed);
 }
 
-Status cancelled_status() { return Status(Errc::cancelled, "diff cancelled"); }
+Status cancelled_status() {
+  return Status(Errc::cancelled, "diff cancelled");
+}
 
 // The first flow of a run, to learn its session; not_found when the run has no flows.
 Result<flow::Flow> first_flow_of_run(store::FlowStore& store, const std::string& run) {
@@ -150,7 +152,8 @@ Status for_each_pair(store::FlowStore& store, const std::string& run_a, const st
     uint64_t a_id = 0;
     if (origin_is_a) {
       a_id = b.origin;
-    } else if (auto it = a_by_origin.find(b.origin); it != a_by_origin.end() && !it->second.empty()) {
+    } else if (auto it = a_by_origin.find(b.origin);
+               it != a_by_origin.end() && !it->second.empty()) {
       a_id = it->second.front();
       it->second.pop_front();
     }
@@ -178,13 +181,12 @@ Status for_each_pair(store::FlowStore& store, const std::string& run_a, const st
 
 // Compares the pairs of two runs (or of a run and its origins) into `batch`, with the
 // comparator's rule counts kept.
-Status compare_runs(store::FlowStore& store, const std::string& run_a, const std::string& run_b,
-                    bool origin_is_a, const std::optional<query::Filter>& filter,
-                    diff::Comparator& comparator, size_t max_pairs,
-                    const std::function<void(const flow::Flow&, const flow::Flow&,
-                                             const diff::Comparison&)>& sink,
-                    const ProgressFn& progress, const std::atomic<bool>* cancel,
-                    DiffProgress::Phase phase, uint64_t* unpaired) {
+Status compare_runs(
+    store::FlowStore& store, const std::string& run_a, const std::string& run_b, bool origin_is_a,
+    const std::optional<query::Filter>& filter, diff::Comparator& comparator, size_t max_pairs,
+    const std::function<void(const flow::Flow&, const flow::Flow&, const diff::Comparison&)>& sink,
+    const ProgressFn& progress, const std::atomic<bool>* cancel, DiffProgress::Phase phase,
+    uint64_t* unpaired) {
   DiffProgress p;
   p.phase = phase;
   store::ScanOptions count;
@@ -199,9 +201,9 @@ Status compare_runs(store::FlowStore& store, const std::string& run_a, const std
                             if (progress && p.done % 1000 == 0) progress(p);
                             if (filter && !filter->matches(a)) return {};
                             if (++compared > max_pairs)
-                              return Status(Errc::resource_exhausted,
-                                            "more than " + std::to_string(max_pairs) +
-                                                " pairs to compare");
+                              return Status(
+                                  Errc::resource_exhausted,
+                                  "more than " + std::to_string(max_pairs) + " pairs to compare");
                             sink(a, b, comparator.compare(a, b));
                             return {};
                           });
@@ -220,23 +222,26 @@ std::optional<std::string> noise_name_for(const DiffRequest& r, const std::strin
 
 const char* diff_phase_name(DiffProgress::Phase phase) noexcept {
   switch (phase) {
-    case DiffProgress::Phase::learning: return "learning";
-    case DiffProgress::Phase::replaying_a: return "replaying_a";
-    case DiffProgress::Phase::replaying_b: return "replaying_b";
-    case DiffProgress::Phase::comparing: return "comparing";
+    case DiffProgress::Phase::learning:
+      return "learning";
+    case DiffProgress::Phase::replaying_a:
+      return "replaying_a";
+    case DiffProgress::Phase::replaying_b:
+      return "replaying_b";
+    case DiffProgress::Phase::comparing:
+      return "comparing";
   }
   return "?";
 }
 
-Result<std::optional<diff::NoiseModel>> load_noise(store::FlowStore& store,
-                                                   std::string_view name) {
+Result<std::optional<diff::NoiseModel>> load_noise(store::FlowStore& store, std::string_view name) {
   auto value = store.get_meta(std::string(kNoiseMetaPrefix) + std::string(name));
   if (!value.ok()) return value.status();
   if (!*value) return std::optional<diff::NoiseModel>();
   auto model = diff::NoiseModel::from_json(**value);
   if (!model.ok())
-    return Status(model.status().code(), "stored noise model '" + std::string(name) +
-                                             "': " + model.status().message());
+    return Status(model.status().code(),
+                  "stored noise model '" + std::string(name) + "': " + model.status().message());
   return std::optional<diff::NoiseModel>(std::move(*model));
 }
 
@@ -312,8 +317,8 @@ Result<diff::BatchResult> run_diff(store::FlowStore& store, const DiffRequest& r
     if (!run1.ok()) return run1.status();
     replay::ReplayOptions base2 = base;
     if (!r.noise.baseline2_target.empty()) base2.target = r.noise.baseline2_target;
-    auto run2 = replay_run(store, std::move(*flows), base2, DiffProgress::Phase::learning,
-                           progress, cancel);
+    auto run2 = replay_run(store, std::move(*flows), base2, DiffProgress::Phase::learning, progress,
+                           cancel);
     if (!run2.ok()) return run2.status();
     info.noise_run_a = *run1;
     info.noise_run_b = *run2;

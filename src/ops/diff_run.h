@@ -83,14 +83,14 @@ const char* diff_phase_name(DiffProgress::Phase phase) noexcept;
 
 // What run_diff did besides the result, for people and for the API.
 struct DiffInfo {
-  std::string session;            // the recorded session the flows come from
-  std::string run_a, run_b;       // the runs compared ("" for the recording side of run mode)
-  std::string noise_name;         // the model's name in the store
-  bool noise_learned = false;     // learned in this call (and stored)
-  bool noise_used = false;        // a model classified the batch
-  uint64_t noise_comparisons = 0; // baseline pairs in the model used
+  std::string session;             // the recorded session the flows come from
+  std::string run_a, run_b;        // the runs compared ("" for the recording side of run mode)
+  std::string noise_name;          // the model's name in the store
+  bool noise_learned = false;      // learned in this call (and stored)
+  bool noise_used = false;         // a model classified the batch
+  uint64_t noise_comparisons = 0;  // baseline pairs in the model used
   std::string noise_run_a, noise_run_b;  // the baseline runs made while learning
-  uint64_t unpaired = 0;          // flows without a partner (origin gone, replay failed)
+  uint64_t unpaired = 0;                 // flows without a partner (origin gone, replay failed)
 };
 
 // Runs the whole operation. progress (may be null) is called on the calling thread, at most

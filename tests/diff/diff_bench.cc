@@ -181,10 +181,11 @@ int main() {
       double s = t.cpu_s();
       if (!res.ok()) return std::fprintf(stderr, "%s\n", res.status().to_string().c_str()), 1;
       std::printf("(wall %.1f ms total)\n", t.wall_s() * 1e3);
-      std::printf("10k stored pairs through ops::run_diff (retake diff --run): %llu compared, "
-                  "%llu different, %.1f ms CPU total\n",
-                  static_cast<unsigned long long>(res->compared),
-                  static_cast<unsigned long long>(res->different), s * 1e3);
+      std::printf(
+          "10k stored pairs through ops::run_diff (retake diff --run): %llu compared, "
+          "%llu different, %.1f ms CPU total\n",
+          static_cast<unsigned long long>(res->compared),
+          static_cast<unsigned long long>(res->different), s * 1e3);
     }
     std::error_code ignored;
     std::filesystem::remove_all(dir, ignored);

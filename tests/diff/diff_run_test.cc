@@ -4,14 +4,14 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
-#include <stdexcept>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 
+#include <stdlib.h>
 #include "diff/report.h"
 #include "ops/diff_run.h"
-#include <stdlib.h>
 
 #include <filesystem>
 
@@ -114,8 +114,8 @@ TEST_CASE("a run is compared flow by flow with the recording it replays") {
   req.run = "r1";
   ops::DiffInfo info;
   int progress_calls = 0;
-  auto res = ops::run_diff(*fx.db, req, [&](const ops::DiffProgress&) { ++progress_calls; },
-                           nullptr, &info);
+  auto res = ops::run_diff(
+      *fx.db, req, [&](const ops::DiffProgress&) { ++progress_calls; }, nullptr, &info);
   REQUIRE(res.ok());
   CHECK(res->compared == 3);
   CHECK(res->identical == 2);
@@ -271,12 +271,12 @@ TEST_CASE("a damaged stored noise model is an error, not a crash") {
 
 TEST_CASE("live A/B learns the noise and reports exactly the injected regressions") {
   retake::testing::ChildServer a({"python3", retake::testing::app_dir() + "/app.py"});
-  retake::testing::ChildServer b(
-      {"python3", retake::testing::app_dir() + "/app.py", "--regress"});
+  retake::testing::ChildServer b({"python3", retake::testing::app_dir() + "/app.py", "--regress"});
   TempDir dir;
   auto db = open_store(dir);
   std::vector<flow::Flow> session;
-  for (int n = 1; n <= 6; ++n) session.push_back(recorded(n, "{}", "/products/" + std::to_string(n)));
+  for (int n = 1; n <= 6; ++n)
+    session.push_back(recorded(n, "{}", "/products/" + std::to_string(n)));
   session.push_back(recorded(0, "{}", "/health"));
   for (auto& f : session) f.session = "shop";
   REQUIRE(db->put(session).ok());
@@ -291,8 +291,8 @@ TEST_CASE("live A/B learns the noise and reports exactly the injected regression
   req.noise.learn = true;
   ops::DiffInfo info;
   std::set<ops::DiffProgress::Phase> phases;
-  auto res = ops::run_diff(*db, req, [&](const ops::DiffProgress& p) { phases.insert(p.phase); },
-                           nullptr, &info);
+  auto res = ops::run_diff(
+      *db, req, [&](const ops::DiffProgress& p) { phases.insert(p.phase); }, nullptr, &info);
   REQUIRE(res.ok());
   CHECK(info.noise_learned);
   CHECK(info.noise_used);
