@@ -621,13 +621,17 @@ rocksdb::ColumnFamilyOptions RocksFlowStore::cf_options(Cf cf) const {
     o.memtable_whole_key_filtering = true;
     o.memtable_prefix_bloom_size_ratio = 0.05;
   }
+  // Memtables grow in 64 KiB steps rather than write_buffer_size/8 (512 KiB): an idle or
+  // lightly used store holds less, and a busy one fills its blocks anyway.
+  o.arena_block_size = 64u << 10;
   o.target_file_size_base = 16u << 20;
   o.max_bytes_for_level_base = 64u << 20;
   return o;
 }
 
 Status RocksFlowStore::open_db(bool exists) {
-  cache_ = rocksdb::NewLRUCache(kBlockCacheBytes);
+  // Four shards: one writer and a few readers never contend much, and each shard is a table.
+  cache_ = rocksdb::NewLRUCache(kBlockCacheBytes, /*num_shard_bits=*/2);
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = !read_only_;
   db_options.create_missing_column_families = !read_only_;
@@ -639,6 +643,11 @@ Status RocksFlowStore::open_db(bool exists) {
   db_options.max_total_wal_size = 64u << 20;
   db_options.keep_log_file_num = 2;
   db_options.max_log_file_size = 1u << 20;
+  // The WAL writer's buffer grows to this (default 1 MiB) and stays: a group commit of 512
+  // small flows fits, a bigger one is written in more calls.
+  db_options.writable_file_max_buffer_size = 256u << 10;
+  db_options.table_cache_numshardbits = 4;
+  db_options.stats_dump_period_sec = 0;  // nobody reads the LOG's periodic statistics
 
   std::vector<std::string> existing;
   if (exists) {
@@ -646,7 +655,10 @@ Status RocksFlowStore::open_db(bool exists) {
     if (!st.ok()) return from_rocks(st, "reading store at " + path_);
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
+  // The default family is never written (RocksDB requires it): a token memtable budget.
+  rocksdb::ColumnFamilyOptions unused;
+  unused.write_buffer_size = 64u << 10;
+  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, unused);
   for (int cf = 0; cf < kCfCount; ++cf) {
     if (read_only_ && std::find(existing.begin(), existing.end(), kCfNames[cf]) == existing.end())
       return Status(Errc::corruption, "store at " + path_ + " has no column family '" +
@@ -875,7 +887,10 @@ Result<std::vector<uint64_t>> RocksFlowStore::put(std::vector<flow::Flow>& flows
       if (auto s = store_body(f.response->body.data, batch_bodies, new_bodies, response_digest); !s)
         return s;
     batch.Put(cf_[kFlows], be64(f.id), encode_flow(f, request_digest, response_digest));
-    for (auto& k : index_keys(f)) new_index.push_back(std::move(k));
+    for_each_index_entry(f, kSchemaVersion, [&](char tag, std::string_view value) {
+      new_index.push_back(index_prefix(tag, value));
+      append_be64(new_index.back(), f.id);
+    });
     changes.add(f);
     ids.push_back(f.id);
   }
