@@ -46,6 +46,28 @@ constexpr const char* kCfNames[kCfCount] = {"flows", "bodies", "index", "meta"};
 const std::string kVersionKey = "i\0schema_version"s;
 const std::string kSessionPrefix = "i\0session\0"s;
 const std::string kUserPrefix = "u\0"s;
+// The distinct values of the h, d and m index tags (see flow_store.h): i\0values\0<tag>\0<v>.
+// i\0values\0<tag>\1 marks a tag with more than kMaxValuesListed values (no more are kept).
+const std::string kValuesPrefix = "i\0values\0"s;
+
+std::string value_key(char tag, std::string_view value) {
+  std::string key = kValuesPrefix;
+  key.push_back(tag);
+  key.push_back('\0');
+  key.append(value);
+  return key;
+}
+
+std::string overflow_key(char tag) {
+  std::string key = kValuesPrefix;
+  key.push_back(tag);
+  key.push_back('\1');
+  return key;
+}
+
+bool registered_tag(char tag) {
+  return tag == 'h' || tag == 'd' || tag == 'm';
+}
 
 // Memory bounds: the recorder must stay small (well under 64 MB RSS after 100k flows).
 // One budget for memtables and cached blocks together: memtables are charged to the block
@@ -581,6 +603,27 @@ class RocksFlowStore final : public FlowStore {
   std::mutex write_mu_;  // serializes put/remove: session counters are read-modify-write
   std::atomic<uint64_t> last_id_{0};
   std::unordered_set<std::string> known_bodies_;  // guarded by write_mu_
+  // Registers the values of f's h/d/m entries that the registry lacks (into batch and
+  // `added`, merged into registered_ once the batch is written). Under write_mu_.
+  // Registers the values of f's h/d/m entries that the registry lacks: into batch, and into
+  // registered_ at once, listed in `added` so that forget_values() can take them back out of
+  // registered_ when the batch is not written. Under write_mu_.
+  struct NewValue {
+    char tag;
+    std::string value;
+    bool overflow;
+  };
+  void register_value(char tag, std::string_view value, rocksdb::WriteBatch& batch,
+                      std::vector<NewValue>& added);
+  void forget_values(std::vector<NewValue>& added);
+  Status load_registry();
+
+  // The registry of distinct index values, as stored (guarded by write_mu_; writers only).
+  struct TagValues {
+    std::unordered_set<std::string> values;
+    bool overflow = false;
+  };
+  std::unordered_map<char, TagValues> registered_;
   // The schema the stored data follows (read at open and refresh): which index tags exist.
   std::atomic<uint32_t> schema_version_{kSchemaVersion};
 };
@@ -710,6 +753,7 @@ Status RocksFlowStore::open_db(bool exists) {
   if (auto s = check_version(); !s) return s;
 
   if (!read_only_) {
+    if (auto s = load_registry(); !s) return s;
     // Ids stay above everything stored, even if the clock went back since the last run.
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_[kFlows]));
     it->SeekToLast();
@@ -770,11 +814,20 @@ Status RocksFlowStore::upgrade_to_v2() {
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
   rocksdb::WriteBatch batch;
+  std::vector<NewValue> added;
+  std::lock_guard lock(write_mu_);
+  if (auto s = load_registry(); !s) return s;
+  struct Forget {
+    RocksFlowStore* store;
+    std::vector<NewValue>& values;
+    ~Forget() { store->forget_values(values); }
+  } forget{this, added};
   auto write = [&]() -> Status {
     if (batch.Count() == 0) return {};
     auto st = db_->Write(wo, &batch);
     batch.Clear();
     if (!st.ok()) return from_rocks(st, "adding the schema 2 index entries to " + path_);
+    added.clear();  // written: keep them
     return {};
   };
   rocksdb::ReadOptions ro;
@@ -787,6 +840,7 @@ Status RocksFlowStore::upgrade_to_v2() {
     auto decoded = decode_flow(std::string_view(it->value().data(), it->value().size()), id);
     if (!decoded) continue;
     for_each_index_entry(decoded->flow, 2, [&](char tag, std::string_view value) {
+      register_value(tag, value, batch, added);
       if (tag == 's' || tag == 'r' || tag == 'h' || tag == 'c') return;  // schema 1 has them
       std::string key = index_prefix(tag, value);
       append_be64(key, id);
@@ -872,6 +926,13 @@ Result<std::vector<uint64_t>> RocksFlowStore::put(std::vector<flow::Flow>& flows
   std::vector<std::string> new_index;
   new_index.reserve(flows.size() * 4);
   std::vector<std::pair<std::string, const std::string*>> new_bodies;
+  std::vector<NewValue> new_values;
+  // Unless the batch is written, the registry in memory must not claim its values.
+  struct Forget {
+    RocksFlowStore* store;
+    std::vector<NewValue>& values;
+    ~Forget() { store->forget_values(values); }
+  } forget{this, new_values};
   for (auto& f : flows) {
     if (f.id == 0) {
       // Above every stored id: nothing to replace.
@@ -890,6 +951,7 @@ Result<std::vector<uint64_t>> RocksFlowStore::put(std::vector<flow::Flow>& flows
     for_each_index_entry(f, kSchemaVersion, [&](char tag, std::string_view value) {
       new_index.push_back(index_prefix(tag, value));
       append_be64(new_index.back(), f.id);
+      register_value(tag, value, batch, new_values);
     });
     changes.add(f);
     ids.push_back(f.id);
@@ -910,6 +972,7 @@ Result<std::vector<uint64_t>> RocksFlowStore::put(std::vector<flow::Flow>& flows
     return from_rocks(st, "writing " + std::to_string(flows.size()) + " flows to " + path_);
   if (known_bodies_.size() + batch_bodies.size() > kKnownBodiesMax) known_bodies_.clear();
   known_bodies_.merge(batch_bodies);
+  new_values.clear();  // written: keep them
   return ids;
 }
 
@@ -1078,9 +1141,90 @@ Status RocksFlowStore::walk_ids(const rocksdb::ReadOptions& base, Cf cf, const s
   return {};
 }
 
+Status RocksFlowStore::load_registry() {
+  registered_.clear();
+  std::string upper = kValuesPrefix;
+  upper.back() = '\1';
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf_[kMeta]));
+  for (it->Seek(kValuesPrefix); it->Valid(); it->Next()) {
+    std::string_view key(it->key().data(), it->key().size());
+    key.remove_prefix(kValuesPrefix.size());
+    if (key.size() < 2) continue;
+    auto& tag = registered_[key[0]];
+    if (key[1] == '\1')
+      tag.overflow = true;
+    else
+      tag.values.emplace(key.substr(2));
+  }
+  if (!it->status().ok()) return from_rocks(it->status(), "reading the index values of " + path_);
+  return {};
+}
+
+void RocksFlowStore::register_value(char tag, std::string_view value, rocksdb::WriteBatch& batch,
+                                    std::vector<NewValue>& added) {
+  {
+    // Values with \0 are reached through the D/M entries instead.
+    if (!registered_tag(tag) || has_nul(value)) return;
+    auto& known = registered_[tag];
+    if (known.overflow) return;
+    std::string v(value);
+    if (known.values.count(v)) return;
+    if (known.values.size() >= kMaxValuesListed) {
+      // Too many to list: scans stop driving by this tag. The marker is written once.
+      known.overflow = true;
+      batch.Put(cf_[kMeta], overflow_key(tag), rocksdb::Slice());
+      added.push_back({tag, {}, true});
+      return;
+    }
+    batch.Put(cf_[kMeta], value_key(tag, v), rocksdb::Slice());
+    added.push_back({tag, v, false});
+    known.values.insert(std::move(v));
+  }
+}
+
+void RocksFlowStore::forget_values(std::vector<NewValue>& added) {
+  for (auto it = added.rbegin(); it != added.rend(); ++it) {
+    auto& known = registered_[it->tag];
+    if (it->overflow)
+      known.overflow = false;
+    else
+      known.values.erase(it->value);
+  }
+  added.clear();
+}
+
 bool RocksFlowStore::list_values(const rocksdb::ReadOptions& base, char tag, std::string_view from,
                                  std::string_view to, std::vector<std::string>& out,
                                  Status& failure) {
+  if (registered_tag(tag)) {
+    // The registry in `meta` lists them in one short range instead of a seek per value.
+    std::string prefix = value_key(tag, "");
+    std::string overflow;
+    auto st = db_->Get(base, cf_[kMeta], overflow_key(tag), &overflow);
+    if (st.ok()) return false;
+    if (!st.IsNotFound()) {
+      failure = from_rocks(st, "reading the index values of " + path_);
+      return true;
+    }
+    std::string upper = prefix;
+    upper.back() = '\1';
+    rocksdb::Slice upper_slice(upper);
+    rocksdb::ReadOptions ro = base;
+    ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf_[kMeta]));
+    size_t listed = 0;
+    for (it->Seek(prefix + std::string(from)); it->Valid(); it->Next()) {
+      std::string_view value(it->key().data() + prefix.size(), it->key().size() - prefix.size());
+      if (!to.empty() && value > to) break;
+      if (++listed > kMaxValuesListed) return false;
+      out.emplace_back(value);
+    }
+    if (!it->status().ok()) failure = from_rocks(it->status(), "listing index values of " + path_);
+    return true;
+  }
   std::string lower = index_prefix(tag, "");
   lower.pop_back();
   std::string upper = lower;

@@ -28,6 +28,11 @@
 //             so only what scan() drives by is indexed.
 //   `meta`    internal keys start with "i\0":  i\0schema_version -> decimal text;
 //             i\0session\0<name> -> be64 flow count, be64 first_ns, be64 last_ns.
+//             Since schema 2, i\0values\0<tag>\0<value> -> "" for each distinct value of the
+//             h, d and m index tags (values without \0), written in the batch of the first flow
+//             that has it and never removed; i\0values\0<tag>\1 once a tag has more than 4096,
+//             after which no more are recorded and scans check that condition on decoded flows.
+//             A scan lists the values here instead of seeking through `index` once per value.
 //             Keys of the generic metadata API (put_meta ...) are stored under "u\0", so no
 //             caller key can reach an internal one.
 // zstd compression (flows, bodies, index), WAL on. Each put() or remove() is one WriteBatch

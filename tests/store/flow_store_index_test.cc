@@ -235,6 +235,47 @@ TEST_CASE("a host predicate true for more hosts than the index merges still retu
   CHECK(ids_of(*s, o).size() == 300);
 }
 
+TEST_CASE("past 4096 distinct hosts the registry gives up and scans still find every match") {
+  TempDir dir;
+  auto s = open_at(dir.sub("db"));
+  std::vector<flow::Flow> flows;
+  for (int i = 0; i < 4200; ++i) {
+    flow::Flow f;
+    f.request.method = i % 7 ? "GET" : "POST";
+    f.request.authority = "h" + std::to_string(i) + ".test";
+    flows.push_back(std::move(f));
+  }
+  // Two batches, so the limit is crossed both inside a batch and across them.
+  std::vector<flow::Flow> first(flows.begin(), flows.begin() + 4000);
+  std::vector<flow::Flow> second(flows.begin() + 4000, flows.end());
+  REQUIRE(s->put(first).ok());
+  REQUIRE(s->put(second).ok());
+  auto check = [&](FlowStore& store) {
+    ScanOptions o{.with_bodies = false};
+    o.host_test = [](std::string_view h) { return h.find("99") != h.npos; };
+    std::vector<uint64_t> want;
+    for (const auto& f : first)
+      if (f.request.authority.find("99") != std::string::npos) want.push_back(f.id);
+    for (const auto& f : second)
+      if (f.request.authority.find("99") != std::string::npos) want.push_back(f.id);
+    CHECK(ids_of(store, o) == want);
+    o.method_test = [](std::string_view m) { return m == "POST"; };
+    o.host_test = {};
+    CHECK(ids_of(store, o).size() == 600);
+  };
+  check(*s);
+  s.reset();
+  auto again = open_at(dir.sub("db"));  // the registry is read back at open
+  check(*again);
+  flow::Flow late;
+  late.request.method = "GET";
+  late.request.authority = "late-99.test";
+  REQUIRE(again->put(late).ok());
+  ScanOptions o{.with_bodies = false};
+  o.host_test = [](std::string_view h) { return h == "late-99.test"; };
+  CHECK(ids_of(*again, o) == std::vector<uint64_t>{late.id});
+}
+
 TEST_CASE("a schema 1 store is upgraded at open so the new indexes find its old flows") {
   TempDir dir;
   std::vector<flow::Flow> all;
