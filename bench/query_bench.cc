@@ -61,9 +61,8 @@ flow::Flow synthetic(uint64_t i, uint64_t total, std::mt19937_64& rng) {
   f.request.authority = "api-" + std::to_string(host) + ".example.test";
   f.request.path = "/v1/items/" + std::to_string(i) + "?view=full";
   f.request.http_version = "HTTP/1.1";
-  f.request.headers = {{"Host", f.request.authority},
-                       {"User-Agent", "bench/1.0"},
-                       {"Accept", "application/json"}};
+  f.request.headers = {
+      {"Host", f.request.authority}, {"User-Agent", "bench/1.0"}, {"Accept", "application/json"}};
   if (f.request.method == "POST" || f.request.method == "PUT") {
     f.request.body.data = "{\"item\":" + std::to_string(i % 1000) + "}";
     f.request.body.size = f.request.body.data.size();
@@ -104,12 +103,12 @@ void fill(store::FlowStore& s, uint64_t n) {
   writer.flush();
   double ms = ms_since(start);
   auto stats = writer.stats();
-  std::printf("filled %llu flows in %.1f s: %.0f flows/s through FlowWriter (%llu batches, "
-              "%llu offers retried, %llu failed)\n",
-              static_cast<unsigned long long>(stats.written), ms / 1000, stats.written / ms * 1000,
-              static_cast<unsigned long long>(stats.batches),
-              static_cast<unsigned long long>(retries),
-              static_cast<unsigned long long>(stats.failed));
+  std::printf(
+      "filled %llu flows in %.1f s: %.0f flows/s through FlowWriter (%llu batches, "
+      "%llu offers retried, %llu failed)\n",
+      static_cast<unsigned long long>(stats.written), ms / 1000, stats.written / ms * 1000,
+      static_cast<unsigned long long>(stats.batches), static_cast<unsigned long long>(retries),
+      static_cast<unsigned long long>(stats.failed));
 }
 
 std::string iso(int64_t ns) {

@@ -58,7 +58,8 @@ flow::Flow recorded_like(uint64_t i) {
                {"Content-Type", "application/json"},
                {"Content-Length", "496"},
                {"Connection", "keep-alive"}};
-  std::string item = "{\"id\":1,\"name\":\"item\",\"tags\":[\"a\",\"b\"],\"price\":12.5,\"ok\":true}";
+  std::string item =
+      "{\"id\":1,\"name\":\"item\",\"tags\":[\"a\",\"b\"],\"price\":12.5,\"ok\":true}";
   for (int k = 0; k < 8; ++k) r.body.data += item;
   r.body.size = r.body.data.size();
   f.response = std::move(r);
@@ -94,14 +95,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   c = cpu_ns(thread_clock);
-  for (uint64_t i = 0; i < micro; ++i) sink += store::decode_flow(encoded, 1)->flow.request.path.size();
+  for (uint64_t i = 0; i < micro; ++i)
+    sink += store::decode_flow(encoded, 1)->flow.request.path.size();
   double decode_ns = (cpu_ns(thread_clock) - c) / micro;
   c = cpu_ns(thread_clock);
   for (uint64_t i = 0; i < micro; ++i) sink += store::sha256(flows[i].response->body.data)[0];
   double sha_ns = (cpu_ns(thread_clock) - c) / micro;
-  std::printf("CPU per flow: encode %.0f ns (%zu bytes), decode %.0f ns, sha256 of the %zu-byte "
-              "body %.0f ns\n",
-              encode_ns, encoded.size(), decode_ns, flows[0].response->body.data.size(), sha_ns);
+  std::printf(
+      "CPU per flow: encode %.0f ns (%zu bytes), decode %.0f ns, sha256 of the %zu-byte "
+      "body %.0f ns\n",
+      encode_ns, encoded.size(), decode_ns, flows[0].response->body.data.size(), sha_ns);
 
   std::string pattern = (std::filesystem::temp_directory_path() / "retake-wbench-XXXXXX");
   if (!mkdtemp(pattern.data())) return 1;
@@ -119,9 +122,10 @@ int main(int argc, char** argv) {
     }
     double ns = ns_per(t, n);
     double cpu = (cpu_ns(CLOCK_PROCESS_CPUTIME_ID) - c) / n;
-    std::printf("FlowStore::put, batches of 512: %.0f ns CPU per flow (all threads); wall %.0f "
-                "ns, %.0f flows/s\n",
-                cpu, ns, 1e9 / ns);
+    std::printf(
+        "FlowStore::put, batches of 512: %.0f ns CPU per flow (all threads); wall %.0f "
+        "ns, %.0f flows/s\n",
+        cpu, ns, 1e9 / ns);
   }
   {
     auto opened = store::FlowStore::open({.path = pattern + "/writer"});
@@ -146,11 +150,11 @@ int main(int argc, char** argv) {
     double ns = ns_per(t, n);
     double cpu = (cpu_ns(CLOCK_PROCESS_CPUTIME_ID) - c) / n;
     auto stats = writer.stats();
-    std::printf("FlowWriter: offer() %.0f ns wall on the caller's thread; %.0f ns CPU per flow "
-                "(all threads); wall %.0f ns, %.0f flows/s (%llu batches, %llu offers waited)\n",
-                offer_ns_total / n, cpu, ns, 1e9 / ns,
-                static_cast<unsigned long long>(stats.batches),
-                static_cast<unsigned long long>(retries));
+    std::printf(
+        "FlowWriter: offer() %.0f ns wall on the caller's thread; %.0f ns CPU per flow "
+        "(all threads); wall %.0f ns, %.0f flows/s (%llu batches, %llu offers waited)\n",
+        offer_ns_total / n, cpu, ns, 1e9 / ns, static_cast<unsigned long long>(stats.batches),
+        static_cast<unsigned long long>(retries));
   }
   std::error_code ignored;
   std::filesystem::remove_all(pattern, ignored);

@@ -1325,9 +1325,7 @@ const IndexHint& Filter::hint() const {
 
 std::function<bool(std::string_view)> Filter::host_test() const {
   if (!compiled_->host_node) return {};
-  return [compiled = compiled_](std::string_view host) {
-    return find(host, *compiled->host_node);
-  };
+  return [compiled = compiled_](std::string_view host) { return find(host, *compiled->host_node); };
 }
 
 std::function<bool(std::string_view)> Filter::method_test() const {

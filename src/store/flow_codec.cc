@@ -221,7 +221,6 @@ static void build_flow(capnp::MessageBuilder& message, const flow::Flow& f,
     auto tags = out.initTags(static_cast<unsigned>(f.tags.size()));
     for (unsigned i = 0; i < f.tags.size(); ++i) tags.set(i, as_data(f.tags[i]));
   }
-
 }
 
 Result<DecodedFlow> decode_flow(std::string_view bytes, uint64_t id) {

@@ -489,8 +489,8 @@ class IntersectionCursor final : public IdCursor {
 };
 
 // Bounds on what a scan gathers before it prefers decoding flows.
-constexpr size_t kMaxValuesListed = 4096;   // distinct hosts/methods/statuses walked
-constexpr size_t kMaxValuesUnited = 64;     // streams merged for one condition
+constexpr size_t kMaxValuesListed = 4096;      // distinct hosts/methods/statuses walked
+constexpr size_t kMaxValuesUnited = 64;        // streams merged for one condition
 constexpr size_t kMaxTimeRangeIds = 1u << 18;  // ids of one time range held in memory (2 MiB)
 
 class RocksFlowStore final : public FlowStore {
@@ -589,8 +589,7 @@ class RocksFlowStore final : public FlowStore {
   // The ids whose start time is in [since, until), sorted; null when more than
   // kMaxTimeRangeIds.
   std::unique_ptr<IdCursor> time_range(const rocksdb::ReadOptions& ro, std::optional<int64_t> since,
-                                       std::optional<int64_t> until, bool reverse,
-                                       Status& failure);
+                                       std::optional<int64_t> until, bool reverse, Status& failure);
   // Adds the index entries of schema 2 to every stored flow, then stamps version 2.
   Status upgrade_to_v2();
   // Removes the stored flow `id` (if any) from the batch: its key, index keys and counters.
@@ -1396,8 +1395,7 @@ Status RocksFlowStore::scan(const ScanOptions& options,
       if (!failure) return failure;
     }
     if (time_range_set) {
-      if (options.since_ns && options.until_ns && *options.since_ns >= *options.until_ns)
-        return {};
+      if (options.since_ns && options.until_ns && *options.since_ns >= *options.until_ns) return {};
       if (auto l = time_range(ro, options.since_ns, options.until_ns, options.reverse, failure))
         streams.push_back(std::move(l));
       if (!failure) return failure;
@@ -1433,10 +1431,9 @@ Status RocksFlowStore::scan(const ScanOptions& options,
     return failure;
   }
 
-  std::unique_ptr<IdCursor> cursor =
-      streams.size() == 1
-          ? std::move(streams.front())
-          : std::make_unique<IntersectionCursor>(std::move(streams), options.reverse);
+  std::unique_ptr<IdCursor> cursor = streams.size() == 1 ? std::move(streams.front())
+                                                         : std::make_unique<IntersectionCursor>(
+                                                               std::move(streams), options.reverse);
   uint64_t after = options.after_id;
   if (!options.reverse) {
     if (after == UINT64_MAX) return {};
@@ -1462,8 +1459,8 @@ Status RocksFlowStore::scan(const ScanOptions& options,
 Result<uint64_t> RocksFlowStore::count(const ScanOptions& options) {
   int conditions = !options.run.empty() + !options.session.empty() + !options.host.empty() +
                    options.status.has_value();
-  bool others = options.status_min || options.status_max || options.since_ns ||
-                options.until_ns || options.host_test || options.method_test;
+  bool others = options.status_min || options.status_max || options.since_ns || options.until_ns ||
+                options.host_test || options.method_test;
   std::optional<std::string> status_key;
   if (options.status) status_key = status_value(*options.status);
   if (conditions > 1 || others || (options.status && !status_key)) {

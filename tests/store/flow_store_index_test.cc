@@ -62,8 +62,7 @@ bool expected(const ScanOptions& o, const flow::Flow& f) {
     return false;
   if (o.since_ns || o.until_ns) {
     int64_t t = f.timing.request_started ? f.timing.request_started : f.timing.client_connected;
-    if (t == 0 || (o.since_ns && t < *o.since_ns) || (o.until_ns && t >= *o.until_ns))
-      return false;
+    if (t == 0 || (o.since_ns && t < *o.since_ns) || (o.until_ns && t >= *o.until_ns)) return false;
   }
   if (o.method_test && !o.method_test(f.request.method)) return false;
   if (o.host_test) {
@@ -82,9 +81,8 @@ bool expected(const ScanOptions& o, const flow::Flow& f) {
 // flows do; hosts in several cases, Host headers that differ, NUL bytes, empty values.
 std::vector<flow::Flow> varied_flows(int n, uint32_t seed) {
   std::mt19937 rng(seed);
-  const std::vector<std::string> authorities = {"Api.Example.test:8443", "b.test", "",
-                                                "[::1]:80", std::string("x\0y.test", 8),
-                                                "a.test"};
+  const std::vector<std::string> authorities = {
+      "Api.Example.test:8443", "b.test", "", "[::1]:80", std::string("x\0y.test", 8), "a.test"};
   const std::vector<std::string> host_headers = {"", "B.TEST", "other.test:81",
                                                  std::string("n\0l.test", 8), "a.test"};
   const std::vector<std::string> methods = {"GET", "POST", "put", "", std::string("GE\0T", 4)};
@@ -187,9 +185,9 @@ void check_table(FlowStore& s, const std::vector<flow::Flow>& all) {
 std::vector<flow::Flow> all_flows(FlowStore& s) {
   std::vector<flow::Flow> all;
   REQUIRE(s.scan({.with_bodies = false}, [&](const flow::Flow& f) {
-               all.push_back(f);
-               return true;
-             }).ok());
+             all.push_back(f);
+             return true;
+           }).ok());
   return all;
 }
 
@@ -217,9 +215,7 @@ TEST_CASE("a host predicate true for more hosts than the index merges still retu
   }
   REQUIRE(s->put(flows).ok());
   // Hosts whose number is odd: 75 of them pass, more than one union merges.
-  auto odd = [](std::string_view h) {
-    return h.size() > 6 && (h[h.size() - 6] - '0') % 2 == 1;
-  };
+  auto odd = [](std::string_view h) { return h.size() > 6 && (h[h.size() - 6] - '0') % 2 == 1; };
   ScanOptions o{.with_bodies = false};
   o.host_test = odd;
   std::vector<uint64_t> want;
