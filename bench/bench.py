@@ -254,6 +254,8 @@ def main():
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--retake", default=os.path.join(ROOT, "build", "cli", "retake"))
     ap.add_argument("--skip-mitmdump", action="store_true")
+    ap.add_argument("--rss-only", action="store_true",
+                    help="only retake's RSS: idle, then after recording 100k flows (no peers)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2,
                     help="worker threads/processes for retake and nginx (same for both)")
     ap.add_argument("--https", action="store_true",
@@ -300,6 +302,22 @@ def main():
         wait_port(rt_port)
         time.sleep(0.5)
         retake_idle_kb = rss_kb(retake.pid)
+
+        if args.rss_only:
+            recorded = 0
+            while recorded < 100_000:
+                recorded += run_wrk(rt_port, 50, 5)["requests"] or 0
+            time.sleep(1.0)
+            loaded_kb = rss_kb(retake.pid)
+            with open(f"/proc/{retake.pid}/status") as f:
+                anon = next((l.split()[1] for l in f if l.startswith("RssAnon:")), "?")
+            procs.stop(retake)
+            err = retake.stderr.read().decode(errors="replace")
+            m = re.search(r"recorded (\d+) flows", err)
+            print(f"retake RSS: idle {retake_idle_kb / 1024:.1f} MB, after {recorded} requests "
+                  f"({m.group(1) if m else '?'} flows stored) {loaded_kb / 1024:.1f} MB "
+                  f"(anonymous {int(anon) / 1024:.1f} MB)")
+            return
 
         targets = [("direct", backend), ("nginx", proxy), ("retake", rt_port)]
         mitm = None

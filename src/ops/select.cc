@@ -51,7 +51,16 @@ Status select_flows(store::FlowStore& store, const Selection& selection,
       if (!scan.run.empty() && scan.run != *hint.run) return {};
       scan.run = *hint.run;
     }
-    if (auto status = hint.exact_status()) scan.status = *status;
+    if (auto status = hint.exact_status()) {
+      scan.status = *status;
+    } else {
+      scan.status_min = hint.status_min;
+      scan.status_max = hint.status_max;
+    }
+    scan.since_ns = hint.since_ns;
+    scan.until_ns = hint.until_ns;
+    scan.host_test = filter->host_test();
+    scan.method_test = filter->method_test();
   }
 
   size_t matched = 0;

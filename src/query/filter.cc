@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <limits>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -202,6 +203,9 @@ struct Filter::Compiled {
   Node root;
   IndexHint hint;
   bool needs_bodies = false;
+  // The top-level ~d and ~m that host_test()/method_test() run (nodes inside root).
+  const Node* host_node = nullptr;
+  const Node* method_node = nullptr;
 };
 
 namespace {
@@ -1248,6 +1252,22 @@ void add_hint(const Node& n, IndexHint& hint) {
   }
 }
 
+// The first ~d and ~m of the top-level AND chain (see Filter::host_test()).
+std::pair<const Node*, const Node*> value_test_nodes(const Node& root) {
+  std::pair<const Node*, const Node*> out{nullptr, nullptr};
+  auto take = [&](const Node& n) {
+    if (n.kind == Kind::domain && !out.first && n.arg.find("(?") == std::string::npos)
+      out.first = &n;
+    if (n.kind == Kind::method && !out.second) out.second = &n;
+  };
+  if (root.kind == Kind::and_) {
+    for (const auto& c : root.children) take(c);
+  } else {
+    take(root);
+  }
+  return out;
+}
+
 IndexHint hint_of(const Node& root) {
   IndexHint hint;
   if (root.kind == Kind::and_) {
@@ -1287,6 +1307,7 @@ Result<Filter> Filter::parse(std::string_view text, ParseError* error) {
   }
   compiled->hint = hint_of(compiled->root);
   compiled->needs_bodies = reads_bodies(compiled->root);
+  std::tie(compiled->host_node, compiled->method_node) = value_test_nodes(compiled->root);
   return Filter(std::move(compiled));
 }
 
@@ -1305,6 +1326,18 @@ std::string Filter::to_string() const {
 
 const IndexHint& Filter::hint() const {
   return compiled_->hint;
+}
+
+std::function<bool(std::string_view)> Filter::host_test() const {
+  if (!compiled_->host_node) return {};
+  return [compiled = compiled_](std::string_view host) { return find(host, *compiled->host_node); };
+}
+
+std::function<bool(std::string_view)> Filter::method_test() const {
+  if (!compiled_->method_node) return {};
+  return [compiled = compiled_](std::string_view method) {
+    return find(method, *compiled->method_node);
+  };
 }
 
 bool Filter::needs_bodies() const {

@@ -42,6 +42,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -71,8 +72,9 @@ struct ParseError {
 // decoding each flow. A hint is a NECESSARY condition only: every matching flow satisfies it,
 // but a flow that satisfies it may still not match, so matches() must still be called on each
 // candidate. Only constraints forced by the top-level AND chain are reported; nothing under
-// `|` or `!` is. Empty fields do not restrict. There is no host or method: ~d and ~m take
-// case-insensitive regexes, which never force one exact value.
+// `|` or `!` is. Empty fields do not restrict. Host and method are not here: ~d and ~m take
+// case-insensitive regexes, which never force one exact value; Filter::host_test() and
+// method_test() give them as predicates over an index's distinct values instead.
 struct IndexHint {
   std::optional<std::string> session;  // flow.session == *session       (from ~session)
   std::optional<std::string> run;      // flow.run == *run                 (from ~run)
@@ -118,6 +120,16 @@ class Filter {
 
   // What an index can use to skip flows; see IndexHint. Computed once at parse.
   const IndexHint& hint() const;
+
+  // Predicates over the distinct values of a host or method index, from the first ~d (and the
+  // first ~m) of the top-level AND chain: every flow that matches the filter has a host (the
+  // authority's or the Host header's, ASCII-lowercased, as the store indexes them) for which
+  // host_test is true, and a method for which method_test is true. Like the hint they are
+  // NECESSARY conditions only. Empty functions when there is no such ~d / ~m, or for a ~d whose
+  // regex contains "(?" (it may turn case sensitivity back on, and lowercased hosts would
+  // then miss). The functions share the compiled filter and may outlive this object.
+  std::function<bool(std::string_view host)> host_test() const;
+  std::function<bool(std::string_view method)> method_test() const;
 
   // True when matching reads Body::data or WebSocket payloads (~b, ~bq, ~bs anywhere in the
   // expression). When false, flows loaded without bodies match exactly as with them (sizes come

@@ -7,7 +7,9 @@
 #include <kj/io.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 
 #include "flow.capnp.h"
@@ -96,18 +98,63 @@ flow::TlsInfo decode_tls(sc::TlsInfo::Reader in) {
 }  // namespace
 
 std::string sha256(std::string_view bytes) {
+  // Fetched once: with EVP_sha256() OpenSSL 3 looks the implementation up in its provider
+  // tables on every call, which costs more than hashing a small body.
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int out_size = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), out, &out_size, EVP_sha256(), nullptr) != 1 ||
+  if (!md || EVP_Digest(bytes.data(), bytes.size(), out, &out_size, md, nullptr) != 1 ||
       out_size != kDigestSize)
     throw std::runtime_error("EVP_Digest(sha256) failed");  // OpenSSL broken: not expected
   return std::string(reinterpret_cast<const char*>(out), out_size);
 }
 
+static void build_flow(capnp::MessageBuilder& message, const flow::Flow& f,
+                       std::string_view request_digest, std::string_view response_digest);
+
+namespace {
+
+// Packed bytes appended straight to the string that is returned (no second copy).
+class StringOutput final : public kj::OutputStream {
+ public:
+  explicit StringOutput(std::string& out) : out_(out) {}
+  void write(const void* buffer, size_t size) override {
+    out_.append(static_cast<const char*>(buffer), size);
+  }
+
+ private:
+  std::string& out_;
+};
+
+// The first segment of every message this thread encodes: big enough for a typical flow, so
+// encoding allocates nothing for the message itself (it was an 8 KiB calloc per flow).
+constexpr size_t kScratchWords = 1024;
+thread_local std::unique_ptr<capnp::word[]> scratch;
+
+}  // namespace
+
 std::string encode_flow(const flow::Flow& f, std::string_view request_digest,
                         std::string_view response_digest) {
-  // One first segment big enough for a typical flow keeps encoding to one allocation.
-  capnp::MallocMessageBuilder message(1024);
+  if (!scratch) scratch.reset(new capnp::word[kScratchWords]());
+  kj::ArrayPtr<capnp::word> first(scratch.get(), kScratchWords);
+  std::string encoded;
+  {
+    capnp::MallocMessageBuilder message(first);
+    build_flow(message, f, request_digest, response_digest);
+    // Packed: a flow is mostly short strings, whose pointers and padding are zero bytes;
+    // packing halves what the WAL and the memtable copy.
+    size_t words = 0;
+    auto segments = message.getSegmentsForOutput();
+    for (auto seg : segments) words += seg.size();
+    encoded.reserve(words * sizeof(capnp::word) / 2 + 64);
+    StringOutput out(encoded);
+    capnp::writePackedMessage(out, message);
+  }  // the builder's destructor zeroes what it used of scratch, ready for the next flow
+  return encoded;
+}
+
+static void build_flow(capnp::MessageBuilder& message, const flow::Flow& f,
+                       std::string_view request_digest, std::string_view response_digest) {
   auto out = message.initRoot<sc::Flow>();
   out.setId(f.id);
   out.setSession(as_data(f.session));
@@ -174,13 +221,6 @@ std::string encode_flow(const flow::Flow& f, std::string_view request_digest,
     auto tags = out.initTags(static_cast<unsigned>(f.tags.size()));
     for (unsigned i = 0; i < f.tags.size(); ++i) tags.set(i, as_data(f.tags[i]));
   }
-
-  // Packed: a flow is mostly short strings, whose pointers and padding are zero bytes; packing
-  // halves what the WAL and the memtable copy.
-  kj::VectorOutputStream packed(512);
-  capnp::writePackedMessage(packed, message);
-  auto bytes = packed.getArray();
-  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
 }
 
 Result<DecodedFlow> decode_flow(std::string_view bytes, uint64_t id) {

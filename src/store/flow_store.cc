@@ -26,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
@@ -45,6 +46,28 @@ constexpr const char* kCfNames[kCfCount] = {"flows", "bodies", "index", "meta"};
 const std::string kVersionKey = "i\0schema_version"s;
 const std::string kSessionPrefix = "i\0session\0"s;
 const std::string kUserPrefix = "u\0"s;
+// The distinct values of the h, d and m index tags (see flow_store.h): i\0values\0<tag>\0<v>.
+// i\0values\0<tag>\1 marks a tag with more than kMaxValuesListed values (no more are kept).
+const std::string kValuesPrefix = "i\0values\0"s;
+
+std::string value_key(char tag, std::string_view value) {
+  std::string key = kValuesPrefix;
+  key.push_back(tag);
+  key.push_back('\0');
+  key.append(value);
+  return key;
+}
+
+std::string overflow_key(char tag) {
+  std::string key = kValuesPrefix;
+  key.push_back(tag);
+  key.push_back('\1');
+  return key;
+}
+
+bool registered_tag(char tag) {
+  return tag == 'h' || tag == 'd' || tag == 'm';
+}
 
 // Memory bounds: the recorder must stay small (well under 64 MB RSS after 100k flows).
 // One budget for memtables and cached blocks together: memtables are charged to the block
@@ -96,18 +119,72 @@ std::optional<std::string> status_value(int status) {
   return std::string{static_cast<char>(status >> 8), static_cast<char>(status & 0xff)};
 }
 
-std::vector<std::string> index_keys(const flow::Flow& f) {
-  std::vector<std::string> keys;
-  keys.reserve(4);
-  auto add = [&](char tag, std::string_view value) {
-    keys.push_back(index_prefix(tag, value));
-    append_be64(keys.back(), f.id);
-  };
+// The start time of the `t` index and of ScanOptions::since_ns (query::flow_start_ns).
+int64_t start_ns(const flow::Flow& f) {
+  return f.timing.request_started != 0 ? f.timing.request_started : f.timing.client_connected;
+}
+
+// A time as an index value: big-endian with the sign bit flipped, so byte order is time
+// order even for times before 1970.
+std::string time_value(int64_t t) {
+  return be64(static_cast<uint64_t>(t) ^ (uint64_t{1} << 63));
+}
+
+// The host of the Host header (as Request::host() splits an authority), if there is one.
+std::optional<std::string> header_host(const flow::Flow& f) {
+  auto value = f.request.headers.get("host");
+  if (!value) return std::nullopt;
+  flow::Request r;
+  r.authority.assign(value->data(), value->size());
+  return r.host();
+}
+
+// Every host the filter's ~d may look at: [0] is Request::host(), [1] the Host header's
+// when present. ASCII-lowercased.
+struct FlowHosts {
+  std::string authority;
+  std::optional<std::string> header;
+};
+
+FlowHosts flow_hosts(const flow::Flow& f) {
+  FlowHosts out{ascii_lower(f.request.host()), header_host(f)};
+  if (out.header) *out.header = ascii_lower(*out.header);
+  return out;
+}
+
+bool has_nul(std::string_view s) {
+  return s.find('\0') != std::string_view::npos;
+}
+
+// Calls add(tag, value) for every index entry of f (see flow_store.h). `version` is the
+// schema whose tags to produce.
+template <typename Add>
+void for_each_index_entry(const flow::Flow& f, uint32_t version, Add&& add) {
   if (!f.session.empty()) add('s', f.session);
   if (!f.run.empty()) add('r', f.run);
-  if (auto host = f.request.host(); !host.empty()) add('h', ascii_lower(host));
+  FlowHosts hosts = flow_hosts(f);
+  if (!hosts.authority.empty()) add('h', hosts.authority);
   if (f.response)
     if (auto v = status_value(f.response->status)) add('c', *v);
+  if (version < 2) return;
+  if (hosts.authority.empty()) add('d', std::string_view());
+  if (hosts.header && *hosts.header != hosts.authority) add('d', *hosts.header);
+  if (has_nul(hosts.authority) || (hosts.header && has_nul(*hosts.header)))
+    add('D', std::string_view());
+  if (has_nul(f.request.method))
+    add('M', std::string_view());
+  else
+    add('m', f.request.method);
+  if (int64_t t = start_ns(f); t != 0) add('t', time_value(t));
+}
+
+std::vector<std::string> index_keys(const flow::Flow& f, uint32_t version = kSchemaVersion) {
+  std::vector<std::string> keys;
+  keys.reserve(8);
+  for_each_index_entry(f, version, [&](char tag, std::string_view value) {
+    keys.push_back(index_prefix(tag, value));
+    append_be64(keys.back(), f.id);
+  });
   return keys;
 }
 
@@ -219,6 +296,203 @@ void remove_stale_secondary_dirs(const fs::path& tmp) {
   }
 }
 
+// ---- candidate id streams ----------------------------------------------------------------
+// A scan turns each indexed condition into an ordered stream of ids (ascending, or descending
+// for a reverse scan) and walks their intersection. seek(target) moves to the first id at or
+// past target in the stream's direction; a stream never moves backwards.
+
+class IdCursor {
+ public:
+  virtual ~IdCursor() = default;
+  virtual bool valid() const = 0;
+  virtual uint64_t id() const = 0;
+  virtual void next() = 0;
+  virtual void seek(uint64_t target) = 0;
+  virtual Status status() const { return {}; }
+};
+
+// The ids of one index value: the keys <prefix><be64 id>, skipping longer keys that belong to
+// a value which merely starts like this one.
+class IndexCursor final : public IdCursor {
+ public:
+  IndexCursor(rocksdb::DB& db, const rocksdb::ReadOptions& base, rocksdb::ColumnFamilyHandle* cf,
+              std::string prefix, bool reverse)
+      : prefix_(std::move(prefix)), reverse_(reverse) {
+    // Prefixes end in '\0', so the first key past them ends in '\1' instead.
+    upper_ = prefix_;
+    upper_.back() = '\1';
+    lower_slice_ = rocksdb::Slice(prefix_);
+    upper_slice_ = rocksdb::Slice(upper_);
+    rocksdb::ReadOptions ro = base;
+    ro.iterate_lower_bound = &lower_slice_;
+    ro.iterate_upper_bound = &upper_slice_;
+    it_.reset(db.NewIterator(ro, cf));
+  }
+  IndexCursor(const IndexCursor&) = delete;
+  IndexCursor& operator=(const IndexCursor&) = delete;
+
+  bool valid() const override { return it_->Valid(); }
+  uint64_t id() const override { return load_be64(it_->key().data() + prefix_.size()); }
+  void next() override {
+    reverse_ ? it_->Prev() : it_->Next();
+    settle();
+  }
+  void seek(uint64_t target) override {
+    // Leapfrogging through a dense stream mostly lands a few entries ahead: stepping there is
+    // far cheaper than a Seek, which repositions in every table file (dozens of them while
+    // level 0 waits for compaction). Running off the end while stepping means nothing is at
+    // or past target, which is the answer too.
+    if (it_->Valid()) {
+      for (int step = 0; step < kStepsBeforeSeek; ++step) {
+        if (!it_->Valid()) return;
+        uint64_t at = id();
+        if (reverse_ ? at <= target : at >= target) return;
+        next();
+      }
+      if (!it_->Valid()) return;
+    }
+    std::string key = prefix_;
+    append_be64(key, target);
+    reverse_ ? it_->SeekForPrev(key) : it_->Seek(key);
+    settle();
+  }
+  Status status() const override {
+    if (!it_->status().ok()) return from_rocks(it_->status(), "walking the index");
+    return {};
+  }
+
+ private:
+  void settle() {
+    while (it_->Valid() && it_->key().size() != prefix_.size() + 8)
+      reverse_ ? it_->Prev() : it_->Next();
+  }
+
+  static constexpr int kStepsBeforeSeek = 32;
+  std::string prefix_, upper_;
+  rocksdb::Slice lower_slice_, upper_slice_;
+  bool reverse_;
+  std::unique_ptr<rocksdb::Iterator> it_;
+};
+
+// A sorted list of ids (a time range's, gathered from the `t` index).
+class ListCursor final : public IdCursor {
+ public:
+  ListCursor(std::vector<uint64_t> ids, bool reverse) : ids_(std::move(ids)), reverse_(reverse) {
+    std::sort(ids_.begin(), ids_.end());
+    ids_.erase(std::unique(ids_.begin(), ids_.end()), ids_.end());
+    if (reverse_) std::reverse(ids_.begin(), ids_.end());
+  }
+  bool valid() const override { return pos_ < ids_.size(); }
+  uint64_t id() const override { return ids_[pos_]; }
+  void next() override { ++pos_; }
+  void seek(uint64_t target) override {
+    auto it = reverse_ ? std::lower_bound(ids_.begin() + pos_, ids_.end(), target,
+                                          [](uint64_t a, uint64_t b) { return a > b; })
+                       : std::lower_bound(ids_.begin() + pos_, ids_.end(), target);
+    pos_ = static_cast<size_t>(it - ids_.begin());
+  }
+
+ private:
+  std::vector<uint64_t> ids_;
+  bool reverse_;
+  size_t pos_ = 0;
+};
+
+// Ids in any of the children (each id once).
+class UnionCursor final : public IdCursor {
+ public:
+  UnionCursor(std::vector<std::unique_ptr<IdCursor>> children, bool reverse)
+      : children_(std::move(children)), reverse_(reverse) {}
+  bool valid() const override { return current_.has_value(); }
+  uint64_t id() const override { return *current_; }
+  void next() override {
+    uint64_t at = *current_;
+    for (auto& c : children_)
+      if (c->valid() && c->id() == at) c->next();
+    pick();
+  }
+  void seek(uint64_t target) override {
+    for (auto& c : children_) c->seek(target);
+    pick();
+  }
+  Status status() const override {
+    for (const auto& c : children_)
+      if (auto s = c->status(); !s) return s;
+    return {};
+  }
+
+ private:
+  void pick() {
+    current_.reset();
+    for (const auto& c : children_) {
+      if (!c->valid()) continue;
+      uint64_t id = c->id();
+      if (!current_ || (reverse_ ? id > *current_ : id < *current_)) current_ = id;
+    }
+  }
+  std::vector<std::unique_ptr<IdCursor>> children_;
+  bool reverse_;
+  std::optional<uint64_t> current_;
+};
+
+// Ids in every child: each child leaps to the furthest id any other stands on.
+class IntersectionCursor final : public IdCursor {
+ public:
+  IntersectionCursor(std::vector<std::unique_ptr<IdCursor>> children, bool reverse)
+      : children_(std::move(children)), reverse_(reverse) {}
+  bool valid() const override { return valid_; }
+  uint64_t id() const override { return id_; }
+  void next() override {
+    children_.front()->next();
+    settle();
+  }
+  void seek(uint64_t target) override {
+    for (auto& c : children_) c->seek(target);
+    settle();
+  }
+  Status status() const override {
+    for (const auto& c : children_)
+      if (auto s = c->status(); !s) return s;
+    return {};
+  }
+
+ private:
+  void settle() {
+    valid_ = false;
+    for (;;) {
+      uint64_t target = 0;
+      bool first = true;
+      for (const auto& c : children_) {
+        if (!c->valid()) return;
+        uint64_t id = c->id();
+        if (first || (reverse_ ? id < target : id > target)) target = id;
+        first = false;
+      }
+      bool agreed = true;
+      for (auto& c : children_) {
+        if (c->id() == target) continue;
+        c->seek(target);
+        if (!c->valid()) return;
+        if (c->id() != target) agreed = false;
+      }
+      if (agreed) {
+        valid_ = true;
+        id_ = target;
+        return;
+      }
+    }
+  }
+  std::vector<std::unique_ptr<IdCursor>> children_;
+  bool reverse_;
+  bool valid_ = false;
+  uint64_t id_ = 0;
+};
+
+// Bounds on what a scan gathers before it prefers decoding flows.
+constexpr size_t kMaxValuesListed = 4096;      // distinct hosts/methods/statuses walked
+constexpr size_t kMaxValuesUnited = 64;        // streams merged for one condition
+constexpr size_t kMaxTimeRangeIds = 1u << 18;  // ids of one time range held in memory (2 MiB)
+
 class RocksFlowStore final : public FlowStore {
  public:
   explicit RocksFlowStore(const StoreOptions& options)
@@ -298,8 +572,26 @@ class RocksFlowStore final : public FlowStore {
                     std::string& digest);
   Status load_body(const rocksdb::ReadOptions& ro, uint64_t id, const std::string& digest,
                    uint64_t stored, flow::Body& body);
+  Status load_bodies(const rocksdb::ReadOptions& ro, uint64_t id, DecodedFlow& d);
   Result<flow::Flow> load_flow(const rocksdb::ReadOptions& ro, uint64_t id, std::string_view bytes,
                                bool with_bodies);
+  // Lists the distinct values of one index tag from `from` up to `to` ("" : no end) into out.
+  // False when there are more than kMaxValuesListed (out is then incomplete). A read error
+  // lands in failure.
+  bool list_values(const rocksdb::ReadOptions& ro, char tag, std::string_view from,
+                   std::string_view to, std::vector<std::string>& out, Status& failure);
+  // The union of the id streams of every value of `tags` that passes test, plus the stream of
+  // always_tag's "" value; null when too many values pass (or exist) to merge.
+  std::unique_ptr<IdCursor> value_union(const rocksdb::ReadOptions& ro,
+                                        std::initializer_list<char> tags, char always_tag,
+                                        const std::function<bool(std::string_view)>& test,
+                                        bool reverse, Status& failure);
+  // The ids whose start time is in [since, until), sorted; null when more than
+  // kMaxTimeRangeIds.
+  std::unique_ptr<IdCursor> time_range(const rocksdb::ReadOptions& ro, std::optional<int64_t> since,
+                                       std::optional<int64_t> until, bool reverse, Status& failure);
+  // Adds the index entries of schema 2 to every stored flow, then stamps version 2.
+  Status upgrade_to_v2();
   // Removes the stored flow `id` (if any) from the batch: its key, index keys and counters.
   Status take_out(rocksdb::WriteBatch& batch, uint64_t id, bool delete_flow_key,
                   SessionChanges& changes);
@@ -324,6 +616,29 @@ class RocksFlowStore final : public FlowStore {
   std::mutex write_mu_;  // serializes put/remove: session counters are read-modify-write
   std::atomic<uint64_t> last_id_{0};
   std::unordered_set<std::string> known_bodies_;  // guarded by write_mu_
+  // Registers the values of f's h/d/m entries that the registry lacks (into batch and
+  // `added`, merged into registered_ once the batch is written). Under write_mu_.
+  // Registers the values of f's h/d/m entries that the registry lacks: into batch, and into
+  // registered_ at once, listed in `added` so that forget_values() can take them back out of
+  // registered_ when the batch is not written. Under write_mu_.
+  struct NewValue {
+    char tag;
+    std::string value;
+    bool overflow;
+  };
+  void register_value(char tag, std::string_view value, rocksdb::WriteBatch& batch,
+                      std::vector<NewValue>& added);
+  void forget_values(std::vector<NewValue>& added);
+  Status load_registry();
+
+  // The registry of distinct index values, as stored (guarded by write_mu_; writers only).
+  struct TagValues {
+    std::unordered_set<std::string> values;
+    bool overflow = false;
+  };
+  std::unordered_map<char, TagValues> registered_;
+  // The schema the stored data follows (read at open and refresh): which index tags exist.
+  std::atomic<uint32_t> schema_version_{kSchemaVersion};
 };
 
 rocksdb::ColumnFamilyOptions RocksFlowStore::cf_options(Cf cf) const {
@@ -362,13 +677,17 @@ rocksdb::ColumnFamilyOptions RocksFlowStore::cf_options(Cf cf) const {
     o.memtable_whole_key_filtering = true;
     o.memtable_prefix_bloom_size_ratio = 0.05;
   }
+  // Memtables grow in 64 KiB steps rather than write_buffer_size/8 (512 KiB): an idle or
+  // lightly used store holds less, and a busy one fills its blocks anyway.
+  o.arena_block_size = 64u << 10;
   o.target_file_size_base = 16u << 20;
   o.max_bytes_for_level_base = 64u << 20;
   return o;
 }
 
 Status RocksFlowStore::open_db(bool exists) {
-  cache_ = rocksdb::NewLRUCache(kBlockCacheBytes);
+  // Four shards: one writer and a few readers never contend much, and each shard is a table.
+  cache_ = rocksdb::NewLRUCache(kBlockCacheBytes, /*num_shard_bits=*/2);
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = !read_only_;
   db_options.create_missing_column_families = !read_only_;
@@ -380,6 +699,11 @@ Status RocksFlowStore::open_db(bool exists) {
   db_options.max_total_wal_size = 64u << 20;
   db_options.keep_log_file_num = 2;
   db_options.max_log_file_size = 1u << 20;
+  // The WAL writer's buffer grows to this (default 1 MiB) and stays: a group commit of 512
+  // small flows fits, a bigger one is written in more calls.
+  db_options.writable_file_max_buffer_size = 256u << 10;
+  db_options.table_cache_numshardbits = 4;
+  db_options.stats_dump_period_sec = 0;  // nobody reads the LOG's periodic statistics
 
   std::vector<std::string> existing;
   if (exists) {
@@ -387,7 +711,10 @@ Status RocksFlowStore::open_db(bool exists) {
     if (!st.ok()) return from_rocks(st, "reading store at " + path_);
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
+  // The default family is never written (RocksDB requires it): a token memtable budget.
+  rocksdb::ColumnFamilyOptions unused;
+  unused.write_buffer_size = 64u << 10;
+  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, unused);
   for (int cf = 0; cf < kCfCount; ++cf) {
     if (read_only_ && std::find(existing.begin(), existing.end(), kCfNames[cf]) == existing.end())
       return Status(Errc::corruption, "store at " + path_ + " has no column family '" +
@@ -439,6 +766,7 @@ Status RocksFlowStore::open_db(bool exists) {
   if (auto s = check_version(); !s) return s;
 
   if (!read_only_) {
+    if (auto s = load_registry(); !s) return s;
     // Ids stay above everything stored, even if the clock went back since the last run.
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_[kFlows]));
     it->SeekToLast();
@@ -463,8 +791,14 @@ Status RocksFlowStore::check_version() {
       return Status(Errc::corruption, "store at " + path_ +
                                           " holds data but no schema version: it is damaged "
                                           "or not a retake store");
-    // An empty store being created right now by a writer: it stamps the version next.
-    if (read_only_) return {};
+    // An empty store being created right now by a writer: it stamps the version next. Until
+    // a refresh reads it, assume the oldest layout (scans then decode rather than trust tags
+    // that may not exist).
+    if (read_only_) {
+      schema_version_ = 1;
+      return {};
+    }
+    schema_version_ = kSchemaVersion;
     rocksdb::WriteOptions wo;
     wo.sync = true;
     st = db_->Put(wo, cf_[kMeta], kVersionKey, std::to_string(kSchemaVersion));
@@ -481,6 +815,59 @@ Status RocksFlowStore::check_version() {
                   "store at " + path_ + " was written by schema " + std::to_string(version) +
                       "; this retake understands up to " + std::to_string(kSchemaVersion) +
                       " (upgrade retake to read it)");
+  schema_version_ = static_cast<uint32_t>(version);
+  if (version < kSchemaVersion && !read_only_) return upgrade_to_v2();
+  return {};
+}
+
+Status RocksFlowStore::upgrade_to_v2() {
+  // Put is idempotent, so a pass cut short (killed, disk full) is simply run again at the next
+  // open: the version is stamped only after every entry is written.
+  constexpr size_t kEntriesPerBatch = 4096;
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  rocksdb::WriteBatch batch;
+  std::vector<NewValue> added;
+  std::lock_guard lock(write_mu_);
+  if (auto s = load_registry(); !s) return s;
+  struct Forget {
+    RocksFlowStore* store;
+    std::vector<NewValue>& values;
+    ~Forget() { store->forget_values(values); }
+  } forget{this, added};
+  auto write = [&]() -> Status {
+    if (batch.Count() == 0) return {};
+    auto st = db_->Write(wo, &batch);
+    batch.Clear();
+    if (!st.ok()) return from_rocks(st, "adding the schema 2 index entries to " + path_);
+    added.clear();  // written: keep them
+    return {};
+  };
+  rocksdb::ReadOptions ro;
+  ro.fill_cache = false;  // one pass over everything: keep the cache for what follows
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf_[kFlows]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (it->key().size() != 8) continue;
+    uint64_t id = load_be64(it->key().data());
+    // A damaged record cannot tell its entries; readers report it when they reach it.
+    auto decoded = decode_flow(std::string_view(it->value().data(), it->value().size()), id);
+    if (!decoded) continue;
+    for_each_index_entry(decoded->flow, 2, [&](char tag, std::string_view value) {
+      register_value(tag, value, batch, added);
+      if (tag == 's' || tag == 'r' || tag == 'h' || tag == 'c') return;  // schema 1 has them
+      std::string key = index_prefix(tag, value);
+      append_be64(key, id);
+      batch.Put(cf_[kIndex], key, rocksdb::Slice());
+    });
+    if (batch.Count() >= kEntriesPerBatch)
+      if (auto s = write(); !s) return s;
+  }
+  if (!it->status().ok()) return from_rocks(it->status(), "reading store at " + path_);
+  if (auto s = write(); !s) return s;
+  wo.sync = true;
+  auto st = db_->Put(wo, cf_[kMeta], kVersionKey, std::to_string(kSchemaVersion));
+  if (!st.ok()) return from_rocks(st, "stamping the schema version of " + path_);
+  schema_version_ = kSchemaVersion;
   return {};
 }
 
@@ -552,6 +939,13 @@ Result<std::vector<uint64_t>> RocksFlowStore::put(std::vector<flow::Flow>& flows
   std::vector<std::string> new_index;
   new_index.reserve(flows.size() * 4);
   std::vector<std::pair<std::string, const std::string*>> new_bodies;
+  std::vector<NewValue> new_values;
+  // Unless the batch is written, the registry in memory must not claim its values.
+  struct Forget {
+    RocksFlowStore* store;
+    std::vector<NewValue>& values;
+    ~Forget() { store->forget_values(values); }
+  } forget{this, new_values};
   for (auto& f : flows) {
     if (f.id == 0) {
       // Above every stored id: nothing to replace.
@@ -567,7 +961,11 @@ Result<std::vector<uint64_t>> RocksFlowStore::put(std::vector<flow::Flow>& flows
       if (auto s = store_body(f.response->body.data, batch_bodies, new_bodies, response_digest); !s)
         return s;
     batch.Put(cf_[kFlows], be64(f.id), encode_flow(f, request_digest, response_digest));
-    for (auto& k : index_keys(f)) new_index.push_back(std::move(k));
+    for_each_index_entry(f, kSchemaVersion, [&](char tag, std::string_view value) {
+      new_index.push_back(index_prefix(tag, value));
+      append_be64(new_index.back(), f.id);
+      register_value(tag, value, batch, new_values);
+    });
     changes.add(f);
     ids.push_back(f.id);
   }
@@ -587,6 +985,7 @@ Result<std::vector<uint64_t>> RocksFlowStore::put(std::vector<flow::Flow>& flows
     return from_rocks(st, "writing " + std::to_string(flows.size()) + " flows to " + path_);
   if (known_bodies_.size() + batch_bodies.size() > kKnownBodiesMax) known_bodies_.clear();
   known_bodies_.merge(batch_bodies);
+  new_values.clear();  // written: keep them
   return ids;
 }
 
@@ -688,19 +1087,21 @@ Status RocksFlowStore::load_body(const rocksdb::ReadOptions& ro, uint64_t id,
   return {};
 }
 
+Status RocksFlowStore::load_bodies(const rocksdb::ReadOptions& ro, uint64_t id, DecodedFlow& d) {
+  if (auto s = load_body(ro, id, d.request_digest, d.request_stored, d.flow.request.body); !s)
+    return s;
+  if (d.flow.response)
+    return load_body(ro, id, d.response_digest, d.response_stored, d.flow.response->body);
+  return {};
+}
+
 Result<flow::Flow> RocksFlowStore::load_flow(const rocksdb::ReadOptions& ro, uint64_t id,
                                              std::string_view bytes, bool with_bodies) {
   auto decoded = decode_flow(bytes, id);
   if (!decoded) return decoded.status();
   auto& d = decoded.value();
-  if (with_bodies) {
-    if (auto s = load_body(ro, id, d.request_digest, d.request_stored, d.flow.request.body); !s)
-      return s;
-    if (d.flow.response)
-      if (auto s = load_body(ro, id, d.response_digest, d.response_stored, d.flow.response->body);
-          !s)
-        return s;
-  }
+  if (with_bodies)
+    if (auto s = load_bodies(ro, id, d); !s) return s;
   return std::move(d.flow);
 }
 
@@ -753,6 +1154,173 @@ Status RocksFlowStore::walk_ids(const rocksdb::ReadOptions& base, Cf cf, const s
   return {};
 }
 
+Status RocksFlowStore::load_registry() {
+  registered_.clear();
+  std::string upper = kValuesPrefix;
+  upper.back() = '\1';
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf_[kMeta]));
+  for (it->Seek(kValuesPrefix); it->Valid(); it->Next()) {
+    std::string_view key(it->key().data(), it->key().size());
+    key.remove_prefix(kValuesPrefix.size());
+    if (key.size() < 2) continue;
+    auto& tag = registered_[key[0]];
+    if (key[1] == '\1')
+      tag.overflow = true;
+    else
+      tag.values.emplace(key.substr(2));
+  }
+  if (!it->status().ok()) return from_rocks(it->status(), "reading the index values of " + path_);
+  return {};
+}
+
+void RocksFlowStore::register_value(char tag, std::string_view value, rocksdb::WriteBatch& batch,
+                                    std::vector<NewValue>& added) {
+  {
+    // Values with \0 are reached through the D/M entries instead.
+    if (!registered_tag(tag) || has_nul(value)) return;
+    auto& known = registered_[tag];
+    if (known.overflow) return;
+    std::string v(value);
+    if (known.values.count(v)) return;
+    if (known.values.size() >= kMaxValuesListed) {
+      // Too many to list: scans stop driving by this tag. The marker is written once.
+      known.overflow = true;
+      batch.Put(cf_[kMeta], overflow_key(tag), rocksdb::Slice());
+      added.push_back({tag, {}, true});
+      return;
+    }
+    batch.Put(cf_[kMeta], value_key(tag, v), rocksdb::Slice());
+    added.push_back({tag, v, false});
+    known.values.insert(std::move(v));
+  }
+}
+
+void RocksFlowStore::forget_values(std::vector<NewValue>& added) {
+  for (auto it = added.rbegin(); it != added.rend(); ++it) {
+    auto& known = registered_[it->tag];
+    if (it->overflow)
+      known.overflow = false;
+    else
+      known.values.erase(it->value);
+  }
+  added.clear();
+}
+
+bool RocksFlowStore::list_values(const rocksdb::ReadOptions& base, char tag, std::string_view from,
+                                 std::string_view to, std::vector<std::string>& out,
+                                 Status& failure) {
+  if (registered_tag(tag)) {
+    // The registry in `meta` lists them in one short range instead of a seek per value.
+    std::string prefix = value_key(tag, "");
+    std::string overflow;
+    auto st = db_->Get(base, cf_[kMeta], overflow_key(tag), &overflow);
+    if (st.ok()) return false;
+    if (!st.IsNotFound()) {
+      failure = from_rocks(st, "reading the index values of " + path_);
+      return true;
+    }
+    std::string upper = prefix;
+    upper.back() = '\1';
+    rocksdb::Slice upper_slice(upper);
+    rocksdb::ReadOptions ro = base;
+    ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf_[kMeta]));
+    size_t listed = 0;
+    for (it->Seek(prefix + std::string(from)); it->Valid(); it->Next()) {
+      std::string_view value(it->key().data() + prefix.size(), it->key().size() - prefix.size());
+      if (!to.empty() && value > to) break;
+      if (++listed > kMaxValuesListed) return false;
+      out.emplace_back(value);
+    }
+    if (!it->status().ok()) failure = from_rocks(it->status(), "listing index values of " + path_);
+    return true;
+  }
+  std::string lower = index_prefix(tag, "");
+  lower.pop_back();
+  std::string upper = lower;
+  upper.back() = '\1';
+  rocksdb::Slice lower_slice(lower), upper_slice(upper);
+  rocksdb::ReadOptions ro = base;
+  ro.iterate_lower_bound = &lower_slice;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf_[kIndex]));
+  std::string target = lower;
+  target.append(from);
+  size_t listed = 0;
+  for (it->Seek(target); it->Valid();) {
+    auto key = it->key();
+    if (key.size() < lower.size() + 9 || key[key.size() - 9] != '\0') {
+      it->Next();  // not a key of this layout: a newer retake's, or damage
+      continue;
+    }
+    std::string_view value(key.data() + lower.size(), key.size() - lower.size() - 9);
+    if (!to.empty() && value > to) break;
+    if (++listed > kMaxValuesListed) return false;
+    out.emplace_back(value);
+    // Past every key of this value (and of values that extend it with \0..., which carry
+    // the D/M entry instead, see flow_store.h).
+    target = lower;
+    target.append(value);
+    target.push_back('\1');
+    it->Seek(target);
+  }
+  if (!it->status().ok()) failure = from_rocks(it->status(), "listing index values of " + path_);
+  return true;
+}
+
+std::unique_ptr<IdCursor> RocksFlowStore::value_union(
+    const rocksdb::ReadOptions& ro, std::initializer_list<char> tags, char always_tag,
+    const std::function<bool(std::string_view)>& test, bool reverse, Status& failure) {
+  std::vector<std::unique_ptr<IdCursor>> streams;
+  for (char tag : tags) {
+    std::vector<std::string> values;
+    if (!list_values(ro, tag, "", "", values, failure) || !failure) return nullptr;
+    for (const auto& v : values) {
+      if (has_nul(v) || !test(v)) continue;
+      if (streams.size() >= kMaxValuesUnited) return nullptr;
+      streams.push_back(
+          std::make_unique<IndexCursor>(*db_, ro, cf_[kIndex], index_prefix(tag, v), reverse));
+    }
+  }
+  if (always_tag != 0)
+    streams.push_back(std::make_unique<IndexCursor>(*db_, ro, cf_[kIndex],
+                                                    index_prefix(always_tag, ""), reverse));
+  return std::make_unique<UnionCursor>(std::move(streams), reverse);
+}
+
+std::unique_ptr<IdCursor> RocksFlowStore::time_range(const rocksdb::ReadOptions& base,
+                                                     std::optional<int64_t> since,
+                                                     std::optional<int64_t> until, bool reverse,
+                                                     Status& failure) {
+  std::string lower = index_prefix('t', "");
+  lower.pop_back();
+  std::string upper = lower;
+  if (until) {
+    upper += time_value(*until);
+  } else {
+    upper.back() = '\1';
+  }
+  std::string start = lower + time_value(since.value_or(std::numeric_limits<int64_t>::min()));
+  rocksdb::Slice lower_slice(lower), upper_slice(upper);
+  rocksdb::ReadOptions ro = base;
+  ro.iterate_lower_bound = &lower_slice;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf_[kIndex]));
+  std::vector<uint64_t> ids;
+  const size_t key_size = lower.size() + 8 + 1 + 8;
+  for (it->Seek(start); it->Valid(); it->Next()) {
+    auto key = it->key();
+    if (key.size() != key_size) continue;
+    if (ids.size() >= kMaxTimeRangeIds) return nullptr;
+    ids.push_back(load_be64(key.data() + key_size - 8));
+  }
+  if (!it->status().ok()) failure = from_rocks(it->status(), "walking the time index of " + path_);
+  return std::make_unique<ListCursor>(std::move(ids), reverse);
+}
+
 Status RocksFlowStore::scan(const ScanOptions& options,
                             const std::function<bool(const flow::Flow&)>& visit) {
   SnapshotGuard snapshot(db_.get(), snapshots());
@@ -760,65 +1328,142 @@ Status RocksFlowStore::scan(const ScanOptions& options,
   std::string host = ascii_lower(options.host);
   std::optional<std::string> status_key;
   if (options.status) status_key = status_value(*options.status);
-
-  // Drive by the most selective index that applies; check the rest on each flow.
-  std::string prefix;
-  if (!options.run.empty())
-    prefix = index_prefix('r', options.run);
-  else if (!options.session.empty())
-    prefix = index_prefix('s', options.session);
-  else if (!host.empty())
-    prefix = index_prefix('h', host);
-  else if (status_key)
-    prefix = index_prefix('c', *status_key);
-  Cf cf = prefix.empty() ? kFlows : kIndex;
+  const bool time_range_set = options.since_ns || options.until_ns;
 
   auto matches = [&](const flow::Flow& f) {
     if (!options.session.empty() && f.session != options.session) return false;
     if (!options.run.empty() && f.run != options.run) return false;
     if (!host.empty() && !flow::iequals(f.request.host(), host)) return false;
     if (options.status && (!f.response || f.response->status != *options.status)) return false;
+    if ((options.status_min || options.status_max) &&
+        (!f.response || f.response->status < options.status_min.value_or(INT_MIN) ||
+         f.response->status > options.status_max.value_or(INT_MAX)))
+      return false;
+    if (time_range_set) {
+      int64_t t = start_ns(f);
+      if (t == 0 || (options.since_ns && t < *options.since_ns) ||
+          (options.until_ns && t >= *options.until_ns))
+        return false;
+    }
+    if (options.method_test && !options.method_test(f.request.method)) return false;
+    if (options.host_test) {
+      FlowHosts hosts = flow_hosts(f);
+      if (!options.host_test(hosts.authority) &&
+          !(hosts.header && options.host_test(*hosts.header)))
+        return false;
+    }
     return true;
   };
 
+  // Every condition an index answers becomes a stream of candidate ids.
   Status failure;
-  size_t visited = 0;
-  rocksdb::PinnableSlice bytes;
-  auto walked = walk_ids(ro, cf, prefix, options, [&](uint64_t id, rocksdb::Iterator& it) {
-    std::string_view value;
-    if (cf == kFlows) {
-      value = std::string_view(it.value().data(), it.value().size());
-    } else {
-      bytes.Reset();
-      auto st = db_->Get(ro, cf_[kFlows], be64(id), &bytes);
-      // An index entry whose flow is gone (removed since, or left by a damaged record).
-      if (st.IsNotFound()) return true;
-      if (!st.ok()) {
-        failure = from_rocks(st, "reading flow " + std::to_string(id));
-        return false;
-      }
-      value = std::string_view(bytes.data(), bytes.size());
+  std::vector<std::unique_ptr<IdCursor>> streams;
+  auto add_value = [&](char tag, std::string_view value) {
+    streams.push_back(std::make_unique<IndexCursor>(*db_, ro, cf_[kIndex], index_prefix(tag, value),
+                                                    options.reverse));
+  };
+  if (!options.run.empty()) add_value('r', options.run);
+  if (!options.session.empty()) add_value('s', options.session);
+  if (!host.empty()) add_value('h', host);
+  if (status_key) add_value('c', *status_key);
+  if (!options.status && (options.status_min || options.status_max)) {
+    int lo = std::max(0, options.status_min.value_or(0));
+    int hi = std::min(0xffff, options.status_max.value_or(0xffff));
+    if (lo > hi) return {};  // no status is in the range
+    std::vector<std::string> values;
+    if (list_values(ro, 'c', *status_value(lo), *status_value(hi), values, failure) &&
+        values.size() <= kMaxValuesUnited) {
+      std::vector<std::unique_ptr<IdCursor>> united;
+      for (const auto& v : values)
+        if (v.size() == 2)
+          united.push_back(std::make_unique<IndexCursor>(*db_, ro, cf_[kIndex],
+                                                         index_prefix('c', v), options.reverse));
+      streams.push_back(std::make_unique<UnionCursor>(std::move(united), options.reverse));
     }
-    auto f = load_flow(ro, id, value, options.with_bodies);
-    if (!f) {
-      failure = f.status();
+    if (!failure) return failure;
+  }
+  // The tags below exist from schema 2 on; a reader of an older store checks flows instead.
+  if (schema_version_ >= 2) {
+    if (options.method_test) {
+      if (auto u = value_union(ro, {'m'}, 'M', options.method_test, options.reverse, failure))
+        streams.push_back(std::move(u));
+      if (!failure) return failure;
+    }
+    if (options.host_test) {
+      if (auto u = value_union(ro, {'h', 'd'}, 'D', options.host_test, options.reverse, failure))
+        streams.push_back(std::move(u));
+      if (!failure) return failure;
+    }
+    if (time_range_set) {
+      if (options.since_ns && options.until_ns && *options.since_ns >= *options.until_ns) return {};
+      if (auto l = time_range(ro, options.since_ns, options.until_ns, options.reverse, failure))
+        streams.push_back(std::move(l));
+      if (!failure) return failure;
+    }
+  }
+
+  size_t visited = 0;
+  // Checks one stored flow and hands it to visit; false stops the scan.
+  auto consider = [&](uint64_t id, std::string_view value) {
+    auto decoded = decode_flow(value, id);
+    if (!decoded) {
+      failure = decoded.status();
       return false;
     }
-    if (!matches(*f)) return true;
+    auto& d = decoded.value();
+    if (!matches(d.flow)) return true;
+    if (options.with_bodies) {
+      if (auto s = load_bodies(ro, id, d); !s) {
+        failure = s;
+        return false;
+      }
+    }
     ++visited;
-    if (!visit(*f)) return false;
+    if (!visit(d.flow)) return false;
     return options.limit == 0 || visited < options.limit;
-  });
-  if (!walked) return walked;
-  return failure;
+  };
+
+  if (streams.empty()) {
+    auto walked = walk_ids(ro, kFlows, "", options, [&](uint64_t id, rocksdb::Iterator& it) {
+      return consider(id, std::string_view(it.value().data(), it.value().size()));
+    });
+    if (!walked) return walked;
+    return failure;
+  }
+
+  std::unique_ptr<IdCursor> cursor = streams.size() == 1 ? std::move(streams.front())
+                                                         : std::make_unique<IntersectionCursor>(
+                                                               std::move(streams), options.reverse);
+  uint64_t after = options.after_id;
+  if (!options.reverse) {
+    if (after == UINT64_MAX) return {};
+    cursor->seek(after == 0 ? 0 : after + 1);
+  } else {
+    if (after == 1) return {};
+    cursor->seek(after == 0 ? UINT64_MAX : after - 1);
+  }
+  rocksdb::PinnableSlice bytes;
+  for (; cursor->valid(); cursor->next()) {
+    uint64_t id = cursor->id();
+    bytes.Reset();
+    auto st = db_->Get(ro, cf_[kFlows], be64(id), &bytes);
+    // An index entry whose flow is gone (removed since, or left by a damaged record).
+    if (st.IsNotFound()) continue;
+    if (!st.ok()) return from_rocks(st, "reading flow " + std::to_string(id));
+    if (!consider(id, std::string_view(bytes.data(), bytes.size()))) break;
+  }
+  if (!failure) return failure;
+  return cursor->status();
 }
 
 Result<uint64_t> RocksFlowStore::count(const ScanOptions& options) {
   int conditions = !options.run.empty() + !options.session.empty() + !options.host.empty() +
                    options.status.has_value();
+  bool others = options.status_min || options.status_max || options.since_ns || options.until_ns ||
+                options.host_test || options.method_test;
   std::optional<std::string> status_key;
   if (options.status) status_key = status_value(*options.status);
-  if (conditions > 1 || (options.status && !status_key)) {
+  if (conditions > 1 || others || (options.status && !status_key)) {
     uint64_t n = 0;
     ScanOptions o = options;
     o.with_bodies = false;
@@ -876,7 +1521,8 @@ Status RocksFlowStore::refresh() {
   if (!read_only_) return {};
   auto st = db_->TryCatchUpWithPrimary();
   if (!st.ok()) return from_rocks(st, "catching up with the writer of " + path_);
-  return {};
+  // The writer may have created the store or upgraded its schema since.
+  return check_version();
 }
 
 Status check_meta_key(std::string_view key) {
@@ -1024,6 +1670,12 @@ std::string flow_key(uint64_t id) {
 
 std::string schema_version_key() {
   return kVersionKey;
+}
+
+std::string index_key(char tag, std::string_view value, uint64_t id) {
+  std::string key = index_prefix(tag, value);
+  append_be64(key, id);
+  return key;
 }
 
 }  // namespace testing

@@ -15,11 +15,24 @@
 //               r  run name            (flows with a non-empty run)
 //               h  request host, ASCII-lowercased (Request::host(), non-empty)
 //               c  response status as big-endian 16 bits (flows with a response, 0..65535)
-//             Only what scan() can drive by is indexed: each entry is one more memtable insert
-//             per flow on the recorder's write path. (Tags are single letters; new ones may be
-//             added without a schema bump, flows written before simply lack them.)
+//             Since schema 2:
+//               d  the flow's other hosts, ASCII-lowercased: the Host header's host when it
+//                  differs from the `h` value, and "" when Request::host() is empty. With `h`
+//                  this covers every host the filter's ~d looks at, so a scan by host_test
+//                  can walk the distinct values instead of decoding flows.
+//               m  request method, as sent (every flow, "" included)
+//               t  flow start time as big-endian 64 bits (see ScanOptions::since_ns; when not 0)
+//               D, M  value "": the flow has a host (D) or method (M) containing \0, which
+//                  the value walk cannot list; such flows are always candidates.
+//             Each entry is one more memtable insert per flow on the recorder's write path,
+//             so only what scan() drives by is indexed.
 //   `meta`    internal keys start with "i\0":  i\0schema_version -> decimal text;
 //             i\0session\0<name> -> be64 flow count, be64 first_ns, be64 last_ns.
+//             Since schema 2, i\0values\0<tag>\0<value> -> "" for each distinct value of the
+//             h, d and m index tags (values without \0), written in the batch of the first flow
+//             that has it and never removed; i\0values\0<tag>\1 once a tag has more than 4096,
+//             after which no more are recorded and scans check that condition on decoded flows.
+//             A scan lists the values here instead of seeking through `index` once per value.
 //             Keys of the generic metadata API (put_meta ...) are stored under "u\0", so no
 //             caller key can reach an internal one.
 // zstd compression (flows, bodies, index), WAL on. Each put() or remove() is one WriteBatch
@@ -44,7 +57,11 @@
 namespace retake::store {
 
 // The schema version this build writes and the newest it can read.
-inline constexpr uint32_t kSchemaVersion = 1;
+// 1: the first layout. 2: adds the index tags d, m, t, D, M (see above). A writer opening a
+// version-1 store adds those entries for every stored flow (one pass, in batches) and then
+// stamps 2, so a version-1 build refuses it afterwards instead of writing flows the new
+// indexes would miss. A read-only open of a version-1 store scans without the new tags.
+inline constexpr uint32_t kSchemaVersion = 2;
 
 struct StoreOptions {
   // Directory of the RocksDB database. Required.
@@ -84,6 +101,20 @@ struct ScanOptions {
   std::string run;
   std::string host;  // compared ASCII case-insensitively with Request::host()
   std::optional<int> status;
+  // Response status within [status_min, status_max] (either bound may be left open).
+  std::optional<int> status_min;
+  std::optional<int> status_max;
+  // Flow start time in [since_ns, until_ns): timing.request_started, or
+  // timing.client_connected when there was no request (query::flow_start_ns, the time ~since
+  // and ~until filter by); a flow whose start is 0 is outside every range.
+  std::optional<int64_t> since_ns;
+  std::optional<int64_t> until_ns;
+  // True for at least one of the flow's hosts: Request::host() and the Host header's host,
+  // each ASCII-lowercased. Must be pure and cheap: the scan may call it on every distinct
+  // host in the store (a bounded number) as well as on candidate flows. Default: none.
+  std::function<bool(std::string_view host)> host_test;
+  // True for the request method (as sent). Same rules as host_test. Default: none.
+  std::function<bool(std::string_view method)> method_test;
   uint64_t after_id = 0;    // start strictly after this id (paging cursor); 0: from the start
   size_t limit = 0;         // 0: no limit
   bool reverse = false;     // newest first
@@ -118,8 +149,12 @@ class FlowStore {
   virtual Result<flow::Flow> get(uint64_t id, bool with_bodies = true) = 0;
 
   // Calls visit for each matching flow in id order (or reverse) until it returns false or
-  // the limit is reached. Drives by one secondary index when run/session/host/status is set
-  // (the other conditions are checked on the decoded flow); otherwise walks `flows`.
+  // the limit is reached. Every condition that an index answers becomes an ordered stream of
+  // candidate ids (the union of the streams of each distinct host, method or status that
+  // passes; a time range's ids sorted); the streams are intersected, and only the ids in
+  // all of them are decoded and checked against every condition. A condition whose stream
+  // would be too wide (more than a bounded number of values or time-range ids) is checked on
+  // decoded flows only. With no usable condition, walks `flows`.
   // Stops with corruption at the first flow that does not decode. visit may call get().
   virtual Status scan(const ScanOptions& options,
                       const std::function<bool(const flow::Flow&)>& visit) = 0;

@@ -22,6 +22,9 @@ Status remove_raw(FlowStore& store, std::string_view column_family, std::string_
 // The `flows` key of an id (8 bytes, big-endian).
 std::string flow_key(uint64_t id);
 
+// The `index` key of one entry: <tag> \0 <value> \0 <be64 id> (see flow_store.h).
+std::string index_key(char tag, std::string_view value, uint64_t id);
+
 // The `meta` key holding the schema version.
 std::string schema_version_key();
 

@@ -53,19 +53,29 @@ struct FlowWriter::State {
 
   void run() {
     std::vector<flow::Flow> batch;
+    std::deque<flow::Flow> taken;
     std::unique_lock lock(mu);
     for (;;) {
       work_ready.wait(lock, [&] { return !queue.empty() || stopping; });
       if (queue.empty()) break;  // stopping and drained
-      size_t n = std::min(queue.size(), options.max_batch);
-      batch.clear();
-      batch.reserve(n);
-      for (size_t i = 0; i < n; ++i) {
-        batch.push_back(std::move(queue.front()));
-        queue.pop_front();
+      // Take the flows out under the lock as cheaply as possible: network threads wait on it
+      // in offer(). A whole queue is swapped out at once; moving each flow into the batch
+      // vector happens after the lock is released.
+      taken.clear();
+      if (queue.size() <= options.max_batch) {
+        taken.swap(queue);
+      } else {
+        for (size_t i = 0; i < options.max_batch; ++i) {
+          taken.push_back(std::move(queue.front()));
+          queue.pop_front();
+        }
       }
       auto notify = observer;  // on_written may not race with offers; copy under the lock
       lock.unlock();
+      batch.clear();
+      batch.reserve(taken.size());
+      for (auto& f : taken) batch.push_back(std::move(f));
+      taken.clear();
 
       // A throwing store (out of memory, a bug) must not take the thread down with it:
       // that would leave flush() waiting forever. It counts as a failed batch.
@@ -117,9 +127,12 @@ bool FlowWriter::offer(flow::Flow&& flow) {
     ++state_->stats.dropped;
     return false;
   }
+  bool was_empty = state_->queue.empty();
   state_->queue.push_back(std::move(flow));
   ++state_->stats.accepted;
-  state_->work_ready.notify_one();
+  // The writer sleeps only on an empty queue (it checks under this lock), so a wake-up is due
+  // only for the first flow: later ones find it awake or already woken, and skip the futex call.
+  if (was_empty) state_->work_ready.notify_one();
   return true;
 }
 

@@ -235,6 +235,29 @@ bool satisfies(const IndexHint& hint, const Flow& f) {
   return true;
 }
 
+std::string ascii_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+// host_test()/method_test() are necessary conditions too, over the values a store indexes:
+// the authority's host and the Host header's host, ASCII-lowercased, and the method as sent.
+bool satisfies_value_tests(const Filter& filter, const Flow& f) {
+  if (auto test = filter.method_test(); test && !test(f.request.method)) return false;
+  if (auto test = filter.host_test()) {
+    bool any = test(ascii_lower(f.request.host()));
+    if (auto h = f.request.headers.get("host")) {
+      retake::flow::Request r;
+      r.authority = std::string(*h);
+      any = any || test(ascii_lower(r.host()));
+    }
+    if (!any) return false;
+  }
+  return true;
+}
+
 struct Row {
   const char* expression;
   std::vector<uint64_t> expected;
@@ -360,7 +383,10 @@ TEST_CASE("each expression of the table matches exactly the expected fixture flo
     REQUIRE_MESSAGE(filter.ok(), filter.status().to_string());
     CHECK(ids_text(matching_ids(*filter)) == ids_text(row.expected));
     for (const auto& f : flows())
-      if (filter->matches(f)) CHECK_MESSAGE(satisfies(filter->hint(), f), f.id);
+      if (filter->matches(f)) {
+        CHECK_MESSAGE(satisfies(filter->hint(), f), f.id);
+        CHECK_MESSAGE(satisfies_value_tests(*filter, f), f.id);
+      }
     // The canonical form means the same thing.
     auto again = Filter::parse(filter->to_string());
     REQUIRE_MESSAGE(again.ok(), filter->to_string());
@@ -630,6 +656,47 @@ TEST_CASE("hints come from the top-level AND chain only") {
   h = hint_of("~since 2026-11-01 ~until 2026-11-03 ~since 2026-11-02 ~until 2026-11-04");
   CHECK(h.since_ns == kT0 - 10 * 3600 * kSec + 86400 * kSec);
   CHECK(h.until_ns == kT0 - 10 * 3600 * kSec + 2 * 86400 * kSec);
+}
+
+TEST_CASE("host and method tests come from the first ~d and ~m of the top-level AND chain") {
+  auto parse = [](const char* expression) {
+    auto filter = Filter::parse(expression);
+    REQUIRE_MESSAGE(filter.ok(), filter.status().to_string());
+    return *filter;
+  };
+  auto f = parse("~d api\\.example & ~m ^P & ~u /x");
+  auto host = f.host_test();
+  auto method = f.method_test();
+  REQUIRE(host);
+  REQUIRE(method);
+  CHECK(host("api.example.test"));
+  CHECK_FALSE(host("apixexample.test"));
+  CHECK(method("POST"));
+  CHECK(method("patch"));  // regexes ignore case
+  CHECK_FALSE(method("GET"));
+
+  f = parse("~d example.org");  // the literal fast path
+  REQUIRE(f.host_test());
+  CHECK(f.host_test()("www.example.org"));
+  CHECK_FALSE(f.host_test()("example.com"));
+  CHECK_FALSE(f.method_test());
+
+  // Nothing forced at the top: no tests.
+  CHECK_FALSE(parse("~d a | ~m GET").host_test());
+  CHECK_FALSE(parse("~d a | ~m GET").method_test());
+  CHECK_FALSE(parse("!~d a").host_test());
+  CHECK_FALSE(parse("~m GET | ~c 200").method_test());
+  // A regex that may turn case sensitivity back on cannot run on lowercased hosts.
+  CHECK_FALSE(parse("~d '(?-i)Example'").host_test());
+  CHECK(parse("~m '(?-i)GET'").method_test());
+
+  // The tests outlive the filter they came from.
+  std::function<bool(std::string_view)> kept;
+  {
+    auto gone = parse("~m DELETE");
+    kept = gone.method_test();
+  }
+  CHECK(kept("DELETE"));
 }
 
 TEST_CASE("only body filters need body bytes") {
