@@ -17,6 +17,7 @@
 #include <atomic>
 #include <mutex>
 #include <iterator>
+#include <optional>
 #include <thread>
 #include <tuple>
 #include <unordered_map>
@@ -481,6 +482,12 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
   }
   // Where ALPN "h2" with the client goes. The single HTTP/2 hand-off point.
   awaitable<bool> serve_h2_handoff(flow::Flow& f);
+  // Sends "100 Continue" (once: sets `sent`). On failure records the flow and returns false.
+  awaitable<bool> send_continue(flow::Flow& f, bool& sent);
+  // Reads more request body from the client and parses it into f.request.body. Returns how
+  // many raw bytes at the front of in_ were parsed (maybe 0), or nullopt once the failure is
+  // recorded (malformed framing also answered 400).
+  awaitable<std::optional<size_t>> read_request_body(flow::Flow& f);
   // Server replay: sends (or, for kill, withholds) the responder's answer and records the flow.
   // Returns whether the client connection stays open.
   awaitable<bool> send_answer(flow::Flow& f, ReplayAnswer answer, bool client_keep_alive,
@@ -915,13 +922,9 @@ awaitable<bool> ProxyConnection::exchange() {
     f.bytes_from_client += first_raw;
     first_raw = 0;
     if (answer_continue) {
-      static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
-      sent_continue = true;
-      if (co_await write_to(client_side(), asio::buffer(k100), Phase::client_write,
-                            opts_.client_read_timeout)) {
-        record_error(f, ErrorKind::client_closed, "client went away before sending its body");
-        co_return false;
-      }
+      // No co_await inside a short-circuit condition: g++ 12 miscompiles those.
+      bool sent = co_await send_continue(f, sent_continue);
+      if (!sent) co_return false;
     }
     while (!req_parser_.done()) {
       if (held.size() > cap) {
@@ -931,28 +934,11 @@ awaitable<bool> ProxyConnection::exchange() {
         record_error(f, ErrorKind::body_too_large, m);
         co_return false;
       }
-      fired_ = Phase::none;
-      auto [ec, n] = co_await read_into(client_side(), in_, Phase::client_body,
-                                        opts_.client_read_timeout, kBodyRead);
-      if (ec) {
-        if (fired_ == Phase::client_body) {
-          record_error(f, ErrorKind::client_timeout,
-                       "request body stalled for " + ms_text(opts_.client_read_timeout));
-        } else {
-          record_error(f, ErrorKind::client_closed,
-                       "client closed the connection before the end of the request body");
-        }
-        co_return false;
-      }
-      size_t raw = req_parser_.parse_body(in_.data(), Capture{&f.request.body, cap});
-      if (req_parser_.failed()) {
-        co_await send_error(400, "Bad Request", req_parser_.error_message());
-        record_error(f, req_parser_.error(), req_parser_.error_message());
-        co_return false;
-      }
-      held.append(in_.data().data(), raw);
-      in_.consume(raw);
-      f.bytes_from_client += raw;
+      auto raw = co_await read_request_body(f);
+      if (!raw) co_return false;
+      held.append(in_.data().data(), *raw);
+      in_.consume(*raw);
+      f.bytes_from_client += *raw;
     }
     whole_request = true;
     f.timing.request_ended = flow::now_ns();
@@ -1060,37 +1046,19 @@ awaitable<bool> ProxyConnection::exchange() {
 
     // The rest of the request body, streamed as it arrives.
     if (answer_continue && !sent_continue) {
-      static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
-      sent_continue = true;
-      if (co_await write_to(client_side(), asio::buffer(k100), Phase::client_write,
-                            opts_.client_read_timeout)) {
+      bool sent = co_await send_continue(f, sent_continue);
+      if (!sent) {
         drop_upstream();
-        record_error(f, ErrorKind::client_closed, "client went away before sending its body");
         co_return false;
       }
     }
     while (!req_parser_.done()) {
-      fired_ = Phase::none;
-      auto [ec, n] = co_await read_into(client_side(), in_, Phase::client_body, opts_.client_read_timeout,
-                                        kBodyRead);
-      if (ec) {
+      auto parsed = co_await read_request_body(f);
+      if (!parsed) {
         drop_upstream();
-        if (fired_ == Phase::client_body) {
-          record_error(f, ErrorKind::client_timeout,
-                       "request body stalled for " + ms_text(opts_.client_read_timeout));
-        } else {
-          record_error(f, ErrorKind::client_closed,
-                       "client closed the connection before the end of the request body");
-        }
         co_return false;
       }
-      size_t raw = req_parser_.parse_body(in_.data(), Capture{&f.request.body, cap});
-      if (req_parser_.failed()) {
-        drop_upstream();
-        co_await send_error(400, "Bad Request", req_parser_.error_message());
-        record_error(f, req_parser_.error(), req_parser_.error_message());
-        co_return false;
-      }
+      size_t raw = *parsed;
       if (raw == 0) continue;
       auto wec2 = co_await write_to(up_side(), asio::buffer(in_.data().data(), raw),
                                     Phase::upstream_write, opts_.upstream_timeout);
@@ -1499,6 +1467,40 @@ awaitable<bool> ProxyConnection::accept_client_tls(flow::Flow& f, asio::ssl::con
   }
   client_tls_info_ = tls::collect_tls_info(ssl);
   co_return true;
+}
+
+awaitable<bool> ProxyConnection::send_continue(flow::Flow& f, bool& sent) {
+  static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+  sent = true;
+  if (co_await write_to(client_side(), asio::buffer(k100), Phase::client_write,
+                        opts_.client_read_timeout)) {
+    record_error(f, ErrorKind::client_closed, "client went away before sending its body");
+    co_return false;
+  }
+  co_return true;
+}
+
+awaitable<std::optional<size_t>> ProxyConnection::read_request_body(flow::Flow& f) {
+  fired_ = Phase::none;
+  auto [ec, n] = co_await read_into(client_side(), in_, Phase::client_body,
+                                    opts_.client_read_timeout, kBodyRead);
+  if (ec) {
+    if (fired_ == Phase::client_body) {
+      record_error(f, ErrorKind::client_timeout,
+                   "request body stalled for " + ms_text(opts_.client_read_timeout));
+    } else {
+      record_error(f, ErrorKind::client_closed,
+                   "client closed the connection before the end of the request body");
+    }
+    co_return std::nullopt;
+  }
+  size_t raw = req_parser_.parse_body(in_.data(), Capture{&f.request.body, opts_.body_cap});
+  if (req_parser_.failed()) {
+    co_await send_error(400, "Bad Request", req_parser_.error_message());
+    record_error(f, req_parser_.error(), req_parser_.error_message());
+    co_return std::nullopt;
+  }
+  co_return raw;
 }
 
 awaitable<bool> ProxyConnection::send_answer(flow::Flow& f, ReplayAnswer answer,
