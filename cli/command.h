@@ -58,6 +58,7 @@ std::string format_time_ns(int64_t ns);
 void add_record_command(CLI::App& app, Action& action);
 void add_flows_commands(CLI::App& app, Action& action);
 void add_sessions_command(CLI::App& app, Action& action);
+void add_runs_command(CLI::App& app, Action& action);
 void add_ca_command(CLI::App& app, Action& action);
 void add_daemon_command(CLI::App& app, Action& action);
 void add_replay_command(CLI::App& app, Action& action);

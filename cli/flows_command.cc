@@ -13,6 +13,7 @@
 #include "interop/interop.h"
 #include "ops/select.h"
 #include "ops/transfer.h"
+#include "replay/client/run_store.h"
 #include "store/flow_store.h"
 
 namespace retake::cli {
@@ -333,6 +334,40 @@ int run_sessions(const SessionsArgs& args) {
   return kExitOk;
 }
 
+struct RunsArgs {
+  std::string db;
+  RemoteArgs remote;
+  std::string session;
+  bool json = false;
+};
+
+Result<std::vector<replay::RunSummary>> list_runs(const RunsArgs& args) {
+  if (!args.remote.address.empty()) return connect_remote(args.remote)->runs(args.session);
+  auto store = open_store(args.db, true);
+  if (!store) return store.status();
+  return replay::list_runs(**store, args.session);
+}
+
+int run_runs(const RunsArgs& args) {
+  auto runs = list_runs(args);
+  if (!runs) return fail(runs.status());
+  for (const auto& r : *runs) {
+    if (args.json) {
+      std::cout << replay::run_summary_json(r) << '\n';
+      continue;
+    }
+    std::cout << r.run_id << "  " << r.session << " -> " << r.target << "  "
+              << format_time_ns(r.started_ns) << "  "
+              << format_duration_ns(r.ended_ns - r.started_ns) << "  " << r.completed << '/'
+              << r.total << " answered";
+    if (r.mismatches) std::cout << ", " << r.mismatches << " status mismatches";
+    if (r.transport_errors) std::cout << ", " << r.transport_errors << " transport errors";
+    if (r.interrupted) std::cout << "  (interrupted)";
+    std::cout << '\n';
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 void add_flows_commands(CLI::App& app, Action& action) {
@@ -402,6 +437,17 @@ void add_sessions_command(CLI::App& app, Action& action) {
   add_remote_options(*cmd, args->remote);
   cmd->add_flag("--json", args->json, "One JSON object per line");
   cmd->callback([args, &action] { action = [args] { return run_sessions(*args); }; });
+}
+
+void add_runs_command(CLI::App& app, Action& action) {
+  auto args = std::make_shared<RunsArgs>();
+  auto* cmd = app.add_subcommand("runs", "List client replay runs with their results");
+  add_db_option(*cmd, args->db);
+  add_remote_options(*cmd, args->remote);
+  cmd->add_option("--session", args->session, "Only runs that replayed this session")
+      ->type_name("NAME");
+  cmd->add_flag("--json", args->json, "One JSON object per line (the stored run summary)");
+  cmd->callback([args, &action] { action = [args] { return run_runs(*args); }; });
 }
 
 }  // namespace retake::cli

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   add_record_command(app, action);
   add_flows_commands(app, action);
   add_sessions_command(app, action);
+  add_runs_command(app, action);
   add_ca_command(app, action);
   add_daemon_command(app, action);
   add_replay_command(app, action);

@@ -224,6 +224,24 @@ class GrpcRemoteFlows final : public RemoteFlows {
     return out;
   }
 
+  Result<std::vector<replay::RunSummary>> runs(const std::string& session) override {
+    v1::ListRunsRequest request;
+    request.set_session(session);
+    v1::ListRunsResponse response;
+    auto context = make_context();
+    if (auto st = stub_->ListRuns(context.get(), request, &response); !st.ok())
+      return from_grpc(st);
+    std::vector<replay::RunSummary> out;
+    for (const auto& r : response.runs()) {
+      // The JSON carries every field; the typed ones are for clients in other languages.
+      auto parsed = replay::parse_run_summary_json(r.summary_json());
+      if (!parsed) return Status(Errc::corruption, "run " + r.run_id() + ": " +
+                                                       parsed.status().message());
+      out.push_back(std::move(*parsed));
+    }
+    return out;
+  }
+
  private:
   std::unique_ptr<grpc::ClientContext> make_context() const { return call_context(options_); }
 

@@ -47,6 +47,8 @@ class RemoteFlows {
   // All or nothing: not_found (naming the id) when one is unknown.
   virtual Status remove(const std::vector<uint64_t>& ids) = 0;
   virtual Result<std::vector<store::SessionInfo>> sessions() = 0;
+  // Stored client replay runs, of `session` only when not empty (replay::list_runs).
+  virtual Result<std::vector<replay::RunSummary>> runs(const std::string& session) = 0;
 };
 
 // What a client replay run by a daemon ended with: what `retake replay` prints and returns.

@@ -173,6 +173,8 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options) {
   store_options.path = options.db_path;
   auto store = store::FlowStore::open(store_options);
   if (!store) return store.status();
+  register_private_path((*store)->path());
+  register_private_path(options.db_path);
   auto daemon = std::make_unique<DaemonImpl>(std::move(store.value()), options.token);
   if (auto st = daemon->serve(options, host); !st.ok()) return st;
   return std::unique_ptr<Daemon>(std::move(daemon));

@@ -7,8 +7,12 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <mutex>
+#include <string_view>
+#include <vector>
 
 #include "ops/select.h"
+#include "replay/client/run_store.h"
 
 namespace retake::control {
 
@@ -66,7 +70,32 @@ const char* kind_name(flow::FlowKind kind) {
   return "http";
 }
 
+std::mutex private_paths_mutex;
+std::vector<std::string>& private_paths() {
+  static std::vector<std::string> paths;
+  return paths;
+}
+
+std::string redact_private_paths(std::string message) {
+  std::lock_guard lock(private_paths_mutex);
+  for (const auto& path : private_paths()) {
+    for (size_t at = message.find(path); at != std::string::npos;
+         at = message.find(path, at + 1)) {
+      constexpr std::string_view kInstead = "the daemon's store";
+      message.replace(at, path.size(), kInstead);
+    }
+  }
+  return message;
+}
+
 }  // namespace
+
+void register_private_path(const std::string& path) {
+  if (path.empty()) return;
+  std::lock_guard lock(private_paths_mutex);
+  auto& paths = private_paths();
+  if (std::find(paths.begin(), paths.end(), path) == paths.end()) paths.push_back(path);
+}
 
 grpc::Status to_grpc(const Status& status, const std::string& field) {
   using grpc::StatusCode;
@@ -109,7 +138,7 @@ grpc::Status to_grpc(const Status& status, const std::string& field) {
       break;
   }
   // A message that already names the field ("mode: unknown mode ...") is not prefixed twice.
-  const std::string& message = status.message();
+  const std::string message = redact_private_paths(status.message());
   bool named = field.empty() || (message.size() > field.size() &&
                                  message.compare(0, field.size(), field) == 0 &&
                                  message[field.size()] == ':');
@@ -510,6 +539,31 @@ grpc::Status FlowsService::ListSessions(grpc::ServerContext* context,
     out.set_flow_count(s.flow_count);
     out.set_first_ns(s.first_ns);
     out.set_last_ns(s.last_ns);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status FlowsService::ListRuns(grpc::ServerContext* context,
+                                    const v1::ListRunsRequest* request,
+                                    v1::ListRunsResponse* response) {
+  if (auto st = auth_.check(*context); !st.ok()) return st;
+  if (auto st = check_name("session", request->session()); !st.ok()) return st;
+  auto runs = replay::list_runs(store_, request->session());
+  if (!runs) return to_grpc(runs.status());
+  for (const auto& r : *runs) {
+    auto& out = *response->add_runs();
+    out.set_run_id(r.run_id);
+    out.set_session(r.session);
+    out.set_target(r.target);
+    out.set_started_ns(r.started_ns);
+    out.set_ended_ns(r.ended_ns);
+    out.set_interrupted(r.interrupted);
+    out.set_total(r.total);
+    out.set_sent(r.sent);
+    out.set_completed(r.completed);
+    out.set_status_mismatches(r.mismatches);
+    out.set_transport_errors(r.transport_errors);
+    out.set_summary_json(replay::run_summary_json(r));
   }
   return grpc::Status::OK;
 }

@@ -36,7 +36,11 @@ inline constexpr size_t kMaxDeleteIds = 10000;
 
 // Maps a project Status onto a gRPC status; `field` (when not empty) prefixes the message so
 // the caller sees which request field was wrong.
+// Messages name the daemon's store path (ops errors say "no session named 'x' in PATH"), which a
+// remote caller has no business knowing: to_grpc replaces every path registered here with
+// "the daemon's store". Daemons register their store path at start; thread-safe.
 grpc::Status to_grpc(const Status& status, const std::string& field = "");
+void register_private_path(const std::string& path);
 
 // Bearer-token check run first in every Recorder and Flows call. With an empty token every
 // call passes (loopback or mutual TLS). Constant-time comparison of SHA-256 digests.
@@ -131,6 +135,8 @@ class FlowsService final : public v1::Flows::Service {
                       v1::DeleteFlowsResponse* response) override;
   grpc::Status ListSessions(grpc::ServerContext* context, const v1::ListSessionsRequest* request,
                             v1::ListSessionsResponse* response) override;
+  grpc::Status ListRuns(grpc::ServerContext* context, const v1::ListRunsRequest* request,
+                        v1::ListRunsResponse* response) override;
 
  private:
   const TokenCheck& auth_;

@@ -793,6 +793,26 @@ TEST_CASE(
   CHECK(replayed.origin() != 0);
   CHECK(replayed.request().authority() == "127.0.0.1:" + std::to_string(target.port));
 
+  // The run is listed with its summary, alone under its session and not under another.
+  auto flows_stub = v1::Flows::NewStub(daemon.channel);
+  v1::ListRunsRequest runs_request;
+  runs_request.set_session("rp");
+  v1::ListRunsResponse runs;
+  REQUIRE(flows_stub->ListRuns(context().get(), runs_request, &runs).ok());
+  REQUIRE(runs.runs_size() == 1);
+  CHECK(runs.runs(0).run_id() == "run-one");
+  CHECK(runs.runs(0).session() == "rp");
+  CHECK(runs.runs(0).target() == request.target());
+  CHECK(runs.runs(0).total() == 4);
+  CHECK(runs.runs(0).completed() == 4);
+  CHECK(runs.runs(0).status_mismatches() == 0);
+  CHECK_FALSE(runs.runs(0).interrupted());
+  CHECK(runs.runs(0).ended_ns() >= runs.runs(0).started_ns());
+  CHECK(runs.runs(0).summary_json().find("\"run\":\"run-one\"") != std::string::npos);
+  runs_request.set_session("other");
+  REQUIRE(flows_stub->ListRuns(context().get(), runs_request, &runs).ok());
+  CHECK(runs.runs_size() == 0);
+
   // The run id is now taken.
   std::string message;
   CHECK(start_code(*replays, request, &message) == grpc::StatusCode::ALREADY_EXISTS);
@@ -918,6 +938,9 @@ TEST_CASE(
   std::string message;
   CHECK(start_code(*replays, named, &message) == grpc::StatusCode::NOT_FOUND);
   CHECK(message.find("nope") != std::string::npos);
+  // The daemon's file layout stays its own.
+  CHECK(message.find(daemon.dir.path.string()) == std::string::npos);
+  CHECK(message.find("the daemon's store") != std::string::npos);
   v1::StartClientReplayRequest unknown_flow;
   unknown_flow.add_flow(999'999);
   CHECK(start_code(*replays, unknown_flow) == grpc::StatusCode::NOT_FOUND);
@@ -1056,7 +1079,22 @@ TEST_CASE("retake replay --remote runs through the daemon and prints what a loca
       run_retake({"flows", "list", "--json", "--remote", daemon.address, "~run cli-run"});
   CHECK(list_code == 0);
   CHECK(std::count(listed.begin(), listed.end(), '\n') == 2);
+  // Both runs are listed, through the daemon and from the store directly, alike.
+  auto [runs_code, runs] = run_retake({"runs", "--remote", daemon.address});
+  CHECK(runs_code == 0);
+  CHECK(runs.find("cli-run  cli -> " + target) != std::string::npos);
+  CHECK(runs.find("2/2 answered") != std::string::npos);
+  CHECK(std::count(runs.begin(), runs.end(), '\n') == 2);
+  auto [runs_json_code, runs_json] =
+      run_retake({"runs", "--json", "--session", "nope", "--remote", daemon.address});
+  CHECK(runs_json_code == 0);
+  CHECK(runs_json.empty());
   CHECK(daemon.child->stop() == 0);
+  auto [local_runs_code, local_runs] =
+      run_retake({"runs", "--json", "--db", (daemon.dir.path / "db").string()});
+  CHECK(local_runs_code == 0);
+  CHECK(local_runs.find("\"run\":\"cli-run\"") != std::string::npos);
+  CHECK(std::count(local_runs.begin(), local_runs.end(), '\n') == 2);
   // And a local replay of the same store (now that the daemon let go of it) prints the same
   // lines, but for the numbers that vary between runs.
   auto [local_code, local] =

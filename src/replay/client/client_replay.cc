@@ -160,6 +160,53 @@ std::string run_summary_json(const RunSummary& s) {
   return boost::json::serialize(o);
 }
 
+Result<RunSummary> parse_run_summary_json(std::string_view json) {
+  boost::system::error_code ec;
+  auto value = boost::json::parse(json, ec);
+  const auto* o = ec ? nullptr : value.if_object();
+  const auto* run = o ? o->if_contains("run") : nullptr;
+  if (!run || !run->is_string())
+    return Status(Errc::parse_error, "run metadata is not a JSON object with a \"run\" id");
+  auto text = [&](const char* key) {
+    const auto* v = o->if_contains(key);
+    return v && v->is_string() ? std::string(v->get_string()) : std::string();
+  };
+  auto integer = [&](const char* key) -> int64_t {
+    const auto* v = o->if_contains(key);
+    if (!v) return 0;
+    if (v->is_int64()) return v->get_int64();
+    if (v->is_uint64()) return static_cast<int64_t>(v->get_uint64());
+    return 0;
+  };
+  auto count = [&](const char* key) { return static_cast<uint64_t>(std::max<int64_t>(0, integer(key))); };
+  RunSummary s;
+  s.run_id = std::string(run->get_string());
+  s.session = text("session");
+  s.target = text("target");
+  s.started_ns = integer("started_ns");
+  s.ended_ns = integer("ended_ns");
+  const auto* interrupted = o->if_contains("interrupted");
+  s.interrupted = interrupted && interrupted->is_bool() && interrupted->get_bool();
+  s.total = count("total");
+  s.sent = count("sent");
+  s.completed = count("completed");
+  s.mismatches = count("status_mismatches");
+  s.transport_errors = count("transport_errors");
+  s.sink_dropped = count("sink_dropped");
+  s.p50_ns = integer("latency_p50_ns");
+  s.p95_ns = integer("latency_p95_ns");
+  s.p99_ns = integer("latency_p99_ns");
+  s.schedule_error_mean_ns = integer("schedule_error_mean_ns");
+  s.schedule_error_max_ns = integer("schedule_error_max_ns");
+  s.bindings_applied = count("bindings_applied");
+  s.bindings_unresolved = count("bindings_unresolved");
+  s.shift_ns = integer("time_shift_ns");
+  s.time_shift.shifted = count("timestamps_shifted");
+  s.time_shift.jwt_resigned = count("jwt_resigned");
+  s.time_shift.jwt_unsigned = count("jwt_not_resigned");
+  return s;
+}
+
 struct ClientReplay::State {
   ReplayOptions options;
   std::vector<flow::Flow> flows;  // selected, in replay order

@@ -153,6 +153,9 @@ struct RunSummary {
 
 // The run's metadata as a JSON object (for the store's meta API and `--json`).
 std::string run_summary_json(const RunSummary& summary);
+// The inverse, for stored metadata: parse_error when `json` is not an object with a string
+// "run"; absent or mistyped numeric fields read as 0 (metadata written by older versions).
+Result<RunSummary> parse_run_summary_json(std::string_view json);
 
 class ClientReplay {
  public:

@@ -52,13 +52,21 @@ Status save_run(store::FlowStore& store, const RunSummary& summary) {
   return store.put_meta(std::string(kRunMetaPrefix) + summary.run_id, run_summary_json(summary));
 }
 
-Result<std::vector<std::string>> list_runs(store::FlowStore& store) {
-  std::vector<std::string> out;
-  auto st = store.scan_meta(kRunMetaPrefix, [&](std::string_view, std::string_view value) {
-    out.emplace_back(value);
+Result<std::vector<RunSummary>> list_runs(store::FlowStore& store, const std::string& session) {
+  std::vector<RunSummary> out;
+  Status bad;
+  auto st = store.scan_meta(kRunMetaPrefix, [&](std::string_view key, std::string_view value) {
+    auto run = parse_run_summary_json(value);
+    if (!run) {
+      bad = Status(Errc::corruption, "run metadata '" + std::string(key) + "': " +
+                                         run.status().message());
+      return false;
+    }
+    if (session.empty() || run->session == session) out.push_back(std::move(*run));
     return out.size() < 100'000;
   });
   if (!st.ok()) return st;
+  if (!bad.ok()) return bad;
   return out;
 }
 

@@ -31,7 +31,8 @@ Result<std::vector<flow::Flow>> select_flows(
 // Writes the run's metadata under kRunMetaPrefix + run id.
 Status save_run(store::FlowStore& store, const RunSummary& summary);
 
-// Every stored run's metadata JSON, by run id order.
-Result<std::vector<std::string>> list_runs(store::FlowStore& store);
+// Every stored run's metadata, by run id order (which is start time order); only the runs of
+// `session` when it is not empty. corruption naming the key when a stored entry cannot be read.
+Result<std::vector<RunSummary>> list_runs(store::FlowStore& store, const std::string& session = "");
 
 }  // namespace retake::replay
