@@ -29,7 +29,7 @@ void add_replay_flags(CLI::App& cmd, ops::ReplayRequest& r, std::string& timeout
   cmd.add_option("--bind", r.bind, "auto (default): rebind server-generated values; none: off")
       ->type_name("MODE");
   cmd.add_option("--bind-rule", r.bind_rule,
-                 "Explicit binding NAME=header:H|cookie:C|hidden:N|regex:RE (repeatable)")
+                 "Explicit binding NAME=header:H|cookie:C|json:$.PATH|hidden:N|regex:RE (repeatable)")
       ->type_name("RULE");
   cmd.add_option("--rules", r.rules, "Mutation rules file (YAML or JSON)")->type_name("FILE");
   cmd.add_flag("--insecure", r.insecure, "Do not verify the target's TLS certificate");

@@ -57,6 +57,17 @@ Status check_filter(std::string_view field, const std::string& text) {
   return {};
 }
 
+// Rules' `when:` scopes in the filter language (`~u /login & ~m POST`).
+replay::ScopeCompiler filter_scopes() {
+  return [](std::string_view text) -> Result<replay::FlowPredicate> {
+    auto parsed = query::Filter::parse(text);
+    if (!parsed) return parsed.status();
+    auto filter = std::make_shared<query::Filter>(std::move(*parsed));
+    return replay::FlowPredicate(
+        [filter](const flow::Flow& f) { return filter->matches(f); });
+  };
+}
+
 // A quoted excerpt of user input for messages (bounded: the input may be 4 KiB).
 std::string quoted(const std::string& text) {
   return "'" + (text.size() > 200 ? text.substr(0, 200) + "..." : text) + "'";
@@ -145,10 +156,12 @@ Result<replay::ReplayOptions> replay_options(const ReplayRequest& r) {
   for (const auto& text : r.bind_rule)
     o.bindings.rules.push_back(replay::parse_binding_rule(text).value());
   if (!r.rules_text.empty() || !r.rules.empty()) {
-    auto rules = r.rules_text.empty()
-                     ? replay::load_rules_file(r.rules)
-                     : replay::parse_rules(r.rules_text, r.rules.empty() ? "rules" : r.rules);
+    auto rules = r.rules_text.empty() ? replay::load_rules_file(r.rules, filter_scopes())
+                                      : replay::parse_rules(r.rules_text,
+                                                            r.rules.empty() ? "rules" : r.rules,
+                                                            filter_scopes());
     if (!rules) return Status(rules.status().code(), "rules: " + rules.status().message());
+    for (const auto& binding : rules->bindings()) o.bindings.rules.push_back(binding);
     o.mutate = [set = std::make_shared<replay::RuleSet>(std::move(*rules))](
                    flow::Request& req, const flow::Flow& origin) { set->apply(req, origin); };
   }

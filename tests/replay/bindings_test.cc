@@ -77,8 +77,35 @@ TEST_CASE("with automatic bindings off only explicit rules bind") {
   REQUIRE(plan.bindings.size() == 1);
   CHECK(plan.bindings[0].rule == "tok");
   CHECK(plan.bindings[0].recorded_value == "tok_777abc");
-  CHECK_FALSE(parse_binding_rule("x=json:$.a").ok());
+  CHECK_FALSE(parse_binding_rule("x=json:$.items[").ok());
   CHECK_FALSE(parse_binding_rule("x=regex:(").ok());
+  CHECK_FALSE(parse_binding_rule("x=xml:/a").ok());
+}
+
+TEST_CASE("an explicit JSON rule captures by the project's JSON path syntax") {
+  auto login = exchange(1, "POST", "/login");
+  login.response->headers.add("Content-Type", "application/json");
+  login.response->body.data =
+      R"({"data":{"items":[{"kind":"x","token":""},{"kind":"session","token":"T0k3nAbc"}]}})";
+  auto me = exchange(2, "GET", "/me");
+  me.request.headers.add("Authorization", "Bearer T0k3nAbc");
+  auto rule = parse_binding_rule("session=json:$.data.items[*].token");
+  REQUIRE(rule.ok());
+  CHECK(rule->capture.describe() == "json $.data.items[*].token");
+  // The first non-empty scalar the path selects.
+  CHECK(extract(rule->capture, *login.response) == std::optional<std::string>("T0k3nAbc"));
+  auto missing = parse_binding_rule("m=json:$.nope");
+  REQUIRE(missing.ok());
+  CHECK_FALSE(extract(missing->capture, *login.response).has_value());
+
+  BindingPlanOptions o;
+  o.automatic = false;
+  o.rules.push_back(*rule);
+  auto plan = plan_bindings({login, me}, o);
+  REQUIRE(plan.bindings.size() == 1);
+  CHECK(plan.bindings[0].rule == "session");
+  CHECK(plan.bindings[0].source_flow == 1);
+  CHECK(plan.uses[1] == std::vector<size_t>{plan.bindings[0].id});
 }
 
 TEST_CASE("substitution replaces bounded occurrences in path, headers and body") {

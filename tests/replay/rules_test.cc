@@ -114,6 +114,64 @@ rules:
   CHECK_FALSE(r2.headers.contains("X-Scoped"));
 }
 
+TEST_CASE("a rules file's bindings section gives explicit, scoped binding rules") {
+  ScopeCompiler compile = [](std::string_view expr) -> Result<FlowPredicate> {
+    std::string path(expr);
+    return FlowPredicate([path](const flow::Flow& f) { return f.request.path == path; });
+  };
+  auto set = parse_ok(R"(
+bindings:
+  - name: token
+    from: "json:$.data.token"
+    when: /login
+  - name: sid
+    from: "cookie:sid"
+)",
+                      compile);
+  CHECK(set.size() == 0);
+  REQUIRE(set.bindings().size() == 2);
+  const auto& token = set.bindings()[0];
+  CHECK(token.name == "token");
+  CHECK(token.capture.describe() == "json $.data.token");
+  REQUIRE(token.scope);
+  flow::Flow login, other;
+  login.request.path = "/login";
+  other.request.path = "/other";
+  CHECK(token.scope(login));
+  CHECK_FALSE(token.scope(other));
+  CHECK(set.bindings()[1].capture.describe() == "cookie sid");
+  CHECK_FALSE(set.bindings()[1].scope);
+
+  // Rules and bindings side by side.
+  auto both = parse_ok("rules:\n  - name: a\n    set_header: {X: 1}\nbindings:\n"
+                       "  - name: h\n    from: header:X-Token\n");
+  CHECK(both.size() == 1);
+  CHECK(both.bindings().size() == 1);
+
+  struct Row {
+    const char* text;
+    const char* expected;
+  };
+  const Row rows[] = {
+      {"bindings:\n  - name: t\n", "line 2: rule 't': a binding needs a 'name' and 'from'"},
+      {"bindings:\n  - name: t\n    from: \"json:$.a[\"\n", "line 3: rule 't': binding rule 't': bad JSON path"},
+      {"bindings:\n  - name: t\n    from: header:X\n    whn: x\n",
+       "line 4: rule 't': unknown binding key 'whn'"},
+      {"bindings:\n  - name: t\n    from: header:X\n  - name: t\n    from: cookie:c\n",
+       "line 4: rule 't': duplicate binding name"},
+      {"bindngs: []\n", "line 1: rule '?': unknown top-level key 'bindngs'"},
+      {"bindings: {a: 1}\n", "'bindings' must be a list"},
+  };
+  for (const auto& row : rows) {
+    CAPTURE(row.text);
+    auto r = parse_rules(row.text, "rules.yaml", compile);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == Errc::parse_error);
+    CHECK_MESSAGE(r.status().message().find(row.expected) != std::string::npos,
+                  r.status().message());
+  }
+}
+
 TEST_CASE("rules file errors name the line and the rule") {
   struct Row {
     const char* text;

@@ -147,6 +147,42 @@ class ReplayCliTest(unittest.TestCase):
             doc = json.loads(r.stdout)
             self.assertEqual(doc["sent"], 2, r.stdout)
 
+    def test_explicit_bindings_from_a_rules_file_replace_automatic_ones(self):
+        # With --bind none only the rules file's scoped bindings (JSON path, hidden input)
+        # carry the new instance's token, CSRF token and item id into later requests.
+        with App() as a:
+            self.record("explicit", a.port, shop_sequence)
+        rules = os.path.join(self.home, "bindings.yaml")
+        with open(rules, "w") as f:
+            f.write('bindings:\n'
+                    '  - name: token\n    from: "json:$.token"\n    when: "~u /login"\n'
+                    '  - name: csrf\n    from: "hidden:csrf"\n    when: "~u /form"\n'
+                    '  - name: item\n    from: "json:$.id"\n    when: "~m POST & ~u /items"\n')
+        with App() as b:
+            r = self.retake("replay", "--session", "explicit", "--target",
+                            f"http://127.0.0.1:{b.port}", "--pace", "asap", "--bind", "none",
+                            "--rules", rules, "--json", "--fail-on-mismatch")
+            self.assertEqual(r.returncode, 0, r.stderr + r.stdout)
+            doc = json.loads(r.stdout)
+            self.assertEqual(doc["completed"], 5)
+            self.assertEqual(doc["status_mismatches"], 0)
+            self.assertEqual(doc["bindings_unresolved"], 0)
+            rules_used = {b["rule"] for b in doc["bindings"]}
+            self.assertEqual(rules_used, {"token", "csrf", "item"}, doc["bindings"])
+            # The run is listed with its results.
+            listed = self.retake("runs", "--session", "explicit")
+            self.assertEqual(listed.returncode, 0, listed.stderr)
+            self.assertIn(doc["run"] + "  explicit -> http://127.0.0.1:", listed.stdout)
+            self.assertIn("5/5 answered", listed.stdout)
+        # A bad path in the rules file is a usage error naming the file, line and binding.
+        with open(rules, "w") as f:
+            f.write('bindings:\n  - name: token\n    from: "json:$.a["\n')
+        r = self.retake("replay", "--session", "explicit", "--target", "http://127.0.0.1:9",
+                        "--rules", rules)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("line 3: rule 'token'", r.stderr)
+        self.assertIn("bad JSON path", r.stderr)
+
     def test_usage_errors_exit_2_and_missing_sessions_exit_1(self):
         r = self.retake("replay")
         self.assertEqual(r.returncode, 2)

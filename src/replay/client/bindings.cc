@@ -257,6 +257,7 @@ std::string Capture::describe() const {
   std::string out = capture_kind_name(kind);
   switch (kind) {
     case CaptureKind::json_field: {
+      if (json_path) return out + " " + json_path->text();
       std::string path;
       for (const auto& s : json_steps) path += (path.empty() ? "" : ".") + s;
       return out + " " + path;
@@ -280,6 +281,11 @@ std::optional<std::string> extract(const Capture& capture, const flow::Response&
     case CaptureKind::json_field: {
       auto json = parse_json_body(r);
       if (!json) return std::nullopt;
+      if (capture.json_path) {
+        for (const auto* v : capture.json_path->select(*json))
+          if (auto text = scalar_text(*v); !text.empty()) return text;
+        return std::nullopt;
+      }
       const boost::json::value* cur = &*json;
       for (const auto& step : capture.json_steps) {
         if (cur->is_object()) {
@@ -332,7 +338,7 @@ Result<BindingRule> parse_binding_rule(std::string_view text) {
   if (eq == std::string_view::npos || eq == 0 || colon == std::string_view::npos)
     return Status(Errc::invalid_argument,
                   "binding rule '" + std::string(text) +
-                      "': expected NAME=KIND:ARG (KIND: header, cookie, hidden, regex)");
+                      "': expected NAME=KIND:ARG (KIND: header, cookie, json, hidden, regex)");
   BindingRule rule;
   rule.name = std::string(text.substr(0, eq));
   auto kind = text.substr(eq + 1, colon - eq - 1);
@@ -343,6 +349,15 @@ Result<BindingRule> parse_binding_rule(std::string_view text) {
     rule.capture.kind = CaptureKind::set_cookie;
   else if (kind == "hidden")
     rule.capture.kind = CaptureKind::hidden_input;
+  else if (kind == "json") {
+    rule.capture.kind = CaptureKind::json_field;
+    auto path = diff::JsonPath::parse(rule.capture.name);
+    if (!path)
+      return Status(Errc::invalid_argument, "binding rule '" + rule.name + "': bad JSON path '" +
+                                                rule.capture.name + "': " +
+                                                path.status().message());
+    rule.capture.json_path = std::move(*path);
+  }
   else if (kind == "regex") {
     rule.capture.kind = CaptureKind::regex;
     RE2::Options quiet;
@@ -354,7 +369,7 @@ Result<BindingRule> parse_binding_rule(std::string_view text) {
   } else {
     return Status(Errc::invalid_argument, "binding rule '" + rule.name + "': unknown kind '" +
                                               std::string(kind) +
-                                              "' (header, cookie, hidden, regex)");
+                                              "' (header, cookie, json, hidden, regex)");
   }
   if (rule.capture.name.empty())
     return Status(Errc::invalid_argument, "binding rule '" + rule.name + "': empty argument");

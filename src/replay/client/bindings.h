@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "diff/json_path.h"
 #include "flow/flow.h"
 #include "flow/status.h"
 
@@ -33,10 +34,12 @@ const char* capture_kind_name(CaptureKind kind) noexcept;
 struct Capture {
   CaptureKind kind = CaptureKind::header;
   std::string name;
-  // json_field: object keys and array indexes (decimal) from the root. This is a location,
-  // not a path syntax: explicit JSON rules use diff's json_path once it lands.
+  // json_field found automatically: object keys and array indexes (decimal) from the root.
   std::vector<std::string> json_steps;
   int segment = -1;
+  // json_field of an explicit rule ("json:$.data.token"): the project's JSON path; the first
+  // scalar it selects is the value. Empty for automatic captures.
+  std::optional<diff::JsonPath> json_path;
   // "cookie sid", "header X-CSRF-Token", "json token", "hidden csrf", "location 2", "regex ..."
   std::string describe() const;
 };
@@ -53,7 +56,8 @@ struct BindingRule {
   std::function<bool(const flow::Flow&)> scope;
 };
 
-// Parses "NAME=header:X-Token", "NAME=cookie:sid", "NAME=hidden:csrf", "NAME=regex:tok=(\w+)".
+// Parses "NAME=header:X-Token", "NAME=cookie:sid", "NAME=hidden:csrf", "NAME=regex:tok=(\w+)",
+// "NAME=json:$.data.token" (diff's JSON path syntax).
 Result<BindingRule> parse_binding_rule(std::string_view text);
 
 struct Binding {

@@ -200,6 +200,7 @@ diff::JsonPath json_path(const std::string& text, int line) {
 
 struct RuleSet::Impl {
   std::vector<Rule> rules;
+  std::vector<BindingRule> bindings;
   mutable std::atomic<uint64_t> applied{0}, body_failures{0};
 
   void apply_body(const Rule& rule, flow::Request& req) const {
@@ -264,6 +265,9 @@ RuleSet::RuleSet() : impl_(std::make_unique<Impl>()) {}
 RuleSet::~RuleSet() = default;
 RuleSet::RuleSet(RuleSet&&) noexcept = default;
 RuleSet& RuleSet::operator=(RuleSet&&) noexcept = default;
+const std::vector<BindingRule>& RuleSet::bindings() const {
+  return impl_->bindings;
+}
 size_t RuleSet::size() const {
   return impl_->rules.size();
 }
@@ -309,8 +313,53 @@ Result<RuleSet> parse_rules(std::string_view text, std::string_view source,
   }
   RuleSet set;
   std::string current = "?";
+  auto compile_when = [&](const YAML::Node& v, int kline) {
+    if (!v.IsScalar()) throw ParseError{kline, "'when' must be a filter expression"};
+    if (!compile)
+      throw ParseError{kline, "'when' needs the filter language, which this build does not provide"};
+    auto pred = compile(v.Scalar());
+    if (!pred) throw ParseError{kline, "filter '" + v.Scalar() + "': " + pred.status().message()};
+    return *pred;
+  };
   try {
+    if (root.IsMap())
+      for (const auto& kv : root) {
+        const std::string key = kv.first.as<std::string>();
+        if (key != "rules" && key != "bindings")
+          throw ParseError{kv.first.Mark().line + 1,
+                           "unknown top-level key '" + key + "' (rules, bindings)"};
+      }
     YAML::Node list = root.IsMap() ? root["rules"] : root;
+    const bool has_bindings = root.IsMap() && root["bindings"];
+    YAML::Node bindings = has_bindings ? root["bindings"] : YAML::Node();
+    if (has_bindings) {
+      if (!bindings.IsSequence())
+        throw ParseError{bindings.Mark().line + 1, "'bindings' must be a list"};
+      std::set<std::string> names;
+      for (const auto& node : bindings) {
+        current = node.IsMap() && node["name"] && node["name"].IsScalar() ? node["name"].Scalar()
+                                                                          : "?";
+        int line = node.Mark().line + 1;
+        if (!node.IsMap() || !node["name"] || !node["name"].IsScalar() || !node["from"] ||
+            !node["from"].IsScalar())
+          throw ParseError{line, "a binding needs a 'name' and 'from' (header:H, cookie:C, "
+                                 "json:$.PATH, hidden:N or regex:RE)"};
+        current = node["name"].Scalar();
+        if (!names.insert(current).second) throw ParseError{line, "duplicate binding name"};
+        for (const auto& kv : node) {
+          const std::string key = kv.first.as<std::string>();
+          if (key != "name" && key != "from" && key != "when")
+            throw ParseError{kv.first.Mark().line + 1,
+                             "unknown binding key '" + key + "' (name, from, when)"};
+        }
+        auto rule = parse_binding_rule(current + "=" + node["from"].Scalar());
+        if (!rule) throw ParseError{node["from"].Mark().line + 1, rule.status().message()};
+        if (node["when"]) rule->scope = compile_when(node["when"], node["when"].Mark().line + 1);
+        set.impl_->bindings.push_back(std::move(*rule));
+      }
+      current = "?";
+    }
+    if (!list && has_bindings) return set;
     if (!list || !list.IsSequence())
       throw ParseError{root.Mark().line + 1,
                        "expected a list of rules (top-level 'rules:' or a sequence)"};
@@ -333,14 +382,7 @@ Result<RuleSet> parse_rules(std::string_view text, std::string_view source,
         const YAML::Node& v = kv.second;
         if (key == "name") continue;
         if (key == "when") {
-          if (!v.IsScalar()) throw ParseError{kline, "'when' must be a filter expression"};
-          if (!compile)
-            throw ParseError{kline,
-                             "'when' needs the filter language, which this build does not provide"};
-          auto pred = compile(v.Scalar());
-          if (!pred)
-            throw ParseError{kline, "filter '" + v.Scalar() + "': " + pred.status().message()};
-          rule.scope = *pred;
+          rule.scope = compile_when(v, kline);
           continue;
         }
         any_action = true;

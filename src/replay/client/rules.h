@@ -16,6 +16,10 @@
 //       remove_json: ["$.debug"]
 //       set_form: {comment: replayed}
 //       replace_body: {pattern: "order-(\\d+)", with: "order-\\1-r"}
+//   bindings:                             # explicit bindings, as --bind-rule NAME=FROM
+//     - name: token                       # required, unique
+//       from: "json:$.data.token"         # header:H, cookie:C, json:$.PATH, hidden:N, regex:RE
+//       when: "~u /login"                 # optional: only responses of these flows
 // Errors name the file, the line and the rule.
 //
 // Depends on src/flow, src/diff (json_path, content_coding), yaml-cpp and RE2; no I/O beyond
@@ -30,6 +34,7 @@
 
 #include "flow/flow.h"
 #include "flow/status.h"
+#include "replay/client/bindings.h"
 
 namespace retake::replay {
 
@@ -54,6 +59,8 @@ class RuleSet {
   void apply(flow::Request& request, const flow::Flow& origin) const;
   size_t size() const;
   std::vector<std::string> names() const;
+  // The file's `bindings:` (explicit binding rules, scoped by their `when`).
+  const std::vector<BindingRule>& bindings() const;
   RuleStats stats() const;
 
   struct Impl;
