@@ -10,7 +10,7 @@ packages=(
   protobuf-compiler libgrpc++-dev protobuf-compiler-grpc doctest-dev libre2-dev libcli11-dev
   libyaml-cpp-dev libzstd-dev zlib1g-dev libbrotli-dev ccache
   # tests: real clients and servers
-  curl nghttp2-client python3 python3-h2 python3-websockets python3-grpcio python3-grpc-tools
+  curl nghttp2-client hey python3 python3-h2 python3-websockets python3-grpcio python3-grpc-tools
   openssl
   # the diff test opens the HTML report in headless Chromium
   chromium

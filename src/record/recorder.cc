@@ -958,9 +958,9 @@ awaitable<bool> ProxyConnection::exchange() {
   out_.append(f.request.http_version).append("\r\n");
   net::append_forward_fields(out_, f.request.headers, chunked,
                              rewrite_host ? std::string_view(dest_->authority) : std::string_view(),
-                             // A WebSocket handshake goes without its extension offers, so no
-                             // permessage-deflate is negotiated and the frames stay readable
-                             // for the record. TODO(feature): inflate instead, as mitmproxy does.
+                             // A WebSocket handshake keeps only its permessage-deflate
+                             // offers (appended below): the one extension whose frames the
+                             // watcher reads (it inflates them), as mitmproxy does.
                              websocket         ? std::string_view("sec-websocket-extensions")
                              : answer_continue ? std::string_view("expect")
                                                : std::string_view());
@@ -972,6 +972,8 @@ awaitable<bool> ProxyConnection::exchange() {
     out_.append("Connection: Upgrade\r\nUpgrade: ")
         .append(*f.request.headers.get("upgrade"))
         .append("\r\n");
+    if (auto offers = deflate_offers(f.request.headers); !offers.empty())
+      out_.append("Sec-WebSocket-Extensions: ").append(offers).append("\r\n");
   }
   out_.append("\r\n");
 
@@ -1612,7 +1614,8 @@ awaitable<void> ProxyConnection::relay_websocket(flow::Flow& f) {
   f.websocket.emplace();
   WebSocketLimits limits;
   limits.payload_cap = opts_.body_cap;
-  WebSocketWatcher from_client(true, limits), from_upstream(false, limits);
+  const PerMessageDeflate deflate = negotiated_deflate(f.response->headers);
+  WebSocketWatcher from_client(true, limits, deflate), from_upstream(false, limits, deflate);
   uint64_t client_bytes = 0, upstream_bytes = 0;
   fired_ = Phase::none;
   co_await (ws_pump(client_side(), up_side(), in_, from_client, f, client_bytes) &&

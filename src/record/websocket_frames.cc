@@ -2,9 +2,143 @@
 // framing error here only stops the recording of messages, never the relay.
 #include "record/websocket_frames.h"
 
+#include <zlib.h>
+
 #include <algorithm>
+#include <vector>
 
 namespace retake::record {
+
+// One direction's raw-deflate decompressor, kept across messages (context takeover).
+class WebSocketWatcher::Inflater {
+ public:
+  Inflater() { ok_ = inflateInit2(&z_, -15) == Z_OK; }
+  ~Inflater() {
+    if (ok_) inflateEnd(&z_);
+  }
+  Inflater(const Inflater&) = delete;
+  Inflater& operator=(const Inflater&) = delete;
+
+  // Inflates `in`, appending to `out` up to `cap` bytes; `total` counts every inflated byte.
+  // "" on success, else why not.
+  std::string run(std::string_view in, std::string& out, size_t cap, uint64_t& total,
+                  uint64_t max_total) {
+    if (!ok_) return "zlib could not start";
+    z_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+    z_.avail_in = static_cast<uInt>(in.size());
+    unsigned char buf[16384];
+    for (;;) {
+      z_.next_out = buf;
+      z_.avail_out = sizeof buf;
+      int rc = inflate(&z_, Z_SYNC_FLUSH);
+      size_t got = sizeof buf - z_.avail_out;
+      total += got;
+      if (out.size() < cap)
+        out.append(reinterpret_cast<const char*>(buf), std::min(got, cap - out.size()));
+      if (total > max_total)
+        return "a compressed message inflates past " + std::to_string(max_total) + " bytes";
+      if (rc == Z_STREAM_END) {
+        // A final block (BFINAL) ends this deflate stream; the next message starts a new one.
+        inflateReset(&z_);
+        if (z_.avail_in == 0) return {};
+        continue;
+      }
+      if (rc == Z_BUF_ERROR) return {};  // needs more input: the rest is in a later chunk
+      if (rc != Z_OK) return std::string("corrupt deflate data (") + (z_.msg ? z_.msg : "?") + ")";
+      if (z_.avail_in == 0 && z_.avail_out != 0) return {};
+    }
+  }
+  void reset() {
+    if (ok_) inflateReset(&z_);
+  }
+
+ private:
+  z_stream z_{};
+  bool ok_ = false;
+};
+
+namespace {
+// Splits "a; b=1, c" into elements (by ',') of trimmed parameters (by ';').
+std::vector<std::vector<std::string_view>> extension_list(std::string_view value) {
+  auto trim = [](std::string_view t) {
+    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+    return t;
+  };
+  std::vector<std::vector<std::string_view>> out;
+  while (!value.empty()) {
+    auto comma = value.find(',');
+    auto element = value.substr(0, comma);
+    value = comma == std::string_view::npos ? std::string_view() : value.substr(comma + 1);
+    std::vector<std::string_view> params;
+    while (!element.empty()) {
+      auto semi = element.find(';');
+      params.push_back(trim(element.substr(0, semi)));
+      element = semi == std::string_view::npos ? std::string_view() : element.substr(semi + 1);
+    }
+    if (!params.empty() && !params.front().empty()) out.push_back(std::move(params));
+  }
+  return out;
+}
+
+bool named(std::string_view param, std::string_view name) {
+  auto eq = param.find('=');
+  auto key = param.substr(0, eq);
+  while (!key.empty() && key.back() == ' ') key.remove_suffix(1);
+  return flow::iequals(key, name);
+}
+}  // namespace
+
+PerMessageDeflate negotiated_deflate(const flow::Headers& response_headers) {
+  PerMessageDeflate d;
+  for (auto value : response_headers.get_all("Sec-WebSocket-Extensions"))
+    for (const auto& params : extension_list(value)) {
+      if (!flow::iequals(params.front(), "permessage-deflate")) continue;
+      d.enabled = true;
+      for (auto p : params) {
+        d.client_no_context_takeover |= named(p, "client_no_context_takeover");
+        d.server_no_context_takeover |= named(p, "server_no_context_takeover");
+      }
+    }
+  return d;
+}
+
+std::string deflate_offers(const flow::Headers& request_headers) {
+  std::string out;
+  for (auto value : request_headers.get_all("Sec-WebSocket-Extensions"))
+    for (const auto& params : extension_list(value)) {
+      if (!flow::iequals(params.front(), "permessage-deflate")) continue;
+      if (!out.empty()) out += ", ";
+      for (size_t i = 0; i < params.size(); ++i) {
+        if (i) out += "; ";
+        out += params[i];
+      }
+    }
+  return out;
+}
+
+WebSocketWatcher::WebSocketWatcher(bool from_client, WebSocketLimits limits,
+                                   PerMessageDeflate deflate)
+    : from_client_(from_client), limits_(limits), deflate_(deflate) {}
+
+WebSocketWatcher::~WebSocketWatcher() = default;
+
+bool WebSocketWatcher::append_payload(std::string_view chunk) {
+  if (!message_compressed_) {
+    message_size_ += chunk.size();
+    size_t room = limits_.payload_cap;
+    size_t keep = message_.payload.size() < room
+                      ? std::min(chunk.size(), room - message_.payload.size())
+                      : 0;
+    message_.payload.append(chunk.data(), keep);
+    return true;
+  }
+  if (!inflater_) inflater_ = std::make_unique<Inflater>();
+  auto why = inflater_->run(chunk, message_.payload, limits_.payload_cap, message_size_,
+                            limits_.max_inflated_message);
+  if (!why.empty()) return fail("permessage-deflate: " + why);
+  return true;
+}
 
 namespace {
 constexpr uint8_t kContinuation = 0, kText = 1, kBinary = 2, kClose = 8, kPing = 9, kPong = 10;
@@ -21,6 +155,9 @@ bool is_known(uint8_t op) {
 bool WebSocketWatcher::frame_started(flow::WebSocket& out) {
   (void)out;
   if (!is_known(opcode_)) return fail("reserved opcode " + std::to_string(opcode_));
+  if (rsv1_ && opcode_ == kContinuation)
+    return fail("RSV1 set on a continuation frame (only a message's first frame carries it)");
+  if (rsv1_ && is_control(opcode_)) return fail("RSV1 set on a control frame");
   if (is_control(opcode_)) {
     if (!fin_) return fail("fragmented control frame");
     if (remaining_ > 125) return fail("control frame longer than 125 bytes");
@@ -37,6 +174,7 @@ bool WebSocketWatcher::frame_started(flow::WebSocket& out) {
   message_.from_client = from_client_;
   message_.opcode = opcode_;
   message_size_ = 0;
+  message_compressed_ = rsv1_;
   return true;
 }
 
@@ -68,7 +206,16 @@ void WebSocketWatcher::frame_ended(flow::WebSocket& out, int64_t now_ns) {
     return;
   }
   if (!fin_) return;
+  if (message_compressed_) {
+    // RFC 7692 §7.2.2: the sender removed the empty stored block's tail 00 00 FF FF.
+    static constexpr char kTail[4] = {0, 0, static_cast<char>(0xff), static_cast<char>(0xff)};
+    if (!append_payload(std::string_view(kTail, 4))) return;
+    bool reset = from_client_ ? deflate_.client_no_context_takeover
+                              : deflate_.server_no_context_takeover;
+    if (reset) inflater_->reset();
+  }
   in_message_ = false;
+  message_compressed_ = false;
   message_.timestamp = now_ns;
   // TODO(model): flow::WebSocketMessage has no truncated flag yet; count cut messages here.
   if (message_size_ > message_.payload.size()) ++truncated_;
@@ -88,7 +235,10 @@ bool WebSocketWatcher::feed(std::string_view bytes, flow::WebSocket& out, int64_
       bool masked = head_[1] & 0x80;
       size_t need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (masked ? 4 : 0);
       if (head_len_ < need) continue;
-      if (head_[0] & 0x70) return fail("reserved bits set (no extension was negotiated)");
+      if (head_[0] & 0x30) return fail("reserved bits RSV2/RSV3 set (no such extension)");
+      rsv1_ = head_[0] & 0x40;
+      if (rsv1_ && !deflate_.enabled)
+        return fail("reserved bit RSV1 set without permessage-deflate negotiated");
       fin_ = head_[0] & 0x80;
       opcode_ = head_[0] & 0x0f;
       masked_ = masked;
@@ -115,20 +265,24 @@ bool WebSocketWatcher::feed(std::string_view bytes, flow::WebSocket& out, int64_
     std::string_view chunk = bytes.substr(i, n);
     i += n;
     remaining_ -= n;
-    std::string* sink = is_control(opcode_) ? &control_ : &message_.payload;
-    size_t room = is_control(opcode_) ? 125 : limits_.payload_cap;
-    if (!is_control(opcode_)) message_size_ += n;
-    size_t keep = sink->size() < room ? std::min(n, room - sink->size()) : 0;
-    size_t at = sink->size();
-    sink->append(chunk.data(), keep);
     if (masked_) {
-      for (size_t k = 0; k < keep; ++k)
-        (*sink)[at + k] = static_cast<char>((*sink)[at + k] ^ mask_[(offset_ + k) & 3]);
+      // Unmask into scratch: a compressed payload must be inflated whole, and a plain one is
+      // copied once more at most (control frames are at most 125 bytes).
+      scratch_.assign(chunk.data(), n);
+      for (size_t k = 0; k < n; ++k)
+        scratch_[k] = static_cast<char>(scratch_[k] ^ mask_[(offset_ + k) & 3]);
+      chunk = scratch_;
     }
     offset_ += n;
+    if (is_control(opcode_)) {
+      control_.append(chunk.data(), std::min<size_t>(chunk.size(), 125 - std::min<size_t>(125, control_.size())));
+    } else if (!append_payload(chunk)) {
+      return false;
+    }
     if (remaining_ == 0) {
       in_payload_ = false;
       frame_ended(out, now_ns);
+      if (failed_) return false;
     }
   }
   return true;

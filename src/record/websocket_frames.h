@@ -1,14 +1,16 @@
 // retake::record WebSocketWatcher: a passive RFC 6455 frame parser for one direction of a
 // relayed WebSocket connection. The relay forwards every byte unchanged; this only watches the
-// same bytes and reassembles messages into flow::WebSocket.
+// same bytes and reassembles messages into flow::WebSocket. Messages compressed with
+// permessage-deflate are stored inflated (what the applications exchanged).
 //
-// Pure computation on bytes: no I/O, no sockets. Depends on src/flow only. Not thread-safe (one
-// per direction, owned by the connection's coroutine).
+// Pure computation on bytes: no I/O, no sockets. Depends on src/flow and zlib (privately).
+// Not thread-safe (one per direction, owned by the connection's coroutine).
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -24,13 +26,35 @@ struct WebSocketLimits {
   // Messages stored per flow (both directions together); later ones are counted only.
   // Default: 100000.
   size_t max_messages = 100'000;
+  // Inflated bytes of one compressed message past which the watcher gives up (a deflate bomb
+  // would otherwise cost unbounded CPU). Default: 256 MiB.
+  uint64_t max_inflated_message = 256ull << 20;
 };
+
+// permessage-deflate (RFC 7692) as the server accepted it in the 101 response.
+struct PerMessageDeflate {
+  bool enabled = false;
+  // The sender of that direction resets its compressor after each message.
+  bool client_no_context_takeover = false;
+  bool server_no_context_takeover = false;
+};
+
+// Reads the Sec-WebSocket-Extensions fields of a 101 response. Window sizes need no reading:
+// inflating with the largest window (15 bits) accepts a stream made with any smaller one.
+PerMessageDeflate negotiated_deflate(const flow::Headers& response_headers);
+
+// The request's Sec-WebSocket-Extensions offers reduced to the permessage-deflate ones, joined
+// with ", " ("" when none): the one extension the watcher can read, so the only one forwarded.
+std::string deflate_offers(const flow::Headers& request_headers);
 
 class WebSocketWatcher {
  public:
   // `from_client`: direction of the bytes this watcher sees (client masks its frames).
-  WebSocketWatcher(bool from_client, WebSocketLimits limits)
-      : from_client_(from_client), limits_(limits) {}
+  // `deflate`: what was negotiated; compressed messages (RSV1) are stored inflated.
+  WebSocketWatcher(bool from_client, WebSocketLimits limits, PerMessageDeflate deflate = {});
+  ~WebSocketWatcher();
+  WebSocketWatcher(const WebSocketWatcher&) = delete;
+  WebSocketWatcher& operator=(const WebSocketWatcher&) = delete;
 
   // Watches the next bytes of this direction. Completed messages (data messages reassembled
   // across continuation frames; control frames as they come) are appended to `out` with
@@ -57,8 +81,16 @@ class WebSocketWatcher {
   bool frame_started(flow::WebSocket& out);
   void frame_ended(flow::WebSocket& out, int64_t now_ns);
 
+  bool append_payload(std::string_view chunk);
+
   const bool from_client_;
   const WebSocketLimits limits_;
+  const PerMessageDeflate deflate_;
+  class Inflater;
+  std::unique_ptr<Inflater> inflater_;  // created with the first compressed message
+  bool rsv1_ = false;                    // of the current frame
+  bool message_compressed_ = false;      // the data message being reassembled
+  std::string scratch_;                  // unmasked compressed bytes of one chunk
   bool failed_ = false;
   std::string error_;
   uint64_t dropped_ = 0;

@@ -384,6 +384,10 @@ void check_ws_flow(const flow::Flow& f) {
   CHECK_FALSE(f.error.has_value());
   REQUIRE(f.response.has_value());
   CHECK(f.response->status == 101);
+  // python3-websockets offers permessage-deflate and accepts it: the messages below crossed
+  // the proxy compressed and were inflated for the record.
+  auto accepted = f.response->headers.get("Sec-WebSocket-Extensions");
+  CHECK(accepted.value_or("").find("permessage-deflate") != std::string_view::npos);
   REQUIRE(f.websocket.has_value());
   const auto& ws = *f.websocket;
   auto find = [&](bool from_client, uint8_t opcode, const std::string& payload) {
