@@ -4,6 +4,7 @@
 
 #include <boost/json.hpp>
 
+#include "codec/content_coding.h"
 #include "replay/client/time_shift.h"
 
 using namespace retake;
@@ -96,6 +97,40 @@ TEST_CASE("a form body is shifted per field and untouched fields keep their byte
   r.body.data = "name=a+b%21&ts=2024-01-15T10%3A00%3A00Z&csrf=abc";
   two_hours().shift_request(r);
   CHECK(r.body.data == "name=a+b%21&ts=2024-01-15T12%3A00%3A00Z&csrf=abc");
+}
+
+TEST_CASE("compressed bodies are decoded, shifted and re-encoded with the same codings") {
+  for (const char* coding : {"gzip", "br", "zstd", "deflate, gzip"}) {
+    CAPTURE(coding);
+    const std::string plain = R"({"ts":"2024-01-15T10:00:00Z","note":"padding padding"})";
+    flow::Request r;
+    r.method = "POST";
+    r.path = "/c";
+    r.headers.add("Content-Type", "application/json");
+    r.headers.add("Content-Encoding", coding);
+    r.body.data = codec::encode_content(plain, coding).value();
+    r.body.size = r.body.data.size();
+    r.headers.add("Content-Length", std::to_string(r.body.data.size()));
+    TimeShiftReport report;
+    two_hours().shift_request(r, &report);
+    CHECK(report.shifted == 1);
+    CHECK(report.skipped_bodies == 0);
+    auto decoded = codec::decode_content(r.body.data, coding);
+    REQUIRE(decoded.ok());
+    CHECK(*decoded == R"({"ts":"2024-01-15T12:00:00Z","note":"padding padding"})");
+    CHECK(r.headers.get("Content-Length") == std::to_string(r.body.data.size()));
+    CHECK(r.body.size == r.body.data.size());
+  }
+  // A body that does not decode as its Content-Encoding says is left as it was, and counted.
+  flow::Request bad;
+  bad.method = "POST";
+  bad.headers.add("Content-Type", "application/json");
+  bad.headers.add("Content-Encoding", "gzip");
+  bad.body.data = R"({"ts":"2024-01-15T10:00:00Z"})";
+  TimeShiftReport report;
+  two_hours().shift_request(bad, &report);
+  CHECK(bad.body.data == R"({"ts":"2024-01-15T10:00:00Z"})");
+  CHECK(report.skipped_bodies == 1);
 }
 
 TEST_CASE("JWT time claims are shifted and re-signed with the HS256 key") {

@@ -10,6 +10,8 @@
 #include <re2/re2.h>
 #include <boost/json.hpp>
 
+#include "codec/content_coding.h"
+
 namespace retake::replay {
 
 namespace {
@@ -385,6 +387,41 @@ std::optional<std::string> TimeShift::shift_jwt(std::string_view token,
   return input + "." + base64url_encode(hs256_sign(options_.jwt_secret, input));
 }
 
+namespace {
+
+// Shifts a decoded body by its media type; true when it changed.
+bool shift_body_text(const TimeShift& shift, std::string& body, std::string ctype,
+                     TimeShiftReport* report) {
+  for (auto& c : ctype) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string before = body;
+  if (ctype.find("json") != std::string::npos) {
+    boost::system::error_code ec;
+    auto doc = boost::json::parse(body, ec);
+    if (ec) {
+      body = shift.shift_text(body, report);
+    } else {
+      TimeShiftReport local;
+      shift.shift_json(doc, &local);
+      if (local.shifted || local.jwt_resigned) body = boost::json::serialize(doc);
+      if (report) {
+        report->shifted += local.shifted;
+        report->jwt_resigned += local.jwt_resigned;
+        report->jwt_unsigned += local.jwt_unsigned;
+      }
+    }
+  } else if (ctype.find("x-www-form-urlencoded") != std::string::npos) {
+    body = shift_params(shift, body, true, report);
+  } else if (ctype.rfind("text/", 0) == 0 || ctype.find("xml") != std::string::npos) {
+    body = shift.shift_text(body, report);
+  } else {
+    if (report) ++report->skipped_bodies;
+    return false;
+  }
+  return body != before;
+}
+
+}  // namespace
+
 void TimeShift::shift_request(flow::Request& request, TimeShiftReport* report) const {
   for (auto& h : request.headers.fields())
     if (!is_framing_header(h.name)) h.value = shift_text(h.value, report);
@@ -396,37 +433,37 @@ void TimeShift::shift_request(flow::Request& request, TimeShiftReport* report) c
     if (report) ++report->skipped_bodies;
     return;
   }
-  auto encoding = request.headers.get("Content-Encoding");
-  if (encoding && !flow::iequals(*encoding, "identity")) {
-    // TODO(feature): decode/re-encode with diff's content_coding once it lands.
-    if (report) ++report->skipped_bodies;
-    return;
-  }
   std::string ctype(request.headers.get("Content-Type").value_or(""));
-  for (auto& c : ctype) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  auto& body = request.body.data;
-  if (ctype.find("json") != std::string::npos) {
-    boost::system::error_code ec;
-    auto doc = boost::json::parse(body, ec);
-    if (ec) {
-      body = shift_text(body, report);
+  std::string encoding(request.headers.get("Content-Encoding").value_or(""));
+  const bool encoded = !encoding.empty() && !flow::iequals(encoding, "identity");
+  std::string body;
+  if (encoded) {
+    // Compressed bodies are decoded, shifted and re-encoded with the same codings, as the
+    // rules do; one that does not decode is left alone and counted.
+    auto decoded = codec::decode_content(request.body.data, encoding);
+    if (!decoded) {
+      if (report) ++report->skipped_bodies;
       return;
     }
-    TimeShiftReport local;
-    shift_json(doc, &local);
-    if (local.shifted || local.jwt_resigned) body = boost::json::serialize(doc);
-    if (report) {
-      report->shifted += local.shifted;
-      report->jwt_resigned += local.jwt_resigned;
-      report->jwt_unsigned += local.jwt_unsigned;
-    }
-  } else if (ctype.find("x-www-form-urlencoded") != std::string::npos) {
-    body = shift_params(*this, body, true, report);
-  } else if (ctype.rfind("text/", 0) == 0 || ctype.find("xml") != std::string::npos) {
-    body = shift_text(body, report);
-  } else if (report) {
-    ++report->skipped_bodies;
+    body = std::move(*decoded);
+  } else {
+    body = std::move(request.body.data);
   }
+  bool changed = shift_body_text(*this, body, ctype, report);
+  if (!encoded) {
+    request.body.data = std::move(body);
+  } else if (changed) {
+    auto reencoded = codec::encode_content(body, encoding);
+    if (!reencoded) {
+      if (report) ++report->skipped_bodies;
+      return;
+    }
+    request.body.data = std::move(*reencoded);
+  }
+  if (!changed) return;
+  request.body.size = request.body.data.size();
+  if (request.headers.contains("Content-Length"))
+    request.headers.set("Content-Length", std::to_string(request.body.data.size()));
 }
 
 std::optional<int64_t> parse_shift(std::string_view text) {

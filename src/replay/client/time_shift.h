@@ -42,7 +42,7 @@ struct TimeShiftReport {
   uint64_t shifted = 0;         // timestamps rewritten (outside JWTs)
   uint64_t jwt_resigned = 0;    // JWTs whose claims were shifted and that were re-signed
   uint64_t jwt_unsigned = 0;    // JWTs with time claims left alone (no key, or not HS256)
-  uint64_t skipped_bodies = 0;  // bodies not examined (compressed, binary, too large)
+  uint64_t skipped_bodies = 0;  // bodies not examined (undecodable, binary, truncated)
 };
 
 class TimeShift {
