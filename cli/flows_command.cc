@@ -221,16 +221,25 @@ int run_show(const ShowArgs& args) {
 
 struct ImportArgs {
   std::string db;
+  RemoteArgs remote;
   std::string path;
   std::string session;
   bool skip_bad = false;
 };
 
 int run_import(const ImportArgs& args) {
-  auto store = open_store(args.db, false);
-  if (!store) return fail(store.status());
   ops::ImportRequest request{args.path, args.session, args.skip_bad};
-  auto report = ops::import_file(**store, request);
+  Result<ops::ImportReport> report = Status(Errc::internal, "not run");
+  if (!args.remote.address.empty()) {
+    // The file is read here and uploaded: the daemon never opens a client's path.
+    auto bytes = ops::read_import_input(args.path);
+    if (!bytes) return fail(bytes.status());
+    report = connect_remote(args.remote)->import_flows(request, *bytes);
+  } else {
+    auto store = open_store(args.db, false);
+    if (!store) return fail(store.status());
+    report = ops::import_file(**store, request);
+  }
   if (!report) return fail(report.status());
   for (const auto& skipped : report->skipped) std::cerr << "retake: skipped " << skipped << '\n';
   for (const auto& [kind, count] : report->unsupported)
@@ -242,6 +251,7 @@ int run_import(const ImportArgs& args) {
 
 struct ExportArgs {
   std::string db;
+  RemoteArgs remote;
   std::string filter;
   std::string session;
   std::vector<uint64_t> ids;
@@ -263,9 +273,14 @@ int run_export(const ExportArgs& args) {
                 : !args.json.empty() ? ops::ExportFormat::json
                 : args.curl         ? ops::ExportFormat::curl
                                     : ops::ExportFormat::raw;
-  auto store = open_store(args.db, true);
-  if (!store) return fail(store.status());
-  auto text = ops::export_flows(**store, selection, format);
+  Result<std::string> text = std::string();
+  if (!args.remote.address.empty()) {
+    text = connect_remote(args.remote)->export_flows(selection, format);
+  } else {
+    auto store = open_store(args.db, true);
+    if (!store) return fail(store.status());
+    text = ops::export_flows(**store, selection, format);
+  }
   if (!text) return fail(text.status());
   std::string out = !args.har.empty() ? args.har : args.json;
   if (out.empty() || out == "-") {
@@ -401,6 +416,7 @@ void add_flows_commands(CLI::App& app, Action& action) {
   auto* imp = flows->add_subcommand(
       "import", "Import a HAR file, a mitmproxy flow file (mitmdump -w) or retake JSON into a new session");
   add_db_option(*imp, import_args->db);
+  add_remote_options(*imp, import_args->remote);
   imp->add_option("file", import_args->path, "File to import (- for standard input)")->required();
   imp->add_option("--session", import_args->session,
                   "Session to create (default: import-<file>-<time>)")
@@ -412,6 +428,7 @@ void add_flows_commands(CLI::App& app, Action& action) {
   auto export_args = std::make_shared<ExportArgs>();
   auto* exp = flows->add_subcommand("export", "Export flows as HAR or JSON, or one flow as a curl command or raw HTTP");
   add_db_option(*exp, export_args->db);
+  add_remote_options(*exp, export_args->remote);
   exp->add_option("filter", export_args->filter, "Filter expression choosing the flows")
       ->type_name("FILTER");
   exp->add_option("--session", export_args->session, "Only flows of this session")->type_name("NAME");

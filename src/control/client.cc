@@ -224,6 +224,51 @@ class GrpcRemoteFlows final : public RemoteFlows {
     return out;
   }
 
+  Result<std::string> export_flows(const ops::Selection& selection,
+                                   ops::ExportFormat format) override {
+    v1::ExportFlowsRequest request;
+    request.set_session(selection.session);
+    request.set_run(selection.run);
+    request.set_filter(selection.filter);
+    for (auto id : selection.ids) request.add_ids(id);
+    request.set_format(ops::export_format_name(format));
+    auto context = make_context();
+    auto reader = stub_->Export(context.get(), request);
+    std::string out;
+    v1::ExportChunk chunk;
+    while (reader->Read(&chunk)) out += chunk.data();
+    if (auto st = reader->Finish(); !st.ok()) return from_grpc(st);
+    return out;
+  }
+
+  Result<ops::ImportReport> import_flows(const ops::ImportRequest& request,
+                                         std::string_view bytes) override {
+    auto context = make_context();
+    v1::ImportFlowsResponse response;
+    auto writer = stub_->Import(context.get(), &response);
+    constexpr size_t kChunk = 1u << 20;
+    v1::ImportChunk chunk;
+    chunk.set_session(request.session);
+    chunk.set_skip_bad(request.skip_bad);
+    chunk.set_name(request.path);
+    for (size_t at = 0; at < bytes.size() || at == 0; at += kChunk) {
+      chunk.set_data(std::string(bytes.substr(at, kChunk)));
+      if (!writer->Write(chunk)) break;  // the daemon ended the call: Finish says why
+      chunk.clear_session();
+      chunk.clear_name();
+      if (bytes.empty()) break;
+    }
+    writer->WritesDone();
+    if (auto st = writer->Finish(); !st.ok()) return from_grpc(st);
+    ops::ImportReport report;
+    report.format = response.format();
+    report.session = response.session();
+    report.imported = response.imported();
+    report.skipped.assign(response.skipped().begin(), response.skipped().end());
+    for (const auto& [kind, n] : response.unsupported()) report.unsupported[kind] = n;
+    return report;
+  }
+
   Result<std::vector<replay::RunSummary>> runs(const std::string& session) override {
     v1::ListRunsRequest request;
     request.set_session(session);

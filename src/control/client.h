@@ -15,6 +15,7 @@
 #include "flow/status.h"
 #include "ops/replay_run.h"
 #include "ops/select.h"
+#include "ops/transfer.h"
 #include "store/flow_store.h"
 
 namespace retake::control {
@@ -49,6 +50,12 @@ class RemoteFlows {
   virtual Result<std::vector<store::SessionInfo>> sessions() = 0;
   // Stored client replay runs, of `session` only when not empty (replay::list_runs).
   virtual Result<std::vector<replay::RunSummary>> runs(const std::string& session) = 0;
+  // ops::export_flows run by the daemon (selection: ids, filter, session, run).
+  virtual Result<std::string> export_flows(const ops::Selection& selection,
+                                           ops::ExportFormat format) = 0;
+  // ops::import_bytes run by the daemon on `bytes`, uploaded in 1 MiB chunks.
+  virtual Result<ops::ImportReport> import_flows(const ops::ImportRequest& request,
+                                                 std::string_view bytes) = 0;
 };
 
 // What a client replay run by a daemon ended with: what `retake replay` prints and returns.

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ops/select.h"
+#include "ops/transfer.h"
 #include "replay/client/run_store.h"
 
 namespace retake::control {
@@ -565,6 +566,68 @@ grpc::Status FlowsService::ListRuns(grpc::ServerContext* context,
     out.set_transport_errors(r.transport_errors);
     out.set_summary_json(replay::run_summary_json(r));
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status FlowsService::Export(grpc::ServerContext* context,
+                                  const v1::ExportFlowsRequest* request,
+                                  grpc::ServerWriter<v1::ExportChunk>* writer) {
+  if (auto st = auth_.check(*context); !st.ok()) return st;
+  if (auto st = check_name("session", request->session()); !st.ok()) return st;
+  if (auto st = check_name("run", request->run()); !st.ok()) return st;
+  if (static_cast<size_t>(request->ids_size()) > kMaxDeleteIds)
+    return invalid("ids", "at most " + std::to_string(kMaxDeleteIds));
+  auto format = ops::parse_export_format(request->format());
+  if (!format) return to_grpc(format.status(), "format");
+  ops::Selection selection;
+  selection.filter = request->filter();
+  selection.session = request->session();
+  selection.run = request->run();
+  selection.ids.assign(request->ids().begin(), request->ids().end());
+  if (auto st = ops::validate(selection); !st.ok()) return to_grpc(st, "filter");
+  auto text = ops::export_flows(store_, selection, *format);
+  if (!text) return to_grpc(text.status());
+  constexpr size_t kChunk = 1u << 20;
+  v1::ExportChunk chunk;
+  for (size_t at = 0; at < text->size() || at == 0; at += kChunk) {
+    chunk.set_data(text->substr(at, kChunk));
+    if (context->IsCancelled() || !writer->Write(chunk))
+      return {grpc::StatusCode::CANCELLED, "the caller went away"};
+    if (text->empty()) break;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status FlowsService::Import(grpc::ServerContext* context,
+                                  grpc::ServerReader<v1::ImportChunk>* reader,
+                                  v1::ImportFlowsResponse* response) {
+  if (auto st = auth_.check(*context); !st.ok()) return st;
+  ops::ImportRequest request;
+  std::string bytes;
+  v1::ImportChunk chunk;
+  bool first = true;
+  while (reader->Read(&chunk)) {
+    if (first) {
+      if (auto st = check_name("session", chunk.session()); !st.ok()) return st;
+      if (auto st = check_name("name", chunk.name()); !st.ok()) return st;
+      request.session = chunk.session();
+      request.skip_bad = chunk.skip_bad();
+      request.path = chunk.name().empty() ? "upload" : chunk.name();
+      first = false;
+    }
+    if (bytes.size() + chunk.data().size() > ops::kMaxImportBytes)
+      return {grpc::StatusCode::RESOURCE_EXHAUSTED, "an import is at most 1 GiB"};
+    bytes += chunk.data();
+  }
+  if (context->IsCancelled()) return {grpc::StatusCode::CANCELLED, "the caller went away"};
+  if (first) return invalid("data", "an import needs at least one chunk");
+  auto report = ops::import_bytes(store_, request, bytes);
+  if (!report) return to_grpc(report.status());
+  response->set_format(report->format);
+  response->set_session(report->session);
+  response->set_imported(report->imported);
+  for (const auto& s : report->skipped) response->add_skipped(s);
+  for (const auto& [kind, n] : report->unsupported) (*response->mutable_unsupported())[kind] = n;
   return grpc::Status::OK;
 }
 

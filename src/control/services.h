@@ -137,6 +137,10 @@ class FlowsService final : public v1::Flows::Service {
                             v1::ListSessionsResponse* response) override;
   grpc::Status ListRuns(grpc::ServerContext* context, const v1::ListRunsRequest* request,
                         v1::ListRunsResponse* response) override;
+  grpc::Status Export(grpc::ServerContext* context, const v1::ExportFlowsRequest* request,
+                      grpc::ServerWriter<v1::ExportChunk>* writer) override;
+  grpc::Status Import(grpc::ServerContext* context, grpc::ServerReader<v1::ImportChunk>* reader,
+                      v1::ImportFlowsResponse* response) override;
 
  private:
   const TokenCheck& auth_;

@@ -13,7 +13,6 @@ namespace retake::ops {
 
 namespace {
 
-constexpr uint64_t kMaxImportBytes = uint64_t{1} << 30;
 
 Result<std::string> read_input(const std::string& path) {
   std::string bytes;
@@ -49,22 +48,40 @@ std::string default_session(const std::string& path) {
 
 }  // namespace
 
-Result<ImportReport> import_file(store::FlowStore& store, const ImportRequest& request) {
-  ImportReport report;
-  report.session = request.session.empty() ? default_session(request.path) : request.session;
-  auto existing = store.count(store::ScanOptions{.session = report.session});
+// already_exists unless `session` is new: imports always create their session.
+static Status check_new_session(store::FlowStore& store, const std::string& session) {
+  store::ScanOptions scope;
+  scope.session = session;
+  auto existing = store.count(scope);
   if (!existing) return existing.status();
   if (*existing > 0)
-    return Status(Errc::already_exists, "session '" + report.session + "' already has " +
+    return Status(Errc::already_exists, "session '" + session + "' already has " +
                                             std::to_string(*existing) +
                                             " flows; imports go into a new session");
+  return {};
+}
 
+Result<ImportReport> import_file(store::FlowStore& store, const ImportRequest& request) {
+  ImportRequest named = request;
+  if (named.session.empty()) named.session = default_session(request.path);
+  // Before reading a file of up to 1 GiB: a taken name fails at once.
+  if (auto st = check_new_session(store, named.session); !st.ok()) return st;
   auto bytes = read_input(request.path);
   if (!bytes) return bytes.status();
+  return import_bytes(store, named, *bytes);
+}
+
+Result<ImportReport> import_bytes(store::FlowStore& store, const ImportRequest& request,
+                                  std::string_view bytes) {
+  if (bytes.size() > kMaxImportBytes)
+    return Status(Errc::resource_exhausted, request.path + " is larger than 1 GiB");
+  ImportReport report;
+  report.session = request.session.empty() ? default_session(request.path) : request.session;
+  if (auto st = check_new_session(store, report.session); !st.ok()) return st;
   interop::ImportOptions options;
   options.skip_bad = request.skip_bad;
   options.session = report.session;
-  auto parsed = interop::import_any(*bytes, options);
+  auto parsed = interop::import_any(bytes, options);
   if (!parsed) return Status(parsed.status().code(), request.path + ": " + parsed.status().message());
 
   report.format = interop::format_name(parsed->format);
@@ -76,6 +93,29 @@ Result<ImportReport> import_file(store::FlowStore& store, const ImportRequest& r
     report.imported = ids->size();
   }
   return report;
+}
+
+Result<std::string> read_import_input(const std::string& path) {
+  return read_input(path);
+}
+
+const char* export_format_name(ExportFormat format) {
+  switch (format) {
+    case ExportFormat::har: return "har";
+    case ExportFormat::json: return "json";
+    case ExportFormat::curl: return "curl";
+    case ExportFormat::raw: return "raw";
+  }
+  return "?";
+}
+
+Result<ExportFormat> parse_export_format(std::string_view name) {
+  if (name == "har") return ExportFormat::har;
+  if (name == "json") return ExportFormat::json;
+  if (name == "curl") return ExportFormat::curl;
+  if (name == "raw") return ExportFormat::raw;
+  return Status(Errc::invalid_argument,
+                "unknown export format '" + std::string(name) + "' (har, json, curl, raw)");
 }
 
 Result<std::string> export_flows(store::FlowStore& store, const Selection& selection,

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "flow/status.h"
@@ -12,6 +13,8 @@
 #include "store/flow_store.h"
 
 namespace retake::ops {
+
+enum class ExportFormat { har, json, curl, raw };
 
 struct ImportRequest {
   std::string path;      // the file to import; "-" reads standard input
@@ -35,8 +38,17 @@ struct ImportReport {
 // leaves the store exactly as it was. Errors: not_found / io_error for the file,
 // parse_error (with the position) for bad content, already_exists for the session name.
 Result<ImportReport> import_file(store::FlowStore& store, const ImportRequest& request);
+// The same with the file's bytes in hand (a daemon receiving an upload): `request.path` only
+// names the source in messages and the default session. At most kMaxImportBytes.
+Result<ImportReport> import_bytes(store::FlowStore& store, const ImportRequest& request,
+                                  std::string_view bytes);
+inline constexpr size_t kMaxImportBytes = size_t{1} << 30;
+// What import_file reads: the file (or standard input for "-"), at most kMaxImportBytes.
+Result<std::string> read_import_input(const std::string& path);
+// Export format by name: "har", "json", "curl", "raw"; invalid_argument otherwise.
+Result<ExportFormat> parse_export_format(std::string_view name);
+const char* export_format_name(ExportFormat format);
 
-enum class ExportFormat { har, json, curl, raw };
 
 // Renders the selected flows. curl and raw take exactly one flow (invalid_argument otherwise,
 // not_found when the selection is empty); har and json take any number.
