@@ -12,6 +12,8 @@ packages=(
   # tests: real clients and servers
   curl nghttp2-client hey python3 python3-h2 python3-websockets python3-grpcio python3-grpc-tools
   openssl
+  # transparent mode's test redirects with iptables inside a private network namespace
+  iptables
   # the diff test opens the HTML report in headless Chromium
   chromium
 )
