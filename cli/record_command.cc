@@ -6,7 +6,10 @@
 #include <unistd.h>
 
 #include "cli/command.h"
+#include "cli/replay_options.h"
+#include "ops/replay_run.h"
 #include "record/recorder.h"
+#include "replay/server/proxy_responder.h"
 #include "store/flow_store.h"
 
 namespace retake::cli {
@@ -31,6 +34,8 @@ struct RecordArgs {
   bool tls = false;
   std::string cert;
   std::string key;
+  // --server-replay SESSION and its matching flags (shared with `retake serve`).
+  ops::ServeRequest server_replay;
 };
 
 std::string flow_line(const flow::Flow& f) {
@@ -88,6 +93,28 @@ int run_record(RecordArgs args) {
   auto store = store::FlowStore::open(store_options);
   if (!store) return fail(store.status());
 
+  // Server replay: the index is built here, once, from the store; the proxy never reads the
+  // disk to answer.
+  std::unique_ptr<replay::server::ServerReplay> server_replay;
+  std::unique_ptr<replay::server::ProxyResponder> responder;
+  if (!args.server_replay.session.empty()) {
+    if (args.server_replay.session == options.session)
+      throw UsageError("--server-replay: the session served cannot be the one recorded into");
+    auto prepared = ops::prepare_serve(**store, args.server_replay, [](std::string_view line) {
+      if (line.substr(0, 5) == "MISS ") std::cerr << "retake: " << line << '\n';
+    });
+    if (!prepared) {
+      if (prepared.status().code() == Errc::invalid_argument)
+        throw UsageError(flag_message(prepared.status()));
+      return fail(prepared.status());
+    }
+    server_replay = std::move(prepared->server);
+    responder = std::make_unique<replay::server::ProxyResponder>(*server_replay);
+    options.responder = responder.get();
+    std::cerr << "retake: answering from session '" << args.server_replay.session
+              << "': " << server_replay->matcher().flows().size()
+              << " recorded responses (on miss: " << args.server_replay.on_miss << ")\n";
+  }
   store::FlowWriter writer(**store);
   if (!args.quiet) {
     // Runs on the writer thread: flush per line only for a person watching a terminal.
@@ -115,6 +142,7 @@ int run_record(RecordArgs args) {
   writer.stop();
   auto rs = (*recorder)->stats();
   auto ws = writer.stats();
+  if (server_replay) std::cerr << "retake: " << server_replay->report().to_text();
   std::cerr << "retake: recorded " << ws.written << " flows into session '" << options.session
             << "' (" << rs.errors << " error flows, " << (rs.flows_dropped + ws.dropped)
             << " not recorded because the store queue was full, " << ws.failed
@@ -166,6 +194,16 @@ void add_record_command(CLI::App& app, Action& action) {
       ->type_name("FILE");
   cmd->add_option("--key", args->key, "The PEM private key of --cert")->type_name("FILE");
   cmd->add_flag("-q,--quiet", args->quiet, "Do not print a line for each recorded flow");
+  auto* server_replay =
+      cmd->add_option("--server-replay", args->server_replay.session,
+                      "Answer requests from this session's recordings (misses per --on-miss; "
+                      "default 404, never the network) and record what was served")
+          ->type_name("SESSION");
+  add_server_replay_flags(*cmd, args->server_replay);
+  for (const char* name : {"--filter", "--ignore-param", "--ignore-body", "--ignore-field",
+                           "--ignore-host", "--ignore-port", "--use-header", "--on-exhausted",
+                           "--on-miss", "--no-refresh", "--no-match-header"})
+    cmd->get_option(name)->needs(server_replay);
   cmd->callback([args, &action] { action = [args] { return run_record(*args); }; });
 }
 

@@ -37,6 +37,37 @@ void add_replay_flags(CLI::App& cmd, ops::ReplayRequest& r, std::string& timeout
   cmd.add_option("--threads", r.threads, "Network threads (default 1)");
 }
 
+void add_server_replay_flags(CLI::App& cmd, ops::ServeRequest& request) {
+  cmd.add_option("--filter", request.filter, "Serve only the session's flows matching this filter")
+      ->type_name("EXPR");
+  cmd.add_option("--ignore-param", request.ignore_param, "Query parameter left out of matching")
+      ->type_name("NAME");
+  auto* ignore_body =
+      cmd.add_flag("--ignore-body", request.ignore_body, "Leave request bodies out of matching");
+  cmd.add_flag("--ignore-host", request.ignore_host, "Leave scheme and host out of matching");
+  cmd.add_flag("--ignore-port", request.ignore_port, "Leave the port out of matching");
+  auto* ignore_field =
+      cmd.add_option("--ignore-field", request.ignore_field,
+                     "Body field left out of matching: a JSON path ($.meta.requestId, "
+                     "$.items[*].ts) or a form field name")
+          ->type_name("PATH");
+  ignore_body->excludes(ignore_field);
+  cmd.add_option("--use-header", request.use_header,
+                 "Request header whose value joins the match key")
+      ->type_name("NAME");
+  cmd.add_option("--on-exhausted", request.on_exhausted,
+                 "After a request's last recorded response: repeat-last (default), cycle, miss")
+      ->type_name("POLICY");
+  cmd.add_option("--on-miss", request.on_miss,
+                 "Unmatched requests: 404 (default), 502, forward (to the recorded upstream), kill")
+      ->type_name("POLICY");
+  cmd.add_flag(
+      "--no-refresh", request.no_refresh,
+      "Serve Date/Expires/Last-Modified/Set-Cookie expiry as recorded instead of shifted to now");
+  cmd.add_flag("--no-match-header", request.no_match_header,
+               "Do not add X-Retake-Match: <flow id>");
+}
+
 void apply_timeout(const std::string& timeout, ops::ReplayRequest& request) {
   auto ms = parse_duration_ms(timeout);
   if (!ms || *ms <= 0) throw UsageError("--timeout: expected a duration like 30s");

@@ -18,6 +18,12 @@ namespace retake::cli {
 // names request.pace as the default.
 void add_replay_flags(CLI::App& cmd, ops::ReplayRequest& request, std::string& timeout);
 
+// Declares the server-replay matching and policy flags that `retake serve` and
+// `retake record --server-replay` share (over ops::ServeRequest, which the gRPC API takes too):
+// --filter --ignore-param --ignore-body --ignore-field --ignore-host --ignore-port --use-header
+// --on-exhausted --on-miss --no-refresh --no-match-header. `request` must outlive the parse.
+void add_server_replay_flags(CLI::App& cmd, ops::ServeRequest& request);
+
 // Parses the --timeout text into request.timeout_ms. Throws UsageError when malformed.
 void apply_timeout(const std::string& timeout, ops::ReplayRequest& request);
 

@@ -8,6 +8,7 @@
 
 #include "cli/command.h"
 #include "cli/remote.h"
+#include "cli/replay_options.h"
 #include "ops/replay_run.h"
 #include "replay/server/server_replay.h"
 #include "store/flow_store.h"
@@ -124,41 +125,10 @@ void add_serve_command(CLI::App& app, Action& action) {
                   "Address to listen on (default 127.0.0.1:8081; port 0: any)")
       ->type_name("HOST:PORT");
   add_db_option(*cmd, args->db);
-  cmd->add_option("--filter", args->request.filter,
-                  "Serve only the session's flows matching this filter")
-      ->type_name("EXPR");
-  cmd->add_option("--ignore-param", args->request.ignore_param,
-                  "Query parameter left out of matching")
-      ->type_name("NAME");
-  auto* ignore_body = cmd->add_flag("--ignore-body", args->request.ignore_body,
-                                    "Leave request bodies out of matching");
-  cmd->add_flag("--ignore-host", args->request.ignore_host,
-                "Leave scheme and host out of matching");
-  cmd->add_flag("--ignore-port", args->request.ignore_port, "Leave the port out of matching");
-  auto* ignore_field =
-      cmd->add_option("--ignore-field", args->request.ignore_field,
-                      "Body field left out of matching: a JSON path ($.meta.requestId, "
-                      "$.items[*].ts) or a form field name")
-          ->type_name("PATH");
-  ignore_body->excludes(ignore_field);
-  cmd->add_option("--use-header", args->request.use_header,
-                  "Request header whose value joins the match key")
-      ->type_name("NAME");
-  cmd->add_option("--on-exhausted", args->request.on_exhausted,
-                  "After a request's last recorded response: repeat-last (default), cycle, miss")
-      ->type_name("POLICY");
-  cmd->add_option(
-         "--on-miss", args->request.on_miss,
-         "Unmatched requests: 404 (default), 502, forward (to the recorded upstream), kill")
-      ->type_name("POLICY");
+  add_server_replay_flags(*cmd, args->request);
   cmd->add_option("--latency", args->request.latency,
                   "Delay before each answer: none (default), recorded, or milliseconds")
       ->type_name("MODE");
-  cmd->add_flag(
-      "--no-refresh", args->request.no_refresh,
-      "Serve Date/Expires/Last-Modified/Set-Cookie expiry as recorded instead of shifted to now");
-  cmd->add_flag("--no-match-header", args->request.no_match_header,
-                "Do not add X-Retake-Match: <flow id>");
   cmd->add_option("--origin", args->request.origin,
                   "Origin requests are taken to address (default: from the Host header or the "
                   "session's only origin)")

@@ -1310,13 +1310,21 @@ awaitable<bool> ProxyConnection::tunnel(flow::Flow& f, const std::string& host, 
   drop_upstream();  // a tunnel never reuses a pooled connection
   std::string why;
   bool timed_out = false;
-  if (!co_await connect_upstream(host, port, host + ":" + std::to_string(port), why, timed_out)) {
-    co_await send_error(502, "Bad Gateway", why);
-    record_error(f, timed_out ? ErrorKind::upstream_timeout : ErrorKind::upstream_unreachable, why);
-    co_return false;
+  // Under server replay the upstream is contacted only when a request is forwarded (a miss
+  // with --on-miss forward): answering from recordings must not need, or touch, the network.
+  const bool lazy = opts_.responder != nullptr && !rec_.passthrough(host, port);
+  if (!lazy) {
+    bool connected =
+        co_await connect_upstream(host, port, host + ":" + std::to_string(port), why, timed_out);
+    if (!connected) {
+      co_await send_error(502, "Bad Gateway", why);
+      record_error(f, timed_out ? ErrorKind::upstream_timeout : ErrorKind::upstream_unreachable,
+                   why);
+      co_return false;
+    }
+    f.upstream_address = up_->address;
+    f.timing.upstream_connected = up_->connected_ns;
   }
-  f.upstream_address = up_->address;
-  f.timing.upstream_connected = up_->connected_ns;
   static constexpr std::string_view k200 = "HTTP/1.1 200 Connection established\r\n\r\n";
   if (co_await write_to(client_side(), asio::buffer(k200), Phase::client_write,
                         opts_.client_read_timeout)) {
@@ -1369,9 +1377,21 @@ awaitable<bool> ProxyConnection::tunnel(flow::Flow& f, const std::string& host, 
       }
       // The connection made for the CONNECT serves the first request (over TLS once
       // exchange() ran the upstream handshake on it).
-      up_->key = dest_->key;
+      if (up_) up_->key = dest_->key;
       co_return true;
     }
+  }
+  if (!up_) {
+    // Lazy (server replay) and the client sent nothing to look at: relay opaquely after all.
+    bool connected =
+        co_await connect_upstream(host, port, host + ":" + std::to_string(port), why, timed_out);
+    if (!connected) {
+      record_error(f, timed_out ? ErrorKind::upstream_timeout : ErrorKind::upstream_unreachable,
+                   why);
+      co_return false;
+    }
+    f.upstream_address = up_->address;
+    f.timing.upstream_connected = up_->connected_ns;
   }
   auto& resp = f.response.emplace();
   resp.status = 200;

@@ -275,6 +275,83 @@ class RetakeTest(unittest.TestCase):
         self.assertIn("TLS handshake with the client failed", shown)
         self.assertIn("tls_handshake_failed", shown)
 
+    def test_record_with_server_replay_answers_from_a_session_without_the_upstream(self):
+        cert, key = self.self_signed()
+        ca = os.path.join(self.home, "retake-ca.pem")
+        self.retake("ca", "export", "-o", ca, check=0)
+        with Upstream() as up:
+            tls_up = self.start_script(sys.executable,
+                                       os.path.join(RECORD_TESTS, "http1_upstream.py"),
+                                       "--tls", cert, key)
+            rec, port = self.start_record("--session", "live", "--upstream-ca", cert, "-q")
+            proxy = f"http://127.0.0.1:{port}"
+            recorded_json = curl("-x", proxy, f"http://127.0.0.1:{up.port}/json").stdout
+            recorded_echo = curl("-x", proxy, "-d", "one", f"http://127.0.0.1:{up.port}/echo")
+            recorded_tls = curl("-4", "--cacert", ca, "-x", proxy,
+                                f"https://localhost:{tls_up}/size/20").stdout
+            self.assertEqual(len(recorded_tls), 20)
+            code, _, err = self.stop(rec)
+            self.assertEqual(code, 0, err)
+        self.procs[0].kill()  # the TLS upstream too: nothing answers but the recordings
+        self.procs[0].wait()
+
+        rec, port = self.start_record("--session", "mocked", "--server-replay", "live",
+                                      "--upstream-ca", cert, "-q")
+        proxy = f"http://127.0.0.1:{port}"
+        r = curl("-x", proxy, "-D", "-", f"http://127.0.0.1:{up.port}/json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.endswith(recorded_json), r.stdout)
+        self.assertIn(b"X-Retake-Match: ", r.stdout)
+        r = curl("-x", proxy, "-d", "one", f"http://127.0.0.1:{up.port}/echo")
+        self.assertEqual(r.stdout, recorded_echo.stdout)
+        # HTTPS through the CA, answered from the recording.
+        r = curl("-4", "--cacert", ca, "-x", proxy, f"https://localhost:{tls_up}/size/20")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, recorded_tls)
+        # A miss is 404 with the explanation, and no connection is tried.
+        r = curl("-x", proxy, "-w", "%{http_code}", f"http://127.0.0.1:{up.port}/echo?x=1",
+                 "-d", "two")
+        self.assertTrue(r.stdout.endswith(b"404"), r.stdout)
+        self.assertIn(b"retake: ", r.stdout)
+        self.assertIn(b"query", r.stdout.lower())
+        code, _, err = self.stop(rec)
+        self.assertEqual(code, 0, err)
+        self.assertIn("3 served from recordings, 1 missed", err)
+        flows = self.list_json("--session", "mocked")
+        self.assertEqual(len(flows), 4, flows)
+        shown = [json.loads(self.retake("flows", "show", f["id"], "--json", check=0).stdout)
+                 for f in flows]
+        served = [f for f in shown if "served" in f.get("tags", [])]
+        missed = [f for f in shown if "miss" in f.get("tags", [])]
+        self.assertEqual(len(served), 3, shown)
+        self.assertEqual(len(missed), 1, shown)
+        live_ids = {f["id"] for f in self.list_json("--session", "live")}
+        for f in served:
+            self.assertIn(str(f["origin"]), {str(i) for i in live_ids})
+        self.assertEqual(missed[0]["response"]["status"], 404)
+
+        # Reverse mode, with an upstream that does not exist, and --on-miss 502.
+        rec, port = self.start_record("--session", "mocked-rev", "--server-replay", "live",
+                                      "--mode", f"reverse:http://127.0.0.1:{up.port}",
+                                      "--on-miss", "502", "-q")
+        r = curl(f"http://127.0.0.1:{port}/json")
+        self.assertEqual(r.stdout, recorded_json)
+        r = curl("-w", "%{http_code}", f"http://127.0.0.1:{port}/other")
+        self.assertTrue(r.stdout.endswith(b"502"), r.stdout)
+        self.stop(rec)
+
+    def test_server_replay_flags_need_a_session_and_check_their_values(self):
+        r = self.retake("record", "--on-miss", "502")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--server-replay", r.stderr)
+        r = self.retake("record", "--server-replay", "x", "--on-miss", "maybe",
+                        "--listen", "127.0.0.1:0")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--on-miss", r.stderr)
+        r = self.retake("record", "--server-replay", "same", "--session", "same")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("cannot be the one recorded into", r.stderr)
+
     def test_bad_tls_flags_are_usage_errors(self):
         r = self.retake("record", "--ignore-hosts", "(unclosed")
         self.assertEqual(r.returncode, 2)

@@ -340,6 +340,58 @@ flow::Response ServerReplay::prepare_response(const flow::Flow& recorded, int64_
   return prepare(state_->options, recorded, now_ns);
 }
 
+ServerReplay::Decision ServerReplay::decide(const flow::Request& request, int64_t now_ns) {
+  State& s = *state_;
+  Decision d;
+  MatchResult m = s.matcher->lookup(request);
+  if (m.hit()) {
+    {
+      std::lock_guard lock(s.report_mutex);
+      ++s.requests;
+      ++s.hits;
+    }
+    d.origin = m.flow->id;
+    d.response = prepare(s.options, *m.flow, now_ns);
+    if (s.options.match_header)
+      d.response.headers.add("X-Retake-Match", std::to_string(m.flow->id));
+    if (d.response.status == 101) {
+      // An upgrade needs the relay this path does not have: say so instead of hanging.
+      d.response = flow::Response{};
+      d.response.status = 502;
+      d.response.reason = "Bad Gateway";
+      d.response.headers.add("Content-Type", "text/plain; charset=utf-8");
+      d.response.body.data = "retake: a recorded protocol upgrade is not replayed here\n";
+    }
+    return d;
+  }
+  const MissExplanation& e = *m.miss;
+  s.count_miss(request, e);
+  d.miss = e;
+  switch (s.options.on_miss) {
+    case OnMiss::forward:
+      d.kind = Decision::Kind::forward;
+      {
+        std::lock_guard lock(s.report_mutex);
+        ++s.forwarded;
+      }
+      return d;
+    case OnMiss::kill:
+      d.kind = Decision::Kind::kill;
+      return d;
+    case OnMiss::not_found:
+    case OnMiss::bad_gateway:
+      break;
+  }
+  bool json = accepts_json(request);
+  d.response.status = s.options.on_miss == OnMiss::bad_gateway ? 502 : 404;
+  d.response.reason = d.response.status == 502 ? "Bad Gateway" : "Not Found";
+  d.response.headers.add("Content-Type", json ? "application/json" : "text/plain; charset=utf-8");
+  d.response.headers.add("X-Retake-Miss", reason_name(e.reason));
+  d.response.body.data = json ? e.to_json() : "retake: " + e.text + "\n";
+  d.response.body.size = d.response.body.data.size();
+  return d;
+}
+
 const Matcher& ServerReplay::matcher() const {
   return *state_->matcher;
 }

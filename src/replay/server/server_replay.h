@@ -135,6 +135,21 @@ class ServerReplay {
 
   // The matcher lookup, for the recording proxy's server-replay mode. Any thread.
   MatchResult lookup(const flow::Request& request);
+
+  // What this server replay would do with `request`, for a caller that does the I/O itself
+  // (the recording proxy's --server-replay): counted in report() like a request served here.
+  // A hit responds with the prepared recording (X-Retake-Match added per the options); a miss
+  // follows on_miss: 404/502 respond with the explanation (JSON when the client accepts it,
+  // X-Retake-Miss naming the reason), forward and kill are left to the caller. Latency is not
+  // applied (the caller does not wait). Any thread; no I/O.
+  struct Decision {
+    enum class Kind : uint8_t { respond, forward, kill };
+    Kind kind = Kind::respond;
+    flow::Response response;  // respond
+    uint64_t origin = 0;      // the recorded flow that answered; 0 on a miss
+    std::optional<MissExplanation> miss;
+  };
+  Decision decide(const flow::Request& request, int64_t now_ns);
   // A recorded response as this server would send it now: refreshed per the options.
   flow::Response prepare_response(const flow::Flow& recorded, int64_t now_ns) const;
 
