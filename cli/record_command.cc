@@ -1,11 +1,14 @@
 // `retake record`: run the recording proxy until SIGINT/SIGTERM, writing flows to the store.
 #include <csignal>
+#include <filesystem>
+#include <thread>
 #include <ctime>
 #include <iostream>
 #include <pthread.h>
 #include <unistd.h>
 
 #include "cli/command.h"
+#include "cli/remote.h"
 #include "cli/replay_options.h"
 #include "ops/replay_run.h"
 #include "record/recorder.h"
@@ -36,6 +39,7 @@ struct RecordArgs {
   std::string key;
   // --server-replay SESSION and its matching flags (shared with `retake serve`).
   ops::ServeRequest server_replay;
+  RemoteArgs remote;
 };
 
 std::string flow_line(const flow::Flow& f) {
@@ -44,6 +48,70 @@ std::string flow_line(const flow::Flow& f) {
   if (f.error) line += " !! " + std::string(flow::error_kind_name(f.error->kind)) + ": " +
                        f.error->message;
   return line;
+}
+
+// Through a daemon: it runs the recorder and owns the store; this command shows the flows as
+// they are committed and stops the recorder on Ctrl-C, printing what a local run prints.
+int run_remote_record(const RecordArgs& args, const record::RecorderOptions& options,
+                      const sigset_t& stop_signals) {
+  if (!args.server_replay.session.empty())
+    throw UsageError("--server-replay: not available with --remote yet (use retake serve --remote)");
+  if (!args.cert.empty()) throw UsageError("--cert/--key: not available with --remote (use --tls)");
+  control::RemoteRecordRequest request;
+  request.mode = args.mode;
+  request.listen = args.listen;
+  request.session = options.session;
+  request.body_cap = options.body_cap;
+  request.idle_timeout_ms = static_cast<uint32_t>(options.idle_timeout.count());
+  request.upstream_timeout_ms = static_cast<uint32_t>(options.upstream_timeout.count());
+  request.connect_timeout_ms = static_cast<uint32_t>(options.connect_timeout.count());
+  request.threads = options.threads;
+  request.insecure_upstream = options.insecure_upstream;
+  if (!args.upstream_ca.empty())
+    request.upstream_ca = std::filesystem::absolute(args.upstream_ca).string();
+  request.ignore_hosts = options.ignore_hosts;
+  request.allow_hosts = options.allow_hosts;
+  request.tls = args.tls;
+  auto client = control::RemoteRecorder::connect(remote_options(args.remote));
+  if (!client) throw UsageError(client.status().message());
+  auto started = (*client)->start(request);
+  if (!started) {
+    if (started.status().code() == Errc::invalid_argument)
+      throw UsageError(remote_flag_message(started.status()));
+    return fail(started.status());
+  }
+  std::cerr << "retake: the daemon at " << args.remote.address << " records session '"
+            << started->session << "'\nretake: proxy (" << args.mode << ") listening on "
+            << (args.tls ? "https://" : "http://") << started->bound_address
+            << "  (Ctrl-C to stop)\n";
+  std::thread watcher;
+  Status watch_status;
+  if (!args.quiet) {
+    watcher = std::thread([&] {
+      bool tty = isatty(STDOUT_FILENO);
+      watch_status = (*client)->watch(started->session, [&](const flow::Flow& f) {
+        std::cout << flow_line(f) << '\n';
+        if (tty) std::cout.flush();
+      });
+    });
+  }
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  std::cerr << "retake: stopping...\n";
+  auto stats = (*client)->stop(started->recorder_id);
+  if (watcher.joinable()) {
+    // The last flows were committed when Stop returned; give their events a moment to arrive.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    (*client)->cancel_watch();
+    watcher.join();
+  }
+  std::cout.flush();
+  if (!stats) return fail(stats.status());
+  if (!watch_status.ok()) std::cerr << "retake: watching flows: " << watch_status.message() << '\n';
+  std::cerr << "retake: recorded " << stats->flows << " flows into session '" << started->session
+            << "' (" << stats->errors << " error flows, " << stats->flows_dropped
+            << " not recorded because the store queue was full)\n";
+  return kExitOk;
 }
 
 int run_record(RecordArgs args) {
@@ -88,6 +156,7 @@ int run_record(RecordArgs args) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  if (!args.remote.address.empty()) return run_remote_record(args, options, stop_signals);
   store::StoreOptions store_options;
   store_options.path = resolve_db(args.db);
   auto store = store::FlowStore::open(store_options);
@@ -200,6 +269,7 @@ void add_record_command(CLI::App& app, Action& action) {
                       "default 404, never the network) and record what was served")
           ->type_name("SESSION");
   add_server_replay_flags(*cmd, args->server_replay);
+  add_remote_options(*cmd, args->remote);
   for (const char* name : {"--filter", "--ignore-param", "--ignore-body", "--ignore-field",
                            "--ignore-host", "--ignore-port", "--use-header", "--on-exhausted",
                            "--on-miss", "--no-refresh", "--no-match-header"})

@@ -11,6 +11,7 @@
 
 #include "control/services.h"
 #include "retake/v1/flows.grpc.pb.h"
+#include "retake/v1/recorder.grpc.pb.h"
 #include "retake/v1/replay.grpc.pb.h"
 
 namespace retake::control {
@@ -445,6 +446,94 @@ class GrpcRemoteReplay final : public RemoteReplay {
 };
 
 }  // namespace
+
+class GrpcRemoteRecorder final : public RemoteRecorder {
+ public:
+  explicit GrpcRemoteRecorder(const RemoteOptions& options)
+      : options_(options),
+        stub_(v1::Recorder::NewStub(
+            grpc::CreateChannel(options.address, grpc::InsecureChannelCredentials()))) {}
+
+  Result<RemoteRecorderInfo> start(const RemoteRecordRequest& r) override {
+    v1::StartRecorderRequest request;
+    request.set_mode(r.mode);
+    request.set_listen(r.listen);
+    request.set_session(r.session);
+    request.set_body_cap_bytes(r.body_cap);
+    request.set_idle_timeout_ms(r.idle_timeout_ms);
+    request.set_upstream_timeout_ms(r.upstream_timeout_ms);
+    request.set_connect_timeout_ms(r.connect_timeout_ms);
+    request.set_threads(r.threads);
+    request.set_insecure_upstream(r.insecure_upstream);
+    request.set_upstream_ca(r.upstream_ca);
+    request.set_ignore_hosts(r.ignore_hosts);
+    request.set_allow_hosts(r.allow_hosts);
+    request.set_tls(r.tls);
+    v1::StartRecorderResponse response;
+    auto context = call_context(options_);
+    if (auto st = stub_->Start(context.get(), request, &response); !st.ok()) return from_grpc(st);
+    return RemoteRecorderInfo{response.recorder_id(), response.bound_address(),
+                              response.session()};
+  }
+
+  Status watch(const std::string& session,
+               const std::function<void(const flow::Flow&)>& on_flow) override {
+    v1::WatchFlowsRequest request;
+    request.set_session(session);
+    auto context = std::make_shared<grpc::ClientContext>();  // no deadline: it lasts
+    if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
+    {
+      std::lock_guard lock(mutex_);
+      if (cancelled_) return {};
+      watching_ = context;
+    }
+    auto reader = stub_->WatchFlows(context.get(), request);
+    v1::FlowEvent event;
+    while (reader->Read(&event)) on_flow(from_summary(event.flow()));
+    auto st = reader->Finish();
+    std::lock_guard lock(mutex_);
+    watching_.reset();
+    if (cancelled_ || st.error_code() == grpc::StatusCode::CANCELLED) return {};
+    return from_grpc(st);
+  }
+
+  void cancel_watch() override {
+    std::lock_guard lock(mutex_);
+    cancelled_ = true;
+    if (watching_) watching_->TryCancel();
+  }
+
+  Result<record::RecorderStats> stop(const std::string& recorder_id) override {
+    v1::RecorderRef ref;
+    ref.set_recorder_id(recorder_id);
+    v1::RecorderStatus status;
+    auto context = call_context(options_);
+    if (auto st = stub_->Stop(context.get(), ref, &status); !st.ok()) return from_grpc(st);
+    record::RecorderStats out;
+    out.connections = status.stats().connections();
+    out.active_connections = status.stats().active_connections();
+    out.flows = status.stats().flows();
+    out.flows_dropped = status.stats().flows_dropped();
+    out.errors = status.stats().errors();
+    out.upstream_connects = status.stats().upstream_connects();
+    return out;
+  }
+
+ private:
+  RemoteOptions options_;
+  std::unique_ptr<v1::Recorder::Stub> stub_;
+  std::mutex mutex_;
+  std::shared_ptr<grpc::ClientContext> watching_;
+  bool cancelled_ = false;
+};
+
+Result<std::unique_ptr<RemoteRecorder>> RemoteRecorder::connect(const RemoteOptions& options) {
+  if (options.address.empty())
+    return Status(Errc::invalid_argument, "remote: an address is required");
+  if (options.timeout_seconds <= 0)
+    return Status(Errc::invalid_argument, "remote: timeout must be positive");
+  return std::unique_ptr<RemoteRecorder>(std::make_unique<GrpcRemoteRecorder>(options));
+}
 
 Result<std::unique_ptr<RemoteReplay>> RemoteReplay::connect(const RemoteOptions& options) {
   if (options.address.empty())

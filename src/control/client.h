@@ -16,6 +16,7 @@
 #include "ops/replay_run.h"
 #include "ops/select.h"
 #include "ops/transfer.h"
+#include "record/recorder.h"
 #include "store/flow_store.h"
 
 namespace retake::control {
@@ -56,6 +57,44 @@ class RemoteFlows {
   // ops::import_bytes run by the daemon on `bytes`, uploaded in 1 MiB chunks.
   virtual Result<ops::ImportReport> import_flows(const ops::ImportRequest& request,
                                                  std::string_view bytes) = 0;
+};
+
+// What `retake record --remote` asks a daemon for (Recorder.Start). Zero values: defaults.
+struct RemoteRecordRequest {
+  std::string mode;     // "explicit" when empty
+  std::string listen;   // "127.0.0.1:0" when empty
+  std::string session;  // rec-YYYYmmdd-HHMMSS when empty
+  uint64_t body_cap = 0;
+  uint32_t idle_timeout_ms = 0, upstream_timeout_ms = 0, connect_timeout_ms = 0;
+  uint32_t threads = 0;
+  bool insecure_upstream = false;
+  std::string upstream_ca;  // a path on the daemon's host
+  std::string ignore_hosts, allow_hosts;
+  bool tls = false;
+};
+
+struct RemoteRecorderInfo {
+  std::string recorder_id;
+  std::string bound_address;
+  std::string session;
+};
+
+// A connection to a daemon's Recorder service. Errors as RemoteFlows'.
+class RemoteRecorder {
+ public:
+  virtual ~RemoteRecorder() = default;
+  // Does not contact the daemon yet. invalid_argument for an empty address.
+  static Result<std::unique_ptr<RemoteRecorder>> connect(const RemoteOptions& options);
+
+  virtual Result<RemoteRecorderInfo> start(const RemoteRecordRequest& request) = 0;
+  // Blocks, calling on_flow (summary fields only, as RemoteFlows::select gives them) for each
+  // flow of `session` committed from now on, until cancel_watch() or the daemon ends the stream.
+  virtual Status watch(const std::string& session,
+                       const std::function<void(const flow::Flow&)>& on_flow) = 0;
+  // Ends a watch() running on another thread. Thread-safe, idempotent.
+  virtual void cancel_watch() = 0;
+  // Stops the recorder (its flows are in the store when this returns) and gives its counters.
+  virtual Result<record::RecorderStats> stop(const std::string& recorder_id) = 0;
 };
 
 // What a client replay run by a daemon ended with: what `retake replay` prints and returns.

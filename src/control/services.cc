@@ -346,6 +346,18 @@ grpc::Status RecorderService::Start(grpc::ServerContext* context,
   }
   if (request->threads() > 64) return invalid("threads", "at most 64");
   options.threads = request->threads();
+  options.insecure_upstream = request->insecure_upstream();
+  for (const auto* field : {&request->upstream_ca(), &request->ignore_hosts(),
+                            &request->allow_hosts()})
+    if (field->size() > 4096) return invalid("upstream_ca/ignore_hosts/allow_hosts", "at most 4096 bytes");
+  if (!request->upstream_ca().empty() && request->upstream_ca().front() != '/')
+    return invalid("upstream_ca", "must be an absolute path on the daemon's host");
+  options.upstream_ca_file = request->upstream_ca();
+  options.ignore_hosts = request->ignore_hosts();
+  options.allow_hosts = request->allow_hosts();
+  if (request->tls() && options.mode == record::Mode::explicit_proxy)
+    return invalid("tls", "a TLS listener is for reverse and transparent modes");
+  options.listen_tls = request->tls();
 
   auto created = record::Recorder::create(options, sink_);
   if (!created) return to_grpc(created.status());

@@ -636,6 +636,57 @@ TEST_CASE("the CLI's flows list/show/delete and sessions work through a daemon w
   CHECK(daemon.child->stop() == 0);
 }
 
+TEST_CASE("retake record --remote runs the recorder in the daemon and shows its flows") {
+  Upstream upstream;
+  Daemon daemon;
+  Child record({RETAKE_BINARY, "record", "--remote", daemon.address, "--mode",
+                "reverse:http://127.0.0.1:" + std::to_string(upstream.port), "--listen",
+                "127.0.0.1:0", "--session", "via-daemon"});
+  std::string bound;
+  const std::string marker = "listening on http://";
+  for (;;) {
+    auto line = record.read_line();
+    REQUIRE_MESSAGE(line, "record --remote did not say where the daemon listens");
+    if (auto at = line->find(marker); at != std::string::npos) {
+      bound = line->substr(at + marker.size());
+      bound = bound.substr(0, bound.find(' '));
+      break;
+    }
+  }
+  REQUIRE(curl("http://" + bound + "/json") == 0);
+  REQUIRE(curl("http://" + bound + "/status/404") == 0);
+  // Each committed flow is printed as a local recording prints it (line-buffered only on a
+  // terminal, so read them after the stop here).
+  CHECK(record.stop() == 0);
+  std::vector<std::string> lines;
+  bool summary = false;
+  while (auto line = record.read_line(2s)) {
+    if (line->find(" -> ") != std::string::npos) lines.push_back(*line);
+    summary |= line->find("recorded 2 flows into session 'via-daemon'") != std::string::npos;
+  }
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0] == "GET http://127.0.0.1:" + std::to_string(upstream.port) + "/json -> 200");
+  CHECK(lines[1].find("/status/404 -> 404") != std::string::npos);
+  CHECK(summary);
+  // The recorder is gone from the daemon; the flows are in its store.
+  v1::ListRecordersResponse running;
+  REQUIRE(v1::Recorder::NewStub(daemon.channel)
+              ->List(context().get(), v1::ListRecordersRequest(), &running)
+              .ok());
+  CHECK(running.recorders_size() == 0);
+  v1::ListFlowsRequest list;
+  list.set_session("via-daemon");
+  v1::ListFlowsResponse page;
+  REQUIRE(v1::Flows::NewStub(daemon.channel)->List(context().get(), list, &page).ok());
+  CHECK(page.flows_size() == 2);
+  // A bad flag value the daemon checks comes back naming the flag.
+  auto [bad_code, bad] = run_retake({"record", "--remote", daemon.address, "--mode", "explicit",
+                                     "--listen", "127.0.0.1:0", "--ignore-hosts", "(unclosed"});
+  CHECK(bad_code == 2);
+  CHECK(bad.find("ignore") != std::string::npos);
+  CHECK(daemon.child->stop() == 0);
+}
+
 TEST_CASE("a watcher that does not read loses flows with a count and never holds up the writer") {
   retake::control::FlowHub hub;
   auto slow = hub.subscribe("");
