@@ -242,20 +242,25 @@ TEST_CASE("retake serve refuses bad input with clear errors and exit codes") {
   CHECK(filtered_empty.err.find("no recorded response") != std::string::npos);
 }
 
-TEST_CASE("load_session_flows returns the session in recorded order and refuses an empty one") {
+TEST_CASE(
+    "load_session_flows returns the recorded flows in order, never a replay run's, and refuses "
+    "an empty session") {
   TempDir dir;
   std::string db = dir.path + "/db";
   auto no_response = recorded("empty", "/x", "x");
   no_response.response.reset();
-  write_store(db, {recorded("s", "/1", "1"), recorded("s", "/2", "2"), no_response});
+  auto replayed = recorded("s", "/1", "what a replay target answered");
+  replayed.run = "run-1";  // a client replay's flow, stored in the session it replayed
+  write_store(db, {recorded("s", "/1", "1"), recorded("s", "/2", "2"), no_response, replayed});
   store::StoreOptions o;
   o.path = db;
   auto s = store::FlowStore::open(o);
   REQUIRE(s.ok());
   auto flows = replay::server::load_session_flows(**s, "s");
   REQUIRE(flows.ok());
-  REQUIRE(flows->size() == 2);
+  REQUIRE(flows->size() == 2);  // the replayed flow is not served
   CHECK((*flows)[0].request.path == "/1");
+  CHECK((*flows)[0].response->body.data == "1");
   CHECK((*flows)[1].request.path == "/2");
   auto empty = replay::server::load_session_flows(**s, "empty");
   CHECK(empty.status().code() == Errc::failed_precondition);

@@ -27,6 +27,9 @@ Result<std::vector<flow::Flow>> load_session_flows(store::FlowStore& store,
   store::ScanOptions scan;
   scan.session = session;
   auto status = store.scan(scan, [&](const flow::Flow& f) {
+    // A replay run's flows live in the session they replayed (Flow::run set): they are what a
+    // target answered to retake, not what the recorded server said. Never serve them.
+    if (!f.run.empty()) return true;
     if (filter && !filter->matches(f)) return true;
     if (flows.size() >= max_flows) {
       too_many = true;

@@ -20,7 +20,9 @@ namespace retake::replay::server {
 // Most flows one server replay loads. Default bound of load_session_flows.
 inline constexpr size_t kMaxServedFlows = 1'000'000;
 
-// The flows of `session` in recorded order, keeping those `filter` matches (null: all).
+// The recorded flows of `session` in recorded order, keeping those `filter` matches (null:
+// all). Flows of client replay runs (Flow::run set) are left out: they were not recorded from
+// the server being mocked.
 // Errors: not_found when the store has no such session (the message lists up to 5 that exist);
 // failed_precondition when the session (or what the filter keeps of it) has no flow with a
 // response; resource_exhausted past `max_flows`; store errors as the store reports them.
