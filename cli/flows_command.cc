@@ -206,6 +206,8 @@ int run_show(const ShowArgs& args) {
                 << int(m.opcode) << ": ";
       if (printable(m.payload) || raw) std::cout << m.payload;
       else std::cout << "[" << m.payload.size() << " bytes binary]";
+      if (m.truncated) std::cout << " [truncated at the body cap]";
+      if (m.compressed) std::cout << " [permessage-deflate]";
       std::cout << '\n';
     }
     if (f.websocket->close_code)

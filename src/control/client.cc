@@ -119,8 +119,8 @@ flow::Flow from_proto(const v1::Flow& in) {
   if (in.has_websocket()) {
     auto& ws = f.websocket.emplace();
     for (const auto& m : in.websocket().messages())
-      ws.messages.push_back(
-          {m.from_client(), static_cast<uint8_t>(m.opcode()), m.payload(), m.timestamp_ns()});
+      ws.messages.push_back({m.from_client(), static_cast<uint8_t>(m.opcode()), m.payload(),
+                             m.timestamp_ns(), m.truncated(), m.compressed()});
     ws.close_code = static_cast<uint16_t>(in.websocket().close_code());
     ws.close_reason = in.websocket().close_reason();
     ws.closed_by_client = in.websocket().closed_by_client();

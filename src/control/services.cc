@@ -214,6 +214,8 @@ void to_proto(const flow::Flow& f, v1::Flow& out) {
       pm.set_opcode(m.opcode);
       pm.set_payload(m.payload);
       pm.set_timestamp_ns(m.timestamp);
+      pm.set_truncated(m.truncated);
+      pm.set_compressed(m.compressed);
     }
     ws.set_close_code(f.websocket->close_code);
     ws.set_close_reason(f.websocket->close_reason);

@@ -148,6 +148,10 @@ struct WebSocketMessage {
   uint8_t opcode = 1;  // 1 text, 2 binary, 8 close, 9 ping, 10 pong
   std::string payload;
   int64_t timestamp = 0;  // ns since epoch
+  // The payload was cut at the body cap (the message was longer; the relay forwarded it all).
+  bool truncated = false;
+  // It crossed the wire compressed (permessage-deflate); `payload` is the inflated message.
+  bool compressed = false;
   bool operator==(const WebSocketMessage&) const = default;
 };
 

@@ -176,7 +176,9 @@ json::object flow_to_json_value(const flow::Flow& f, const JsonOptions& options)
       json::object jm{{"from_client", m.from_client},
                       {"opcode", m.opcode},
                       {"timestamp", m.timestamp},
-                      {"size", m.payload.size()}};
+                      {"size", m.payload.size()},
+                      {"truncated", m.truncated},
+                      {"compressed", m.compressed}};
       if (options.with_bodies) jm["payload"] = bytes_value(m.payload);
       msgs.push_back(std::move(jm));
     }
@@ -274,6 +276,8 @@ flow::Flow flow_from_json_value(const JsonAt& at) {
         msg.opcode = static_cast<uint8_t>(opcode);
         if (auto p = m.find("payload")) msg.payload = read_bytes(*p);
         msg.timestamp = m.integer_or("timestamp", 0);
+        msg.truncated = m.boolean_or("truncated", false);
+        msg.compressed = m.boolean_or("compressed", false);
         w.messages.push_back(std::move(msg));
       }
     }

@@ -215,10 +215,13 @@ void WebSocketWatcher::frame_ended(flow::WebSocket& out, int64_t now_ns) {
     if (reset) inflater_->reset();
   }
   in_message_ = false;
+  message_.compressed = message_compressed_;
   message_compressed_ = false;
   message_.timestamp = now_ns;
-  // TODO(model): flow::WebSocketMessage has no truncated flag yet; count cut messages here.
-  if (message_size_ > message_.payload.size()) ++truncated_;
+  if (message_size_ > message_.payload.size()) {
+    message_.truncated = true;
+    ++truncated_;
+  }
   store(std::move(message_));
   message_ = flow::WebSocketMessage{};
 }

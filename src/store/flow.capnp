@@ -71,6 +71,8 @@ struct WebSocketMessage {
   opcode @1 :UInt8;
   payload @2 :Data;   # inline: frames are small and belong to this flow only
   timestamp @3 :Int64;
+  truncated @4 :Bool;   # payload cut at the body cap
+  compressed @5 :Bool;  # sent with permessage-deflate; payload stored inflated
 }
 
 struct WebSocket {

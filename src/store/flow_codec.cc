@@ -207,6 +207,8 @@ static void build_flow(capnp::MessageBuilder& message, const flow::Flow& f,
       list[i].setOpcode(m.opcode);
       list[i].setPayload(as_data(m.payload));
       list[i].setTimestamp(m.timestamp);
+      list[i].setTruncated(m.truncated);
+      list[i].setCompressed(m.compressed);
       ++i;
     }
     ws.setCloseCode(f.websocket->close_code);
@@ -297,8 +299,8 @@ Result<DecodedFlow> decode_flow(std::string_view bytes, uint64_t id) {
       auto messages = ws.getMessages();
       w.messages.reserve(messages.size());
       for (auto m : messages)
-        w.messages.push_back(
-            {m.getFromClient(), m.getOpcode(), as_string(m.getPayload()), m.getTimestamp()});
+        w.messages.push_back({m.getFromClient(), m.getOpcode(), as_string(m.getPayload()),
+                              m.getTimestamp(), m.getTruncated(), m.getCompressed()});
       w.close_code = ws.getCloseCode();
       w.close_reason = as_string(ws.getCloseReason());
       w.closed_by_client = ws.getClosedByClient();

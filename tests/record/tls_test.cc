@@ -403,6 +403,8 @@ void check_ws_flow(const flow::Flow& f) {
   CHECK(find(false, 2, std::string("\x00\x01\x02", 3)));
   CHECK(find(true, 1, "frag1frag2"));  // reassembled from two frames
   CHECK(find(false, 1, "frag1frag2"));
+  for (const auto& m : ws.messages)
+    if (m.opcode == 1 || m.opcode == 2) CHECK(m.compressed);  // inflated for the record
   CHECK(ws.close_code == 4001);
   CHECK(ws.close_reason == "done");
   CHECK(ws.closed_by_client);

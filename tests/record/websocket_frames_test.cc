@@ -136,11 +136,15 @@ TEST_CASE("compressed messages are stored inflated, with and without context tak
           REQUIRE_MESSAGE(w.feed(std::string_view(wire).substr(i, piece), out, 7), w.error());
         REQUIRE(out.messages.size() == 5);
         CHECK(out.messages[0].payload == "hello hello hello");
+        CHECK(out.messages[0].compressed);
+        CHECK_FALSE(out.messages[0].truncated);
         CHECK(out.messages[1].payload == "ping");
+        CHECK_FALSE(out.messages[1].compressed);
         CHECK(out.messages[2].payload == "hello hello hello again");
         CHECK(out.messages[3].opcode == 2);
         CHECK(out.messages[3].payload == big);
         CHECK(out.messages[4].payload == "plain");
+        CHECK_FALSE(out.messages[4].compressed);
       }
     }
   }
@@ -161,7 +165,9 @@ TEST_CASE("a compressed message is capped like any other, and a deflate bomb sto
     REQUIRE_MESSAGE(w.feed(wire, out, 1), w.error());
     REQUIRE(out.messages.size() == 2);
     CHECK(out.messages[0].payload == zeros.substr(0, 1000));
+    CHECK(out.messages[0].truncated);
     CHECK(w.messages_truncated() == 1);
+    CHECK_FALSE(out.messages[1].truncated);
     CHECK(out.messages[1].payload == "after");  // the context survived the cut
   }
   limits.max_inflated_message = 64u << 10;
@@ -223,6 +229,9 @@ TEST_CASE("payloads beyond the cap are cut, and messages beyond the count limit 
   CHECK(w.feed(wire, out, 1));
   REQUIRE(out.messages.size() == 2);
   CHECK(out.messages[0].payload == "abcd");
+  CHECK(out.messages[0].truncated);
+  CHECK_FALSE(out.messages[0].compressed);
+  CHECK_FALSE(out.messages[1].truncated);
   CHECK(w.messages_truncated() == 1);
   CHECK(w.messages_dropped() == 1);
 }

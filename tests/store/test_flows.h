@@ -53,8 +53,9 @@ inline flow::Flow full_flow() {
                     "CN=api.example.test",
                     "CN=Test CA"};
   flow::WebSocket ws;
-  ws.messages.push_back({true, 1, "hi", 1700000000000000010});
-  ws.messages.push_back({false, 2, std::string("\0\x01\x02", 3), 1700000000000000011});
+  ws.messages.push_back({true, 1, "hi", 1700000000000000010, false, true});  // was compressed
+  ws.messages.push_back({false, 2, std::string("\0\x01\x02", 3), 1700000000000000011, true,
+                         false});  // cut at the cap
   ws.messages.push_back({true, 8, "\x03\xe8", 1700000000000000012});
   ws.close_code = 1000;
   ws.close_reason = "bye";
