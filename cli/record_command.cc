@@ -54,8 +54,6 @@ std::string flow_line(const flow::Flow& f) {
 // they are committed and stops the recorder on Ctrl-C, printing what a local run prints.
 int run_remote_record(const RecordArgs& args, const record::RecorderOptions& options,
                       const sigset_t& stop_signals) {
-  if (!args.server_replay.session.empty())
-    throw UsageError("--server-replay: not available with --remote yet (use retake serve --remote)");
   if (!args.cert.empty()) throw UsageError("--cert/--key: not available with --remote (use --tls)");
   control::RemoteRecordRequest request;
   request.mode = args.mode;
@@ -72,6 +70,7 @@ int run_remote_record(const RecordArgs& args, const record::RecorderOptions& opt
   request.ignore_hosts = options.ignore_hosts;
   request.allow_hosts = options.allow_hosts;
   request.tls = args.tls;
+  request.server_replay = args.server_replay;
   auto client = control::RemoteRecorder::connect(remote_options(args.remote));
   if (!client) throw UsageError(client.status().message());
   auto started = (*client)->start(request);

@@ -469,6 +469,7 @@ class GrpcRemoteRecorder final : public RemoteRecorder {
     request.set_ignore_hosts(r.ignore_hosts);
     request.set_allow_hosts(r.allow_hosts);
     request.set_tls(r.tls);
+    if (!r.server_replay.session.empty()) to_proto(r.server_replay, *request.mutable_server_replay());
     v1::StartRecorderResponse response;
     auto context = call_context(options_);
     if (auto st = stub_->Start(context.get(), request, &response); !st.ok()) return from_grpc(st);

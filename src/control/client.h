@@ -71,6 +71,8 @@ struct RemoteRecordRequest {
   std::string upstream_ca;  // a path on the daemon's host
   std::string ignore_hosts, allow_hosts;
   bool tls = false;
+  // Server replay inside the proxy: session empty for none.
+  ops::ServeRequest server_replay;
 };
 
 struct RemoteRecorderInfo {

@@ -56,7 +56,7 @@ class DaemonImpl final : public Daemon {
       : store_(std::move(store)),
         writer_(*store_),
         auth_(std::move(token)),
-        recorders_(auth_, writer_, hub_),
+        recorders_(auth_, writer_, hub_, *store_),
         flows_(auth_, *store_),
         replays_(auth_, *store_, writer_),
         diffs_(auth_, *store_) {

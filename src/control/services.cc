@@ -13,6 +13,7 @@
 
 #include "ops/select.h"
 #include "ops/transfer.h"
+#include "replay/server/proxy_responder.h"
 #include "replay/client/run_store.h"
 
 namespace retake::control {
@@ -360,12 +361,28 @@ grpc::Status RecorderService::Start(grpc::ServerContext* context,
   if (request->tls() && options.mode == record::Mode::explicit_proxy)
     return invalid("tls", "a TLS listener is for reverse and transparent modes");
   options.listen_tls = request->tls();
+  std::unique_ptr<replay::server::ServerReplay> server_replay;
+  std::unique_ptr<record::Responder> responder;
+  if (request->has_server_replay()) {
+    ops::ServeRequest serve = from_proto(request->server_replay());
+    if (serve.session.empty()) return invalid("server_replay.session", "required");
+    if (serve.session == options.session)
+      return invalid("server_replay.session", "cannot be the session recorded into");
+    // The index is built here, once; the daemon has no terminal for per-request lines.
+    auto prepared = ops::prepare_serve(store_, serve, [](std::string_view) {});
+    if (!prepared) return to_grpc(prepared.status(), "server_replay");
+    server_replay = std::move(prepared->server);
+    responder = std::make_unique<replay::server::ProxyResponder>(*server_replay);
+    options.responder = responder.get();
+  }
 
   auto created = record::Recorder::create(options, sink_);
   if (!created) return to_grpc(created.status());
   auto running = std::make_shared<Running>();
   running->mode = mode;
   running->session = options.session;
+  running->server_replay = std::move(server_replay);
+  running->responder = std::move(responder);
   running->recorder = std::move(created.value());
   {
     // Held across start() so that two Starts cannot both pass the count check; binding is quick.

@@ -86,8 +86,9 @@ class FlowHub {
 
 class RecorderService final : public v1::Recorder::Service {
  public:
-  RecorderService(const TokenCheck& auth, flow::FlowSink& sink, FlowHub& hub)
-      : auth_(auth), sink_(sink), hub_(hub) {}
+  RecorderService(const TokenCheck& auth, flow::FlowSink& sink, FlowHub& hub,
+                  store::FlowStore& store)
+      : auth_(auth), sink_(sink), hub_(hub), store_(store) {}
   ~RecorderService() override { stop_all(); }
 
   grpc::Status Start(grpc::ServerContext* context, const v1::StartRecorderRequest* request,
@@ -110,6 +111,9 @@ class RecorderService final : public v1::Recorder::Service {
     std::string mode;
     std::string bound_address;
     std::string session;
+    // Server replay inside the proxy; destroyed after the recorder (declared before it).
+    std::unique_ptr<replay::server::ServerReplay> server_replay;
+    std::unique_ptr<record::Responder> responder;
     std::unique_ptr<record::Recorder> recorder;
   };
   static void describe(const Running& r, bool running, v1::RecorderStatus& out);
@@ -117,6 +121,7 @@ class RecorderService final : public v1::Recorder::Service {
   const TokenCheck& auth_;
   flow::FlowSink& sink_;
   FlowHub& hub_;
+  store::FlowStore& store_;
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<Running>> recorders_;
   uint64_t next_id_ = 0;

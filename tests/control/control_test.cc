@@ -444,6 +444,17 @@ TEST_CASE(
 namespace {
 
 // Runs `retake <args>` to completion; its exit code and output (stdout and stderr).
+// A shell command's exit code and standard output.
+std::pair<int, std::string> run_command(const std::string& command) {
+  std::string out;
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
 std::pair<int, std::string> run_retake(std::vector<std::string> args) {
   args.insert(args.begin(), RETAKE_BINARY);
   Child child(args);
@@ -679,6 +690,34 @@ TEST_CASE("retake record --remote runs the recorder in the daemon and shows its 
   v1::ListFlowsResponse page;
   REQUIRE(v1::Flows::NewStub(daemon.channel)->List(context().get(), list, &page).ok());
   CHECK(page.flows_size() == 2);
+  // The same recorder with --server-replay: the daemon answers from the session it just
+  // recorded (X-Retake-Match says so) and stores what it served.
+  Child mock({RETAKE_BINARY, "record", "--remote", daemon.address, "--mode",
+              "reverse:http://127.0.0.1:" + std::to_string(upstream.port), "--listen",
+              "127.0.0.1:0", "--session", "mocked", "--server-replay", "via-daemon", "-q"});
+  std::string mock_bound;
+  for (;;) {
+    auto line = mock.read_line();
+    REQUIRE_MESSAGE(line, "record --remote --server-replay did not start");
+    if (auto at = line->find(marker); at != std::string::npos) {
+      mock_bound = line->substr(at + marker.size());
+      mock_bound = mock_bound.substr(0, mock_bound.find(' '));
+      break;
+    }
+  }
+  auto [hit_code, hit] = run_command("curl -sS -i --max-time 10 http://" + mock_bound + "/json");
+  CHECK(hit_code == 0);
+  CHECK(hit.find("widget") != std::string::npos);
+  CHECK(hit.find("X-Retake-Match: ") != std::string::npos);
+  auto [miss_code, miss] = run_command("curl -sS --max-time 10 -o /dev/null -w '%{http_code}' "
+                                       "http://" + mock_bound + "/never-recorded");
+  CHECK(miss == "404");
+  CHECK(mock.stop() == 0);
+  list.set_session("mocked");
+  v1::ListFlowsResponse mocked;
+  REQUIRE(v1::Flows::NewStub(daemon.channel)->List(context().get(), list, &mocked).ok());
+  CHECK(mocked.flows_size() == 2);
+
   // A bad flag value the daemon checks comes back naming the flag.
   auto [bad_code, bad] = run_retake({"record", "--remote", daemon.address, "--mode", "explicit",
                                      "--listen", "127.0.0.1:0", "--ignore-hosts", "(unclosed"});
