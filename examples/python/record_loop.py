@@ -28,7 +28,7 @@ DEADLINE = 20  # seconds, per call
 
 
 def generate_stubs(proto_dir, out_dir):
-    files = ["retake/v1/flows.proto", "retake/v1/recorder.proto"]
+    files = ["retake/v1/flows.proto", "retake/v1/recorder.proto", "retake/v1/replay.proto"]
     code = protoc.main(["grpc_tools.protoc", "-I" + proto_dir, "--python_out=" + out_dir,
                         "--grpc_python_out=" + out_dir] + files)
     if code != 0:
