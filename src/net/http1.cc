@@ -540,9 +540,12 @@ bool parse_absolute_target(std::string_view target, AbsoluteTarget& out) {
   auto sep = target.find("://");
   if (sep == std::string_view::npos || sep == 0) return false;
   std::string scheme(target.substr(0, sep));
+  // RFC 3986 §3.1: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), e.g. "h2c".
+  if (!std::isalpha(static_cast<unsigned char>(scheme.front()))) return false;
   for (auto& c : scheme) {
-    if (!std::isalpha(static_cast<unsigned char>(c))) return false;
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    auto u = static_cast<unsigned char>(c);
+    if (!std::isalnum(u) && c != '+' && c != '-' && c != '.') return false;
+    c = static_cast<char>(std::tolower(u));
   }
   std::string_view rest = target.substr(sep + 3);
   auto path_start = rest.find_first_of("/?#");

@@ -166,7 +166,10 @@ class TransparentTest(unittest.TestCase):
         self.assertNotIn("error", flows[0])
         shown = run(RETAKE, "flows", "show", flows[0]["id"], env=self.env)
         self.assertEqual(shown.returncode, 0, shown.stderr)
-        self.assertIn("GET /size/10 HTTP/1.1", shown.stdout)
+        # curl negotiated h2 with retake (ALPN); the HTTP/1.1 upstream got HTTP/1.1.
+        self.assertIn("alpn h2", shown.stdout)
+        self.assertIn("GET /size/10 HTTP/2", shown.stdout)
+        self.assertIn("HTTP/1.1 200 OK", shown.stdout)
 
 
 def cannot_run():

@@ -78,8 +78,8 @@ TEST_CASE(
   Upstream up(pki.upstream_args("good"));
   Proxy proxy(pki.options());
   std::string out =
-      curl_via(proxy, "--cacert " + pki.retake_ca + " " + https_url(up, "/size/1000") + " " +
-                          https_url(up, "/size/10"));
+      curl_via(proxy, "--http1.1 --cacert " + pki.retake_ca + " " + https_url(up, "/size/1000") +
+                          " " + https_url(up, "/size/10"));
   CHECK(out == pattern(1000) + " 200" + pattern(10) + " 200");
   auto flows = proxy.sink.wait_for(2);
   REQUIRE(flows.size() == 2);

@@ -41,7 +41,8 @@ class ByteStream {
 template <class AsyncStream>
 class AsioByteStream final : public ByteStream {
  public:
-  explicit AsioByteStream(AsyncStream stream) : stream_(std::move(stream)) {}
+  // AsyncStream may be a reference type (the stream stays owned by the caller).
+  explicit AsioByteStream(AsyncStream stream) : stream_(std::forward<AsyncStream>(stream)) {}
 
   boost::asio::awaitable<std::pair<boost::system::error_code, size_t>> read_some(
       boost::asio::mutable_buffer buffer) override {

@@ -868,6 +868,9 @@ flow::Request& H2Stream::request() {
 flow::Response& H2Stream::response() {
   return s_->response;
 }
+bool H2Stream::body_ended() const {
+  return s_->in_end && s_->in_chunks.empty() && s_->error.ok();
+}
 bool H2Stream::failed() const {
   return !s_->error.ok();
 }

@@ -166,6 +166,10 @@ class H2Stream {
   // fail. Unread body bytes are dropped and their window returned to the connection.
   void reset(H2ErrorCode code = H2ErrorCode::cancel);
 
+  // True once the peer ended its body (END_STREAM received) and read() has handed out every
+  // chunk: read() would return std::nullopt at once. A server handler sees it true on entry for
+  // a request without a body (END_STREAM on its HEADERS), before it reads anything.
+  bool body_ended() const;
   // True once the stream has failed (reset by either side, or the connection ended first).
   bool failed() const;
   // The error code the stream was closed with by the peer or by us, once closed.

@@ -1,0 +1,890 @@
+// The recorder's HTTP/2 front (see h2_front.h). One H2Front per client connection: it owns the
+// connection's upstream side, which is either one H2ClientSession shared by all streams (the
+// upstream agreed to HTTP/2) or a small set of HTTP/1.1 connections, one per stream in flight
+// and kept alive between streams (nghttpx's backend model).
+//
+// g++ 12 miscompiles co_await inside ?:, && / || and braced temporaries: every co_await here is
+// its own statement.
+#include "record/h2_front.h"
+
+#include <algorithm>
+#include <deque>
+#include <optional>
+#include <variant>
+
+#include <boost/asio.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl.hpp>
+
+#include "net/http1.h"
+#include "net/read_buffer.h"
+#include "net/tls/tls_context.h"
+#include "net/upstream_pool.h"
+
+namespace retake::record {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using boost::system::error_code;
+using flow::ErrorKind;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+// Idle HTTP/1.1 upstream connections kept per client connection.
+constexpr size_t kIdleH1 = 8;
+constexpr size_t kBodyRead = 16u << 10;
+
+std::string ms_text(std::chrono::milliseconds ms) {
+  return std::to_string(ms.count()) + " ms";
+}
+
+std::string endpoint_text(const tcp::endpoint& ep) {
+  auto addr = ep.address();
+  std::string out = addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string();
+  return out + ":" + std::to_string(ep.port());
+}
+
+// Appends decoded body bytes to `body`, keeping at most `cap` of them (Body::size counts all).
+void capture(flow::Body& body, std::string_view d, size_t cap) {
+  body.size += d.size();
+  if (body.data.size() < cap)
+    body.data.append(d.data(), std::min(d.size(), cap - body.data.size()));
+}
+
+void finish_body(flow::Body& b) {
+  b.truncated = b.size > b.data.size();
+}
+
+// One upstream connection: TCP, with TLS on top for an https destination.
+struct UpConn {
+  UpConn(asio::any_io_executor ex, size_t max_buffer) : socket(ex), in(4u << 10, max_buffer) {}
+  tcp::socket socket;
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls;
+  flow::TlsInfo tls_info;
+  std::string address;
+  int64_t connected_ns = 0;
+  net::ReadBuffer in;  // HTTP/1.1: bytes read and not parsed yet
+
+  // One read, failing with timed_out after `timeout`.
+  awaitable<std::pair<error_code, size_t>> read_some(asio::mutable_buffer b,
+                                                     std::chrono::milliseconds timeout) {
+    asio::steady_timer timer(socket.get_executor());
+    timer.expires_after(timeout);
+    if (tls) {
+      auto r = co_await (tls->async_read_some(b, kTuple) || timer.async_wait(kTuple));
+      if (r.index() == 1) co_return std::pair{error_code(asio::error::timed_out), size_t{0}};
+      auto [ec, n] = std::get<0>(r);
+      co_return std::pair{ec, n};
+    }
+    auto r = co_await (socket.async_read_some(b, kTuple) || timer.async_wait(kTuple));
+    if (r.index() == 1) co_return std::pair{error_code(asio::error::timed_out), size_t{0}};
+    auto [ec, n] = std::get<0>(r);
+    co_return std::pair{ec, n};
+  }
+  // Writes all of `b`, failing with timed_out after `timeout`.
+  awaitable<error_code> write_all(asio::const_buffer b, std::chrono::milliseconds timeout) {
+    asio::steady_timer timer(socket.get_executor());
+    timer.expires_after(timeout);
+    if (tls) {
+      auto r = co_await (asio::async_write(*tls, b, kTuple) || timer.async_wait(kTuple));
+      if (r.index() == 1) co_return error_code(asio::error::timed_out);
+      co_return std::get<0>(std::get<0>(r));
+    }
+    auto r = co_await (asio::async_write(socket, b, kTuple) || timer.async_wait(kTuple));
+    if (r.index() == 1) co_return error_code(asio::error::timed_out);
+    co_return std::get<0>(std::get<0>(r));
+  }
+  void close() noexcept {
+    error_code ec;
+    socket.close(ec);
+  }
+};
+
+// An UpConn as the transport of an H2ClientSession (the session's own timeouts apply).
+class UpConnStream final : public h2::ByteStream {
+ public:
+  explicit UpConnStream(std::unique_ptr<UpConn> c) : c_(std::move(c)) {}
+  awaitable<std::pair<error_code, size_t>> read_some(asio::mutable_buffer b) override {
+    if (c_->tls) {
+      auto [ec, n] = co_await c_->tls->async_read_some(b, kTuple);
+      co_return std::pair{ec, n};
+    }
+    auto [ec, n] = co_await c_->socket.async_read_some(b, kTuple);
+    co_return std::pair{ec, n};
+  }
+  awaitable<error_code> write_all(asio::const_buffer b) override {
+    if (c_->tls) {
+      auto [ec, n] = co_await asio::async_write(*c_->tls, b, kTuple);
+      co_return ec;
+    }
+    auto [ec, n] = co_await asio::async_write(c_->socket, b, kTuple);
+    co_return ec;
+  }
+  void close() noexcept override { c_->close(); }
+
+ private:
+  std::unique_ptr<UpConn> c_;
+};
+
+// Facts of the upstream connection a flow went over.
+struct UpInfo {
+  std::string address;
+  int64_t connected_ns = 0;
+  flow::TlsInfo tls;
+};
+
+// Why an exchange failed, to record once both directions are done.
+struct Failure {
+  ErrorKind kind = ErrorKind::none;
+  std::string message;
+  explicit operator bool() const { return kind != ErrorKind::none; }
+  void set(ErrorKind k, std::string m) {
+    if (kind == ErrorKind::none) {
+      kind = k;
+      message = std::move(m);
+    }
+  }
+};
+
+std::string code_name(const h2::H2Stream& s) {
+  auto code = s.close_code();
+  return code ? h2::h2_error_code_name(*code) : std::string("no error code");
+}
+
+// The response sent to an h2 client for a failure: a one-line text/plain body, as the HTTP/1.1
+// path sends.
+awaitable<void> respond_error(h2::H2Stream& cs, int status, std::string_view message) {
+  if (cs.failed()) co_return;
+  std::string body = "retake: ";
+  body.append(message).push_back('\n');
+  flow::Response head;
+  head.status = status;
+  head.headers.add("content-type", "text/plain; charset=utf-8");
+  head.headers.add("content-length", std::to_string(body.size()));
+  Status st = co_await cs.respond(head, false);
+  if (!st.ok()) co_return;
+  st = co_await cs.write(std::move(body), true);
+}
+
+bool method_expects_body(std::string_view m) {
+  return m == "POST" || m == "PUT" || m == "PATCH";
+}
+
+}  // namespace
+
+h2::H2Options h2_front_options(const RecorderOptions& options) {
+  h2::H2Options o;
+  o.max_header_list_size = static_cast<uint32_t>(
+      std::min<size_t>(options.max_header_bytes, std::numeric_limits<uint32_t>::max()));
+  o.idle_timeout = options.idle_timeout;
+  o.stream_timeout = std::max(options.client_read_timeout, options.upstream_timeout);
+  o.write_timeout = options.client_read_timeout;
+  return o;
+}
+
+class H2Front {
+ public:
+  H2Front(asio::any_io_executor ex, H2Destination dest, flow::Flow base, H2FrontEnv env)
+      : ex_(std::move(ex)),
+        dest_(std::move(dest)),
+        base_(std::move(base)),
+        env_(std::move(env)),
+        opts_(*env_.options),
+        connect_done_(ex_) {}
+
+  static awaitable<void> handle(std::shared_ptr<H2Front> self, std::shared_ptr<h2::H2Stream> cs) {
+    co_await self->serve_stream(*cs);
+  }
+
+  // The client connection ended: no new upstream work; idle connections are closed and the
+  // shared HTTP/2 upstream is shut down gracefully (its in-flight streams finish).
+  void close_upstreams() {
+    closing_ = true;
+    for (auto& c : idle_h1_) c->close();
+    idle_h1_.clear();
+    if (up_h2_) up_h2_->shutdown();
+  }
+
+ private:
+  using H1 = std::unique_ptr<UpConn>;
+  using H2 = std::shared_ptr<h2::H2ClientSession>;
+
+  awaitable<void> serve_stream(h2::H2Stream& cs);
+  // Sends a responder's answer and records the flow.
+  awaitable<void> send_answer(h2::H2Stream& cs, flow::Flow& f, ReplayAnswer answer);
+  // An upstream for one stream: the shared HTTP/2 session or an HTTP/1.1 connection. On failure
+  // fills `failure` (and the caller answers 502/504).
+  awaitable<std::variant<std::monostate, H2, H1>> acquire(Failure& failure);
+  awaitable<H1> connect(bool offer_h2, Failure& failure);
+  awaitable<void> forward_h2(h2::H2Stream& cs, flow::Flow& f, H2 session, bool buffered,
+                             Failure& failure);
+  awaitable<void> pump_request_h2(h2::H2Stream& cs, h2::H2Stream& us, flow::Flow& f, bool buffered,
+                                  bool& done, Failure& failure);
+  awaitable<void> pump_response_h2(h2::H2Stream& cs, h2::H2Stream& us, flow::Flow& f,
+                                   Failure& failure);
+  awaitable<void> forward_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn, bool buffered,
+                             Failure& failure);
+  // The :authority (h2) / Host (h1) sent upstream.
+  std::string upstream_authority(const flow::Request& client_request) const {
+    if (dest_.rewrite_host || client_request.authority.empty()) return dest_.authority;
+    return client_request.authority;
+  }
+  void record(flow::Flow& f, const Failure& failure) {
+    finish_body(f.request.body);
+    if (f.response) finish_body(f.response->body);
+    if (failure) {
+      f.error = flow::Error{failure.kind, failure.message};
+      if (opts_.hooks) opts_.hooks->error(f);
+    } else if (opts_.hooks) {
+      opts_.hooks->response_complete(f);
+    }
+    env_.offer(std::move(f));
+  }
+
+  asio::any_io_executor ex_;
+  const H2Destination dest_;
+  const flow::Flow base_;
+  const H2FrontEnv env_;
+  const RecorderOptions& opts_;
+  bool closing_ = false;
+  // The upstream's protocol, learned from the first connection's ALPN (or h2c prior knowledge).
+  enum class Proto { unknown, h1, h2 } proto_ = Proto::unknown;
+  H2 up_h2_;
+  UpInfo up_h2_info_;
+  bool connecting_ = false;
+  asio::steady_timer connect_done_;  // cancelled when a connect attempt ends
+  std::vector<H1> idle_h1_;
+};
+
+awaitable<void> H2Front::serve_stream(h2::H2Stream& cs) {
+  flow::Flow f = base_;
+  f.timing.request_started = flow::now_ns();
+  f.request = cs.request();
+  const flow::Request client_request = cs.request();
+  f.request.scheme = dest_.scheme;
+  f.request.authority = dest_.authority;
+  if (opts_.hooks) opts_.hooks->request_headers(f);
+  Failure failure;
+  if (f.request.method == "CONNECT") {
+    std::string m = "CONNECT over HTTP/2 (tunnels, WebSocket over HTTP/2) is not supported";
+    co_await respond_error(cs, 501, m);
+    failure.set(ErrorKind::bad_request, m);
+    record(f, failure);
+    co_return;
+  }
+
+  // Server replay: the responder needs the whole request before anything else.
+  bool buffered = false;
+  if (opts_.responder) {
+    Status st = co_await cs.read_all(opts_.body_cap);
+    f.request.body = std::move(cs.request().body);
+    f.request.trailers = cs.request().trailers;
+    if (!st.ok()) {
+      failure.set(ErrorKind::client_closed,
+                  "client reset the stream before the request ended: " + st.message());
+      record(f, failure);
+      co_return;
+    }
+    f.timing.request_ended = flow::now_ns();
+    finish_body(f.request.body);
+    if (f.request.body.truncated) {
+      std::string m = "request body over " + std::to_string(opts_.body_cap) +
+                      " bytes (--body-cap) cannot be matched under server replay";
+      co_await respond_error(cs, 413, m);
+      failure.set(ErrorKind::body_too_large, m);
+      record(f, failure);
+      co_return;
+    }
+    if (opts_.hooks) opts_.hooks->request_complete(f);
+    ReplayAnswer answer = opts_.responder->answer(f);
+    if (answer.action != ReplayAnswer::Action::forward) {
+      if (env_.answered) env_.answered();
+      co_await send_answer(cs, f, std::move(answer));
+      co_return;
+    }
+    f.tags.insert(f.tags.end(), answer.tags.begin(), answer.tags.end());
+    buffered = true;
+  }
+
+  for (int attempt = 0; attempt < 2 && !failure; ++attempt) {
+    auto up = co_await acquire(failure);
+    if (failure) break;
+    if (auto* session = std::get_if<H2>(&up)) {
+      // A session that received GOAWAY between acquire() and open() is retried once.
+      if (!(*session)->accepting() && attempt == 0) continue;
+      co_await forward_h2(cs, f, *session, buffered, failure);
+    } else {
+      co_await forward_h1(cs, f, std::move(std::get<H1>(up)), buffered, failure);
+    }
+    record(f, failure);
+    co_return;
+  }
+  int status = failure.kind == ErrorKind::upstream_timeout ? 504 : 502;
+  co_await respond_error(cs, status, failure.message);
+  record(f, failure);
+}
+
+awaitable<void> H2Front::send_answer(h2::H2Stream& cs, flow::Flow& f, ReplayAnswer answer) {
+  f.tags.insert(f.tags.end(), answer.tags.begin(), answer.tags.end());
+  Failure failure;
+  if (answer.action == ReplayAnswer::Action::kill) {
+    cs.reset(h2::H2ErrorCode::cancel);
+    failure.set(ErrorKind::policy,
+                "server replay: reset the stream without an answer (on-miss kill)");
+    record(f, failure);
+    co_return;
+  }
+  f.origin = answer.origin;
+  f.timing.response_started = flow::now_ns();
+  flow::Response& resp = f.response.emplace(std::move(answer.response));
+  if (opts_.hooks) opts_.hooks->response_headers(f);
+  const bool bodyless =
+      f.request.method == "HEAD" || resp.status < 200 || resp.status == 204 || resp.status == 304;
+  // The recorded framing does not apply: the body goes whole with its own length.
+  flow::Response head;
+  head.status = resp.status;
+  for (const auto& h : resp.headers)
+    if (bodyless || !flow::iequals(h.name, "content-length")) head.headers.add(h.name, h.value);
+  if (!bodyless) head.headers.add("content-length", std::to_string(resp.body.data.size()));
+  const bool end = bodyless || (resp.body.data.empty() && resp.trailers.empty());
+  Status st = co_await cs.respond(head, end);
+  if (st.ok() && !end) {
+    if (!resp.body.data.empty()) st = co_await cs.write(resp.body.data, resp.trailers.empty());
+    if (st.ok() && !resp.trailers.empty()) st = co_await cs.write_trailers(resp.trailers);
+  }
+  if (!st.ok()) failure.set(ErrorKind::client_closed, "client went away: " + st.message());
+  f.timing.response_ended = flow::now_ns();
+  record(f, failure);
+}
+
+awaitable<std::variant<std::monostate, H2Front::H2, H2Front::H1>> H2Front::acquire(
+    Failure& failure) {
+  using Up = std::variant<std::monostate, H2, H1>;
+  for (;;) {
+    if (closing_) {
+      failure.set(ErrorKind::client_closed, "the client connection ended");
+      co_return Up{};
+    }
+    if (up_h2_ && up_h2_->accepting()) co_return Up{up_h2_};
+    if (proto_ == Proto::h1) {
+      while (!idle_h1_.empty()) {
+        H1 c = std::move(idle_h1_.back());
+        idle_h1_.pop_back();
+        if (net::idle_socket_alive(c->socket)) co_return Up{std::move(c)};
+        c->close();
+      }
+      H1 c = co_await connect(false, failure);
+      if (!c) co_return Up{};
+      co_return Up{std::move(c)};
+    }
+    if (connecting_) {
+      // Another stream is finding out what the upstream speaks: wait for it.
+      co_await connect_done_.async_wait(kTuple);
+      continue;
+    }
+    connecting_ = true;
+    connect_done_.expires_at(asio::steady_timer::time_point::max());
+    H1 c = co_await connect(dest_.scheme == "https" || dest_.h2c, failure);
+    connecting_ = false;
+    connect_done_.cancel();
+    if (!c) co_return Up{};
+    const bool h2 = c->tls ? c->tls_info.alpn == "h2" : dest_.h2c;
+    if (!h2) {
+      proto_ = Proto::h1;
+      co_return Up{std::move(c)};
+    }
+    proto_ = Proto::h2;
+    up_h2_info_ = UpInfo{c->address, c->connected_ns, c->tls_info};
+    h2::H2Options o;
+    o.max_header_list_size = static_cast<uint32_t>(
+        std::min<size_t>(opts_.max_header_bytes, std::numeric_limits<uint32_t>::max()));
+    o.stream_timeout = opts_.upstream_timeout;
+    o.write_timeout = opts_.upstream_timeout;
+    o.idle_timeout = opts_.pool_idle_timeout;
+    up_h2_ = h2::H2ClientSession::create(ex_, std::make_unique<UpConnStream>(std::move(c)), o);
+    asio::co_spawn(
+        ex_, [s = up_h2_]() -> awaitable<void> { (void)co_await s->run(); }, asio::detached);
+  }
+}
+
+awaitable<H2Front::H1> H2Front::connect(bool offer_h2, Failure& failure) {
+  std::vector<tcp::endpoint> endpoints;
+  error_code ec;
+  auto addr = asio::ip::make_address(dest_.host, ec);
+  if (!ec) {
+    endpoints.emplace_back(addr, dest_.port);
+  } else {
+    tcp::resolver resolver(ex_);
+    asio::steady_timer timer(ex_);
+    timer.expires_after(opts_.connect_timeout);
+    auto r = co_await (resolver.async_resolve(dest_.host, std::to_string(dest_.port), kTuple) ||
+                       timer.async_wait(kTuple));
+    if (r.index() == 1) {
+      failure.set(ErrorKind::upstream_timeout, "resolving upstream host '" + dest_.host +
+                                                   "' timed out after " +
+                                                   ms_text(opts_.connect_timeout));
+      co_return nullptr;
+    }
+    auto [rec, results] = std::get<0>(std::move(r));
+    if (rec) {
+      failure.set(ErrorKind::upstream_unreachable,
+                  "cannot resolve upstream host '" + dest_.host + "': " + rec.message());
+      co_return nullptr;
+    }
+    for (const auto& e : results) endpoints.push_back(e.endpoint());
+  }
+  auto conn = std::make_unique<UpConn>(ex_, opts_.max_header_bytes + kBodyRead);
+  bool connected = false;
+  for (const auto& ep : endpoints) {
+    asio::steady_timer timer(ex_);
+    timer.expires_after(opts_.connect_timeout);
+    auto r = co_await (conn->socket.async_connect(ep, kTuple) || timer.async_wait(kTuple));
+    if (r.index() == 1) {
+      failure.kind = ErrorKind::none;
+      failure.set(ErrorKind::upstream_timeout, "connecting to upstream " + endpoint_text(ep) +
+                                                   " timed out after " +
+                                                   ms_text(opts_.connect_timeout));
+    } else if (auto [cec] = std::get<0>(r); cec) {
+      failure.kind = ErrorKind::none;
+      failure.set(ErrorKind::upstream_unreachable,
+                  "cannot connect to upstream " + endpoint_text(ep) + ": " + cec.message());
+    } else {
+      conn->address = endpoint_text(ep);
+      connected = true;
+      break;
+    }
+    conn->socket.close(ec);
+    conn->socket = tcp::socket(ex_);
+  }
+  if (!connected) {
+    if (!failure)
+      failure.set(ErrorKind::upstream_unreachable,
+                  "upstream host '" + dest_.host + "' has no address");
+    co_return nullptr;
+  }
+  failure = Failure{};
+  conn->socket.set_option(tcp::no_delay(true), ec);
+  conn->connected_ns = flow::now_ns();
+  if (env_.upstream_connected) env_.upstream_connected();
+  if (dest_.scheme == "https") {
+    conn->tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(
+        conn->socket, env_.upstream_tls->asio_context());
+    SSL* ssl = conn->tls->native_handle();
+    static const std::vector<std::string> kBoth = {"h2", "http/1.1"};
+    static const std::vector<std::string> kH1 = {"http/1.1"};
+    if (auto st = env_.upstream_tls->prepare(ssl, dest_.sni, offer_h2 ? &kBoth : &kH1); !st.ok()) {
+      failure.set(ErrorKind::upstream_tls_failed, "upstream TLS: " + st.message());
+      co_return nullptr;
+    }
+    asio::steady_timer timer(ex_);
+    timer.expires_after(opts_.connect_timeout);
+    auto r = co_await (conn->tls->async_handshake(asio::ssl::stream_base::client, kTuple) ||
+                       timer.async_wait(kTuple));
+    std::string why;
+    if (r.index() == 1) {
+      why = "upstream TLS handshake with " + conn->address + " timed out after " +
+            ms_text(opts_.connect_timeout);
+    } else if (auto [hec] = std::get<0>(r); hec) {
+      if (auto reason = tls::verify_failure_reason(ssl))
+        why = *reason;
+      else
+        why = "upstream TLS handshake with " + conn->address + " failed: " + hec.message();
+    }
+    if (!why.empty()) {
+      failure.set(ErrorKind::upstream_tls_failed, why);
+      co_return nullptr;
+    }
+    conn->tls_info = tls::collect_tls_info(ssl);
+  }
+  co_return conn;
+}
+
+awaitable<void> H2Front::forward_h2(h2::H2Stream& cs, flow::Flow& f, H2 session, bool buffered,
+                                    Failure& failure) {
+  flow::Request up_req = f.request;
+  up_req.body = {};
+  up_req.trailers = {};
+  up_req.authority = upstream_authority(cs.request());
+  const bool end_at_open =
+      buffered ? f.request.body.data.empty() && f.request.trailers.empty() : cs.body_ended();
+  f.upstream_address = up_h2_info_.address;
+  f.timing.upstream_connected = up_h2_info_.connected_ns;
+  f.upstream_tls = up_h2_info_.tls;
+  auto opened = session->open(up_req, end_at_open);
+  if (!opened.ok()) {
+    std::string m =
+        "the upstream HTTP/2 connection refused the request: " + opened.status().message();
+    co_await respond_error(cs, 502, m);
+    failure.set(ErrorKind::upstream_closed, m);
+    co_return;
+  }
+  std::shared_ptr<h2::H2Stream> us = *opened;
+  bool request_done = end_at_open;
+  if (end_at_open && !buffered) {
+    f.timing.request_ended = flow::now_ns();
+    if (opts_.hooks) opts_.hooks->request_complete(f);
+  }
+  co_await (pump_request_h2(cs, *us, f, buffered, request_done, failure) &&
+            pump_response_h2(cs, *us, f, failure));
+}
+
+awaitable<void> H2Front::pump_request_h2(h2::H2Stream& cs, h2::H2Stream& us, flow::Flow& f,
+                                         bool buffered, bool& done, Failure& failure) {
+  if (done) co_return;
+  if (buffered) {
+    Status st;
+    if (!f.request.body.data.empty())
+      st = co_await us.write(f.request.body.data, f.request.trailers.empty());
+    if (st.ok() && !f.request.trailers.empty()) st = co_await us.write_trailers(f.request.trailers);
+    done = true;
+    co_return;  // a failed write shows as the upstream stream failing in pump_response_h2
+  }
+  for (;;) {
+    auto chunk = co_await cs.read();
+    if (!chunk.ok()) {
+      // The client reset its stream (or stalled past the stream timeout): stop the upstream's.
+      failure.set(ErrorKind::client_closed,
+                  "client ended the stream before the request body was complete (" + code_name(cs) +
+                      "): " + chunk.status().message());
+      us.reset(h2::H2ErrorCode::cancel);
+      break;
+    }
+    if (!chunk->has_value()) {
+      f.request.trailers = cs.request().trailers;
+      Status st;
+      if (!f.request.trailers.empty())
+        st = co_await us.write_trailers(f.request.trailers);
+      else
+        st = co_await us.write(std::string(), true);
+      f.timing.request_ended = flow::now_ns();
+      if (opts_.hooks) opts_.hooks->request_complete(f);
+      break;
+    }
+    capture(f.request.body, **chunk, opts_.body_cap);
+    Status st = co_await us.write(std::move(**chunk), false);
+    if (!st.ok()) break;  // the upstream stream failed: pump_response_h2 reports it
+  }
+  done = true;
+}
+
+awaitable<void> H2Front::pump_response_h2(h2::H2Stream& cs, h2::H2Stream& us, flow::Flow& f,
+                                          Failure& failure) {
+  Status st = co_await us.wait_response();
+  if (!st.ok()) {
+    if (cs.failed()) co_return;  // the client went first; pump_request_h2 recorded why
+    std::string m =
+        st.code() == Errc::timeout
+            ? "upstream did not answer within " + ms_text(opts_.upstream_timeout)
+            : "upstream reset the stream before answering (" + code_name(us) + "): " + st.message();
+    ErrorKind kind =
+        st.code() == Errc::timeout ? ErrorKind::upstream_timeout : ErrorKind::upstream_closed;
+    // No reset after the answer: RST_STREAM would overtake its queued DATA. A request body
+    // still arriving is read and dropped (pump_request_h2 stops at the failed upstream stream).
+    co_await respond_error(cs, kind == ErrorKind::upstream_timeout ? 504 : 502, m);
+    failure.set(kind, m);
+    co_return;
+  }
+  f.timing.response_started = flow::now_ns();
+  flow::Response& resp = f.response.emplace();
+  resp.status = us.response().status;
+  resp.reason = us.response().reason;
+  resp.http_version = "HTTP/2";
+  resp.headers = us.response().headers;
+  if (opts_.hooks) opts_.hooks->response_headers(f);
+  bool end = us.body_ended();
+  st = co_await cs.respond(resp, end);
+  if (!st.ok()) {
+    us.reset(h2::H2ErrorCode::cancel);
+    failure.set(ErrorKind::client_closed, "client went away before the response: " + st.message());
+    co_return;
+  }
+  while (!end) {
+    auto chunk = co_await us.read();
+    if (!chunk.ok()) {
+      if (cs.failed()) {
+        failure.set(ErrorKind::client_closed,
+                    "client reset the stream during the response (" + code_name(cs) + ")");
+        co_return;
+      }
+      auto code = us.close_code();
+      cs.reset(code && *code != 0 ? static_cast<h2::H2ErrorCode>(*code)
+                                  : h2::H2ErrorCode::internal_error);
+      failure.set(ErrorKind::upstream_closed,
+                  "upstream ended the stream before the response body was complete (" +
+                      code_name(us) + "): " + chunk.status().message());
+      co_return;
+    }
+    if (!chunk->has_value()) {
+      resp.trailers = us.response().trailers;
+      if (!resp.trailers.empty())
+        st = co_await cs.write_trailers(resp.trailers);
+      else
+        st = co_await cs.write(std::string(), true);
+      if (!st.ok()) failure.set(ErrorKind::client_closed, "client went away: " + st.message());
+      break;
+    }
+    capture(resp.body, **chunk, opts_.body_cap);
+    st = co_await cs.write(std::move(**chunk), false);
+    if (!st.ok()) {
+      us.reset(h2::H2ErrorCode::cancel);
+      failure.set(ErrorKind::client_closed,
+                  "client went away during the response (" + code_name(cs) + "): " + st.message());
+      co_return;
+    }
+  }
+  f.timing.response_ended = flow::now_ns();
+}
+
+awaitable<void> H2Front::forward_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn, bool buffered,
+                                    Failure& failure) {
+  f.upstream_address = conn->address;
+  f.timing.upstream_connected = conn->connected_ns;
+  if (conn->tls) f.upstream_tls = conn->tls_info;
+  const flow::Request& cr = cs.request();
+  // Framing toward the upstream: a known length when the body is known (buffered, or none),
+  // the client's content-length when it sent one, else chunked (which also carries trailers).
+  const bool no_body =
+      buffered ? f.request.body.data.empty() && f.request.trailers.empty() : cs.body_ended();
+  const auto client_length = cr.headers.get("content-length");
+  bool chunked = false;
+  std::string out;
+  out.append(f.request.method).append(" ").append(f.request.path).append(" HTTP/1.1\r\n");
+  out.append("Host: ").append(upstream_authority(cr)).append("\r\n");
+  for (const auto& h : cr.headers) {
+    if (net::is_hop_by_hop(h.name) || flow::iequals(h.name, "host") ||
+        flow::iequals(h.name, "expect") || flow::iequals(h.name, "content-length"))
+      continue;
+    out.append(h.name).append(": ").append(h.value).append("\r\n");
+  }
+  if (buffered && f.request.trailers.empty()) {
+    if (!no_body || method_expects_body(f.request.method) || client_length)
+      out.append("Content-Length: ")
+          .append(std::to_string(f.request.body.data.size()))
+          .append("\r\n");
+  } else if (no_body) {
+    if (method_expects_body(f.request.method) || client_length) out.append("Content-Length: 0\r\n");
+  } else if (client_length && !buffered) {
+    out.append("Content-Length: ").append(*client_length).append("\r\n");
+  } else {
+    chunked = true;
+    out.append("Transfer-Encoding: chunked\r\n");
+  }
+  out.append("\r\n");
+  auto chunk_frame = [&](std::string& to, std::string_view data) {
+    char size[20];
+    int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+    to.append(size, n).append(data).append("\r\n");
+  };
+  auto chunked_end = [&](std::string& to, const flow::Headers& trailers) {
+    to.append("0\r\n");
+    for (const auto& t : trailers) to.append(t.name).append(": ").append(t.value).append("\r\n");
+    to.append("\r\n");
+  };
+  const auto up_timeout = opts_.upstream_timeout;
+  auto fail_write = [&](error_code ec) {
+    bool to = ec == asio::error::timed_out;
+    failure.set(to ? ErrorKind::upstream_timeout : ErrorKind::upstream_closed,
+                to ? "sending the request upstream timed out"
+                   : "upstream closed the connection while the request was sent");
+  };
+  if (buffered) {
+    if (chunked) {
+      if (!f.request.body.data.empty()) chunk_frame(out, f.request.body.data);
+      chunked_end(out, f.request.trailers);
+    } else {
+      out.append(f.request.body.data);
+    }
+  }
+  error_code ec = co_await conn->write_all(asio::buffer(out), up_timeout);
+  if (ec) {
+    fail_write(ec);
+    co_await respond_error(cs, failure.kind == ErrorKind::upstream_timeout ? 504 : 502,
+                           failure.message);
+    co_return;
+  }
+  if (!buffered && !no_body) {
+    for (;;) {
+      auto chunk = co_await cs.read();
+      if (!chunk.ok()) {
+        failure.set(ErrorKind::client_closed,
+                    "client ended the stream before the request body was complete (" +
+                        code_name(cs) + "): " + chunk.status().message());
+        co_return;  // the connection is dropped with the half-sent request
+      }
+      out.clear();
+      if (!chunk->has_value()) {
+        f.request.trailers = cr.trailers;
+        if (!chunked) break;
+        chunked_end(out, f.request.trailers);
+      } else {
+        capture(f.request.body, **chunk, opts_.body_cap);
+        if (chunked) {
+          chunk_frame(out, **chunk);
+        } else {
+          out = std::move(**chunk);
+        }
+      }
+      ec = co_await conn->write_all(asio::buffer(out), up_timeout);
+      if (ec) {
+        fail_write(ec);
+        co_await respond_error(cs, failure.kind == ErrorKind::upstream_timeout ? 504 : 502,
+                               failure.message);
+        cs.reset(h2::H2ErrorCode::cancel);
+        co_return;
+      }
+      if (!chunk->has_value()) break;
+    }
+  }
+  if (!buffered) {
+    f.timing.request_ended = flow::now_ns();
+    if (opts_.hooks) opts_.hooks->request_complete(f);
+  }
+
+  // The response head (interim 1xx heads are skipped: HTTP/2 clients get the final one).
+  net::Http1Limits limits;
+  limits.max_header_bytes = opts_.max_header_bytes;
+  net::Http1Parser parser(net::Http1Parser::Kind::response, limits);
+  const bool is_head = f.request.method == "HEAD";
+  size_t head_len = 0;
+  for (;;) {
+    parser.reset(is_head);
+    for (;;) {
+      if (!conn->in.empty()) {
+        head_len = parser.parse_head(conn->in.data());
+        if (head_len || parser.failed()) break;
+      }
+      auto [ptr, len] = conn->in.prepare(4096);
+      if (len == 0) break;
+      auto [rec, n] = co_await conn->read_some(asio::buffer(ptr, len), up_timeout);
+      conn->in.commit(n);
+      if (rec) {
+        std::string m = rec == asio::error::timed_out
+                            ? "upstream did not answer within " + ms_text(up_timeout)
+                            : "upstream closed the connection without a complete response header";
+        failure.set(rec == asio::error::timed_out ? ErrorKind::upstream_timeout
+                                                  : ErrorKind::upstream_closed,
+                    m);
+        co_await respond_error(cs, rec == asio::error::timed_out ? 504 : 502, m);
+        cs.reset(h2::H2ErrorCode::cancel);
+        co_return;
+      }
+      if (f.timing.response_started == 0) f.timing.response_started = flow::now_ns();
+    }
+    if (parser.failed() || head_len == 0) {
+      std::string m = "malformed response from upstream: " +
+                      (parser.failed() ? parser.error_message() : std::string("header too large"));
+      failure.set(ErrorKind::upstream_protocol, m);
+      co_await respond_error(cs, 502, m);
+      co_return;
+    }
+    int status = parser.head().status;
+    conn->in.consume(head_len);
+    if (status >= 100 && status < 200) {
+      if (status == 101) {
+        std::string m = "upstream switched protocols (101), which HTTP/2 cannot carry";
+        failure.set(ErrorKind::upstream_protocol, m);
+        co_await respond_error(cs, 502, m);
+        co_return;
+      }
+      continue;
+    }
+    break;
+  }
+  net::Http1Head& rh = parser.head();
+  flow::Response& resp = f.response.emplace();
+  resp.status = rh.status;
+  resp.reason = rh.reason;
+  resp.http_version = rh.version;
+  resp.headers = std::move(rh.headers);
+  if (opts_.hooks) opts_.hooks->response_headers(f);
+  const bool end = parser.done() || parser.framing() == net::BodyFraming::none ||
+                   (parser.framing() == net::BodyFraming::length && parser.content_length() == 0);
+  flow::Response head;
+  head.status = resp.status;
+  head.headers = resp.headers;
+  if (parser.framing() == net::BodyFraming::chunked) head.headers.remove("content-length");
+  Status st = co_await cs.respond(head, end);
+  if (!st.ok()) {
+    failure.set(ErrorKind::client_closed, "client went away before the response: " + st.message());
+    co_return;
+  }
+  bool upstream_open = true;
+  if (!end) {
+    std::string pending;
+    for (;;) {
+      size_t raw = parser.parse_body(conn->in.data(), [&](std::string_view d) {
+        capture(resp.body, d, opts_.body_cap);
+        pending.append(d);
+      });
+      conn->in.consume(raw);
+      if (parser.failed()) {
+        failure.set(ErrorKind::upstream_protocol,
+                    "malformed response body from upstream: " + parser.error_message());
+        cs.reset(h2::H2ErrorCode::internal_error);
+        co_return;
+      }
+      if (!pending.empty()) {
+        st = co_await cs.write(std::move(pending), false);
+        pending.clear();
+        if (!st.ok()) {
+          failure.set(ErrorKind::client_closed,
+                      "client went away during the response (" + code_name(cs) + ")");
+          co_return;
+        }
+      }
+      if (parser.done()) break;
+      auto [ptr, len] = conn->in.prepare(kBodyRead);
+      auto [rec, n] = co_await conn->read_some(asio::buffer(ptr, len), up_timeout);
+      conn->in.commit(n);
+      if (rec) {
+        if (rec == asio::error::timed_out) {
+          failure.set(ErrorKind::upstream_timeout,
+                      "upstream response body stalled for " + ms_text(up_timeout));
+          cs.reset(h2::H2ErrorCode::internal_error);
+          co_return;
+        }
+        parser.finish_eof();
+        upstream_open = false;
+        if (!parser.done()) {
+          failure.set(ErrorKind::upstream_closed,
+                      "upstream closed the connection before the end of the response body");
+          cs.reset(h2::H2ErrorCode::internal_error);
+          co_return;
+        }
+      }
+    }
+    resp.trailers = std::move(parser.trailers());
+    if (!resp.trailers.empty())
+      st = co_await cs.write_trailers(resp.trailers);
+    else
+      st = co_await cs.write(std::string(), true);
+    if (!st.ok()) failure.set(ErrorKind::client_closed, "client went away: " + st.message());
+  }
+  f.timing.response_ended = flow::now_ns();
+  if (upstream_open && parser.keep_alive() && conn->in.empty() && !closing_ &&
+      idle_h1_.size() < kIdleH1)
+    idle_h1_.push_back(std::move(conn));
+}
+
+awaitable<Status> serve_h2(std::unique_ptr<h2::ByteStream> client, std::string initial_bytes,
+                           H2Destination destination, flow::Flow base, H2FrontEnv env) {
+  auto ex = co_await asio::this_coro::executor;
+  const RecorderOptions& options = *env.options;
+  auto started = std::move(env.started);
+  env.started = nullptr;
+  auto front =
+      std::make_shared<H2Front>(ex, std::move(destination), std::move(base), std::move(env));
+  auto session = h2::H2ServerSession::create(
+      ex, std::move(client),
+      [front](std::shared_ptr<h2::H2Stream> s) { return H2Front::handle(front, std::move(s)); },
+      h2_front_options(options), std::move(initial_bytes));
+  if (started) started(session);
+  Status st = co_await session->run();
+  front->close_upstreams();
+  co_return st;
+}
+
+}  // namespace retake::record

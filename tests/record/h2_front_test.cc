@@ -1,0 +1,451 @@
+// End-to-end HTTP/2 through the recorder: real clients (curl --http2 / --http2-prior-knowledge,
+// nghttp, python3-grpcio, retake's own H2ClientSession) through the Recorder in-process, to
+// local upstreams speaking HTTP/2 (tests/h2's TestH2Server, over h2c or TLS with ALPN h2, and a
+// python3-grpcio server) or HTTP/1.1 (tests/record/http1_upstream.py). Each test checks what
+// the client got AND what was recorded, including the HTTP version seen on each side.
+#include <boost/asio.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "../h2/h2_test_server.h"
+#include "../tls/tls_test_support.h"
+#include "net/tls/certificate_authority.h"
+#include "net/tls/tls_context.h"
+#include "record_test_support.h"
+
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using retake::h2::H2ClientSession;
+using retake::h2::H2ErrorCode;
+using retake::h2::H2Stream;
+using retake::h2::test::big_body;
+using retake::h2::test::kBigSize;
+using retake::h2::test::TestH2Server;
+using retake::tls::test::TempDir;
+
+const flow::Flow* find_path(const std::vector<flow::Flow>& flows, const std::string& path) {
+  for (const auto& f : flows)
+    if (f.request.path == path) return &f;
+  return nullptr;
+}
+
+record::RecorderOptions reverse_to(const std::string& url) {
+  record::RecorderOptions o;
+  auto st = record::parse_mode("reverse:" + url, o);
+  REQUIRE_MESSAGE(st.ok(), st.to_string());
+  return o;
+}
+
+// An HTTP/2 client connection (prior knowledge) to 127.0.0.1:port on its own io_context:
+// run(fn) runs the coroutine fn(session) to its end (bounded), then closes the session.
+class H2cClient {
+ public:
+  explicit H2cClient(uint16_t port) {
+    tcp::socket socket(io_);
+    socket.connect({asio::ip::make_address("127.0.0.1"), port});
+    session_ = H2ClientSession::create(io_.get_executor(), h2::make_byte_stream(std::move(socket)));
+  }
+  template <class Fn>
+  void run(Fn fn) {
+    bool finished = false;
+    asio::co_spawn(io_, session_->run(), asio::detached);
+    asio::co_spawn(
+        io_,
+        [&, fn]() -> asio::awaitable<void> {
+          co_await fn(*session_);
+          finished = true;
+          session_->shutdown();
+        },
+        asio::detached);
+    io_.run_for(20s);
+    CHECK_MESSAGE(finished, "the HTTP/2 client did not finish in time");
+  }
+
+ private:
+  asio::io_context io_;
+  std::shared_ptr<H2ClientSession> session_;
+};
+
+flow::Request h2_request(const std::string& method, const std::string& path) {
+  flow::Request r;
+  r.method = method;
+  r.scheme = "http";
+  r.authority = "client.test";
+  r.path = path;
+  return r;
+}
+
+// A PKI for TLS tests: retake's CA (ca/) and an upstream CA whose InterceptTlsContext serves
+// TestH2Server over TLS with ALPN h2, plus a leaf for http1_upstream.py --tls, both trusted
+// through one upstream_ca_file.
+struct H2Pki {
+  H2Pki() {
+    auto ca = tls::CertificateAuthority::load_or_create(dir.path() / "ca");
+    REQUIRE_MESSAGE(ca.ok(), ca.status().to_string());
+    retake_ca = ca->certificate_path().string();
+    auto up_ca = tls::CertificateAuthority::load_or_create(dir.path() / "upstream-ca");
+    REQUIRE_MESSAGE(up_ca.ok(), up_ca.status().to_string());
+    auto leaves = tls::LeafCertCache::create(*up_ca);
+    REQUIRE(leaves.ok());
+    auto ctx = tls::InterceptTlsContext::create(*leaves, {.alpn = {"h2"}});
+    REQUIRE_MESSAGE(ctx.ok(), ctx.status().to_string());
+    h2_upstream_tls = std::move(*ctx);
+    auto test_ca = tls::test::make_test_ca("h1 upstream CA");
+    auto leaf =
+        tls::test::make_test_leaf(test_ca, "localhost", "DNS:localhost,IP:127.0.0.1", -60, 86400);
+    h1_cert = (dir.path() / "h1.pem").string();
+    h1_key = (dir.path() / "h1.key").string();
+    tls::test::write_pem(h1_cert, leaf.cert.get());
+    FILE* f = fopen(h1_key.c_str(), "w");
+    REQUIRE(f != nullptr);
+    REQUIRE(PEM_write_PrivateKey(f, leaf.key.get(), nullptr, nullptr, 0, nullptr, nullptr) == 1);
+    fclose(f);
+    std::string test_ca_pem = (dir.path() / "h1-ca.pem").string();
+    tls::test::write_pem(test_ca_pem, test_ca.cert.get());
+    // Both upstream roots in one file.
+    upstream_ca = (dir.path() / "upstreams.pem").string();
+    std::ofstream out(upstream_ca);
+    out << std::ifstream(up_ca->certificate_path()).rdbuf();
+    out << std::ifstream(test_ca_pem).rdbuf();
+  }
+  record::RecorderOptions options() const {
+    record::RecorderOptions o;
+    o.ca_dir = (dir.path() / "ca").string();
+    o.upstream_ca_file = upstream_ca;
+    return o;
+  }
+  TempDir dir;
+  std::string retake_ca, upstream_ca, h1_cert, h1_key;
+  std::unique_ptr<tls::InterceptTlsContext> h2_upstream_tls;
+};
+
+}  // namespace
+
+TEST_CASE(
+    "an h2c client in reverse mode: multiplexed streams become one flow each, HTTP/2 to the "
+    "client and HTTP/1.1 to the upstream") {
+  Upstream up;
+  Proxy proxy(reverse_options(up));
+  std::string base = proxy.url();
+  // nghttp multiplexes the three requests over one connection.
+  std::string out = run("timeout 20 nghttp -n -s " + base + "/size/1000 " + base + "/chunked " +
+                        base + "/size/10 2>&1");
+  CHECK_MESSAGE(out.find("/size/1000") != std::string::npos, out);
+  CHECK(proxy.rec->stats().connections == 1);
+  // curl's bytes come back intact.
+  CHECK(curl("--http2-prior-knowledge " + base + "/size/70000") == pattern(70000));
+  auto flows = proxy.sink.wait_for(4);
+  REQUIRE(flows.size() == 4);
+  for (const auto& f : flows) {
+    CHECK_FALSE(f.error.has_value());
+    CHECK(f.request.http_version == "HTTP/2");
+    REQUIRE(f.response.has_value());
+    CHECK(f.response->status == 200);
+    CHECK(f.response->http_version == "HTTP/1.1");
+    CHECK(f.request.scheme == "http");
+    CHECK(f.request.authority == up.authority());
+    CHECK(f.upstream_address == up.authority());
+  }
+  const flow::Flow* big = find_path(flows, "/size/70000");
+  REQUIRE(big != nullptr);
+  CHECK(big->response->body.data == pattern(70000));
+  const flow::Flow* chunked = find_path(flows, "/chunked");
+  REQUIRE(chunked != nullptr);
+  CHECK(chunked->response->body.data == "abcdefg");
+  CHECK(chunked->response->trailers.get("X-Trailer") == std::optional<std::string_view>("done"));
+  // The upstream got a Host naming itself (reverse mode rewrites it) over HTTP/1.1.
+  CHECK(curl("--http2-prior-knowledge " + base + "/headers").find("Host: " + up.authority()) !=
+        std::string::npos);
+}
+
+TEST_CASE("request bodies stream from an h2 client to an HTTP/1.1 upstream, sized or not") {
+  Upstream up;
+  Proxy proxy(reverse_options(up));
+  TempDir dir;
+  std::string file = (dir.path() / "body").string();
+  std::ofstream(file, std::ios::binary) << pattern(300000);
+  uint64_t sum = 0;
+  for (unsigned char c : pattern(300000)) sum += c;
+  std::string expect = "size=300000 sum=" + std::to_string(sum);
+  // With a content-length (curl --data-binary @file)...
+  CHECK(curl("--http2-prior-knowledge --data-binary @" + file + " " + proxy.url() + "/sum") ==
+        expect);
+  // ...and without one (-T from a pipe): relayed chunked to the HTTP/1.1 upstream.
+  CHECK(run("cat " + file + " | curl -sS -m 15 --http2-prior-knowledge -X POST -T - " +
+            proxy.url() + "/sum 2>&1") == expect);
+  auto flows = proxy.sink.wait_for(2);
+  REQUIRE(flows.size() == 2);
+  for (const auto& f : flows) {
+    CHECK_FALSE(f.error.has_value());
+    CHECK(f.request.body.data == pattern(300000));
+    CHECK(f.request.body.size == 300000);
+  }
+}
+
+TEST_CASE(
+    "reverse:h2c:// reaches an HTTP/2-only upstream from HTTP/2 and HTTP/1.1 clients, trailers "
+    "kept") {
+  TestH2Server server;
+  Proxy proxy(reverse_to("h2c://127.0.0.1:" + std::to_string(server.port())));
+
+  // HTTP/2 client: request trailers go up, response trailers (grpc-status) come back.
+  flow::Headers got_trailers;
+  std::string got_body;
+  H2cClient client(proxy.port);
+  client.run([&](H2ClientSession& s) -> asio::awaitable<void> {
+    auto opened = s.open(h2_request("POST", "/trailers"), false);
+    REQUIRE(opened.ok());
+    auto stream = *opened;
+    Status st = co_await stream->write("question", false);
+    CHECK(st.ok());
+    flow::Headers req_trailers;
+    req_trailers.add("x-req", "from-client");
+    st = co_await stream->write_trailers(std::move(req_trailers));
+    CHECK(st.ok());
+    st = co_await stream->wait_response();
+    CHECK_MESSAGE(st.ok(), st.to_string());
+    st = co_await stream->read_all(1u << 20);
+    CHECK(st.ok());
+    got_body = stream->response().body.data;
+    got_trailers = stream->response().trailers;
+  });
+  CHECK(got_body == "payload");
+  CHECK(got_trailers.get("grpc-status") == std::optional<std::string_view>("0"));
+  CHECK(got_trailers.get("x-request-trailer") == std::optional<std::string_view>("from-client"));
+
+  // HTTP/1.1 clients: a 1 MiB body and an echo, translated to HTTP/2 upstream.
+  CHECK(curl("--http1.1 " + proxy.url() + "/big") == big_body(kBigSize));
+  CHECK(curl("--http1.1 -d hello-h1 " + proxy.url() + "/echo") == "hello-h1");
+
+  auto flows = proxy.sink.wait_for(3);
+  REQUIRE(flows.size() == 3);
+  const flow::Flow* t = find_path(flows, "/trailers");
+  REQUIRE(t != nullptr);
+  CHECK_FALSE(t->error.has_value());
+  CHECK(t->request.http_version == "HTTP/2");
+  CHECK(t->response->http_version == "HTTP/2");
+  CHECK(t->request.body.data == "question");
+  CHECK(t->request.trailers.get("x-req") == std::optional<std::string_view>("from-client"));
+  CHECK(t->response->trailers.get("grpc-status") == std::optional<std::string_view>("0"));
+  CHECK(t->response->trailers.get("grpc-message") == std::optional<std::string_view>("all good"));
+  const flow::Flow* big = find_path(flows, "/big");
+  REQUIRE(big != nullptr);
+  CHECK(big->request.http_version == "HTTP/1.1");
+  CHECK(big->response->http_version == "HTTP/2");
+  CHECK(big->response->body.data == big_body(kBigSize));
+  const flow::Flow* echo = find_path(flows, "/echo");
+  REQUIRE(echo != nullptr);
+  CHECK(echo->response->headers.get("x-method") == std::optional<std::string_view>("POST"));
+  // The upstream saw the configured authority (reverse mode rewrites it).
+  CHECK(echo->response->headers.get("x-authority") ==
+        std::optional<std::string_view>("127.0.0.1:" + std::to_string(server.port())));
+}
+
+TEST_CASE("a gRPC call through the recorder keeps its status, message and trailers") {
+  Subprocess grpc_server(
+      {"/usr/bin/python3", std::string(RETAKE_RECORD_TEST_DIR) + "/grpc_peer.py", "server"});
+  std::string port = grpc_server.read_line(20s);
+  REQUIRE_MESSAGE(!port.empty(), "the gRPC test server did not start");
+  Proxy proxy(reverse_to("h2c://127.0.0.1:" + port));
+  std::string out = run("timeout 60 /usr/bin/python3 " + std::string(RETAKE_RECORD_TEST_DIR) +
+                        "/grpc_peer.py client " + std::to_string(proxy.port) + " 2>&1");
+  CHECK(out ==
+        "Say OK echo:hi yes\n"
+        "Fail NOT_FOUND no such thing\n"
+        "Stream OK r0,r1,r2\n");
+  auto flows = proxy.sink.wait_for(3);
+  REQUIRE(flows.size() == 3);
+  const flow::Flow* say = find_path(flows, "/test.Echo/Say");
+  REQUIRE(say != nullptr);
+  CHECK_FALSE(say->error.has_value());
+  CHECK(say->request.http_version == "HTTP/2");
+  CHECK(say->response->http_version == "HTTP/2");
+  CHECK(say->request.headers.get("content-type") ==
+        std::optional<std::string_view>("application/grpc"));
+  CHECK(say->response->trailers.get("grpc-status") == std::optional<std::string_view>("0"));
+  CHECK(say->response->trailers.get("x-trail") == std::optional<std::string_view>("yes"));
+  // gRPC's length-prefixed message: 0, length 7, "echo:hi".
+  CHECK(say->response->body.data == std::string("\0\0\0\0\x07"
+                                                "echo:hi",
+                                                12));
+  const flow::Flow* fail = find_path(flows, "/test.Echo/Fail");
+  REQUIRE(fail != nullptr);
+  // A trailers-only response: the status travels in the only header block.
+  auto status = fail->response->trailers.get("grpc-status");
+  if (!status) status = fail->response->headers.get("grpc-status");
+  CHECK(status == std::optional<std::string_view>("5"));
+  const flow::Flow* stream = find_path(flows, "/test.Echo/Stream");
+  REQUIRE(stream != nullptr);
+  CHECK(stream->response->body.size == 3 * 7);
+}
+
+TEST_CASE(
+    "explicit proxy: curl --http2 through CONNECT gets HTTP/2 from retake, which speaks HTTP/2 or "
+    "HTTP/1.1 upstream as ALPN decides") {
+  H2Pki pki;
+  TestH2Server h2_up({}, pki.h2_upstream_tls.get());
+  Upstream h1_up({"--tls", pki.h1_cert, pki.h1_key});
+  Proxy proxy(pki.options());
+  std::string via = "-4 --http2 --cacert " + pki.retake_ca + " -x " + proxy.url() + " ";
+  std::string h2_url = "https://localhost:" + std::to_string(h2_up.port());
+  std::string h1_url = "https://localhost:" + std::to_string(h1_up.port);
+  CHECK(curl(via + "-w '|%{http_version}' " + h2_url + "/") == "hello|2");
+  CHECK(curl(via + h2_url + "/big") == big_body(kBigSize));
+  CHECK(curl(via + "-w '|%{http_version}' " + h1_url + "/size/5000") == pattern(5000) + "|2");
+  auto flows = proxy.sink.wait_for(3);
+  REQUIRE(flows.size() == 3);
+  for (const auto& f : flows) {
+    CHECK_FALSE(f.error.has_value());
+    CHECK(f.request.scheme == "https");
+    CHECK(f.request.http_version == "HTTP/2");
+    CHECK(f.client_tls.present);
+    CHECK(f.client_tls.alpn == "h2");
+    CHECK(f.client_tls.sni == "localhost");
+    CHECK(f.upstream_tls.present);
+  }
+  const flow::Flow* hello = find_path(flows, "/");
+  REQUIRE(hello != nullptr);
+  CHECK(hello->request.authority == "localhost:" + std::to_string(h2_up.port()));
+  CHECK(hello->upstream_tls.alpn == "h2");
+  CHECK(hello->response->http_version == "HTTP/2");
+  CHECK(hello->response->body.data == "hello");
+  const flow::Flow* h1 = find_path(flows, "/size/5000");
+  REQUIRE(h1 != nullptr);
+  CHECK(h1->upstream_tls.alpn == "http/1.1");
+  CHECK(h1->response->http_version == "HTTP/1.1");
+  CHECK(h1->response->body.data == pattern(5000));
+  CHECK(h2_up.wait_event("alpn: h2") == "alpn: h2");
+}
+
+TEST_CASE("a TLS listener in reverse mode offers h2 and records HTTP/2 flows") {
+  H2Pki pki;
+  TestH2Server h2_up({}, pki.h2_upstream_tls.get());
+  auto o = reverse_to("https://localhost:" + std::to_string(h2_up.port()));
+  o.ca_dir = pki.options().ca_dir;
+  o.upstream_ca_file = pki.upstream_ca;
+  o.listen_tls = true;
+  Proxy proxy(o);
+  std::string out = curl(
+      "--http2 --cacert " + pki.retake_ca + " --resolve front.test:" + std::to_string(proxy.port) +
+      ":127.0.0.1 -w '|%{http_version}' https://front.test:" + std::to_string(proxy.port) +
+      "/echo -d ping");
+  CHECK(out == "ping|2");
+  auto flows = proxy.sink.wait_for(1);
+  REQUIRE(flows.size() == 1);
+  CHECK_FALSE(flows[0].error.has_value());
+  CHECK(flows[0].client_tls.alpn == "h2");
+  CHECK(flows[0].upstream_tls.alpn == "h2");
+  CHECK(flows[0].request.body.data == "ping");
+}
+
+TEST_CASE("HTTP/2 failures are error flows: upstream reset, unreachable upstream, client reset") {
+  TestH2Server server;
+  Proxy proxy(reverse_to("h2c://127.0.0.1:" + std::to_string(server.port())));
+  Status reset_outcome;
+  int reset_status = 0;
+  std::string reset_code;
+  H2cClient client(proxy.port);
+  client.run([&](H2ClientSession& s) -> asio::awaitable<void> {
+    // The upstream sends a head and part of the body, then RST_STREAM(CANCEL).
+    auto opened = s.open(h2_request("GET", "/reset"), true);
+    REQUIRE(opened.ok());
+    auto stream = *opened;
+    Status st = co_await stream->wait_response();
+    if (st.ok()) {
+      reset_status = stream->response().status;
+      st = co_await stream->read_all(1u << 20);
+    }
+    reset_outcome = st;
+    if (auto code = stream->close_code()) reset_code = h2::h2_error_code_name(*code);
+    // The client resets its own upload mid-body.
+    auto hold = s.open(h2_request("POST", "/hold"), false);
+    REQUIRE(hold.ok());
+    st = co_await (*hold)->write("part of a body", false);
+    CHECK(st.ok());
+    asio::steady_timer timer(co_await asio::this_coro::executor, 200ms);
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    (*hold)->reset(H2ErrorCode::cancel);
+    // The session goes on: a normal request still works.
+    auto again = s.open(h2_request("GET", "/"), true);
+    REQUIRE(again.ok());
+    st = co_await (*again)->wait_response();
+    CHECK(st.ok());
+    st = co_await (*again)->read_all(1024);
+    CHECK((*again)->response().body.data == "hello");
+  });
+  // Whether the upstream's head got out before its RST_STREAM is up to its HTTP/2 stack: either
+  // the head was relayed and the client's stream is reset with the same code, or nothing was
+  // and the client gets a 502.
+  if (reset_status == 200) {
+    CHECK_FALSE(reset_outcome.ok());
+    CHECK(reset_code == "CANCEL");
+  } else {
+    CHECK(reset_status == 502);
+  }
+  auto flows = proxy.sink.wait_for(3);
+  REQUIRE(flows.size() == 3);
+  const flow::Flow* reset = find_path(flows, "/reset");
+  REQUIRE(reset != nullptr);
+  REQUIRE(reset->error.has_value());
+  CHECK(reset->error->kind == ErrorKind::upstream_closed);
+  CHECK(reset->error->message.find("CANCEL") != std::string::npos);
+  CHECK((reset->response.has_value() == (reset_status == 200)));
+  const flow::Flow* hold = find_path(flows, "/hold");
+  REQUIRE(hold != nullptr);
+  REQUIRE(hold->error.has_value());
+  CHECK(hold->error->kind == ErrorKind::client_closed);
+  CHECK(hold->request.body.data == "part of a body");
+  CHECK(server.wait_event("hold: ").find("CANCEL") != std::string::npos);
+
+  // An unreachable upstream: 502 over HTTP/2 with the reason, and an error flow.
+  Proxy dead(reverse_to("http://127.0.0.1:" + std::to_string(closed_port())));
+  std::string out = curl("--http2-prior-knowledge -w '|%{http_code}' " + dead.url() + "/x");
+  CHECK(out.find("retake: cannot connect to upstream") != std::string::npos);
+  CHECK(out.find("|502") != std::string::npos);
+  auto dead_flows = dead.sink.wait_for(1);
+  REQUIRE(dead_flows.size() == 1);
+  REQUIRE(dead_flows[0].error.has_value());
+  CHECK(dead_flows[0].error->kind == ErrorKind::upstream_unreachable);
+  CHECK(dead_flows[0].request.http_version == "HTTP/2");
+}
+
+TEST_CASE("a client that breaks HTTP/2 loses its connection only; others go on") {
+  Upstream up;
+  Proxy proxy(reverse_options(up));
+  // The preface, then a frame on stream 0 that must not be there (DATA on the connection).
+  std::string bad = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  bad += std::string("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);       // empty SETTINGS
+  bad += std::string("\x00\x00\x04\x00\x00\x00\x00\x00\x00junk", 13);  // DATA, stream 0
+  bool closed = false;
+  std::string reply = raw_exchange(proxy.port, bad, 5s, &closed);
+  CHECK(closed);
+  // Among the frames of the reply is a GOAWAY (type 7) carrying PROTOCOL_ERROR (1).
+  uint32_t goaway_code = 0xffffffff;
+  for (size_t pos = 0; pos + 9 <= reply.size();) {
+    auto byte = [&](size_t i) { return static_cast<uint32_t>(static_cast<uint8_t>(reply[i])); };
+    size_t length = byte(pos) << 16 | byte(pos + 1) << 8 | byte(pos + 2);
+    if (byte(pos + 3) == 0x07 && pos + 9 + 8 <= reply.size())
+      goaway_code =
+          byte(pos + 13) << 24 | byte(pos + 14) << 16 | byte(pos + 15) << 8 | byte(pos + 16);
+    pos += 9 + length;
+  }
+  CHECK(goaway_code == 0x01);
+  CHECK(curl("--http2-prior-knowledge " + proxy.url() + "/size/10") == pattern(10));
+}
+
+TEST_CASE("stopping the recorder lets an in-flight HTTP/2 stream finish (GOAWAY)") {
+  Upstream up;
+  auto proxy = std::make_unique<Proxy>(reverse_options(up));
+  std::string result;
+  std::thread client([&] { result = curl("--http2-prior-knowledge " + proxy->url() + "/slow"); });
+  std::this_thread::sleep_for(150ms);  // the request is at the upstream, which answers at 0.4 s
+  proxy->rec->stop(3000ms);
+  client.join();
+  CHECK(result == "slow");
+  auto flows = proxy->sink.wait_for(1);
+  REQUIRE(flows.size() == 1);
+  CHECK_FALSE(flows[0].error.has_value());
+}
