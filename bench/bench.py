@@ -10,7 +10,8 @@ at 1 and 50 connections, and prints req/s, latency, the ratios retake/nginx and
 retake/mitmdump, the latency each proxy adds at 1 connection, and retake's RSS idle and after
 recording at least 100k flows.
 
-Usage: bench/bench.py [--duration 10] [--retake build/cli/retake] [--skip-mitmdump] [--https]
+Usage: bench/bench.py [--duration 10] [--retake build/cli/retake] [--skip-mitmdump]
+                      [--https | --h2]
 Needs: nginx-light, wrk, mitmproxy (scripts/install-deps.sh --bench installs them).
 
 --https measures HTTPS through the explicit proxy instead (TLS intercepted, flows recorded):
@@ -19,6 +20,12 @@ with -disable-keepalive (a new connection, so two TLS handshakes, per request), 
 `retake record` (explicit, --upstream-ca) vs `mitmdump` (explicit, ssl_insecure), and prints the
 ratios retake/direct and retake/mitmdump. hey does not verify certificates, so the client side
 needs no CA set-up.
+--h2 measures HTTP/2 through reverse mode with h2load (nghttp2-client), prior knowledge (h2c),
+10 streams per connection, at 1 and 10 connections: h2load -> nginx (listen http2, proxy_pass to
+the HTTP/1.1 backend) vs h2load -> `retake record --mode reverse:http://backend` (h2 -> HTTP/1.1,
+recording) vs `retake record --mode reverse:h2c://backend-h2` (h2 -> h2, recording, against an
+nginx h2c backend) vs h2load -> the h2c backend directly; prints ratios retake/nginx.
+mitmdump has no h2c listener, so it is not part of this run.
 Only loopback addresses are used; every process started here is stopped at the end.
 """
 import argparse
@@ -142,6 +149,107 @@ http {{
 """
 
 
+NGINX_H2_BACKEND = """
+daemon off; worker_processes 1; pid {dir}/backend-h2.pid; error_log {dir}/backend-h2-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  server {{
+    listen 127.0.0.1:{port} http2 backlog=4096;
+    keepalive_requests 1000000;
+    location / {{ default_type application/json; return 200 '{body}'; }}
+  }}
+}}
+"""
+
+NGINX_H2_PROXY = """
+daemon off; worker_processes {workers}; pid {dir}/proxy-h2.pid; error_log {dir}/proxy-h2-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  upstream backend {{ server 127.0.0.1:{backend}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{port} http2 backlog=4096;
+    keepalive_requests 1000000;
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}
+}}
+"""
+
+
+def run_h2load(port, connections, duration, streams=10):
+    cmd = ["h2load", "-D", str(duration), "-c", str(connections), "-m", str(streams),
+           f"http://127.0.0.1:{port}/api/items?id=1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    ok = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed",
+                   out)
+    return {"rps": float(rps.group(1)) if rps else 0.0,
+            "ok": int(ok.group(1)) if ok else 0, "failed": int(ok.group(2)) if ok else 0}
+
+
+def h2_bench(args, nginx):
+    work = tempfile.mkdtemp(prefix="retake-bench-h2-")
+    procs = Procs()
+    body = '{"id":1,"name":"item","tags":["a","b"],"price":12.5,"ok":true}' * 8
+    try:
+        backend = free_port()
+        with open(f"{work}/backend.conf", "w") as f:
+            f.write(NGINX_BACKEND.format(dir=work, port=backend, body=body))
+        procs.start([nginx, "-p", work, "-c", f"{work}/backend.conf"])
+        backend_h2 = free_port()
+        with open(f"{work}/backend-h2.conf", "w") as f:
+            f.write(NGINX_H2_BACKEND.format(dir=work, port=backend_h2, body=body))
+        procs.start([nginx, "-p", work, "-c", f"{work}/backend-h2.conf"])
+        proxy = free_port()
+        with open(f"{work}/proxy-h2.conf", "w") as f:
+            f.write(NGINX_H2_PROXY.format(dir=work, port=proxy, backend=backend,
+                                          workers=args.threads))
+        procs.start([nginx, "-p", work, "-c", f"{work}/proxy-h2.conf"])
+        env = dict(os.environ, RETAKE_HOME=f"{work}/home")
+        rt_h1 = free_port()
+        procs.start([args.retake, "record", "--mode", f"reverse:http://127.0.0.1:{backend}",
+                     "--listen", f"127.0.0.1:{rt_h1}", "--db", f"{work}/db", "--session", "h2-h1",
+                     "--threads", str(args.threads), "-q"], env=env)
+        wait_port(rt_h1)
+        rt_h2 = free_port()
+        procs.start([args.retake, "record", "--mode", f"reverse:h2c://127.0.0.1:{backend_h2}",
+                     "--listen", f"127.0.0.1:{rt_h2}", "--db", f"{work}/db2", "--session",
+                     "h2-h2", "--threads", str(args.threads), "-q"], env=env)
+        for p in (backend, backend_h2, proxy, rt_h2):
+            wait_port(p)
+        targets = [("direct-h2c", backend_h2), ("nginx", proxy), ("retake h2>h1", rt_h1),
+                   ("retake h2>h2", rt_h2)]
+        results = {}
+        for conns in (1, 10):
+            for name, port in targets:
+                run_h2load(port, conns, 1)  # warm-up
+                r = run_h2load(port, conns, args.duration)
+                results[(name, conns)] = r
+                print(f"  measured {name:13s} c={conns:<3d} {r['rps']:>10.0f} req/s "
+                      f"({r['failed']} failed)", file=sys.stderr)
+        print()
+        print(f"retake HTTP/2 (reverse mode, h2c, recording) benchmark ({args.duration}s per run, "
+              f"h2load -m 10, {args.threads} retake threads / nginx workers)")
+        print(f"{'target':14s} {'conns':>5s} {'req/s':>10s} {'ok':>9s} {'failed':>7s}")
+        for (name, conns), r in results.items():
+            print(f"{name:14s} {conns:5d} {r['rps']:10.0f} {r['ok']:9d} {r['failed']:7d}")
+        print()
+        for conns in (1, 10):
+            ng = results[("nginx", conns)]["rps"]
+            for name in ("retake h2>h1", "retake h2>h2"):
+                rt = results[(name, conns)]["rps"]
+                print(f"c={conns:<3d} {name}: retake/nginx = {rt / ng if ng else 0:.2f}x")
+    finally:
+        procs.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def run_hey(url, connections, duration, proxy=None, keepalive=True):
     cmd = ["hey", "-z", f"{duration}s", "-c", str(connections)]
     if proxy:
@@ -260,6 +368,8 @@ def main():
                     help="worker threads/processes for retake and nginx (same for both)")
     ap.add_argument("--https", action="store_true",
                     help="HTTPS through the explicit proxy with hey, instead of wrk over HTTP")
+    ap.add_argument("--h2", action="store_true",
+                    help="HTTP/2 (h2c) through reverse mode with h2load, instead of wrk")
     args = ap.parse_args()
 
     for tool in ("nginx", "wrk"):
@@ -271,6 +381,10 @@ def main():
     mitmdump = shutil.which("mitmdump")
     if not mitmdump and not args.skip_mitmdump:
         sys.exit("bench: mitmdump not found; install mitmproxy or pass --skip-mitmdump")
+    if args.h2:
+        if not shutil.which("h2load"):
+            sys.exit("bench: h2load not found; apt-get install nghttp2-client")
+        return h2_bench(args, nginx)
     if args.https:
         if not shutil.which("hey"):
             sys.exit("bench: hey not found; apt-get install hey")

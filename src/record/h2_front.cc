@@ -33,8 +33,9 @@ using namespace asio::experimental::awaitable_operators;
 namespace {
 
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
-// Idle HTTP/1.1 upstream connections kept per client connection.
-constexpr size_t kIdleH1 = 8;
+// A pooled connection used within this long is taken without the liveness peek (a syscall):
+// no upstream closes a keep-alive connection that fast, and a dead one fails the exchange.
+constexpr auto kPeekAfterIdle = std::chrono::seconds(1);
 constexpr size_t kBodyRead = 16u << 10;
 
 std::string ms_text(std::chrono::milliseconds ms) {
@@ -58,44 +59,92 @@ void finish_body(flow::Body& b) {
   b.truncated = b.size > b.data.size();
 }
 
+// Deadlines of one upstream connection without a timer operation per I/O (as the HTTP/1.1
+// path does): arm() stores the deadline, and one watcher coroutine per connection sleeps until
+// the earliest one and closes the socket when it has passed. Shared with that watcher, which
+// may outlive the connection by one wake-up.
+struct Watchdog {
+  using Clock = std::chrono::steady_clock;
+  explicit Watchdog(asio::any_io_executor ex) : timer(ex) {}
+  asio::steady_timer timer;
+  Clock::time_point deadline = Clock::time_point::max();
+  Clock::time_point expiry = Clock::time_point::max();
+  tcp::socket* socket = nullptr;  // null once the connection is gone
+  bool fired = false;
+
+  static awaitable<void> watch(std::shared_ptr<Watchdog> self) {
+    while (self->socket) {
+      auto [ec] = co_await self->timer.async_wait(kTuple);
+      if (!self->socket) break;
+      if (Clock::now() >= self->deadline) {
+        self->fired = true;
+        error_code ignored;
+        self->socket->close(ignored);
+        self->deadline = Clock::time_point::max();
+      }
+      self->expiry = self->deadline;
+      self->timer.expires_at(self->expiry);
+    }
+  }
+  void arm(std::chrono::milliseconds timeout) {
+    fired = false;
+    deadline = Clock::now() + timeout;
+    if (deadline < expiry) {
+      expiry = deadline;
+      timer.expires_at(expiry);  // wakes the watcher, which re-waits until the new expiry
+    }
+  }
+  void disarm() { deadline = Clock::time_point::max(); }
+};
+
 // One upstream connection: TCP, with TLS on top for an https destination.
 struct UpConn {
-  UpConn(asio::any_io_executor ex, size_t max_buffer) : socket(ex), in(4u << 10, max_buffer) {}
+  UpConn(asio::any_io_executor ex, size_t max_buffer)
+      : socket(ex), in(4u << 10, max_buffer), watchdog(std::make_shared<Watchdog>(ex)) {
+    watchdog->socket = &socket;
+    asio::co_spawn(ex, Watchdog::watch(watchdog), asio::detached);
+  }
+  ~UpConn() {
+    watchdog->socket = nullptr;
+    watchdog->timer.cancel();
+  }
+  UpConn(const UpConn&) = delete;
+  UpConn& operator=(const UpConn&) = delete;
+
   tcp::socket socket;
   std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls;
   flow::TlsInfo tls_info;
   std::string address;
   int64_t connected_ns = 0;
   net::ReadBuffer in;  // HTTP/1.1: bytes read and not parsed yet
+  std::chrono::steady_clock::time_point idle_since;
+  std::shared_ptr<Watchdog> watchdog;
 
-  // One read, failing with timed_out after `timeout`.
+  // One read, failing with timed_out (and the connection closed) after `timeout`.
   awaitable<std::pair<error_code, size_t>> read_some(asio::mutable_buffer b,
                                                      std::chrono::milliseconds timeout) {
-    asio::steady_timer timer(socket.get_executor());
-    timer.expires_after(timeout);
-    if (tls) {
-      auto r = co_await (tls->async_read_some(b, kTuple) || timer.async_wait(kTuple));
-      if (r.index() == 1) co_return std::pair{error_code(asio::error::timed_out), size_t{0}};
-      auto [ec, n] = std::get<0>(r);
-      co_return std::pair{ec, n};
-    }
-    auto r = co_await (socket.async_read_some(b, kTuple) || timer.async_wait(kTuple));
-    if (r.index() == 1) co_return std::pair{error_code(asio::error::timed_out), size_t{0}};
-    auto [ec, n] = std::get<0>(r);
+    watchdog->arm(timeout);
+    error_code ec;
+    size_t n = 0;
+    if (tls)
+      std::tie(ec, n) = co_await tls->async_read_some(b, kTuple);
+    else
+      std::tie(ec, n) = co_await socket.async_read_some(b, kTuple);
+    watchdog->disarm();
+    if (ec && watchdog->fired) ec = asio::error::timed_out;
     co_return std::pair{ec, n};
   }
-  // Writes all of `b`, failing with timed_out after `timeout`.
+  // Writes all of `b`, failing with timed_out (and the connection closed) after `timeout`.
   awaitable<error_code> write_all(asio::const_buffer b, std::chrono::milliseconds timeout) {
-    asio::steady_timer timer(socket.get_executor());
-    timer.expires_after(timeout);
-    if (tls) {
-      auto r = co_await (asio::async_write(*tls, b, kTuple) || timer.async_wait(kTuple));
-      if (r.index() == 1) co_return error_code(asio::error::timed_out);
-      co_return std::get<0>(std::get<0>(r));
-    }
-    auto r = co_await (asio::async_write(socket, b, kTuple) || timer.async_wait(kTuple));
-    if (r.index() == 1) co_return error_code(asio::error::timed_out);
-    co_return std::get<0>(std::get<0>(r));
+    watchdog->arm(timeout);
+    error_code ec;
+    if (tls)
+      std::tie(ec, std::ignore) = co_await asio::async_write(*tls, b, kTuple);
+    else
+      std::tie(ec, std::ignore) = co_await asio::async_write(socket, b, kTuple);
+    watchdog->disarm();
+    if (ec && watchdog->fired) ec = asio::error::timed_out;
+    co_return ec;
   }
   void close() noexcept {
     error_code ec;
@@ -219,12 +268,14 @@ class H2Front {
   // fills `failure` (and the caller answers 502/504).
   awaitable<std::variant<std::monostate, H2, H1>> acquire(Failure& failure);
   awaitable<H1> connect(bool offer_h2, Failure& failure);
-  awaitable<void> forward_h2(h2::H2Stream& cs, flow::Flow& f, H2 session, bool buffered,
+  // Returns true when the upstream refused the stream unprocessed (REFUSED_STREAM, or above a
+  // GOAWAY's last stream id) before anything was answered and the request can be sent again.
+  awaitable<bool> forward_h2(h2::H2Stream& cs, flow::Flow& f, H2 session, bool buffered,
                              Failure& failure);
   awaitable<void> pump_request_h2(h2::H2Stream& cs, h2::H2Stream& us, flow::Flow& f, bool buffered,
                                   bool& done, Failure& failure);
   awaitable<void> pump_response_h2(h2::H2Stream& cs, h2::H2Stream& us, flow::Flow& f,
-                                   Failure& failure);
+                                   bool replayable, bool& refused, Failure& failure);
   awaitable<void> forward_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn, bool buffered,
                              Failure& failure);
   // The :authority (h2) / Host (h1) sent upstream.
@@ -263,7 +314,6 @@ awaitable<void> H2Front::serve_stream(h2::H2Stream& cs) {
   flow::Flow f = base_;
   f.timing.request_started = flow::now_ns();
   f.request = cs.request();
-  const flow::Request client_request = cs.request();
   f.request.scheme = dest_.scheme;
   f.request.authority = dest_.authority;
   if (opts_.hooks) opts_.hooks->request_headers(f);
@@ -309,13 +359,19 @@ awaitable<void> H2Front::serve_stream(h2::H2Stream& cs) {
     buffered = true;
   }
 
-  for (int attempt = 0; attempt < 2 && !failure; ++attempt) {
+  // Upstreams rotate connections (GOAWAY) and refuse streams they did not process: such a
+  // request goes again on a fresh connection, a few times at most.
+  constexpr int kAttempts = 3;
+  for (int attempt = 0; attempt < kAttempts && !failure; ++attempt) {
     auto up = co_await acquire(failure);
     if (failure) break;
     if (auto* session = std::get_if<H2>(&up)) {
-      // A session that received GOAWAY between acquire() and open() is retried once.
-      if (!(*session)->accepting() && attempt == 0) continue;
-      co_await forward_h2(cs, f, *session, buffered, failure);
+      if (!(*session)->accepting() && attempt + 1 < kAttempts) continue;
+      bool refused = co_await forward_h2(cs, f, *session, buffered, failure);
+      if (refused && attempt + 1 < kAttempts) {
+        if (up_h2_ == *session) up_h2_->shutdown();  // it will not take this stream: replace it
+        continue;
+      }
     } else {
       co_await forward_h1(cs, f, std::move(std::get<H1>(up)), buffered, failure);
     }
@@ -373,7 +429,9 @@ awaitable<std::variant<std::monostate, H2Front::H2, H2Front::H1>> H2Front::acqui
       while (!idle_h1_.empty()) {
         H1 c = std::move(idle_h1_.back());
         idle_h1_.pop_back();
-        if (net::idle_socket_alive(c->socket)) co_return Up{std::move(c)};
+        if (std::chrono::steady_clock::now() - c->idle_since < kPeekAfterIdle ||
+            net::idle_socket_alive(c->socket))
+          co_return Up{std::move(c)};
         c->close();
       }
       H1 c = co_await connect(false, failure);
@@ -502,7 +560,7 @@ awaitable<H2Front::H1> H2Front::connect(bool offer_h2, Failure& failure) {
   co_return conn;
 }
 
-awaitable<void> H2Front::forward_h2(h2::H2Stream& cs, flow::Flow& f, H2 session, bool buffered,
+awaitable<bool> H2Front::forward_h2(h2::H2Stream& cs, flow::Flow& f, H2 session, bool buffered,
                                     Failure& failure) {
   flow::Request up_req = f.request;
   up_req.body = {};
@@ -519,7 +577,7 @@ awaitable<void> H2Front::forward_h2(h2::H2Stream& cs, flow::Flow& f, H2 session,
         "the upstream HTTP/2 connection refused the request: " + opened.status().message();
     co_await respond_error(cs, 502, m);
     failure.set(ErrorKind::upstream_closed, m);
-    co_return;
+    co_return false;
   }
   std::shared_ptr<h2::H2Stream> us = *opened;
   bool request_done = end_at_open;
@@ -527,8 +585,12 @@ awaitable<void> H2Front::forward_h2(h2::H2Stream& cs, flow::Flow& f, H2 session,
     f.timing.request_ended = flow::now_ns();
     if (opts_.hooks) opts_.hooks->request_complete(f);
   }
+  // The request can go again when the front still holds all of it.
+  const bool replayable = buffered || end_at_open;
+  bool refused = false;
   co_await (pump_request_h2(cs, *us, f, buffered, request_done, failure) &&
-            pump_response_h2(cs, *us, f, failure));
+            pump_response_h2(cs, *us, f, replayable, refused, failure));
+  co_return refused;
 }
 
 awaitable<void> H2Front::pump_request_h2(h2::H2Stream& cs, h2::H2Stream& us, flow::Flow& f,
@@ -571,10 +633,15 @@ awaitable<void> H2Front::pump_request_h2(h2::H2Stream& cs, h2::H2Stream& us, flo
 }
 
 awaitable<void> H2Front::pump_response_h2(h2::H2Stream& cs, h2::H2Stream& us, flow::Flow& f,
-                                          Failure& failure) {
+                                          bool replayable, bool& refused, Failure& failure) {
   Status st = co_await us.wait_response();
   if (!st.ok()) {
     if (cs.failed()) co_return;  // the client went first; pump_request_h2 recorded why
+    auto code = us.close_code();
+    if (replayable && code && *code == static_cast<uint32_t>(h2::H2ErrorCode::refused_stream)) {
+      refused = true;
+      co_return;
+    }
     std::string m =
         st.code() == Errc::timeout
             ? "upstream did not answer within " + ms_text(opts_.upstream_timeout)
@@ -732,7 +799,6 @@ awaitable<void> H2Front::forward_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn, bo
         fail_write(ec);
         co_await respond_error(cs, failure.kind == ErrorKind::upstream_timeout ? 504 : 502,
                                failure.message);
-        cs.reset(h2::H2ErrorCode::cancel);
         co_return;
       }
       if (!chunk->has_value()) break;
@@ -768,7 +834,6 @@ awaitable<void> H2Front::forward_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn, bo
                                                   : ErrorKind::upstream_closed,
                     m);
         co_await respond_error(cs, rec == asio::error::timed_out ? 504 : 502, m);
-        cs.reset(h2::H2ErrorCode::cancel);
         co_return;
       }
       if (f.timing.response_started == 0) f.timing.response_started = flow::now_ns();
@@ -864,9 +929,14 @@ awaitable<void> H2Front::forward_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn, bo
     if (!st.ok()) failure.set(ErrorKind::client_closed, "client went away: " + st.message());
   }
   f.timing.response_ended = flow::now_ns();
+  // As many idle connections as streams may run at once (one each), within the pool bound.
+  const size_t max_idle =
+      std::min<size_t>(opts_.pool_per_upstream, h2_front_options(opts_).max_concurrent_streams);
   if (upstream_open && parser.keep_alive() && conn->in.empty() && !closing_ &&
-      idle_h1_.size() < kIdleH1)
+      idle_h1_.size() < max_idle) {
+    conn->idle_since = std::chrono::steady_clock::now();
     idle_h1_.push_back(std::move(conn));
+  }
 }
 
 awaitable<Status> serve_h2(std::unique_ptr<h2::ByteStream> client, std::string initial_bytes,

@@ -449,3 +449,34 @@ TEST_CASE("stopping the recorder lets an in-flight HTTP/2 stream finish (GOAWAY)
   REQUIRE(flows.size() == 1);
   CHECK_FALSE(flows[0].error.has_value());
 }
+
+TEST_CASE("HTTP/2 abuse against the recorder is contained by the front's limits") {
+  TestH2Server server;
+  Proxy proxy(reverse_to("h2c://127.0.0.1:" + std::to_string(server.port())));
+  for (std::string c : {"rapid-reset", "too-many-streams", "big-header", "continuation-flood"}) {
+    CAPTURE(c);
+    std::string out = run("timeout 60 /usr/bin/python3 " + std::string(RETAKE_H2_CASES) + " " + c +
+                          " " + std::to_string(proxy.port) + " 2>&1");
+    CHECK_MESSAGE(out.rfind("PASS " + c, 0) == 0, out);
+  }
+  // The recorder still serves.
+  CHECK(curl("--http2-prior-knowledge " + proxy.url() + "/") == "hello");
+}
+
+TEST_CASE("an HTTP/1.1 upstream that never answers an h2 client's request is a 504 and a flow") {
+  Upstream up;
+  auto o = reverse_options(up);
+  o.upstream_timeout = 300ms;
+  Proxy proxy(o);
+  auto start = std::chrono::steady_clock::now();
+  std::string out = curl("--http2-prior-knowledge -w '|%{http_code}' " + proxy.url() + "/never");
+  CHECK(std::chrono::steady_clock::now() - start < 10s);
+  CHECK(out.find("retake: upstream did not answer within 300 ms") != std::string::npos);
+  CHECK(out.find("|504") != std::string::npos);
+  auto flows = proxy.sink.wait_for(1);
+  REQUIRE(flows.size() == 1);
+  REQUIRE(flows[0].error.has_value());
+  CHECK(flows[0].error->kind == ErrorKind::upstream_timeout);
+  // The connection that timed out is not reused: the next request is answered.
+  CHECK(curl("--http2-prior-knowledge " + proxy.url() + "/size/10") == pattern(10));
+}
