@@ -2,7 +2,10 @@
 """Precise HTTP/2 cases against retake's H2ServerSession, written with Debian's python3-h2.
 
 Usage: h2_cases.py CASE PORT      (client cases against the test server on 127.0.0.1:PORT)
-       h2_cases.py goaway-server  (a server that prints its port, then answers one connection)
+       h2_cases.py goaway-server [--serve-more]
+                                  (a server that prints its port, then answers one connection;
+                                  with --serve-more, later connections get 200 "again" for
+                                  every request, so a client's retry can be seen)
 
 Each client case prints "PASS <case>: <details>" and exits 0, or prints "FAIL ..." and exits 1.
 Everything is bounded: socket timeouts, deadlines and frame counts.
@@ -10,6 +13,7 @@ Everything is bounded: socket timeouts, deadlines and frame counts.
 import select
 import socket
 import sys
+import threading
 import time
 
 import h2.config
@@ -274,15 +278,48 @@ def case_continuation_flood(port):
     print("PASS continuation-flood: GOAWAY ENHANCE_YOUR_CALM", flush=True)
 
 
-def goaway_server():
+def answer_all(sock):
+    """Answers every request on `sock` with 200 "again" until the client closes or a deadline."""
+    sock.settimeout(DEADLINE_S)
+    conn = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+    conn.initiate_connection()
+    deadline = time.time() + DEADLINE_S
+    try:
+        sock.sendall(conn.data_to_send())
+        while time.time() < deadline:
+            data = sock.recv(65536)
+            if not data:
+                break
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.RequestReceived):
+                    conn.send_headers(ev.stream_id, [(":status", "200")])
+                    conn.send_data(ev.stream_id, b"again", end_stream=True)
+            sock.sendall(conn.data_to_send())
+    except (OSError, h2.exceptions.ProtocolError):
+        pass
+    sock.close()
+
+
+def goaway_server(serve_more=False):
     """Answers one connection: waits for 3 requests, sends GOAWAY(last_stream_id=first), answers
     the first stream only, then closes once the client is done (or after a deadline)."""
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
-    lsock.listen(1)
+    lsock.listen(8)
     lsock.settimeout(DEADLINE_S)
     print(lsock.getsockname()[1], flush=True)
     sock, _ = lsock.accept()
+    if serve_more:
+        def more():
+            while True:
+                try:
+                    s, _ = lsock.accept()
+                except OSError:
+                    return
+                threading.Thread(target=answer_all, args=(s,), daemon=True).start()
+        more_thread = threading.Thread(target=more, daemon=True)
+        more_thread.start()
     sock.settimeout(DEADLINE_S)
     conn = h2.connection.H2Connection(
         h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
@@ -314,6 +351,8 @@ def goaway_server():
         if not data:
             break
     sock.close()
+    if serve_more:
+        more_thread.join()  # until no connection came for DEADLINE_S (or we are killed)
 
 
 CASES = {
@@ -327,6 +366,6 @@ CASES = {
 
 if __name__ == "__main__":
     if sys.argv[1] == "goaway-server":
-        goaway_server()
+        goaway_server(serve_more="--serve-more" in sys.argv[2:])
     else:
         CASES[sys.argv[1]](int(sys.argv[2]))

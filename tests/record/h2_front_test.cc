@@ -480,3 +480,38 @@ TEST_CASE("an HTTP/1.1 upstream that never answers an h2 client's request is a 5
   // The connection that timed out is not reused: the next request is answered.
   CHECK(curl("--http2-prior-knowledge " + proxy.url() + "/size/10") == pattern(10));
 }
+
+TEST_CASE("streams an HTTP/2 upstream refuses with its GOAWAY are sent again on a new connection") {
+  // The server takes three streams on its first connection, sends GOAWAY(last = the first),
+  // answers that one "first"; later connections answer "again".
+  Subprocess upstream({"/usr/bin/python3", RETAKE_H2_CASES, "goaway-server", "--serve-more"});
+  std::string port = upstream.read_line(20s);
+  REQUIRE_MESSAGE(!port.empty(), "the GOAWAY server did not start");
+  Proxy proxy(reverse_to("h2c://127.0.0.1:" + port));
+  std::vector<std::string> bodies(3);
+  std::vector<int> statuses(3, 0);
+  H2cClient client(proxy.port);
+  client.run([&](H2ClientSession& s) -> asio::awaitable<void> {
+    std::vector<std::shared_ptr<H2Stream>> streams;
+    for (int i = 0; i < 3; ++i) {
+      auto opened = s.open(h2_request("GET", "/r" + std::to_string(i)), true);
+      REQUIRE(opened.ok());
+      streams.push_back(*opened);
+    }
+    for (int i = 0; i < 3; ++i) {
+      Status st = co_await streams[i]->wait_response();
+      CHECK_MESSAGE(st.ok(), st.to_string());
+      if (!st.ok()) continue;
+      statuses[i] = streams[i]->response().status;
+      st = co_await streams[i]->read_all(1024);
+      bodies[i] = streams[i]->response().body.data;
+    }
+  });
+  CHECK(statuses == std::vector<int>{200, 200, 200});
+  std::sort(bodies.begin(), bodies.end());
+  CHECK(bodies == std::vector<std::string>{"again", "again", "first"});
+  auto flows = proxy.sink.wait_for(3);
+  REQUIRE(flows.size() == 3);
+  for (const auto& f : flows) CHECK_FALSE(f.error.has_value());
+  CHECK(proxy.rec->stats().upstream_connects == 2);
+}
