@@ -101,8 +101,8 @@ int run_serve(const ServeArgs& args) {
   std::cerr << "retake: serving session '" << r.session << "': " << m.flows().size()
             << " recorded responses under " << m.key_count() << " request keys ("
             << (loaded - m.flows().size()) << " flows without a response skipped)\n"
-            << "retake: listening on " << (r.cert.empty() ? "http://" : "https://") << *bound
-            << "  (on miss: " << r.on_miss << ", Ctrl-C to stop)\n";
+            << "retake: listening on " << (r.cert.empty() && !r.tls ? "http://" : "https://")
+            << *bound << "  (on miss: " << r.on_miss << ", Ctrl-C to stop)\n";
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
@@ -136,6 +136,8 @@ void add_serve_command(CLI::App& app, Action& action) {
   cmd->add_option("--cert", args->request.cert, "Serve HTTPS with this PEM certificate chain")
       ->type_name("FILE");
   cmd->add_option("--key", args->request.key, "The PEM private key of --cert")->type_name("FILE");
+  cmd->add_flag("--tls", args->request.tls,
+                "Serve HTTPS with certificates minted by retake's CA for each client's SNI");
   cmd->add_option("--threads", args->request.threads, "Network threads (default: one per core)");
   cmd->add_flag("-q,--quiet", args->quiet, "Print only misses, not a line per request");
   add_remote_options(*cmd, args->remote);

@@ -118,6 +118,7 @@ ops::ServeRequest from_proto(const v1::StartServerReplayRequest& in) {
   r.origin = in.origin();
   r.cert = in.cert();
   r.key = in.key();
+  r.tls = in.tls();
   r.threads = in.threads();
   return r;
 }
@@ -140,6 +141,7 @@ void to_proto(const ops::ServeRequest& r, v1::StartServerReplayRequest& out) {
   out.set_origin(r.origin);
   out.set_cert(r.cert);
   out.set_key(r.key);
+  out.set_tls(r.tls);
   out.set_threads(r.threads);
 }
 
@@ -366,7 +368,7 @@ grpc::Status ReplayService::StartServerReplay(grpc::ServerContext* context,
   if (!prepared) return to_grpc(prepared.status());
   auto running = std::make_shared<RunningServer>();
   running->session = r.session;
-  running->scheme = r.cert.empty() ? "http" : "https";
+  running->scheme = r.cert.empty() && !r.tls ? "http" : "https";
   running->loaded = prepared->loaded;
   running->server = std::move(prepared->server);
   {

@@ -278,6 +278,8 @@ Result<replay::server::ServeOptions> serve_options(const ServeRequest& r) {
   if (auto st = check_text("cert", r.cert); !st.ok()) return st;
   if (auto st = check_text("key", r.key); !st.ok()) return st;
   if (r.cert.empty() != r.key.empty()) return invalid("cert", "cert and key go together");
+  if (r.tls && !r.cert.empty())
+    return invalid("tls", "a minted certificate (tls) or a given one (cert/key), not both");
   if (r.threads > kMaxReplayThreads)
     return invalid("threads", "at most " + std::to_string(kMaxReplayThreads));
   options.match.ignore_params = r.ignore_param;
@@ -294,6 +296,7 @@ Result<replay::server::ServeOptions> serve_options(const ServeRequest& r) {
   options.origin = r.origin;
   options.cert_file = r.cert;
   options.key_file = r.key;
+  options.tls = r.tls;
   options.threads = r.threads;
   return options;
 }

@@ -134,6 +134,8 @@ struct ServeRequest {
   // PEM certificate chain and key files (paths on this host) to serve HTTPS. Both or neither.
   std::string cert;
   std::string key;
+  // Serve HTTPS with certificates minted by retake's CA (instead of cert/key). Default: false.
+  bool tls = false;
   // Network threads, 0..kMaxReplayThreads (0: one per core). Default: 0.
   unsigned threads = 0;
 };

@@ -134,3 +134,41 @@ TEST_CASE("server replay in the proxy: 100-continue is answered once and bodies 
   REQUIRE(f != nullptr);
   CHECK(f->error->kind == flow::ErrorKind::body_too_large);
 }
+
+TEST_CASE("server replay in the proxy answers HTTP/2 clients too: respond, kill, forward") {
+  Upstream up;
+  PathResponder responder;
+  auto o = reverse_options(up);
+  o.responder = &responder;
+  Proxy proxy(o);
+  std::string out = curl("--http2-prior-knowledge -i -d 'abc' " + proxy.url() + "/served");
+  CHECK(out.find("HTTP/2 201") != std::string::npos);
+  CHECK(out.find("x-from: recording") != std::string::npos);
+  CHECK(out.find("content-length: 13") != std::string::npos);
+  CHECK(out.find("chunked") == std::string::npos);
+  CHECK(out.find("recorded body") != std::string::npos);
+  CHECK(proxy.rec->stats().upstream_connects == 0);
+  // kill: the stream is reset, the connection's other streams go on.
+  std::string killed = run("curl -sS -m 10 --http2-prior-knowledge " + proxy.url() + "/kill 2>&1");
+  CHECK(killed.find("CANCEL") != std::string::npos);
+  // forward: the body read for matching goes to the upstream whole.
+  CHECK(curl("--http2-prior-knowledge --data-binary 'hello world' " + proxy.url() + "/sum") ==
+        "size=11 sum=1116");
+  auto flows = proxy.sink.wait_for(3);
+  REQUIRE(flows.size() == 3);
+  const flow::Flow* served = by_path(flows, "/served");
+  REQUIRE(served != nullptr);
+  CHECK(served->origin == 42);
+  CHECK(served->request.http_version == "HTTP/2");
+  CHECK(served->request.body.data == "abc");
+  CHECK(std::find(served->tags.begin(), served->tags.end(), "served") != served->tags.end());
+  const flow::Flow* kill = by_path(flows, "/kill");
+  REQUIRE(kill != nullptr);
+  REQUIRE(kill->error.has_value());
+  CHECK(kill->error->kind == flow::ErrorKind::policy);
+  const flow::Flow* sum = by_path(flows, "/sum");
+  REQUIRE(sum != nullptr);
+  CHECK_FALSE(sum->error.has_value());
+  CHECK(sum->response->body.data == "size=11 sum=1116");
+  CHECK(std::find(sum->tags.begin(), sum->tags.end(), "forwarded") != sum->tags.end());
+}

@@ -60,7 +60,11 @@ class AsioByteStream final : public ByteStream {
 
   void close() noexcept override {
     boost::system::error_code ec;
-    boost::beast::get_lowest_layer(stream_).close(ec);
+    auto& lowest = boost::beast::get_lowest_layer(stream_);
+    if constexpr (requires { lowest.close(ec); })
+      lowest.close(ec);  // an Asio socket
+    else
+      lowest.close();  // beast::basic_stream, which ignores errors itself
   }
 
   AsyncStream& stream() { return stream_; }

@@ -17,6 +17,10 @@
 #include <thread>
 #include <unordered_map>
 
+#include "net/h2/byte_stream.h"
+#include "net/h2/h2_session.h"
+#include "net/tls/certificate_authority.h"
+#include "net/tls/tls_context.h"
 #include "replay/server/refresh.h"
 
 namespace retake::replay::server {
@@ -189,6 +193,35 @@ struct Connection {
   beast::tcp_stream* tcp = nullptr;  // the lowest layer, owned by the coroutine frame
   bool busy = false;                 // touched only on the connection's strand
   bool closed = false;
+  std::weak_ptr<h2::H2ServerSession> h2;  // set while the connection speaks HTTP/2
+};
+
+// The HTTP/2 connection preface a prior-knowledge (h2c) client sends first.
+constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+// ALPN for a --cert listener: h2, else http/1.1, else none.
+int select_alpn(SSL*, const unsigned char** out, unsigned char* out_len, const unsigned char* in,
+                unsigned int in_len, void*) {
+  static constexpr unsigned char kOurs[] = "\x02h2\x08http/1.1";
+  unsigned char* selected = nullptr;
+  if (SSL_select_next_proto(&selected, out_len, kOurs, sizeof kOurs - 1, in, in_len) !=
+      OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_NOACK;
+  *out = selected;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+// What one request gets, whatever HTTP version carried it.
+struct Reply {
+  enum class Kind : uint8_t {
+    respond,    // send `response`
+    kill,       // close (HTTP/1.1) or reset the stream (HTTP/2) without answering
+    websocket,  // replay the recorded WebSocket conversation of `recorded`
+  };
+  Kind kind = Kind::respond;
+  flow::Response response;  // extra headers (X-Retake-*) included
+  bool close = false;       // end the connection after the answer
+  const flow::Flow* recorded = nullptr;
 };
 
 }  // namespace
@@ -198,7 +231,9 @@ struct ServerReplay::State {
   std::unique_ptr<Matcher> matcher;
   std::vector<Origin> origins;          // distinct recorded origins, first-seen order
   std::optional<Origin> forced_origin;  // options.origin
-  std::optional<ssl::context> tls;
+  std::optional<ssl::context> tls;      // --cert/--key
+  std::unique_ptr<tls::InterceptTlsContext> minted;  // --tls: leaves minted by retake's CA
+  bool https() const { return tls.has_value() || minted != nullptr; }
 
   asio::io_context ioc;
   std::optional<tcp::acceptor> acceptor;
@@ -232,7 +267,7 @@ struct ServerReplay::State {
   Origin resolve_origin(std::string_view host_header) const {
     if (forced_origin) return *forced_origin;
     flow::Request probe;
-    probe.scheme = tls ? "https" : "http";
+    probe.scheme = https() ? "https" : "http";
     probe.authority = std::string(host_header);
     std::string host = probe.host();
     for (char& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -281,6 +316,28 @@ Result<std::unique_ptr<ServerReplay>> ServerReplay::create(std::vector<flow::Flo
     state->tls->use_private_key_file(options.key_file, ssl::context::pem, ec);
     if (ec)
       return Status(Errc::invalid_argument, "key file '" + options.key_file + "': " + ec.message());
+    SSL_CTX_set_alpn_select_cb(state->tls->native_handle(), &select_alpn, nullptr);
+  }
+  if (options.tls) {
+    if (!options.cert_file.empty())
+      return Status(Errc::invalid_argument,
+                    "tls: serve either a minted certificate (tls) or a given one (cert/key)");
+    std::filesystem::path dir = options.ca_dir;
+    if (dir.empty()) {
+      auto d = tls::default_ca_dir();
+      if (!d) return Status(d.status().code(), "retake's CA: " + d.status().message());
+      dir = *d;
+    }
+    auto ca = tls::CertificateAuthority::load_or_create(dir);
+    if (!ca) return Status(ca.status().code(), "retake's CA: " + ca.status().message());
+    auto leaves = tls::LeafCertCache::create(std::move(*ca));
+    if (!leaves) return Status(leaves.status().code(), "retake's CA: " + leaves.status().message());
+    tls::InterceptOptions io;
+    io.alpn = {"h2", "http/1.1"};
+    io.default_host = options.listen_host;
+    auto ctx = tls::InterceptTlsContext::create(std::move(*leaves), io);
+    if (!ctx) return ctx.status();
+    state->minted = std::move(*ctx);
   }
   if (!options.origin.empty()) {
     auto sep = options.origin.find("://");
@@ -572,9 +629,95 @@ struct ConnectionTask {
     co_await ws.async_close(reason, kTuple);
   }
 
+  // What `request` gets: a recorded response (after its recorded latency, per the options), or
+  // for a miss what the policy says (an explanation, a forwarded answer, or kill). Counts it in
+  // the report and logs one line. `websocket`: the client asked for a WebSocket upgrade.
+  awaitable<Reply> reply(const flow::Request& request, bool websocket) {
+    Reply out;
+    int64_t now = flow::now_ns();
+    MatchResult m = s.matcher->lookup(request);
+    std::string line = request.method + " " + request.url();
+    if (m.hit()) {
+      {
+        std::lock_guard lock(s.report_mutex);
+        ++s.requests;
+        ++s.hits;
+      }
+      const flow::Flow& f = *m.flow;
+      out.response = prepare(s.options, f, now);
+      s.log(line + " -> " + std::to_string(out.response.status) + " (flow #" +
+            std::to_string(f.id) + ", " + std::to_string(m.use) + "/" + std::to_string(m.count) +
+            (m.reused ? ", reused" : "") + ")");
+      if (auto delay = delay_for(f); delay.count() > 0) {
+        asio::steady_timer timer(co_await asio::this_coro::executor);
+        timer.expires_after(delay);
+        co_await timer.async_wait(kTuple);
+      }
+      if (out.response.status == 101 && f.websocket && websocket) {
+        out.kind = Reply::Kind::websocket;
+        out.recorded = &f;
+        co_return out;
+      }
+      if (out.response.status == 101) {
+        // A recorded upgrade we cannot replay (not WebSocket, the client did not ask, or
+        // HTTP/2): answering 101 would leave the client waiting on a protocol we do not speak.
+        out.response = flow::Response{};
+        out.response.status = 502;
+        out.response.headers.add("Content-Type", "text/plain; charset=utf-8");
+        out.response.body.data = "retake: recorded protocol upgrade cannot be replayed\n";
+      }
+      if (s.options.match_header) out.response.headers.add("X-Retake-Match", std::to_string(f.id));
+      co_return out;
+    }
+    const MissExplanation& e = *m.miss;
+    s.count_miss(request, e);
+    s.log("MISS " + line + " (on-miss " + on_miss_name(s.options.on_miss) + "): " + e.text);
+    OnMiss policy = s.options.on_miss;
+    auto text = [&out](int status, std::string content_type, std::string body,
+                       const char* miss_reason) {
+      out.response = flow::Response{};
+      out.response.status = status;
+      out.response.headers.add("Content-Type", std::move(content_type));
+      out.response.headers.add("X-Retake-Miss", miss_reason);
+      out.response.body.data = std::move(body);
+    };
+    if (policy == OnMiss::kill) {
+      out.kind = Reply::Kind::kill;
+    } else if (policy == OnMiss::forward && request.headers.contains(kLoopHeader)) {
+      text(508, "text/plain; charset=utf-8",
+           "retake: forwarding loop: the upstream of this miss is this server replay itself\n" +
+               e.text + "\n",
+           reason_name(e.reason));
+      out.close = true;
+    } else if (policy == OnMiss::forward) {
+      std::string error;
+      auto relayed = co_await forward(request, error);
+      if (relayed) {
+        {
+          std::lock_guard lock(s.report_mutex);
+          ++s.forwarded;
+        }
+        s.log(line + " -> " + std::to_string(relayed->status) + " (forwarded)");
+        out.response = std::move(*relayed);
+        out.response.headers.add("X-Retake-Forwarded", "1");
+      } else {
+        s.log("forward failed for " + line + ": " + error);
+        text(502, "text/plain; charset=utf-8",
+             "retake: forwarding the missed request failed: " + error + "\n" + e.text + "\n",
+             reason_name(e.reason));
+      }
+    } else {
+      bool json = accepts_json(request);
+      text(policy == OnMiss::bad_gateway ? 502 : 404,
+           json ? "application/json" : "text/plain; charset=utf-8",
+           json ? e.to_json() : "retake: " + e.text + "\n", reason_name(e.reason));
+    }
+    co_return out;
+  }
+
+  // HTTP/1.x: requests in order on one connection; `buffer` may hold bytes already read.
   template <class Stream>
-  awaitable<void> serve(Stream& stream, Connection& conn, bool tls) {
-    beast::flat_buffer buffer;
+  awaitable<void> serve(Stream& stream, Connection& conn, beast::flat_buffer& buffer) {
     for (;;) {
       if (s.stopping) co_return;
       http::request_parser<http::string_body> parser;
@@ -609,84 +752,17 @@ struct ConnectionTask {
       bool keep_alive = req.keep_alive() && !s.stopping;
       bool http11 = req.version() >= 11;
       bool head = req.method() == http::verb::head;
-      int64_t now = flow::now_ns();
-      MatchResult m = s.matcher->lookup(request);
-      std::string wire;
-      std::string line = request.method + " " + request.url();
-
-      if (m.hit()) {
-        {
-          std::lock_guard lock(s.report_mutex);
-          ++s.requests;
-          ++s.hits;
-        }
-        const flow::Flow& f = *m.flow;
-        flow::Response response = prepare(s.options, f, now);
-        s.log(line + " -> " + std::to_string(response.status) + " (flow #" + std::to_string(f.id) +
-              ", " + std::to_string(m.use) + "/" + std::to_string(m.count) +
-              (m.reused ? ", reused" : "") + ")");
-        if (auto delay = delay_for(f); delay.count() > 0) {
-          asio::steady_timer timer(co_await asio::this_coro::executor);
-          timer.expires_after(delay);
-          co_await timer.async_wait(kTuple);
-        }
-        bool upgrade = response.status == 101 && f.websocket && beast::websocket::is_upgrade(req);
-        if (upgrade) {
-          co_await replay_websocket(stream, req, f);
-          co_return;
-        }
-        std::vector<flow::Header> extra;
-        if (s.options.match_header) extra.push_back({"X-Retake-Match", std::to_string(f.id)});
-        if (response.status == 101) {
-          // A recorded upgrade we cannot replay (not WebSocket, or the client did not ask):
-          // answering 101 would leave the client waiting on a protocol we do not speak.
-          response.status = 502;
-          response.reason = "Bad Gateway";
-          response.headers = {};
-          response.body.data = "retake: recorded protocol upgrade cannot be replayed\n";
-        }
-        wire = serialize_response(response, head, http11, keep_alive, extra);
-      } else {
-        const MissExplanation& e = *m.miss;
-        s.count_miss(request, e);
-        s.log("MISS " + line + " (on-miss " + on_miss_name(s.options.on_miss) + "): " + e.text);
-        OnMiss policy = s.options.on_miss;
-        if (policy == OnMiss::kill) {
-          lowest(stream).close();
-          co_return;
-        }
-        if (policy == OnMiss::forward && request.headers.contains(kLoopHeader)) {
-          wire = simple_response(508, "text/plain; charset=utf-8",
-                                 "retake: forwarding loop: the upstream of this miss is this "
-                                 "server replay itself\n" + e.text + "\n",
-                                 false, {{"X-Retake-Miss", reason_name(e.reason)}});
-          keep_alive = false;
-        } else if (policy == OnMiss::forward) {
-          std::string error;
-          auto relayed = co_await forward(request, error);
-          if (relayed) {
-            {
-              std::lock_guard lock(s.report_mutex);
-              ++s.forwarded;
-            }
-            s.log(line + " -> " + std::to_string(relayed->status) + " (forwarded)");
-            wire = serialize_response(*relayed, head, http11, keep_alive,
-                                      {{"X-Retake-Forwarded", "1"}});
-          } else {
-            s.log("forward failed for " + line + ": " + error);
-            wire = simple_response(
-                502, "text/plain; charset=utf-8",
-                "retake: forwarding the missed request failed: " + error + "\n" + e.text + "\n",
-                keep_alive, {{"X-Retake-Miss", reason_name(e.reason)}});
-          }
-        } else {
-          int status = policy == OnMiss::bad_gateway ? 502 : 404;
-          bool json = accepts_json(request);
-          wire = simple_response(status, json ? "application/json" : "text/plain; charset=utf-8",
-                                 json ? e.to_json() : "retake: " + e.text + "\n", keep_alive,
-                                 {{"X-Retake-Miss", reason_name(e.reason)}});
-        }
+      Reply r = co_await reply(request, beast::websocket::is_upgrade(req));
+      if (r.kind == Reply::Kind::kill) {
+        lowest(stream).close();
+        co_return;
       }
+      if (r.kind == Reply::Kind::websocket) {
+        co_await replay_websocket(stream, req, *r.recorded);
+        co_return;
+      }
+      if (r.close) keep_alive = false;
+      std::string wire = serialize_response(r.response, head, http11, keep_alive, {});
       lowest(stream).expires_after(s.options.read_timeout);
       auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(wire), kTuple);
       conn.busy = false;
@@ -700,7 +776,95 @@ struct ConnectionTask {
       beast::error_code ignored;
       stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
     }
-    (void)tls;
+  }
+
+  // HTTP/2 (ALPN h2, or the h2c preface in `initial`): each stream is answered by
+  // serve_stream, concurrently, with the same decisions as HTTP/1.1.
+  template <class Stream>
+  awaitable<void> serve_h2(Stream& stream, Connection& conn, std::string initial) {
+    lowest(stream).expires_never();  // the session has its own deadlines
+    auto executor = co_await asio::this_coro::executor;
+    h2::H2Options o;
+    o.max_header_list_size =
+        static_cast<uint32_t>(std::min<size_t>(s.options.header_limit, UINT32_MAX));
+    o.idle_timeout = s.options.read_timeout;
+    o.stream_timeout = std::max(s.options.read_timeout, s.options.upstream_timeout);
+    ServerReplay::State* state = &s;
+    auto session = h2::H2ServerSession::create(
+        executor, std::make_unique<h2::AsioByteStream<Stream&>>(stream),
+        [state](std::shared_ptr<h2::H2Stream> st) { return serve_stream(*state, std::move(st)); },
+        o, std::move(initial));
+    conn.h2 = session;
+    if (s.stopping) session->shutdown();
+    Status st = co_await session->run();
+    if (!st.ok() && st.code() != Errc::timeout && st.code() != Errc::unavailable)
+      s.log("HTTP/2 connection ended: " + st.message());
+  }
+
+  static awaitable<void> serve_stream(ServerReplay::State& s, std::shared_ptr<h2::H2Stream> st) {
+    ConnectionTask task{s};
+    Status read = co_await st->read_all(s.options.body_limit);
+    if (!read.ok()) co_return;  // the client reset the stream or went away
+    const flow::Request& in = st->request();
+    if (in.body.truncated) {
+      {
+        std::lock_guard lock(s.report_mutex);
+        ++s.requests;
+        ++s.bad_requests;
+      }
+      s.log("413 request body over " + std::to_string(s.options.body_limit) + " bytes");
+      flow::Response too_large;
+      too_large.status = 413;
+      too_large.headers.add("Content-Type", "text/plain; charset=utf-8");
+      too_large.body.data = "malformed request: body limit exceeded\n";
+      co_await respond_h2(*st, too_large, false);
+      co_return;
+    }
+    flow::Request request;
+    request.method = in.method;
+    request.path = in.path.empty() ? "/" : in.path;
+    request.http_version = "HTTP/2";
+    request.headers = in.headers;
+    request.body = in.body;
+    request.trailers = in.trailers;
+    // :authority plays the Host header's part in choosing the origin.
+    std::string authority =
+        in.authority.empty() ? std::string(in.headers.get("host").value_or("")) : in.authority;
+    Origin o = s.resolve_origin(authority);
+    request.scheme = o.scheme;
+    request.authority = o.authority;
+    Reply r = co_await task.reply(request, false);
+    if (r.kind != Reply::Kind::respond) {
+      st->reset(h2::H2ErrorCode::cancel);  // kill: the stream ends without an answer
+      co_return;
+    }
+    co_await respond_h2(*st, r.response, request.method == "HEAD");
+  }
+
+  // Sends `r` on an HTTP/2 stream: framing headers are ours (content-length of the body sent;
+  // the recorded one for HEAD and 304), the body as stored, trailers when recorded.
+  static awaitable<void> respond_h2(h2::H2Stream& st, const flow::Response& r, bool head_request) {
+    const bool no_body = r.status < 200 || r.status == 204 || r.status == 304 || head_request;
+    flow::Response head;
+    head.status = r.status < 200 ? 502 : r.status;
+    std::optional<std::string> recorded_length;
+    for (const auto& h : r.headers) {
+      if (h.name.empty() || bad_header_text(h.name) || bad_header_text(h.value)) continue;
+      if (flow::iequals(h.name, "Content-Length") && !recorded_length) recorded_length = h.value;
+      if (is_hop_by_hop_framing(h.name)) continue;
+      head.headers.add(h.name, h.value);
+    }
+    if (no_body) {
+      if (recorded_length && (head_request || r.status == 304))
+        head.headers.add("content-length", *recorded_length);
+    } else {
+      head.headers.add("content-length", std::to_string(r.body.data.size()));
+    }
+    const bool end = no_body || (r.body.data.empty() && r.trailers.empty());
+    Status st_ = co_await st.respond(head, end);
+    if (!st_.ok() || end) co_return;
+    if (!r.body.data.empty()) st_ = co_await st.write(r.body.data, r.trailers.empty());
+    if (st_.ok() && !r.trailers.empty()) st_ = co_await st.write_trailers(r.trailers);
   }
 };
 
@@ -719,15 +883,62 @@ awaitable<void> run_connection(ServerReplay::State& s, tcp::socket socket) {
   }
   ConnectionTask task{s};
   try {
-    if (s.tls) {
-      beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp_stream), *s.tls);
+    if (s.https()) {
+      ssl::context& context = s.minted ? s.minted->asio_context() : *s.tls;
+      beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp_stream), context);
       conn->tcp = &beast::get_lowest_layer(stream);
-      beast::get_lowest_layer(stream).expires_after(kTlsHandshakeTimeout);
-      auto [ec] = co_await stream.async_handshake(ssl::stream_base::server, kTuple);
-      if (!ec) co_await task.serve(stream, *conn, true);
+      Status prepared;
+      if (s.minted) {
+        // A leaf for the SNI the client sends (the listen address when it sends none).
+        tls::InterceptParams params;
+        params.fallback_host = s.options.listen_host;
+        params.alpn = {"h2", "http/1.1"};
+        prepared = s.minted->prepare(stream.native_handle(), params);
+        if (!prepared.ok()) s.log("TLS: " + prepared.message());
+      }
+      if (prepared.ok()) {
+        beast::get_lowest_layer(stream).expires_after(kTlsHandshakeTimeout);
+        auto [ec] = co_await stream.async_handshake(ssl::stream_base::server, kTuple);
+        if (!ec) {
+          const unsigned char* alpn = nullptr;
+          unsigned int alpn_len = 0;
+          SSL_get0_alpn_selected(stream.native_handle(), &alpn, &alpn_len);
+          if (std::string_view(reinterpret_cast<const char*>(alpn), alpn_len) == "h2") {
+            co_await task.serve_h2(stream, *conn, std::string());
+          } else {
+            beast::flat_buffer buffer;
+            co_await task.serve(stream, *conn, buffer);
+          }
+        }
+      }
       conn->tcp = nullptr;
     } else {
-      co_await task.serve(tcp_stream, *conn, false);
+      // A prior-knowledge HTTP/2 client (h2c) opens with the connection preface: look at the
+      // first bytes before choosing the protocol (HTTP/1.1 keeps them in `buffer`).
+      beast::flat_buffer buffer;
+      bool h2c = false;
+      bool ended = false;
+      tcp_stream.expires_after(s.options.read_timeout);
+      for (;;) {
+        std::string_view seen(static_cast<const char*>(buffer.data().data()), buffer.size());
+        seen = seen.substr(0, kH2Preface.size());
+        if (seen != kH2Preface.substr(0, seen.size())) break;
+        if (seen.size() == kH2Preface.size()) {
+          h2c = true;
+          break;
+        }
+        auto [ec, n] = co_await tcp_stream.async_read_some(buffer.prepare(4096), kTuple);
+        if (ec) {
+          ended = true;
+          break;
+        }
+        buffer.commit(n);
+      }
+      if (h2c) {
+        co_await task.serve_h2(tcp_stream, *conn, beast::buffers_to_string(buffer.data()));
+      } else if (!ended) {
+        co_await task.serve(tcp_stream, *conn, buffer);
+      }
       conn->tcp = nullptr;
     }
   } catch (const std::exception& e) {
@@ -804,7 +1015,12 @@ void ServerReplay::stop() {
     std::lock_guard lock(s.connections_mutex);
     for (auto& [id, entry] : s.connections) {
       asio::post(entry.first, [conn = entry.second, even_busy] {
-        if (conn->tcp && (even_busy || !conn->busy)) conn->tcp->cancel();
+        auto h2 = conn->h2.lock();
+        if (h2 && !even_busy) {
+          h2->shutdown();  // GOAWAY: streams in flight finish, no new ones
+        } else if (conn->tcp && (even_busy || !conn->busy)) {
+          conn->tcp->cancel();
+        }
       });
     }
   };

@@ -1,5 +1,6 @@
-// retake::replay::server: server replay, a mock HTTP/1.1 server answering clients with recorded
-// responses (matched by matcher.h), refreshed (refresh.h), with an explicit policy for misses.
+// retake::replay::server: server replay, a mock HTTP/1.1 and HTTP/2 server (ALPN h2 over TLS,
+// or h2c prior knowledge) answering clients with recorded responses (matched by matcher.h),
+// refreshed (refresh.h), with an explicit policy for misses.
 //
 // Depends on src/flow, the matcher, and Boost.Asio/Beast/OpenSSL (kept out of this header).
 // Must not depend on the store: flows come in as a vector (session_flows.h loads a session).
@@ -89,6 +90,11 @@ struct ServeOptions {
   // TLS: a PEM certificate chain and key. Both empty (default): plain HTTP.
   std::string cert_file;
   std::string key_file;
+  // TLS with certificates minted by retake's CA for the SNI each client sends (the listen
+  // address when none), instead of cert_file/key_file. Default: false.
+  bool tls = false;
+  // Directory of retake's CA for `tls`, created on first use. Default: "" = $RETAKE_HOME/ca.
+  std::string ca_dir;
   // Where one line per request goes. Default (empty): stderr. Called from network threads.
   std::function<void(std::string_view line)> log;
   // Most misses kept for report(). Default: 1000.
