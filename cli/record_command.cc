@@ -268,10 +268,14 @@ void add_record_command(CLI::App& app, Action& action) {
                       "default 404, never the network) and record what was served")
           ->type_name("SESSION");
   add_server_replay_flags(*cmd, args->server_replay);
+  cmd->add_option("--latency", args->server_replay.latency,
+                  "Server replay: delay before each answer: none (default), recorded, or "
+                  "milliseconds")
+      ->type_name("MODE");
   add_remote_options(*cmd, args->remote);
   for (const char* name : {"--filter", "--ignore-param", "--ignore-body", "--ignore-field",
                            "--ignore-host", "--ignore-port", "--use-header", "--on-exhausted",
-                           "--on-miss", "--no-refresh", "--no-match-header"})
+                           "--on-miss", "--no-refresh", "--no-match-header", "--latency"})
     cmd->get_option(name)->needs(server_replay);
   cmd->callback([args, &action] { action = [args] { return run_record(*args); }; });
 }

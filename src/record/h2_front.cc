@@ -394,6 +394,10 @@ awaitable<void> H2Front::send_answer(h2::H2Stream& cs, flow::Flow& f, ReplayAnsw
     co_return;
   }
   f.origin = answer.origin;
+  if (answer.delay.count() > 0) {
+    asio::steady_timer timer(ex_, answer.delay);
+    co_await timer.async_wait(kTuple);
+  }
   f.timing.response_started = flow::now_ns();
   flow::Response& resp = f.response.emplace(std::move(answer.response));
   if (opts_.hooks) opts_.hooks->response_headers(f);

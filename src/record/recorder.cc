@@ -1589,6 +1589,10 @@ awaitable<bool> ProxyConnection::send_answer(flow::Flow& f, ReplayAnswer answer,
     co_return false;
   }
   f.origin = answer.origin;
+  if (answer.delay.count() > 0) {
+    asio::steady_timer timer(executor_, answer.delay);
+    co_await timer.async_wait(kTuple);
+  }
   f.timing.response_started = flow::now_ns();
   flow::Response& resp = f.response.emplace(std::move(answer.response));
   if (hooks_) hooks_->response_headers(f);

@@ -176,6 +176,9 @@ struct ReplayAnswer {
   uint64_t origin = 0;
   // Tags added to the recorded flow (e.g. "served", "miss"), so `~tag served` finds them.
   std::vector<std::string> tags;
+  // respond: how long to wait before answering (the recorded latency, --latency). The wait
+  // suspends only this exchange. Default: none.
+  std::chrono::milliseconds delay{0};
 };
 
 // The seam between the proxy and a server replay. Called on the network threads, concurrently

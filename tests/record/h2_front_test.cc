@@ -441,7 +441,10 @@ TEST_CASE("stopping the recorder lets an in-flight HTTP/2 stream finish (GOAWAY)
   auto proxy = std::make_unique<Proxy>(reverse_options(up));
   std::string result;
   std::thread client([&] { result = curl("--http2-prior-knowledge " + proxy->url() + "/slow"); });
-  std::this_thread::sleep_for(150ms);  // the request is at the upstream, which answers at 0.4 s
+  // Stop once the request is on its way upstream (which answers 0.4 s after reading it).
+  for (int i = 0; i < 500 && proxy->rec->stats().upstream_connects == 0; ++i)
+    std::this_thread::sleep_for(10ms);
+  std::this_thread::sleep_for(50ms);
   proxy->rec->stop(3000ms);
   client.join();
   CHECK(result == "slow");

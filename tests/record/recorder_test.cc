@@ -164,7 +164,11 @@ TEST_CASE("stop lets an exchange in flight finish within the grace period") {
   auto proxy = std::make_unique<Proxy>(o);
   std::string out;
   std::thread client([&] { out = curl(proxy->url() + "/slow"); });
-  std::this_thread::sleep_for(150ms);
+  // Stop once the request is on its way upstream (the upstream answers 0.4 s after reading it);
+  // a fixed sleep raced a slow-starting curl on a loaded machine.
+  for (int i = 0; i < 500 && proxy->rec->stats().upstream_connects == 0; ++i)
+    std::this_thread::sleep_for(10ms);
+  std::this_thread::sleep_for(50ms);
   proxy->rec->stop(5000ms);
   client.join();
   CHECK(out == "slow");

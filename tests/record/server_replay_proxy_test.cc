@@ -33,6 +33,12 @@ class PathResponder : public record::Responder {
       a.response.headers.add("X-From", "recording");
       a.response.body.data = "recorded body";
       a.response.body.size = a.response.body.data.size();
+    } else if (f.request.path == "/late") {
+      a.action = record::ReplayAnswer::Action::respond;
+      a.delay = std::chrono::milliseconds(300);
+      a.response.status = 200;
+      a.response.body.data = "late";
+      a.response.body.size = 4;
     } else if (f.request.path == "/kill") {
       a.action = record::ReplayAnswer::Action::kill;
       a.tags = {"miss"};
@@ -171,4 +177,25 @@ TEST_CASE("server replay in the proxy answers HTTP/2 clients too: respond, kill,
   CHECK_FALSE(sum->error.has_value());
   CHECK(sum->response->body.data == "size=11 sum=1116");
   CHECK(std::find(sum->tags.begin(), sum->tags.end(), "forwarded") != sum->tags.end());
+}
+
+TEST_CASE("an answer's delay (--latency) holds only its own exchange, over HTTP/1.1 and HTTP/2") {
+  Upstream up;
+  PathResponder responder;
+  auto o = reverse_options(up);
+  o.responder = &responder;
+  Proxy proxy(o);
+  for (std::string version : {"--http1.1", "--http2-prior-knowledge"}) {
+    CAPTURE(version);
+    auto start = std::chrono::steady_clock::now();
+    CHECK(curl(version + " " + proxy.url() + "/late") == "late");
+    CHECK(std::chrono::steady_clock::now() - start >= 300ms);
+  }
+  // Two delayed answers at once take one delay, not two: the wait blocks no thread.
+  auto start = std::chrono::steady_clock::now();
+  std::string both =
+      run("(curl -sS -m 10 --http2-prior-knowledge " + proxy.url() +
+          "/late & curl -sS -m 10 --http2-prior-knowledge " + proxy.url() + "/late; wait) 2>&1");
+  CHECK(both == "latelate");
+  CHECK(std::chrono::steady_clock::now() - start < 600ms);
 }

@@ -101,3 +101,26 @@ TEST_CASE("a miss follows the policy: 404 and 502 explain, forward and kill are 
     CHECK(ProxyResponder(*server).answer(incoming("/nope")).action == Action::kill);
   }
 }
+
+TEST_CASE("--latency reaches the proxy as the answer's delay: recorded, fixed or none") {
+  flow::Flow slow = recorded(1, "/slow", "s");
+  slow.timing.response_started = slow.timing.request_started + 250'000'000;  // 250 ms
+  flow::Flow untimed = recorded(2, "/untimed", "u");  // no response_started: no delay
+  auto make = [&](std::string latency) {
+    ServeOptions o;
+    o.latency = *Latency::parse(latency);
+    o.log = [](std::string_view) {};
+    return ServerReplay::create({slow, untimed}, o).value();
+  };
+  auto rec = make("recorded");
+  ProxyResponder r1(*rec);
+  CHECK(r1.answer(incoming("/slow")).delay == std::chrono::milliseconds(250));
+  CHECK(r1.answer(incoming("/untimed")).delay == std::chrono::milliseconds(0));
+  CHECK(r1.answer(incoming("/missing")).delay == std::chrono::milliseconds(0));
+  auto fixed = make("40");
+  ProxyResponder r2(*fixed);
+  CHECK(r2.answer(incoming("/untimed")).delay == std::chrono::milliseconds(40));
+  auto none = make("none");
+  ProxyResponder r3(*none);
+  CHECK(r3.answer(incoming("/slow")).delay == std::chrono::milliseconds(0));
+}

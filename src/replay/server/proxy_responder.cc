@@ -10,6 +10,7 @@ record::ReplayAnswer ProxyResponder::answer(const flow::Flow& flow) {
   if (!decision.miss) {
     out.action = Action::respond;
     out.response = std::move(decision.response);
+    out.delay = decision.delay;
     out.tags = {"served"};
     return out;
   }

@@ -393,6 +393,16 @@ flow::Response prepare(const ServeOptions& options, const flow::Flow& recorded, 
 }
 }  // namespace
 
+std::chrono::milliseconds latency_for(const Latency& l, const flow::Flow& f) {
+  if (l.mode == Latency::Mode::fixed) return l.fixed;
+  if (l.mode == Latency::Mode::none) return {};
+  int64_t d = f.timing.response_started - f.timing.request_started;
+  if (f.timing.response_started == 0 || f.timing.request_started == 0 || d <= 0) return {};
+  return std::min(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::nanoseconds(d)),
+      std::chrono::milliseconds(kMaxLatency));
+}
+
 flow::Response ServerReplay::prepare_response(const flow::Flow& recorded, int64_t now_ns) const {
   return prepare(state_->options, recorded, now_ns);
 }
@@ -408,6 +418,7 @@ ServerReplay::Decision ServerReplay::decide(const flow::Request& request, int64_
       ++s.hits;
     }
     d.origin = m.flow->id;
+    d.delay = latency_for(s.options.latency, *m.flow);
     d.response = prepare(s.options, *m.flow, now_ns);
     if (s.options.match_header)
       d.response.headers.add("X-Retake-Match", std::to_string(m.flow->id));
@@ -508,14 +519,7 @@ struct ConnectionTask {
   }
 
   std::chrono::milliseconds delay_for(const flow::Flow& f) const {
-    const Latency& l = s.options.latency;
-    if (l.mode == Latency::Mode::fixed) return l.fixed;
-    if (l.mode == Latency::Mode::none) return {};
-    int64_t d = f.timing.response_started - f.timing.request_started;
-    if (f.timing.response_started == 0 || f.timing.request_started == 0 || d <= 0) return {};
-    return std::min(
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::nanoseconds(d)),
-        std::chrono::milliseconds(kMaxLatency));
+    return latency_for(s.options.latency, f);
   }
 
   // Forwards a missed request to its upstream; returns the relayed response or an error text.

@@ -50,6 +50,9 @@ struct Latency {
   static std::optional<Latency> parse(std::string_view text);
 };
 inline constexpr std::chrono::seconds kMaxLatency{60};
+// How long to wait before answering with `recorded` under `latency` (recorded: its response
+// time, capped at kMaxLatency; 0 when its timing is missing).
+std::chrono::milliseconds latency_for(const Latency& latency, const flow::Flow& recorded);
 
 // The seam for timestamps inside bodies (the client replay's time-shift engine plugs in here).
 // Called on a network thread with the response about to be served (headers already refreshed),
@@ -146,10 +149,12 @@ class ServerReplay {
   // (the recording proxy's --server-replay): counted in report() like a request served here.
   // A hit responds with the prepared recording (X-Retake-Match added per the options); a miss
   // follows on_miss: 404/502 respond with the explanation (JSON when the client accepts it,
-  // X-Retake-Miss naming the reason), forward and kill are left to the caller. Latency is not
-  // applied (the caller does not wait). Any thread; no I/O.
+  // X-Retake-Miss naming the reason), forward and kill are left to the caller. The latency
+  // option is not waited here: a hit's `delay` says how long the caller should wait before
+  // answering. Any thread; no I/O.
   struct Decision {
     enum class Kind : uint8_t { respond, forward, kill };
+    std::chrono::milliseconds delay{0};  // a hit: the wait before answering (ServeOptions::latency)
     Kind kind = Kind::respond;
     flow::Response response;  // respond
     uint64_t origin = 0;      // the recorded flow that answered; 0 on a miss
