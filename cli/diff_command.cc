@@ -13,7 +13,9 @@
 #include <thread>
 
 #include "cli/command.h"
+#include "cli/remote.h"
 #include "cli/replay_options.h"
+#include "control/client.h"
 #include "diff/report.h"
 #include "ops/diff_run.h"
 #include "query/filter.h"
@@ -46,6 +48,7 @@ struct DiffArgs {
   // The replay flags shared with `retake replay` (the request the gRPC API takes too).
   ops::ReplayRequest replay;
   std::string timeout = "30s";
+  RemoteArgs remote;
 };
 
 // "KIND" or "KIND=SCOPE" (scope as in diff::Normalizer: "", "header:<name>", "body", a JSON path).
@@ -163,8 +166,111 @@ void print_info(const ops::DiffInfo& info) {
     std::cerr << "retake: " << info.unpaired << " flows had no partner and were not compared\n";
 }
 
+// Through a daemon: the same request, as v1::CompareRequest; the daemon renders the report.
+int run_remote_diff(const DiffArgs& args, const ops::DiffRequest& checked) {
+  // What the Diff service does not take is refused rather than silently dropped.
+  if (args.tolerance > 0) throw UsageError("--tolerance is not available with --remote");
+  if (!args.a2.empty()) throw UsageError("--a2 is not available with --remote");
+  if (args.threshold_absolute != diff::NoiseThresholds{}.absolute ||
+      args.threshold_relative != diff::NoiseThresholds{}.relative)
+    throw UsageError("--threshold-absolute/--threshold-relative are not available with --remote");
+  for (const auto& n : args.normalize)
+    if (n.find('=') != std::string::npos)
+      throw UsageError("--normalize KIND=SCOPE is not available with --remote (KIND alone is)");
+  control::RemoteDiffRequest r;
+  switch (checked.mode) {
+    case ops::DiffMode::run:
+      r.run = checked.run;
+      break;
+    case ops::DiffMode::runs:
+      r.run = checked.run;
+      r.run_b = checked.run_b;
+      break;
+    case ops::DiffMode::live:
+    case ops::DiffMode::none:
+      r.session = args.session;
+      r.a_target = args.a;
+      r.b_target = args.b;
+      r.replay = args.replay;
+      r.replay.session = args.session;
+      apply_timeout(args.timeout, r.replay);
+      break;
+  }
+  if (checked.mode == ops::DiffMode::run || checked.mode == ops::DiffMode::runs)
+    r.session = args.session;
+  r.filter = args.filter;
+  r.ignore_header = args.ignore_headers;
+  r.ignore = args.ignore;
+  r.normalizer = args.normalize;
+  r.array_as_set = args.array_as_set;
+  r.learn_noise = args.learn_noise;
+  r.noise_name = args.noise_name;
+  r.no_noise = args.no_noise;
+  r.format = args.format;
+
+  auto client = control::RemoteDiff::connect(remote_options(args.remote));
+  if (!client) throw UsageError(client.status().message());
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::atomic<bool> cancel{false}, done{false};
+  std::thread watcher([&] {
+    timespec tick{0, 100'000'000};
+    while (!done.load()) {
+      if (sigtimedwait(&stop_signals, nullptr, &tick) > 0 && !cancel.exchange(true))
+        std::cerr << "\nretake: stopping the diff...\n";
+    }
+  });
+  const bool tty = isatty(STDERR_FILENO) && !args.quiet;
+  auto progress = [&](const std::string& phase, uint64_t d, uint64_t total,
+                      const std::string& run) {
+    if (!tty) return;
+    std::fprintf(stderr, "\r%-12s %llu/%llu %s   ", phase.c_str(),
+                 static_cast<unsigned long long>(d), static_cast<unsigned long long>(total),
+                 run.c_str());
+    std::fflush(stderr);
+  };
+  auto report = (*client)->compare(r, progress, &cancel);
+  done = true;
+  watcher.join();
+  if (tty) std::fputs("\r\x1b[K", stderr);
+  if (!report) {
+    if (report.status().code() == Errc::invalid_argument)
+      throw UsageError(remote_flag_message(report.status()));
+    return fail(report.status());
+  }
+  if (!args.quiet) {
+    if (report->noise_learned)
+      std::cerr << "retake: learned noise '" << report->noise_name << "'\n";
+    else if (report->noise_used)
+      std::cerr << "retake: using stored noise '" << report->noise_name << "'\n";
+    if (!report->run_a.empty() || !report->run_b.empty())
+      std::cerr << "retake: compared " << (report->run_a.empty() ? "the recording" : report->run_a)
+                << " with " << report->run_b << "\n";
+    if (report->unpaired)
+      std::cerr << "retake: " << report->unpaired
+                << " flows had no partner and were not compared\n";
+  }
+  if (checked.mode == ops::DiffMode::none) return kExitOk;
+  if (args.output.empty() || args.output == "-") {
+    std::cout << report->content;
+    if (args.format == "json") std::cout << "\n";
+    std::cout.flush();
+  } else {
+    std::ofstream out(args.output, std::ios::binary | std::ios::trunc);
+    out << report->content;
+    out.close();
+    if (!out) return fail("cannot write " + args.output);
+    if (!args.quiet) std::cerr << "retake: wrote " << args.output << "\n";
+  }
+  return report->exit_code;
+}
+
 int run_diff_command(const DiffArgs& args) {
   ops::DiffRequest request = build_request(args);
+  if (!args.remote.address.empty()) return run_remote_diff(args, request);
   store::StoreOptions so;
   so.path = resolve_db(args.db);
   so.create_if_missing = false;
@@ -280,6 +386,7 @@ void add_diff_command(CLI::App& app, Action& action) {
       ->type_name("FILE");
   cmd->add_flag("--quiet,-q", args->quiet, "No progress or notes on stderr");
   add_replay_flags(*cmd, args->replay, args->timeout);
+  add_remote_options(*cmd, args->remote);
   cmd->callback([args, &action] { action = [args] { return run_diff_command(*args); }; });
 }
 

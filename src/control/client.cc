@@ -7,9 +7,11 @@
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "control/services.h"
+#include "retake/v1/diff.grpc.pb.h"
 #include "retake/v1/flows.grpc.pb.h"
 #include "retake/v1/recorder.grpc.pb.h"
 #include "retake/v1/replay.grpc.pb.h"
@@ -534,6 +536,96 @@ Result<std::unique_ptr<RemoteRecorder>> RemoteRecorder::connect(const RemoteOpti
   if (options.timeout_seconds <= 0)
     return Status(Errc::invalid_argument, "remote: timeout must be positive");
   return std::unique_ptr<RemoteRecorder>(std::make_unique<GrpcRemoteRecorder>(options));
+}
+
+class GrpcRemoteDiff final : public RemoteDiff {
+ public:
+  explicit GrpcRemoteDiff(const RemoteOptions& options)
+      : options_(options),
+        stub_(v1::Diff::NewStub(
+            grpc::CreateChannel(options.address, grpc::InsecureChannelCredentials()))) {}
+
+  Result<RemoteDiffReport> compare(const RemoteDiffRequest& r,
+                                   const std::function<void(const std::string&, uint64_t, uint64_t,
+                                                            const std::string&)>& on_progress,
+                                   const std::atomic<bool>* cancel) override {
+    v1::CompareRequest in;
+    in.set_run(r.run);
+    in.set_run_b(r.run_b);
+    in.set_session(r.session);
+    in.set_a_target(r.a_target);
+    in.set_b_target(r.b_target);
+    if (!r.a_target.empty() || r.learn_noise) to_proto(r.replay, *in.mutable_replay());
+    in.set_filter(r.filter);
+    for (const auto& v : r.ignore_header) in.add_ignore_header(v);
+    for (const auto& v : r.ignore) in.add_ignore(v);
+    for (const auto& v : r.normalizer) in.add_normalizer(v);
+    for (const auto& v : r.array_as_set) in.add_array_as_set(v);
+    in.set_learn_noise(r.learn_noise);
+    in.set_noise_name(r.noise_name);
+    in.set_no_noise(r.no_noise);
+    in.set_format(r.format);
+    in.set_max_streamed(1);  // the report carries every pair; the stream is for other clients
+
+    // No deadline on the whole call (a live A/B may take long): cancellation instead.
+    grpc::ClientContext context;
+    if (!options_.token.empty()) context.AddMetadata("authorization", "Bearer " + options_.token);
+    std::atomic<bool> done{false}, cancelled{false};
+    std::thread watcher([&] {
+      while (!done.load()) {
+        if (cancel && cancel->load() && !cancelled.exchange(true)) context.TryCancel();
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+    struct Join {
+      std::thread& t;
+      std::atomic<bool>& done;
+      ~Join() {
+        done = true;
+        t.join();
+      }
+    } join{watcher, done};
+    auto reader = stub_->Compare(&context, in);
+    v1::DiffEvent event;
+    std::optional<RemoteDiffReport> report;
+    while (reader->Read(&event)) {
+      if (event.has_progress() && on_progress) {
+        const auto& p = event.progress();
+        on_progress(p.phase(), p.done(), p.total(), p.run());
+      } else if (event.has_report()) {
+        const auto& e = event.report();
+        auto& out = report.emplace();
+        out.exit_code = e.exit_code();
+        out.content = e.content();
+        out.compared = e.compared();
+        out.different = e.different();
+        out.unpaired = e.unpaired();
+        out.session = e.session();
+        out.run_a = e.run_a();
+        out.run_b = e.run_b();
+        out.noise_name = e.noise_name();
+        out.noise_learned = e.noise_learned();
+        out.noise_used = e.noise_used();
+      }
+    }
+    auto status = reader->Finish();
+    if (cancelled.load()) return Status(Errc::cancelled, "remote: the diff was cancelled");
+    if (!status.ok()) return from_grpc(status);
+    if (!report) return Status(Errc::internal, "remote: the diff stream ended without a report");
+    return std::move(*report);
+  }
+
+ private:
+  RemoteOptions options_;
+  std::unique_ptr<v1::Diff::Stub> stub_;
+};
+
+Result<std::unique_ptr<RemoteDiff>> RemoteDiff::connect(const RemoteOptions& options) {
+  if (options.address.empty())
+    return Status(Errc::invalid_argument, "remote: an address is required");
+  if (options.timeout_seconds <= 0)
+    return Status(Errc::invalid_argument, "remote: timeout must be positive");
+  return std::unique_ptr<RemoteDiff>(std::make_unique<GrpcRemoteDiff>(options));
 }
 
 Result<std::unique_ptr<RemoteReplay>> RemoteReplay::connect(const RemoteOptions& options) {

@@ -5,6 +5,7 @@
 // Depends on flow, store (SessionInfo) and ops (Selection); gRPC types stay in client.cc.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -138,6 +139,46 @@ class RemoteReplay {
   virtual Result<RemoteServer> start_server(const ops::ServeRequest& request) = 0;
   // Stops it and returns the report `retake serve` prints when it stops.
   virtual Result<std::string> stop_server(const std::string& server_id) = 0;
+};
+
+// What `retake diff --remote` asks a daemon's Diff service (the fields of v1::CompareRequest):
+// one way of choosing pairs (run; run + run_b; session + a_target + b_target; session +
+// learn_noise alone), then the comparison options.
+struct RemoteDiffRequest {
+  std::string run, run_b;
+  std::string session, a_target, b_target;
+  ops::ReplayRequest replay;  // live A/B and learning: the options both sides replay with
+  std::string filter;
+  std::vector<std::string> ignore_header, ignore, normalizer, array_as_set;
+  bool learn_noise = false;
+  std::string noise_name;
+  bool no_noise = false;
+  std::string format = "text";  // "text", "json", "junit", "html"
+};
+
+// The end of a remote diff: the rendered report and what `retake diff` prints about it.
+struct RemoteDiffReport {
+  int exit_code = 0;    // 1 when some pair differs
+  std::string content;  // the report in the requested format
+  uint64_t compared = 0, different = 0, unpaired = 0;
+  std::string session, run_a, run_b, noise_name;
+  bool noise_learned = false, noise_used = false;
+};
+
+// A connection to a daemon's Diff service. Errors as RemoteFlows'.
+class RemoteDiff {
+ public:
+  virtual ~RemoteDiff() = default;
+  // Does not contact the daemon yet. invalid_argument for an empty address.
+  static Result<std::unique_ptr<RemoteDiff>> connect(const RemoteOptions& options);
+  // Runs one diff in the daemon and waits for its report. `on_progress(phase, done, total,
+  // run)` is called on this thread about every 250 ms; when `cancel` becomes true the call is
+  // cancelled (the daemon stops the diff) and the result is `cancelled`.
+  virtual Result<RemoteDiffReport> compare(
+      const RemoteDiffRequest& request,
+      const std::function<void(const std::string&, uint64_t, uint64_t, const std::string&)>&
+          on_progress,
+      const std::atomic<bool>* cancel) = 0;
 };
 
 }  // namespace retake::control

@@ -1235,7 +1235,25 @@ TEST_CASE("retake replay --remote runs through the daemon and prints what a loca
       run_retake({"runs", "--json", "--session", "nope", "--remote", daemon.address});
   CHECK(runs_json_code == 0);
   CHECK(runs_json.empty());
+  // retake diff --remote: the daemon compares and renders; exit code and report as local.
+  auto [diff_code, remote_diff] = run_retake(
+      {"diff", "--run", "cli-run", "--format", "json", "-q", "--remote", daemon.address});
+  CHECK(diff_code == 0);
+  CHECK(remote_diff.find("\"compared\":2") != std::string::npos);
+  auto [tol_code, tol] =
+      run_retake({"diff", "--run", "cli-run", "--tolerance", "1", "--remote", daemon.address});
+  CHECK(tol_code == 2);
+  CHECK(tol.find("--tolerance is not available with --remote") != std::string::npos);
+  auto [nodiff_code, nodiff] =
+      run_retake({"diff", "--run", "no-such-run", "--remote", daemon.address});
+  CHECK(nodiff_code == 1);
+  CHECK(nodiff.find("no-such-run") != std::string::npos);
   CHECK(daemon.child->stop() == 0);
+  auto [local_diff_code, local_diff] =
+      run_retake({"diff", "--run", "cli-run", "--format", "json", "-q", "--db",
+                  (daemon.dir.path / "db").string()});
+  CHECK(local_diff_code == diff_code);
+  CHECK(local_diff == remote_diff);
   auto [local_runs_code, local_runs] =
       run_retake({"runs", "--json", "--db", (daemon.dir.path / "db").string()});
   CHECK(local_runs_code == 0);
