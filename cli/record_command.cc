@@ -54,7 +54,6 @@ std::string flow_line(const flow::Flow& f) {
 // they are committed and stops the recorder on Ctrl-C, printing what a local run prints.
 int run_remote_record(const RecordArgs& args, const record::RecorderOptions& options,
                       const sigset_t& stop_signals) {
-  if (!args.cert.empty()) throw UsageError("--cert/--key: not available with --remote (use --tls)");
   control::RemoteRecordRequest request;
   request.mode = args.mode;
   request.listen = args.listen;
@@ -70,6 +69,9 @@ int run_remote_record(const RecordArgs& args, const record::RecorderOptions& opt
   request.ignore_hosts = options.ignore_hosts;
   request.allow_hosts = options.allow_hosts;
   request.tls = args.tls;
+  // The daemon opens the files: absolute paths, as for --upstream-ca.
+  if (!args.cert.empty()) request.cert = std::filesystem::absolute(args.cert).string();
+  if (!args.key.empty()) request.key = std::filesystem::absolute(args.key).string();
   request.server_replay = args.server_replay;
   auto client = control::RemoteRecorder::connect(remote_options(args.remote));
   if (!client) throw UsageError(client.status().message());
@@ -81,7 +83,7 @@ int run_remote_record(const RecordArgs& args, const record::RecorderOptions& opt
   }
   std::cerr << "retake: the daemon at " << args.remote.address << " records session '"
             << started->session << "'\nretake: proxy (" << args.mode << ") listening on "
-            << (args.tls ? "https://" : "http://") << started->bound_address
+            << (args.tls || !args.cert.empty() ? "https://" : "http://") << started->bound_address
             << "  (Ctrl-C to stop)\n";
   std::thread watcher;
   Status watch_status;

@@ -471,6 +471,8 @@ class GrpcRemoteRecorder final : public RemoteRecorder {
     request.set_ignore_hosts(r.ignore_hosts);
     request.set_allow_hosts(r.allow_hosts);
     request.set_tls(r.tls);
+    request.set_cert(r.cert);
+    request.set_key(r.key);
     if (!r.server_replay.session.empty()) to_proto(r.server_replay, *request.mutable_server_replay());
     v1::StartRecorderResponse response;
     auto context = call_context(options_);

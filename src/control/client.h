@@ -72,6 +72,7 @@ struct RemoteRecordRequest {
   std::string upstream_ca;  // a path on the daemon's host
   std::string ignore_hosts, allow_hosts;
   bool tls = false;
+  std::string cert, key;  // paths on the daemon's host
   // Server replay inside the proxy: session empty for none.
   ops::ServeRequest server_replay;
 };

@@ -361,6 +361,21 @@ grpc::Status RecorderService::Start(grpc::ServerContext* context,
   if (request->tls() && options.mode == record::Mode::explicit_proxy)
     return invalid("tls", "a TLS listener is for reverse and transparent modes");
   options.listen_tls = request->tls();
+  for (auto [field, value] :
+       {std::pair{"cert", &request->cert()}, std::pair{"key", &request->key()}}) {
+    if (value->size() > 4096) return invalid(field, "at most 4096 bytes");
+    if (!value->empty() && value->front() != '/')
+      return invalid(field, "must be an absolute path on the daemon's host");
+  }
+  if (request->cert().empty() != request->key().empty())
+    return invalid("cert", "cert and key go together");
+  if (!request->cert().empty()) {
+    if (request->tls()) return invalid("tls", "a minted certificate (tls) or cert/key, not both");
+    if (options.mode == record::Mode::explicit_proxy)
+      return invalid("cert", "a TLS listener is for reverse and transparent modes");
+    options.cert_file = request->cert();
+    options.key_file = request->key();
+  }
   std::unique_ptr<replay::server::ServerReplay> server_replay;
   std::unique_ptr<record::Responder> responder;
   if (request->has_server_replay()) {

@@ -723,6 +723,42 @@ TEST_CASE("retake record --remote runs the recorder in the daemon and shows its 
                                      "--listen", "127.0.0.1:0", "--ignore-hosts", "(unclosed"});
   CHECK(bad_code == 2);
   CHECK(bad.find("ignore") != std::string::npos);
+
+  // --cert/--key: the daemon serves HTTPS with the given files (relative paths are made
+  // absolute by the CLI); curl trusts that self-signed certificate.
+  auto [gen_code, gen] =
+      run_command("cd " + daemon.dir.path.string() +
+                  " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                  "-keyout own.key -out own.pem -days 1 -subj /CN=localhost "
+                  "-addext subjectAltName=DNS:localhost 2>&1");
+  REQUIRE_MESSAGE(gen_code == 0, gen);
+  Child tls({RETAKE_BINARY, "record", "--remote", daemon.address, "--mode",
+             "reverse:http://127.0.0.1:" + std::to_string(upstream.port), "--listen", "127.0.0.1:0",
+             "--session", "own-cert", "--cert", (daemon.dir.path / "own.pem").string(), "--key",
+             (daemon.dir.path / "own.key").string(), "-q"});
+  std::string tls_bound;
+  const std::string https_marker = "listening on https://";
+  for (;;) {
+    auto line = tls.read_line();
+    REQUIRE_MESSAGE(line, "record --remote --cert did not start");
+    if (auto at = line->find(https_marker); at != std::string::npos) {
+      tls_bound = line->substr(at + https_marker.size());
+      tls_bound = tls_bound.substr(0, tls_bound.find(' '));
+      break;
+    }
+  }
+  std::string tls_port = tls_bound.substr(tls_bound.rfind(':') + 1);
+  auto [tls_code, tls_out] = run_command(
+      "curl -sS --max-time 10 --cacert " + (daemon.dir.path / "own.pem").string() +
+      " --resolve localhost:" + tls_port + ":127.0.0.1 https://localhost:" + tls_port + "/json");
+  CHECK(tls_code == 0);
+  CHECK(tls_out.find("widget") != std::string::npos);
+  CHECK(tls.stop() == 0);
+  auto [mixed_code, mixed] = run_retake({"record", "--remote", daemon.address, "--mode",
+                                         "reverse:http://127.0.0.1:1", "--listen", "127.0.0.1:0",
+                                         "--tls", "--cert", (daemon.dir.path / "own.pem").string(),
+                                         "--key", (daemon.dir.path / "own.key").string()});
+  CHECK(mixed_code == 2);
   CHECK(daemon.child->stop() == 0);
 }
 
