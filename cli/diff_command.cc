@@ -166,6 +166,49 @@ void print_info(const ops::DiffInfo& info) {
     std::cerr << "retake: " << info.unpaired << " flows had no partner and were not compared\n";
 }
 
+// SIGINT/SIGTERM become `cancel` (seen by the diff's polling) while a diff runs; SIGPIPE is
+// ignored. finish() (or the destructor) ends the watcher thread.
+struct StopSignals {
+  StopSignals() {
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);
+    watcher = std::thread([this] {
+      timespec tick{0, 100'000'000};
+      while (!done.load()) {
+        if (sigtimedwait(&signals, nullptr, &tick) > 0 && !cancel.exchange(true))
+          std::cerr << "\nretake: stopping the diff...\n";
+      }
+    });
+  }
+  ~StopSignals() { finish(); }
+  void finish() {
+    done = true;
+    if (watcher.joinable()) watcher.join();
+  }
+  sigset_t signals;
+  std::atomic<bool> cancel{false}, done{false};
+  std::thread watcher;
+};
+
+// Writes the rendered report to --output (stdout when absent or "-"). false when the file
+// cannot be written.
+bool write_report(const DiffArgs& args, const std::string& doc) {
+  if (args.output.empty() || args.output == "-") {
+    std::cout << doc;
+    std::cout.flush();
+    return true;
+  }
+  std::ofstream out(args.output, std::ios::binary | std::ios::trunc);
+  out << doc;
+  out.close();
+  if (!out) return false;
+  if (!args.quiet) std::cerr << "retake: wrote " << args.output << "\n";
+  return true;
+}
+
 // Through a daemon: the same request, as v1::CompareRequest; the daemon renders the report.
 int run_remote_diff(const DiffArgs& args, const ops::DiffRequest& checked) {
   // What the Diff service does not take is refused rather than silently dropped.
@@ -210,19 +253,7 @@ int run_remote_diff(const DiffArgs& args, const ops::DiffRequest& checked) {
 
   auto client = control::RemoteDiff::connect(remote_options(args.remote));
   if (!client) throw UsageError(client.status().message());
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  std::atomic<bool> cancel{false}, done{false};
-  std::thread watcher([&] {
-    timespec tick{0, 100'000'000};
-    while (!done.load()) {
-      if (sigtimedwait(&stop_signals, nullptr, &tick) > 0 && !cancel.exchange(true))
-        std::cerr << "\nretake: stopping the diff...\n";
-    }
-  });
+  StopSignals stop;
   const bool tty = isatty(STDERR_FILENO) && !args.quiet;
   auto progress = [&](const std::string& phase, uint64_t d, uint64_t total,
                       const std::string& run) {
@@ -232,9 +263,8 @@ int run_remote_diff(const DiffArgs& args, const ops::DiffRequest& checked) {
                  run.c_str());
     std::fflush(stderr);
   };
-  auto report = (*client)->compare(r, progress, &cancel);
-  done = true;
-  watcher.join();
+  auto report = (*client)->compare(r, progress, &stop.cancel);
+  stop.finish();
   if (tty) std::fputs("\r\x1b[K", stderr);
   if (!report) {
     if (report.status().code() == Errc::invalid_argument)
@@ -254,17 +284,9 @@ int run_remote_diff(const DiffArgs& args, const ops::DiffRequest& checked) {
                 << " flows had no partner and were not compared\n";
   }
   if (checked.mode == ops::DiffMode::none) return kExitOk;
-  if (args.output.empty() || args.output == "-") {
-    std::cout << report->content;
-    if (args.format == "json") std::cout << "\n";
-    std::cout.flush();
-  } else {
-    std::ofstream out(args.output, std::ios::binary | std::ios::trunc);
-    out << report->content;
-    out.close();
-    if (!out) return fail("cannot write " + args.output);
-    if (!args.quiet) std::cerr << "retake: wrote " << args.output << "\n";
-  }
+  std::string doc = report->content;
+  if (args.format == "json") doc += "\n";
+  if (!write_report(args, doc)) return fail("cannot write " + args.output);
   return report->exit_code;
 }
 
@@ -277,29 +299,14 @@ int run_diff_command(const DiffArgs& args) {
   auto store = store::FlowStore::open(so);
   if (!store) return fail(store.status());
 
-  // Signals become a cancel flag seen by run_diff's polling; the watcher ends with the diff.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
-  std::atomic<bool> cancel{false}, done{false};
-  std::thread watcher([&] {
-    timespec tick{0, 100'000'000};
-    while (!done.load()) {
-      if (sigtimedwait(&stop_signals, nullptr, &tick) > 0 && !cancel.exchange(true))
-        std::cerr << "\nretake: stopping the diff...\n";
-    }
-  });
+  StopSignals stop;
   const bool tty = isatty(STDERR_FILENO) && !args.quiet;
   ops::DiffInfo info;
   auto result = ops::run_diff(**store, request,
                               tty ? std::function<void(const ops::DiffProgress&)>(draw_progress)
                                   : std::function<void(const ops::DiffProgress&)>(),
-                              &cancel, &info);
-  done = true;
-  watcher.join();
+                              &stop.cancel, &info);
+  stop.finish();
   if (tty) std::fputs("\r\x1b[K", stderr);
   if (!result.ok()) {
     if (result.status().code() == Errc::invalid_argument)
@@ -321,16 +328,7 @@ int run_diff_command(const DiffArgs& args) {
     to.color = args.output.empty() && isatty(STDOUT_FILENO);
     doc = diff::render_text(*result, to);
   }
-  if (args.output.empty() || args.output == "-") {
-    std::cout << doc;
-    std::cout.flush();
-  } else {
-    std::ofstream out(args.output, std::ios::binary | std::ios::trunc);
-    out << doc;
-    out.close();
-    if (!out) return fail("cannot write " + args.output);
-    if (!args.quiet) std::cerr << "retake: wrote " << args.output << "\n";
-  }
+  if (!write_report(args, doc)) return fail("cannot write " + args.output);
   return result->exit_code();
 }
 

@@ -70,6 +70,6 @@ boost::asio::awaitable<Status> serve_h2(std::unique_ptr<h2::ByteStream> client,
                                         flow::Flow base, H2FrontEnv env);
 
 // The HTTP/2 connection preface a prior-knowledge (h2c) client sends first.
-inline constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+inline constexpr std::string_view kH2Preface = h2::kConnectionPreface;
 
 }  // namespace retake::record

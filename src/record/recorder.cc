@@ -61,18 +61,6 @@ using TlsStream = asio::ssl::stream<tcp::socket&>;
 // the h2 front (ProxyConnection::serve_h2_handoff), HTTP/1.1 stays here.
 const std::vector<std::string> kClientAlpn = {"h2", "http/1.1"};
 
-// ALPN selection for a --cert/--key listener: h2, else http/1.1, else no ALPN.
-int select_listen_alpn(SSL*, const unsigned char** out, unsigned char* out_len,
-                       const unsigned char* in, unsigned int in_len, void*) {
-  static constexpr unsigned char kOurs[] = "\x02h2\x08http/1.1";
-  unsigned char* selected = nullptr;
-  if (SSL_select_next_proto(&selected, out_len, kOurs, sizeof kOurs - 1, in, in_len) !=
-      OPENSSL_NPN_NEGOTIATED)
-    return SSL_TLSEXT_ERR_NOACK;
-  *out = selected;
-  return SSL_TLSEXT_ERR_OK;
-}
-
 // One side of a proxied connection: its TCP socket and, when that side speaks TLS, the TLS
 // stream layered on it. I/O branches once per read or write on `tls` (no virtual call), so the
 // plain path costs what it did before TLS existed.
@@ -2094,7 +2082,7 @@ Result<std::unique_ptr<Recorder>> Recorder::create(const RecorderOptions& option
     if (ec)
       return Status(Errc::invalid_argument,
                     "key_file: cannot load '" + options.key_file + "': " + ec.message());
-    SSL_CTX_set_alpn_select_cb(listen_files->native_handle(), &select_listen_alpn, nullptr);
+    SSL_CTX_set_alpn_select_cb(listen_files->native_handle(), &tls::select_h2_or_http11, nullptr);
   }
   std::optional<Destination> reverse_destination;
   if (options.mode == Mode::reverse)

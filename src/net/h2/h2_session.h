@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "flow/flow.h"
 #include "flow/status.h"
@@ -35,6 +36,10 @@ namespace retake::h2 {
 namespace detail {
 class SessionCore;
 }
+
+// The connection preface an HTTP/2 client sends first (RFC 9113 §3.4): what a listener looks
+// for to recognize a prior-knowledge (h2c) client.
+inline constexpr std::string_view kConnectionPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 // HTTP/2 error codes (RFC 9113 §7), as sent in RST_STREAM and GOAWAY.
 enum class H2ErrorCode : uint32_t {

@@ -288,6 +288,17 @@ std::optional<std::string> verify_failure_reason(const SSL* ssl) {
   return out;
 }
 
+int select_h2_or_http11(SSL*, const unsigned char** out, unsigned char* out_len,
+                        const unsigned char* in, unsigned int in_len, void*) {
+  static constexpr unsigned char kOurs[] = "\x02h2\x08http/1.1";
+  unsigned char* selected = nullptr;
+  if (SSL_select_next_proto(&selected, out_len, kOurs, sizeof kOurs - 1, in, in_len) !=
+      OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_NOACK;
+  *out = selected;
+  return SSL_TLSEXT_ERR_OK;
+}
+
 flow::TlsInfo collect_tls_info(const SSL* ssl) {
   flow::TlsInfo info;
   if (ssl == nullptr) return info;

@@ -138,4 +138,9 @@ std::optional<std::string> verify_failure_reason(const SSL* ssl);
 // usually do). `present` is true.
 flow::TlsInfo collect_tls_info(const SSL* ssl);
 
+// An SSL_CTX_set_alpn_select_cb callback for servers with a certificate of their own (no
+// InterceptTlsContext): "h2", else "http/1.1", else no ALPN. `arg` is unused.
+int select_h2_or_http11(SSL* ssl, const unsigned char** out, unsigned char* out_len,
+                        const unsigned char* in, unsigned int in_len, void* arg);
+
 }  // namespace retake::tls

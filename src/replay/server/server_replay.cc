@@ -196,20 +196,8 @@ struct Connection {
   std::weak_ptr<h2::H2ServerSession> h2;  // set while the connection speaks HTTP/2
 };
 
-// The HTTP/2 connection preface a prior-knowledge (h2c) client sends first.
-constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+constexpr std::string_view kH2Preface = h2::kConnectionPreface;
 
-// ALPN for a --cert listener: h2, else http/1.1, else none.
-int select_alpn(SSL*, const unsigned char** out, unsigned char* out_len, const unsigned char* in,
-                unsigned int in_len, void*) {
-  static constexpr unsigned char kOurs[] = "\x02h2\x08http/1.1";
-  unsigned char* selected = nullptr;
-  if (SSL_select_next_proto(&selected, out_len, kOurs, sizeof kOurs - 1, in, in_len) !=
-      OPENSSL_NPN_NEGOTIATED)
-    return SSL_TLSEXT_ERR_NOACK;
-  *out = selected;
-  return SSL_TLSEXT_ERR_OK;
-}
 
 // What one request gets, whatever HTTP version carried it.
 struct Reply {
@@ -316,7 +304,7 @@ Result<std::unique_ptr<ServerReplay>> ServerReplay::create(std::vector<flow::Flo
     state->tls->use_private_key_file(options.key_file, ssl::context::pem, ec);
     if (ec)
       return Status(Errc::invalid_argument, "key file '" + options.key_file + "': " + ec.message());
-    SSL_CTX_set_alpn_select_cb(state->tls->native_handle(), &select_alpn, nullptr);
+    SSL_CTX_set_alpn_select_cb(state->tls->native_handle(), &tls::select_h2_or_http11, nullptr);
   }
   if (options.tls) {
     if (!options.cert_file.empty())
