@@ -11,7 +11,7 @@ retake/mitmdump, the latency each proxy adds at 1 connection, and retake's RSS i
 recording at least 100k flows.
 
 Usage: bench/bench.py [--duration 10] [--retake build/cli/retake] [--skip-mitmdump]
-                      [--https | --h2]
+                      [--https | --h2 | --serve]
 Needs: nginx-light, wrk, mitmproxy (scripts/install-deps.sh --bench installs them).
 
 --https measures HTTPS through the explicit proxy instead (TLS intercepted, flows recorded):
@@ -26,6 +26,10 @@ the HTTP/1.1 backend) vs h2load -> `retake record --mode reverse:http://backend`
 recording) vs `retake record --mode reverse:h2c://backend-h2` (h2 -> h2, recording, against an
 nginx h2c backend) vs h2load -> the h2c backend directly; prints ratios retake/nginx.
 mitmdump has no h2c listener, so it is not part of this run.
+--serve measures server replay: wrk at 1 and 50 connections against nginx serving the body
+itself (the static baseline), `retake serve` answering from a session recorded from it, and
+`mitmdump -S` (reverse mode, server_replay_nopop, server_replay_kill_extra) answering from
+its own recording of the same request; prints the ratios retake/nginx and retake/mitmdump.
 Only loopback addresses are used; every process started here is stopped at the end.
 """
 import argparse
@@ -250,6 +254,78 @@ def h2_bench(args, nginx):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def serve_bench(args, nginx, mitmdump):
+    work = tempfile.mkdtemp(prefix="retake-bench-serve-")
+    procs = Procs()
+    body = '{"id":1,"name":"item","tags":["a","b"],"price":12.5,"ok":true}' * 8
+    env = dict(os.environ, RETAKE_HOME=f"{work}/home")
+    url_path = "/api/items?id=1"
+    try:
+        backend = free_port()
+        with open(f"{work}/backend.conf", "w") as f:
+            f.write(NGINX_BACKEND.format(dir=work, port=backend, body=body))
+        procs.start([nginx, "-p", work, "-c", f"{work}/backend.conf"])
+        wait_port(backend)
+        # One recorded exchange each, from the same backend.
+        rec_port = free_port()
+        rec = procs.start([args.retake, "record", "--mode", f"reverse:http://127.0.0.1:{backend}",
+                           "--listen", f"127.0.0.1:{rec_port}", "--db", f"{work}/db",
+                           "--session", "static", "-q"], env=env)
+        wait_port(rec_port)
+        subprocess.run(["curl", "-sS", "-o", "/dev/null", f"http://127.0.0.1:{rec_port}{url_path}"],
+                       check=True)
+        procs.stop(rec)
+        serve_port = free_port()
+        procs.start([args.retake, "serve", "--session", "static", "--db", f"{work}/db",
+                     "--listen", f"127.0.0.1:{serve_port}", "--threads", str(args.threads),
+                     "-q", "--no-refresh"], env=env)
+        wait_port(serve_port)
+        targets = [("nginx", backend), ("retake", serve_port)]
+        if mitmdump and not args.skip_mitmdump:
+            mp = free_port()
+            m = procs.start([mitmdump, "-q", "--listen-host", "127.0.0.1", "-p", str(mp),
+                             "--mode", f"reverse:http://127.0.0.1:{backend}", "-w",
+                             f"{work}/flows.mitm", "--set", f"confdir={work}/mitm"])
+            wait_port(mp, timeout=30)
+            subprocess.run(["curl", "-sS", "-o", "/dev/null", f"http://127.0.0.1:{mp}{url_path}"],
+                           check=True)
+            procs.stop(m)
+            ms = free_port()
+            procs.start([mitmdump, "-q", "--listen-host", "127.0.0.1", "-p", str(ms),
+                         "--mode", f"reverse:http://127.0.0.1:{backend}", "-S",
+                         f"{work}/flows.mitm", "--set", "server_replay_nopop=true", "--set",
+                         "server_replay_kill_extra=true", "--set", f"confdir={work}/mitm"])
+            wait_port(ms, timeout=30)
+            targets.append(("mitmdump", ms))
+        results = {}
+        for conns in (1, 50):
+            for name, port in targets:
+                run_wrk(port, conns, 1)  # warm-up
+                r = run_wrk(port, conns, args.duration)
+                results[(name, conns)] = r
+                print(f"  measured {name:9s} c={conns:<3d} {r['rps'] or 0:>10.0f} req/s "
+                      f"({r['errors']} errors)", file=sys.stderr)
+        print()
+        print(f"retake serve (server replay) benchmark ({args.duration}s per run, wrk, "
+              f"{args.threads} retake threads, nginx 1 worker serving the body itself)")
+        print(f"{'target':10s} {'conns':>5s} {'req/s':>10s} {'p50 ms':>8s} {'errors':>7s}")
+        for (name, conns), r in results.items():
+            print(f"{name:10s} {conns:5d} {r['rps'] or 0:10.0f} {r['p50_ms'] or 0:8.3f} "
+                  f"{r['errors']:7d}")
+        print()
+        for conns in (1, 50):
+            rt = results[("retake", conns)]["rps"] or 0
+            ng = results[("nginx", conns)]["rps"] or 0
+            line = f"c={conns:<3d} retake/nginx-static = {rt / ng if ng else 0:.2f}x"
+            mm = results.get(("mitmdump", conns))
+            if mm and mm["rps"]:
+                line += f"  retake/mitmdump = {rt / mm['rps']:.1f}x"
+            print(line)
+    finally:
+        procs.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def run_hey(url, connections, duration, proxy=None, keepalive=True):
     cmd = ["hey", "-z", f"{duration}s", "-c", str(connections)]
     if proxy:
@@ -368,6 +444,8 @@ def main():
                     help="worker threads/processes for retake and nginx (same for both)")
     ap.add_argument("--https", action="store_true",
                     help="HTTPS through the explicit proxy with hey, instead of wrk over HTTP")
+    ap.add_argument("--serve", action="store_true",
+                    help="server replay: wrk against retake serve, nginx static, mitmdump -S")
     ap.add_argument("--h2", action="store_true",
                     help="HTTP/2 (h2c) through reverse mode with h2load, instead of wrk")
     args = ap.parse_args()
@@ -381,6 +459,8 @@ def main():
     mitmdump = shutil.which("mitmdump")
     if not mitmdump and not args.skip_mitmdump:
         sys.exit("bench: mitmdump not found; install mitmproxy or pass --skip-mitmdump")
+    if args.serve:
+        return serve_bench(args, nginx, mitmdump)
     if args.h2:
         if not shutil.which("h2load"):
             sys.exit("bench: h2load not found; apt-get install nghttp2-client")
