@@ -223,7 +223,14 @@ struct ServerReplay::State {
   std::unique_ptr<tls::InterceptTlsContext> minted;  // --tls: leaves minted by retake's CA
   bool https() const { return tls.has_value() || minted != nullptr; }
 
-  asio::io_context ioc;
+  // Worker model (as the recorder's): each io_context is run by one thread and owns the
+  // connections accepted onto it, so a connection's handlers never hop threads and strands
+  // never contend. `ioc` (worker 0) also runs the acceptor.
+  asio::io_context ioc{1};
+  std::vector<std::unique_ptr<asio::io_context>> extra_workers;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_guards;
+  size_t next_worker = 0;  // touched only by the accept loop
+  asio::io_context& worker(size_t i) { return i == 0 ? ioc : *extra_workers[i - 1]; }
   std::optional<tcp::acceptor> acceptor;
   std::vector<std::thread> threads;
   bool started = false;
@@ -946,7 +953,8 @@ awaitable<void> run_connection(ServerReplay::State& s, tcp::socket socket) {
 
 awaitable<void> accept_loop(ServerReplay::State& s) {
   for (;;) {
-    auto [ec, socket] = co_await s.acceptor->async_accept(asio::make_strand(s.ioc), kTuple);
+    auto& worker = s.worker(s.next_worker++ % (s.extra_workers.size() + 1));
+    auto [ec, socket] = co_await s.acceptor->async_accept(worker.get_executor(), kTuple);
     if (ec) {
       if (ec == asio::error::operation_aborted || s.stopping) co_return;
       // EMFILE and friends: back off briefly instead of spinning.
@@ -987,7 +995,11 @@ Result<std::string> ServerReplay::start() {
   asio::co_spawn(s.acceptor->get_executor(), accept_loop(s), asio::detached);
   unsigned n = s.options.threads ? s.options.threads : std::thread::hardware_concurrency();
   n = std::clamp(n, 1u, 64u);
-  for (unsigned i = 0; i < n; ++i) s.threads.emplace_back([&s] { s.ioc.run(); });
+  for (unsigned i = 1; i < n; ++i) {
+    s.extra_workers.push_back(std::make_unique<asio::io_context>(1));
+    s.work_guards.push_back(asio::make_work_guard(*s.extra_workers.back()));
+  }
+  for (unsigned i = 0; i < n; ++i) s.threads.emplace_back([&s, i] { s.worker(i).run(); });
   std::string host = bound.address().to_string();
   if (bound.address().is_v6()) host = "[" + host + "]";
   return host + ":" + std::to_string(bound.port());
@@ -1026,7 +1038,9 @@ void ServerReplay::stop() {
   auto hard = std::chrono::steady_clock::now() + std::chrono::seconds(1);
   while (s.active > 0 && std::chrono::steady_clock::now() < hard)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  s.work_guards.clear();
   s.ioc.stop();
+  for (auto& w : s.extra_workers) w->stop();
   for (auto& t : s.threads) t.join();
   s.threads.clear();
 }
