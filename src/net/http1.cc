@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstring>
 
 namespace retake::net {
@@ -534,6 +535,19 @@ void append_forward_fields(std::string& out, const flow::Headers& headers, bool 
     out.append("\r\n");
   }
   if (chunked) out.append("Transfer-Encoding: chunked\r\n");
+}
+
+void append_chunk(std::string& out, std::string_view data) {
+  if (data.empty()) return;
+  char size[20];
+  int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+  out.append(size, static_cast<size_t>(n)).append(data).append("\r\n");
+}
+
+void append_last_chunk(std::string& out, const flow::Headers& trailers) {
+  out.append("0\r\n");
+  for (const auto& t : trailers) out.append(t.name).append(": ").append(t.value).append("\r\n");
+  out.append("\r\n");
 }
 
 bool parse_absolute_target(std::string_view target, AbsoluteTarget& out) {

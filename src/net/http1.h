@@ -150,6 +150,12 @@ bool list_contains(std::string_view list, std::string_view token) noexcept;
 void append_forward_fields(std::string& out, const flow::Headers& headers, bool chunked,
                            std::string_view host_override = {}, std::string_view skip = {});
 
+// Chunked transfer coding (RFC 9112 §7.1) for a body relayed as it arrives: append_chunk adds
+// "<hex size>\r\n<data>\r\n" (nothing for empty data: a zero-size chunk would end the
+// body); append_last_chunk adds the last chunk, the trailer fields and the final CRLF.
+void append_chunk(std::string& out, std::string_view data);
+void append_last_chunk(std::string& out, const flow::Headers& trailers);
+
 // An absolute-form target split into its parts: "http://h:1/p?q" -> {"http", "h:1", "/p?q"}.
 struct AbsoluteTarget {
   std::string scheme;     // lower-case

@@ -20,6 +20,7 @@
 #include "net/read_buffer.h"
 #include "net/tls/tls_context.h"
 #include "net/upstream_pool.h"
+#include "record/record_util.h"
 
 namespace retake::record {
 
@@ -27,6 +28,10 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using asio::awaitable;
 using boost::system::error_code;
+using detail::Capture;
+using detail::endpoint_text;
+using detail::finish_body;
+using detail::ms_text;
 using flow::ErrorKind;
 using namespace asio::experimental::awaitable_operators;
 
@@ -37,27 +42,6 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 // no upstream closes a keep-alive connection that fast, and a dead one fails the exchange.
 constexpr auto kPeekAfterIdle = std::chrono::seconds(1);
 constexpr size_t kBodyRead = 16u << 10;
-
-std::string ms_text(std::chrono::milliseconds ms) {
-  return std::to_string(ms.count()) + " ms";
-}
-
-std::string endpoint_text(const tcp::endpoint& ep) {
-  auto addr = ep.address();
-  std::string out = addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string();
-  return out + ":" + std::to_string(ep.port());
-}
-
-// Appends decoded body bytes to `body`, keeping at most `cap` of them (Body::size counts all).
-void capture(flow::Body& body, std::string_view d, size_t cap) {
-  body.size += d.size();
-  if (body.data.size() < cap)
-    body.data.append(d.data(), std::min(d.size(), cap - body.data.size()));
-}
-
-void finish_body(flow::Body& b) {
-  b.truncated = b.size > b.data.size();
-}
 
 // Deadlines of one upstream connection without a timer operation per I/O (as the HTTP/1.1
 // path does): arm() stores the deadline, and one watcher coroutine per connection sleeps until
@@ -74,7 +58,7 @@ struct Watchdog {
 
   static awaitable<void> watch(std::shared_ptr<Watchdog> self) {
     while (self->socket) {
-      auto [ec] = co_await self->timer.async_wait(kTuple);
+      co_await self->timer.async_wait(kTuple);
       if (!self->socket) break;
       if (Clock::now() >= self->deadline) {
         self->fired = true;
@@ -198,11 +182,6 @@ struct Failure {
   }
 };
 
-std::string code_name(const h2::H2Stream& s) {
-  auto code = s.close_code();
-  return code ? h2::h2_error_code_name(*code) : std::string("no error code");
-}
-
 // The response sent to an h2 client for a failure: a one-line text/plain body, as the HTTP/1.1
 // path sends.
 awaitable<void> respond_error(h2::H2Stream& cs, int status, std::string_view message) {
@@ -223,6 +202,26 @@ bool method_expects_body(std::string_view m) {
 }
 
 }  // namespace
+
+std::shared_ptr<h2::H2ClientSession> start_upstream_h2(asio::any_io_executor executor,
+                                                       std::unique_ptr<h2::ByteStream> stream,
+                                                       const RecorderOptions& options) {
+  h2::H2Options o;
+  o.max_header_list_size = static_cast<uint32_t>(
+      std::min<size_t>(options.max_header_bytes, std::numeric_limits<uint32_t>::max()));
+  o.stream_timeout = options.upstream_timeout;
+  o.write_timeout = options.upstream_timeout;
+  o.idle_timeout = options.pool_idle_timeout;
+  auto session = h2::H2ClientSession::create(executor, std::move(stream), o);
+  asio::co_spawn(
+      executor, [session]() -> awaitable<void> { (void)co_await session->run(); }, asio::detached);
+  return session;
+}
+
+std::string close_code_text(const h2::H2Stream& stream) {
+  auto code = stream.close_code();
+  return code ? h2::h2_error_code_name(*code) : std::string("no error code");
+}
 
 h2::H2Options h2_front_options(const RecorderOptions& options) {
   h2::H2Options o;
@@ -460,15 +459,7 @@ awaitable<std::variant<std::monostate, H2Front::H2, H2Front::H1>> H2Front::acqui
     }
     proto_ = Proto::h2;
     up_h2_info_ = UpInfo{c->address, c->connected_ns, c->tls_info};
-    h2::H2Options o;
-    o.max_header_list_size = static_cast<uint32_t>(
-        std::min<size_t>(opts_.max_header_bytes, std::numeric_limits<uint32_t>::max()));
-    o.stream_timeout = opts_.upstream_timeout;
-    o.write_timeout = opts_.upstream_timeout;
-    o.idle_timeout = opts_.pool_idle_timeout;
-    up_h2_ = h2::H2ClientSession::create(ex_, std::make_unique<UpConnStream>(std::move(c)), o);
-    asio::co_spawn(
-        ex_, [s = up_h2_]() -> awaitable<void> { (void)co_await s->run(); }, asio::detached);
+    up_h2_ = start_upstream_h2(ex_, std::make_unique<UpConnStream>(std::move(c)), opts_);
   }
 }
 
@@ -613,8 +604,8 @@ awaitable<void> H2Front::pump_request_h2(h2::H2Stream& cs, h2::H2Stream& us, flo
     if (!chunk.ok()) {
       // The client reset its stream (or stalled past the stream timeout): stop the upstream's.
       failure.set(ErrorKind::client_closed,
-                  "client ended the stream before the request body was complete (" + code_name(cs) +
-                      "): " + chunk.status().message());
+                  "client ended the stream before the request body was complete (" +
+                      close_code_text(cs) + "): " + chunk.status().message());
       us.reset(h2::H2ErrorCode::cancel);
       break;
     }
@@ -629,7 +620,7 @@ awaitable<void> H2Front::pump_request_h2(h2::H2Stream& cs, h2::H2Stream& us, flo
       if (opts_.hooks) opts_.hooks->request_complete(f);
       break;
     }
-    capture(f.request.body, **chunk, opts_.body_cap);
+    Capture{&f.request.body, opts_.body_cap}(**chunk);
     Status st = co_await us.write(std::move(**chunk), false);
     if (!st.ok()) break;  // the upstream stream failed: pump_response_h2 reports it
   }
@@ -646,10 +637,10 @@ awaitable<void> H2Front::pump_response_h2(h2::H2Stream& cs, h2::H2Stream& us, fl
       refused = true;
       co_return;
     }
-    std::string m =
-        st.code() == Errc::timeout
-            ? "upstream did not answer within " + ms_text(opts_.upstream_timeout)
-            : "upstream reset the stream before answering (" + code_name(us) + "): " + st.message();
+    std::string m = st.code() == Errc::timeout
+                        ? "upstream did not answer within " + ms_text(opts_.upstream_timeout)
+                        : "upstream reset the stream before answering (" + close_code_text(us) +
+                              "): " + st.message();
     ErrorKind kind =
         st.code() == Errc::timeout ? ErrorKind::upstream_timeout : ErrorKind::upstream_closed;
     // No reset after the answer: RST_STREAM would overtake its queued DATA. A request body
@@ -677,7 +668,7 @@ awaitable<void> H2Front::pump_response_h2(h2::H2Stream& cs, h2::H2Stream& us, fl
     if (!chunk.ok()) {
       if (cs.failed()) {
         failure.set(ErrorKind::client_closed,
-                    "client reset the stream during the response (" + code_name(cs) + ")");
+                    "client reset the stream during the response (" + close_code_text(cs) + ")");
         co_return;
       }
       auto code = us.close_code();
@@ -685,7 +676,7 @@ awaitable<void> H2Front::pump_response_h2(h2::H2Stream& cs, h2::H2Stream& us, fl
                                   : h2::H2ErrorCode::internal_error);
       failure.set(ErrorKind::upstream_closed,
                   "upstream ended the stream before the response body was complete (" +
-                      code_name(us) + "): " + chunk.status().message());
+                      close_code_text(us) + "): " + chunk.status().message());
       co_return;
     }
     if (!chunk->has_value()) {
@@ -697,12 +688,12 @@ awaitable<void> H2Front::pump_response_h2(h2::H2Stream& cs, h2::H2Stream& us, fl
       if (!st.ok()) failure.set(ErrorKind::client_closed, "client went away: " + st.message());
       break;
     }
-    capture(resp.body, **chunk, opts_.body_cap);
+    Capture{&resp.body, opts_.body_cap}(**chunk);
     st = co_await cs.write(std::move(**chunk), false);
     if (!st.ok()) {
       us.reset(h2::H2ErrorCode::cancel);
-      failure.set(ErrorKind::client_closed,
-                  "client went away during the response (" + code_name(cs) + "): " + st.message());
+      failure.set(ErrorKind::client_closed, "client went away during the response (" +
+                                                close_code_text(cs) + "): " + st.message());
       co_return;
     }
   }
@@ -744,16 +735,6 @@ awaitable<void> H2Front::forward_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn, bo
     out.append("Transfer-Encoding: chunked\r\n");
   }
   out.append("\r\n");
-  auto chunk_frame = [&](std::string& to, std::string_view data) {
-    char size[20];
-    int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
-    to.append(size, n).append(data).append("\r\n");
-  };
-  auto chunked_end = [&](std::string& to, const flow::Headers& trailers) {
-    to.append("0\r\n");
-    for (const auto& t : trailers) to.append(t.name).append(": ").append(t.value).append("\r\n");
-    to.append("\r\n");
-  };
   const auto up_timeout = opts_.upstream_timeout;
   auto fail_write = [&](error_code ec) {
     bool to = ec == asio::error::timed_out;
@@ -763,8 +744,8 @@ awaitable<void> H2Front::forward_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn, bo
   };
   if (buffered) {
     if (chunked) {
-      if (!f.request.body.data.empty()) chunk_frame(out, f.request.body.data);
-      chunked_end(out, f.request.trailers);
+      net::append_chunk(out, f.request.body.data);
+      net::append_last_chunk(out, f.request.trailers);
     } else {
       out.append(f.request.body.data);
     }
@@ -782,18 +763,18 @@ awaitable<void> H2Front::forward_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn, bo
       if (!chunk.ok()) {
         failure.set(ErrorKind::client_closed,
                     "client ended the stream before the request body was complete (" +
-                        code_name(cs) + "): " + chunk.status().message());
+                        close_code_text(cs) + "): " + chunk.status().message());
         co_return;  // the connection is dropped with the half-sent request
       }
       out.clear();
       if (!chunk->has_value()) {
         f.request.trailers = cr.trailers;
         if (!chunked) break;
-        chunked_end(out, f.request.trailers);
+        net::append_last_chunk(out, f.request.trailers);
       } else {
-        capture(f.request.body, **chunk, opts_.body_cap);
+        Capture{&f.request.body, opts_.body_cap}(**chunk);
         if (chunked) {
-          chunk_frame(out, **chunk);
+          net::append_chunk(out, **chunk);
         } else {
           out = std::move(**chunk);
         }
@@ -885,7 +866,7 @@ awaitable<void> H2Front::forward_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn, bo
     std::string pending;
     for (;;) {
       size_t raw = parser.parse_body(conn->in.data(), [&](std::string_view d) {
-        capture(resp.body, d, opts_.body_cap);
+        Capture{&resp.body, opts_.body_cap}(d);
         pending.append(d);
       });
       conn->in.consume(raw);
@@ -900,7 +881,7 @@ awaitable<void> H2Front::forward_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn, bo
         pending.clear();
         if (!st.ok()) {
           failure.set(ErrorKind::client_closed,
-                      "client went away during the response (" + code_name(cs) + ")");
+                      "client went away during the response (" + close_code_text(cs) + ")");
           co_return;
         }
       }

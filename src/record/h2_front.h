@@ -69,6 +69,16 @@ boost::asio::awaitable<Status> serve_h2(std::unique_ptr<h2::ByteStream> client,
                                         std::string initial_bytes, H2Destination destination,
                                         flow::Flow base, H2FrontEnv env);
 
+// Starts an HTTP/2 session toward an upstream over `stream`, its pump spawned on `executor`,
+// with the recorder's limits: header lists up to max_header_bytes, upstream_timeout for each
+// stream wait and write, closed after pool_idle_timeout without streams.
+std::shared_ptr<h2::H2ClientSession> start_upstream_h2(boost::asio::any_io_executor executor,
+                                                       std::unique_ptr<h2::ByteStream> stream,
+                                                       const RecorderOptions& options);
+
+// The HTTP/2 error code `stream` was closed with ("CANCEL"), or "no error code".
+std::string close_code_text(const h2::H2Stream& stream);
+
 // The HTTP/2 connection preface a prior-knowledge (h2c) client sends first.
 inline constexpr std::string_view kH2Preface = h2::kConnectionPreface;
 

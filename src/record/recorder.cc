@@ -36,6 +36,7 @@
 #include "net/tls/tls_context.h"
 #include "net/upstream_pool.h"
 #include "record/h2_front.h"
+#include "record/record_util.h"
 #include "record/websocket_frames.h"
 
 namespace retake::record {
@@ -45,6 +46,10 @@ using tcp = asio::ip::tcp;
 using asio::awaitable;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
+using detail::Capture;
+using detail::endpoint_text;
+using detail::finish_body;
+using detail::ms_text;
 using flow::ErrorKind;
 
 namespace {
@@ -192,14 +197,6 @@ enum class Phase : uint8_t {
   upstream_tls,    // the upstream TLS handshake
 };
 
-std::string endpoint_text(const tcp::endpoint& ep) {
-  auto addr = ep.address();
-  std::string out = addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string();
-  out += ':';
-  out += std::to_string(ep.port());
-  return out;
-}
-
 // The destination a client connected to before the firewall redirected it here (iptables
 // REDIRECT/DNAT), or nullopt when the connection was not redirected.
 std::optional<tcp::endpoint> original_destination(tcp::socket& socket) {
@@ -219,28 +216,9 @@ std::optional<tcp::endpoint> original_destination(tcp::socket& socket) {
   return ep;
 }
 
-std::string ms_text(std::chrono::milliseconds ms) {
-  return std::to_string(ms.count()) + " ms";
-}
-
 bool idempotent(std::string_view m) {
   return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" || m == "DELETE";
 }
-
-void finish_body(flow::Body& b) {
-  b.truncated = b.size > b.data.size();
-}
-
-// Appends decoded body bytes to `body`, keeping at most `cap` of them.
-struct Capture {
-  flow::Body* body;
-  size_t cap;
-  void operator()(std::string_view d) const {
-    body->size += d.size();
-    if (body->data.size() < cap)
-      body->data.append(d.data(), std::min(d.size(), cap - body->data.size()));
-  }
-};
 
 }  // namespace
 
@@ -487,10 +465,10 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
       return client_tls_info_.sni;
     return host;
   }
-  // Where a client speaking HTTP/2 goes (ALPN "h2", or the h2c preface when `prior_knowledge`;
-  // `initial` holds the bytes already read). Serves the connection until it ends; requires
-  // dest_. The single HTTP/2 hand-off point.
-  awaitable<void> serve_h2_handoff(flow::Flow& f, std::string initial);
+  // Where a client speaking HTTP/2 goes (ALPN "h2", or the h2c preface; `initial` holds the
+  // bytes already read). Serves the connection until it ends; requires dest_. The single
+  // HTTP/2 hand-off point.
+  awaitable<void> serve_h2_handoff(std::string initial);
   // Sends "100 Continue" (once: sets `sent`). On failure records the flow and returns false.
   awaitable<bool> send_continue(flow::Flow& f, bool& sent);
   // Reads more request body from the client and parses it into f.request.body. Returns how
@@ -669,7 +647,7 @@ awaitable<bool> ProxyConnection::start_connection() {
                         false};
   }
   if (client_tls_info_.alpn == "h2") {
-    co_await serve_h2_handoff(f, {});
+    co_await serve_h2_handoff({});
     co_return false;
   }
   co_return true;
@@ -778,7 +756,7 @@ awaitable<bool> ProxyConnection::exchange() {
         first_exchange_ = false;
         std::string initial(in_.data());
         in_.clear();
-        co_await serve_h2_handoff(f, std::move(initial));
+        co_await serve_h2_handoff(std::move(initial));
         co_return false;
       }
     }
@@ -1410,7 +1388,7 @@ awaitable<bool> ProxyConnection::tunnel(flow::Flow& f, const std::string& host, 
                             pool_key("https", host, port, sni), false};
         if (client_tls_info_.alpn == "h2") {
           drop_upstream();
-          co_await serve_h2_handoff(f, {});
+          co_await serve_h2_handoff({});
           co_return false;
         }
       } else {
@@ -1638,14 +1616,7 @@ awaitable<bool> ProxyConnection::exchange_h2(flow::Flow& f, bool client_keep_ali
     up_h2_connected_ns_ = up_->connected_ns;
     tcp::socket socket = std::move(up_->socket);
     up_.reset();
-    h2::H2Options o;
-    o.max_header_list_size = static_cast<uint32_t>(opts_.max_header_bytes);
-    o.stream_timeout = opts_.upstream_timeout;
-    o.write_timeout = opts_.upstream_timeout;
-    o.idle_timeout = opts_.pool_idle_timeout;
-    up_h2_ = h2::H2ClientSession::create(executor_, h2::make_byte_stream(std::move(socket)), o);
-    asio::co_spawn(
-        executor_, [s = up_h2_]() -> awaitable<void> { (void)co_await s->run(); }, asio::detached);
+    up_h2_ = start_upstream_h2(executor_, h2::make_byte_stream(std::move(socket)), opts_);
   }
   f.upstream_address = up_h2_address_;
   f.timing.upstream_connected = up_h2_connected_ns_;
@@ -1670,11 +1641,9 @@ awaitable<bool> ProxyConnection::exchange_h2(flow::Flow& f, bool client_keep_ali
   if (st.ok()) st = co_await us->wait_response();
   if (!st.ok()) {
     const bool to = st.code() == Errc::timeout;
-    auto code = us->close_code();
     std::string m = to ? "upstream did not answer within " + ms_text(opts_.upstream_timeout)
                        : "upstream HTTP/2 stream failed before the response (" +
-                             (code ? h2::h2_error_code_name(*code) : std::string("no code")) +
-                             "): " + st.message();
+                             close_code_text(*us) + "): " + st.message();
     co_await send_error(to ? 504 : 502, to ? "Gateway Timeout" : "Bad Gateway", m);
     record_error(f, to ? ErrorKind::upstream_timeout : ErrorKind::upstream_closed, m);
     co_return false;
@@ -1710,10 +1679,9 @@ awaitable<bool> ProxyConnection::exchange_h2(flow::Flow& f, bool client_keep_ali
     if (!end) {
       auto r = co_await us->read();
       if (!r.ok()) {
-        auto code = us->close_code();
         record_error(f, ErrorKind::upstream_closed,
                      "upstream ended the stream before the response body was complete (" +
-                         (code ? h2::h2_error_code_name(*code) : std::string("no code")) + ")");
+                         close_code_text(*us) + ")");
         co_return false;
       }
       chunk = std::move(*r);
@@ -1722,21 +1690,14 @@ awaitable<bool> ProxyConnection::exchange_h2(flow::Flow& f, bool client_keep_ali
     if (chunk) {
       Capture{&resp.body, opts_.body_cap}(*chunk);
       if (chunked) {
-        char size[20];
-        int n = std::snprintf(size, sizeof size, "%zx\r\n", chunk->size());
-        out_.append(size, n).append(*chunk).append("\r\n");
+        net::append_chunk(out_, *chunk);
       } else {
         out_.append(*chunk);
       }
     }
     if (end) {
       resp.trailers = us->response().trailers;
-      if (chunked) {
-        out_.append("0\r\n");
-        for (const auto& t : resp.trailers)
-          out_.append(t.name).append(": ").append(t.value).append("\r\n");
-        out_.append("\r\n");
-      }
+      if (chunked) net::append_last_chunk(out_, resp.trailers);
     }
     if (!out_.empty() || first) {
       fired_ = Phase::none;
@@ -1763,10 +1724,9 @@ awaitable<bool> ProxyConnection::exchange_h2(flow::Flow& f, bool client_keep_ali
 
 // ---- HTTP/2 HAND-OFF POINT ----
 // The one place where a client connection that speaks HTTP/2 leaves this HTTP/1.1 code path
-// for the h2 front (h2_front.h), which records one flow per stream. `f` is the connection's
-// flow so far (unused: the front builds its flows from new_flow() and the TLS facts).
-awaitable<void> ProxyConnection::serve_h2_handoff(flow::Flow& f, std::string initial) {
-  (void)f;
+// for the h2 front (h2_front.h), which records one flow per stream (from new_flow() and the
+// client's TLS facts).
+awaitable<void> ProxyConnection::serve_h2_handoff(std::string initial) {
   disarm();
   H2Destination d;
   d.scheme = dest_->scheme;
