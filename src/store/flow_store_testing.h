@@ -28,4 +28,8 @@ std::string index_key(char tag, std::string_view value, uint64_t id);
 // The `meta` key holding the schema version.
 std::string schema_version_key();
 
+// How many index streams scans in this process have left out of an intersection because they
+// were far wider than its narrowest stream (their conditions then checked on decoded flows).
+uint64_t streams_left_out();
+
 }  // namespace retake::store::testing
