@@ -1,4 +1,5 @@
 // FlowWriter: a bounded queue in front of one writer thread that group-commits flows.
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -19,6 +20,8 @@ struct FlowWriter::State {
   std::condition_variable work_done;   // flush() waits here for the writer to catch up
   std::deque<flow::Flow> queue;
   bool stopping = false;
+  bool idle = false;    // the writer waits for a first flow (offer() must wake it)
+  size_t flushing = 0;  // flush() calls waiting: the writer stops lingering
   WriterStats stats;
   // Sequence numbers: how many flows were accepted, and how many of them are finished
   // (written or failed). flush() waits for finished to reach the accepted count it saw.
@@ -33,6 +36,9 @@ struct FlowWriter::State {
     if (options.queue_capacity == 0) options.queue_capacity = 1;
     if (options.max_batch == 0) options.max_batch = 1;
   }
+
+  // Queued flows that end the writer's linger early.
+  size_t linger_target() const { return std::max<size_t>(1, options.max_batch / 2); }
 
   void log_failure(size_t flows, const Status& status) {
     // One line per failure, but at most one per second so a full disk does not flood stderr.
@@ -56,8 +62,14 @@ struct FlowWriter::State {
     std::deque<flow::Flow> taken;
     std::unique_lock lock(mu);
     for (;;) {
+      idle = true;
       work_ready.wait(lock, [&] { return !queue.empty() || stopping; });
+      idle = false;
       if (queue.empty()) break;  // stopping and drained
+      if (options.linger.count() > 0)
+        work_ready.wait_for(lock, options.linger, [&] {
+          return queue.size() >= linger_target() || stopping || flushing > 0;
+        });
       // Take the flows out under the lock as cheaply as possible: network threads wait on it
       // in offer(). A whole queue is swapped out at once; moving each flow into the batch
       // vector happens after the lock is released.
@@ -127,19 +139,24 @@ bool FlowWriter::offer(flow::Flow&& flow) {
     ++state_->stats.dropped;
     return false;
   }
-  bool was_empty = state_->queue.empty();
   state_->queue.push_back(std::move(flow));
   ++state_->stats.accepted;
-  // The writer sleeps only on an empty queue (it checks under this lock), so a wake-up is due
-  // only for the first flow: later ones find it awake or already woken, and skip the futex call.
-  if (was_empty) state_->work_ready.notify_one();
+  // A wake-up is due for the first flow an idle writer sees, and for the flow that ends its
+  // linger; every other offer finds it awake or already woken, and skips the futex call.
+  size_t queued = state_->queue.size();
+  if ((state_->idle && queued == 1) || queued == state_->linger_target())
+    state_->work_ready.notify_one();
   return true;
 }
 
 void FlowWriter::flush() {
   std::unique_lock lock(state_->mu);
   uint64_t target = state_->stats.accepted;
+  if (state_->finished >= target) return;
+  ++state_->flushing;  // cut a linger short
+  state_->work_ready.notify_one();
   state_->work_done.wait(lock, [&] { return state_->finished >= target; });
+  --state_->flushing;
 }
 
 void FlowWriter::stop() {

@@ -228,3 +228,37 @@ TEST_CASE("on_written sees every committed flow with its assigned id") {
   CHECK(ids.count(0) == 0);
   for (uint64_t id : ids) CHECK(s->get(id).ok());
 }
+
+TEST_CASE("a lingering writer is cut short by half a batch, by flush and by stop") {
+  TempDir dir;
+  auto s = open_store(dir.path());
+  // An hour of linger: nothing in this test may wait for it to run out.
+  FlowWriter writer(*s, {.queue_capacity = 100, .max_batch = 8, .linger = std::chrono::hours(1)});
+  std::mutex mu;
+  std::condition_variable cv;
+  int written = 0;
+  writer.on_written([&](const flow::Flow&) {
+    std::lock_guard lock(mu);
+    ++written;
+    cv.notify_all();
+  });
+
+  // Half a batch (4 flows) is written without anyone asking.
+  for (int i = 0; i < 4; ++i) REQUIRE(writer.offer(test::small_flow(i, "half")));
+  {
+    std::unique_lock lock(mu);
+    CHECK(cv.wait_for(lock, std::chrono::seconds(20), [&] { return written == 4; }));
+  }
+  CHECK(s->count({.session = "half"}).value() == 4);
+
+  // One flow waits for more, until flush() asks for it.
+  REQUIRE(writer.offer(test::small_flow(10, "one")));
+  writer.flush();
+  CHECK(s->count({.session = "one"}).value() == 1);
+
+  // stop() ends a linger too, and drains.
+  REQUIRE(writer.offer(test::small_flow(11, "last")));
+  writer.stop();
+  CHECK(s->count({.session = "last"}).value() == 1);
+  CHECK(writer.stats().written == 6);
+}
