@@ -41,6 +41,12 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::take(const std::string& key) {
   return found;
 }
 
+bool UpstreamPool::has_idle(const std::string& key) const {
+  std::lock_guard lock(mutex_);
+  auto it = idle_.find(key);
+  return it != idle_.end() && !it->second.empty();
+}
+
 void UpstreamPool::give(std::unique_ptr<UpstreamConnection> conn) {
   if (!conn) return;
   conn->idle_since = std::chrono::steady_clock::now();

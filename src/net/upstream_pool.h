@@ -55,6 +55,8 @@ class UpstreamPool {
   // Closes every idle connection and refuses further give()s. Idempotent.
   void close();
   size_t idle_count() const;
+  // Whether an idle connection for `key` is pooled (not checked for liveness: take() does).
+  bool has_idle(const std::string& key) const;
 
  private:
   using List = std::vector<std::unique_ptr<UpstreamConnection>>;

@@ -1331,8 +1331,16 @@ awaitable<bool> ProxyConnection::tunnel(flow::Flow& f, const std::string& host, 
   bool timed_out = false;
   // Under server replay the upstream is contacted only when a request is forwarded (a miss
   // with --on-miss forward): answering from recordings must not need, or touch, the network.
-  const bool lazy = opts_.responder != nullptr && !rec_.passthrough(host, port);
-  if (!lazy) {
+  const bool passthrough = rec_.passthrough(host, port);
+  const bool lazy = opts_.responder != nullptr && !passthrough;
+  // When this thread's pool holds an idle connection for what the tunnel will carry (TLS with
+  // the SNI we send, or plain HTTP), the first request takes it: a client that opens a
+  // connection per request then costs no upstream TCP and TLS handshake. The upstream
+  // answered recently, so the CONNECT need not prove it reachable first.
+  const bool pooled =
+      !passthrough && (worker_.pool.has_idle(pool_key("https", host, port, upstream_sni(host))) ||
+                       worker_.pool.has_idle(pool_key("http", host, port, "")));
+  if (!lazy && !pooled) {
     bool connected =
         co_await connect_upstream(host, port, host + ":" + std::to_string(port), why, timed_out);
     if (!connected) {
@@ -1351,7 +1359,7 @@ awaitable<bool> ProxyConnection::tunnel(flow::Flow& f, const std::string& host, 
     record_error(f, ErrorKind::client_closed, "client went away before the tunnel was set up");
     co_return false;
   }
-  if (!rec_.passthrough(host, port)) {
+  if (!passthrough) {
     // Detect, don't assume: a TLS ClientHello (a handshake record, 0x16) is intercepted;
     // anything else is served as plain HTTP inside the tunnel. A client that sends nothing
     // and closes falls through to the opaque relay, which records an empty tunnel.
@@ -1402,7 +1410,8 @@ awaitable<bool> ProxyConnection::tunnel(flow::Flow& f, const std::string& host, 
     }
   }
   if (!up_) {
-    // Lazy (server replay) and the client sent nothing to look at: relay opaquely after all.
+    // Lazy (server replay, or a pooled connection was to serve the first request) and the
+    // client sent nothing to look at: relay opaquely after all.
     bool connected =
         co_await connect_upstream(host, port, host + ":" + std::to_string(port), why, timed_out);
     if (!connected) {

@@ -108,6 +108,35 @@ TEST_CASE(
   CHECK(flows[1].request.path == "/size/10");
 }
 
+TEST_CASE("a new CONNECT takes the pooled upstream TLS connection of the one before") {
+  Pki pki;
+  Upstream up(pki.upstream_args("good"));
+  auto o = pki.options();
+  o.threads = 1;  // one pool: every client connection lands where the last one left its upstream
+  Proxy proxy(o);
+  // Three curl runs: three client connections, three CONNECTs, three client TLS handshakes.
+  for (int i = 0; i < 3; ++i) {
+    CAPTURE(i);
+    CHECK(curl_via(proxy, "--http1.1 --cacert " + pki.retake_ca + " " +
+                              https_url(up, "/size/10")) == pattern(10) + " 200");
+    proxy.sink.wait_for(static_cast<size_t>(i) + 1);
+    // The connection is pooled when its client connection ends.
+    for (int w = 0; w < 500 && proxy.rec->stats().active_connections > 0; ++w)
+      std::this_thread::sleep_for(10ms);
+    REQUIRE(proxy.rec->stats().active_connections == 0);
+  }
+  auto flows = proxy.sink.wait_for(3);
+  REQUIRE(flows.size() == 3);
+  // One upstream TCP (and TLS) connection served all three.
+  CHECK(proxy.rec->stats().upstream_connects == 1);
+  for (const auto& f : flows) {
+    CHECK_FALSE(f.error.has_value());
+    CHECK(f.upstream_address == up.authority());
+    CHECK(f.upstream_tls.present);
+    CHECK(f.upstream_tls.peer_subject.find("CN=localhost") != std::string::npos);
+  }
+}
+
 TEST_CASE(
     "a client SNI that is not a host name (hey sends host:port) falls back to the CONNECT "
     "host") {
