@@ -708,6 +708,12 @@ rocksdb::ColumnFamilyOptions RocksFlowStore::cf_options(Cf cf) const {
     return std::find(supported.begin(), supported.end(), rocksdb::kZSTD) != supported.end();
   }();
   o.compression = (cf != kMeta && zstd) ? rocksdb::kZSTD : rocksdb::kNoCompression;
+  if (o.compression == rocksdb::kZSTD) {
+    // Levels 0 and 1 are written at flush and rewritten by the next compaction within
+    // seconds under load: compressing them cost the recorder CPU (zstd in every flush) for
+    // bytes that do not stay. Deeper levels, where the data lives, are compressed.
+    o.compression_per_level = {rocksdb::kNoCompression, rocksdb::kNoCompression, rocksdb::kZSTD};
+  }
   switch (cf) {
     case kFlows:
     case kBodies:
