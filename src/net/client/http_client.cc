@@ -65,6 +65,10 @@ struct Connection {
   flow::TlsInfo tls_info;
   int64_t connected_ns = 0;
   int64_t connect_started_ns = 0;
+  // Where response body bytes land before they are kept or dropped; allocated (not zeroed)
+  // on the connection's first body, then reused by every exchange on it.
+  std::unique_ptr<char[]> chunk;
+  static constexpr size_t kChunk = 64 * 1024;
 
   beast::tcp_stream& tcp() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
 };
@@ -256,10 +260,10 @@ asio::awaitable<void> exchange_on(Stream& stream, beast::tcp_stream& tcp, Connec
   resp.http_version = msg.version() == 10 ? "HTTP/1.0" : "HTTP/1.1";
   for (const auto& f : msg) resp.headers.add(std::string(f.name_string()), std::string(f.value()));
 
-  std::vector<char> chunk(64 * 1024);
+  if (!parser.is_done() && !c.chunk) c.chunk.reset(new char[Connection::kChunk]);
   while (!parser.is_done()) {
-    parser.get().body().data = chunk.data();
-    parser.get().body().size = chunk.size();
+    parser.get().body().data = c.chunk.get();
+    parser.get().body().size = Connection::kChunk;
     tcp.expires_after(options.read_timeout);
     auto [rec, rn] =
         co_await http::async_read(stream, c.buffer, parser, asio::as_tuple(asio::use_awaitable));
@@ -268,11 +272,11 @@ asio::awaitable<void> exchange_on(Stream& stream, beast::tcp_stream& tcp, Connec
       throw ExchangeError{kind_for(rec, flow::ErrorKind::upstream_protocol),
                           "read body: " + rec.message()};
     }
-    size_t got = chunk.size() - parser.get().body().size;
+    size_t got = Connection::kChunk - parser.get().body().size;
     resp.body.size += got;
     if (resp.body.data.size() < options.body_cap) {
       size_t keep = std::min<uint64_t>(got, options.body_cap - resp.body.data.size());
-      resp.body.data.append(chunk.data(), keep);
+      resp.body.data.append(c.chunk.get(), keep);
     }
   }
   resp.body.truncated = resp.body.size > resp.body.data.size();
@@ -306,8 +310,7 @@ HttpClient::HttpClient(ClientOptions options) : state_(std::make_unique<State>()
     }
   }
   state_->work.emplace(state_->ioc.get_executor());
-  unsigned n = std::max(1u, state_->options.threads);
-  for (unsigned i = 0; i < n; ++i)
+  for (unsigned i = 0; i < state_->options.threads; ++i)
     state_->threads.emplace_back([s = state_.get()] { s->ioc.run(); });
 }
 
@@ -337,6 +340,10 @@ void HttpClient::stop() {
 
 asio::any_io_executor HttpClient::executor() {
   return state_->ioc.get_executor();
+}
+
+asio::io_context& HttpClient::context() {
+  return state_->ioc;
 }
 
 ClientStats HttpClient::stats() const {

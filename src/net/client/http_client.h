@@ -38,7 +38,8 @@ struct Endpoint {
 };
 
 struct ClientOptions {
-  // Threads running the client's io_context. Default: 1.
+  // Threads running the client's io_context. 0: none of its own; the owner runs context()
+  // (on one thread, beside its own work there: no thread hop per exchange). Default: 1.
   unsigned threads = 1;
   // Connections open at once to one endpoint (in use + idle); further sends wait for one to be
   // returned. Default: 64.
@@ -82,6 +83,9 @@ class HttpClient {
 
   // The client's executor (its io_context, run by options.threads threads).
   boost::asio::any_io_executor executor();
+  // Its io_context, for an owner that made the client with threads = 0 and runs it itself.
+  // It has work until stop(): run() returns only once the owner stops it.
+  boost::asio::io_context& context();
 
   // Sends `request` (method, path, headers and body as given; Content-Length set from the body,
   // Transfer-Encoding dropped because the body is sent whole) to `endpoint` and reads the

@@ -1,7 +1,8 @@
 // ClientReplay: a single-threaded scheduler io_context (one thread; all scheduling state lives
-// there, so no locks) drives one coroutine per recorded client connection ("lane"); the HTTP
-// client does the I/O on its own threads. Each request waits for: its planned time on the
-// virtual timeline, the flows its bindings come from, a concurrency slot, a rate slot.
+// there, so no locks) drives one coroutine per recorded client connection ("lane"). With one
+// network thread (the default) the HTTP client's I/O runs on that same thread and context;
+// with more, the client does the I/O on its own threads. Each request waits for: its planned time
+// on the virtual timeline, the flows its bindings come from, a concurrency slot, a rate slot.
 #include "replay/client/client_replay.h"
 
 #include <algorithm>
@@ -217,7 +218,11 @@ struct ClientReplay::State {
   std::vector<std::vector<size_t>> lanes;
   int64_t rec0 = 0;  // earliest recorded request start
 
-  asio::io_context sched{1};
+  // The scheduler's io_context: its own, or with one network thread the HTTP client's, so a
+  // lane and its exchanges run on one thread without a hop (and a wake-up) each way.
+  asio::io_context own_sched{1};
+  asio::io_context* sched_ctx = &own_sched;
+  asio::io_context& sched() { return *sched_ctx; }
   std::unique_ptr<net::HttpClient> client;
   std::thread thread;
   std::atomic<bool> started{false}, cancelled{false}, finished{false};
@@ -226,6 +231,7 @@ struct ClientReplay::State {
 
   std::atomic<uint64_t> total{0}, sent{0}, completed{0}, errors{0}, mismatches{0}, dropped{0};
   std::atomic<int64_t> started_ns{0}, started_steady_ns{0};
+  std::atomic<int64_t> ended_ns{0};  // when the scheduler ran out of work (or was stopped)
 
   // Scheduler-thread state.
   std::set<asio::steady_timer*> timers;
@@ -247,7 +253,7 @@ struct ClientReplay::State {
   RunSummary summary;
 
   asio::awaitable<void> sleep_until(Clock::time_point tp) {
-    asio::steady_timer t(sched, tp);
+    asio::steady_timer t(sched(), tp);
     timers.insert(&t);
     co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
     timers.erase(&t);
@@ -265,7 +271,7 @@ struct ClientReplay::State {
   // Parks the coroutine until `list` wakes it (cancel) or the run is cancelled.
   template <class List>
   asio::awaitable<void> park(List& list) {
-    asio::steady_timer t(sched, Clock::time_point::max());
+    asio::steady_timer t(sched(), Clock::time_point::max());
     timers.insert(&t);
     list.push_back(&t);
     co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -433,7 +439,16 @@ struct ClientReplay::State {
                                      std::to_string(f.response->status) + ") has no " +
                                      binding.capture.describe();
       }
-      result.replayed = f;
+      // The result keeps the flow without its body bytes (sizes stay): a long run must not
+      // hold every response body in memory, nor copy each one.
+      {
+        std::string request_body, response_body;
+        request_body.swap(f.request.body.data);
+        if (f.response) response_body.swap(f.response->body.data);
+        result.replayed = f;
+        f.request.body.data.swap(request_body);
+        if (f.response) f.response->body.data.swap(response_body);
+      }
       if (sink && !sink->offer(std::move(f))) ++dropped;
       results.push_back(std::move(result));
       mark_done(idx);
@@ -468,7 +483,7 @@ struct ClientReplay::State {
       auto t0 = Clock::now() + std::chrono::milliseconds(options.pace == Pace::recorded ? 5 : 0);
       lanes_running = lanes.size();
       for (const auto& lane : lanes) {
-        asio::co_spawn(sched, run_lane(&lane, loop, t0, shift ? &*shift : nullptr),
+        asio::co_spawn(sched(), run_lane(&lane, loop, t0, shift ? &*shift : nullptr),
                        [this](std::exception_ptr e) {
                          if (e) {
                            try {
@@ -484,7 +499,7 @@ struct ClientReplay::State {
                        });
       }
       while (lanes_running > 0) {
-        asio::steady_timer t(sched, Clock::time_point::max());
+        asio::steady_timer t(sched(), Clock::time_point::max());
         lanes_waiter = &t;
         co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
         lanes_waiter = nullptr;
@@ -560,7 +575,7 @@ Status ClientReplay::start() {
   }
   s.total = s.flows.size() * std::max(1u, o.loops);
   net::ClientOptions co;
-  co.threads = o.threads;
+  co.threads = o.threads <= 1 ? 0 : o.threads;
   co.connect_timeout = o.connect_timeout;
   co.read_timeout = o.read_timeout;
   co.body_cap = o.body_cap;
@@ -568,11 +583,18 @@ Status ClientReplay::start() {
   co.insecure = o.insecure;
   co.max_connections_per_endpoint = std::max<size_t>(o.concurrency, 1);
   s.client = std::make_unique<net::HttpClient>(co);
+  if (co.threads == 0) s.sched_ctx = &s.client->context();
   s.started_ns = flow::now_ns();
   s.started_steady_ns = Clock::now().time_since_epoch().count();
-  asio::co_spawn(s.sched, s.run_all(), [&s](std::exception_ptr) { s.finished = true; });
+  asio::co_spawn(s.sched(), s.run_all(), [&s](std::exception_ptr) {
+    s.ended_ns = flow::now_ns();
+    // The client's context always has work (its pool): the end of the run stops it.
+    if (s.sched_ctx != &s.own_sched) s.sched().stop();
+    s.finished = true;
+  });
   s.thread = std::thread([&s] {
-    s.sched.run();
+    s.sched().run();
+    if (s.ended_ns == 0) s.ended_ns = flow::now_ns();  // stopped (cancelled) before the end
     s.finished = true;
   });
   return {};
@@ -581,12 +603,12 @@ Status ClientReplay::start() {
 void ClientReplay::cancel() {
   auto& s = *state_;
   if (!s.started || s.finished || s.cancelled.exchange(true)) return;
-  asio::post(s.sched, [&s] {
+  asio::post(s.sched(), [&s] {
     s.cancel_all_timers();
     if (s.lanes_waiter) s.lanes_waiter->cancel();
     // Requests in flight get a grace period; then the scheduler stops without them.
-    auto grace = std::make_shared<asio::steady_timer>(s.sched, std::chrono::seconds(2));
-    grace->async_wait([&s, grace](boost::system::error_code) { s.sched.stop(); });
+    auto grace = std::make_shared<asio::steady_timer>(s.sched(), std::chrono::seconds(2));
+    grace->async_wait([&s, grace](boost::system::error_code) { s.sched().stop(); });
   });
 }
 
@@ -605,7 +627,8 @@ RunSummary ClientReplay::wait() {
     r.session = s.options.session;
     r.target = s.options.target;
     r.started_ns = s.started_ns;
-    r.ended_ns = flow::now_ns();
+    // The run ended when its scheduler did, not when a caller got round to wait().
+    r.ended_ns = s.ended_ns ? s.ended_ns.load() : flow::now_ns();
     r.interrupted = s.cancelled.load();
     r.total = s.total;
     r.sent = s.sent;

@@ -107,7 +107,7 @@ struct ReplayOptions {
 struct FlowResult {
   uint64_t origin = 0;  // the recorded flow's id
   unsigned loop = 0;
-  flow::Flow replayed;               // the new flow (run, origin set)
+  flow::Flow replayed;               // the new flow (run, origin set), body bytes left out
   int recorded_status = 0;           // 0 when the recording had no response
   bool status_match = false;         // replayed status == recorded status
   std::optional<flow::Error> error;  // transport-level failure
