@@ -267,6 +267,7 @@ class H2Front {
   // fills `failure` (and the caller answers 502/504).
   awaitable<std::variant<std::monostate, H2, H1>> acquire(Failure& failure);
   awaitable<H1> connect(bool offer_h2, Failure& failure);
+  awaitable<bool> dial(UpConn& conn, Failure& failure);
   // Returns true when the upstream refused the stream unprocessed (REFUSED_STREAM, or above a
   // GOAWAY's last stream id) before anything was answered and the request can be sent again.
   awaitable<bool> forward_h2(h2::H2Stream& cs, flow::Flow& f, H2 session, bool buffered,
@@ -298,6 +299,7 @@ class H2Front {
   const H2Destination dest_;
   const flow::Flow base_;
   const H2FrontEnv env_;
+  bool preconnected_taken_ = false;  // env_.connected was used (it serves one connection)
   const RecorderOptions& opts_;
   bool closing_ = false;
   // The upstream's protocol, learned from the first connection's ALPN (or h2c prior knowledge).
@@ -463,7 +465,9 @@ awaitable<std::variant<std::monostate, H2Front::H2, H2Front::H1>> H2Front::acqui
   }
 }
 
-awaitable<H2Front::H1> H2Front::connect(bool offer_h2, Failure& failure) {
+// Resolves and connects conn.socket to the destination (each address in turn), counting the
+// connection; false with `failure` set when none answers.
+awaitable<bool> H2Front::dial(UpConn& conn, Failure& failure) {
   std::vector<tcp::endpoint> endpoints;
   error_code ec;
   auto addr = asio::ip::make_address(dest_.host, ec);
@@ -479,22 +483,21 @@ awaitable<H2Front::H1> H2Front::connect(bool offer_h2, Failure& failure) {
       failure.set(ErrorKind::upstream_timeout, "resolving upstream host '" + dest_.host +
                                                    "' timed out after " +
                                                    ms_text(opts_.connect_timeout));
-      co_return nullptr;
+      co_return false;
     }
     auto [rec, results] = std::get<0>(std::move(r));
     if (rec) {
       failure.set(ErrorKind::upstream_unreachable,
                   "cannot resolve upstream host '" + dest_.host + "': " + rec.message());
-      co_return nullptr;
+      co_return false;
     }
     for (const auto& e : results) endpoints.push_back(e.endpoint());
   }
-  auto conn = std::make_unique<UpConn>(ex_, opts_.max_header_bytes + kBodyRead);
   bool connected = false;
   for (const auto& ep : endpoints) {
     asio::steady_timer timer(ex_);
     timer.expires_after(opts_.connect_timeout);
-    auto r = co_await (conn->socket.async_connect(ep, kTuple) || timer.async_wait(kTuple));
+    auto r = co_await (conn.socket.async_connect(ep, kTuple) || timer.async_wait(kTuple));
     if (r.index() == 1) {
       failure.kind = ErrorKind::none;
       failure.set(ErrorKind::upstream_timeout, "connecting to upstream " + endpoint_text(ep) +
@@ -505,23 +508,38 @@ awaitable<H2Front::H1> H2Front::connect(bool offer_h2, Failure& failure) {
       failure.set(ErrorKind::upstream_unreachable,
                   "cannot connect to upstream " + endpoint_text(ep) + ": " + cec.message());
     } else {
-      conn->address = endpoint_text(ep);
+      conn.address = endpoint_text(ep);
       connected = true;
       break;
     }
-    conn->socket.close(ec);
-    conn->socket = tcp::socket(ex_);
+    conn.socket.close(ec);
+    conn.socket = tcp::socket(ex_);
   }
   if (!connected) {
     if (!failure)
       failure.set(ErrorKind::upstream_unreachable,
                   "upstream host '" + dest_.host + "' has no address");
-    co_return nullptr;
+    co_return false;
+  }
+  conn.connected_ns = flow::now_ns();
+  if (env_.upstream_connected) env_.upstream_connected();
+  co_return true;
+}
+
+awaitable<H2Front::H1> H2Front::connect(bool offer_h2, Failure& failure) {
+  auto conn = std::make_unique<UpConn>(ex_, opts_.max_header_bytes + kBodyRead);
+  error_code ec;
+  if (env_.connected && !preconnected_taken_ && env_.connected->is_open()) {
+    preconnected_taken_ = true;
+    conn->socket = std::move(*env_.connected);
+    conn->address = env_.connected_address;
+    conn->connected_ns = env_.connected_ns;
+  } else {
+    bool dialed = co_await dial(*conn, failure);
+    if (!dialed) co_return nullptr;
   }
   failure = Failure{};
   conn->socket.set_option(tcp::no_delay(true), ec);
-  conn->connected_ns = flow::now_ns();
-  if (env_.upstream_connected) env_.upstream_connected();
   if (dest_.scheme == "https") {
     conn->tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(
         conn->socket, env_.upstream_tls->asio_context());

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
 
 #include <functional>
 #include <memory>
@@ -57,6 +58,12 @@ struct H2FrontEnv {
   std::function<void()> answered;                   // counts a responder answer
   // Called once with the session before it runs, so the owner can shut it down gracefully.
   std::function<void(std::shared_ptr<h2::H2ServerSession>)> started;
+  // A TCP connection to the destination made already (a CONNECT's, dialed before its client
+  // said it speaks h2): the first upstream connection takes it instead of dialing again.
+  // Default: none.
+  std::shared_ptr<boost::asio::ip::tcp::socket> connected;
+  std::string connected_address;  // its "ip:port"
+  int64_t connected_ns = 0;       // when it was established
 };
 
 // Limits of the client-facing session, from the recorder's options.

@@ -468,7 +468,9 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
   // Where a client speaking HTTP/2 goes (ALPN "h2", or the h2c preface; `initial` holds the
   // bytes already read). Serves the connection until it ends; requires dest_. The single
   // HTTP/2 hand-off point.
-  awaitable<void> serve_h2_handoff(std::string initial);
+  // `dialed`: a fresh TCP connection to the destination for the front's first upstream use.
+  awaitable<void> serve_h2_handoff(std::string initial,
+                                   std::unique_ptr<net::UpstreamConnection> dialed = nullptr);
   // Sends "100 Continue" (once: sets `sent`). On failure records the flow and returns false.
   awaitable<bool> send_continue(flow::Flow& f, bool& sent);
   // Reads more request body from the client and parses it into f.request.body. Returns how
@@ -1395,8 +1397,12 @@ awaitable<bool> ProxyConnection::tunnel(flow::Flow& f, const std::string& host, 
         dest_ = Destination{"https", authority, host, port, sni,
                             pool_key("https", host, port, sni), false};
         if (client_tls_info_.alpn == "h2") {
+          // The connection dialed for the CONNECT becomes the h2 front's first upstream
+          // connection (its TLS handshake, offering h2, happens there).
+          std::unique_ptr<net::UpstreamConnection> dialed;
+          if (up_ && !up_->layer && up_->exchanges == 0 && up_in_.empty()) dialed = std::move(up_);
           drop_upstream();
-          co_await serve_h2_handoff({});
+          co_await serve_h2_handoff({}, std::move(dialed));
           co_return false;
         }
       } else {
@@ -1735,7 +1741,8 @@ awaitable<bool> ProxyConnection::exchange_h2(flow::Flow& f, bool client_keep_ali
 // The one place where a client connection that speaks HTTP/2 leaves this HTTP/1.1 code path
 // for the h2 front (h2_front.h), which records one flow per stream (from new_flow() and the
 // client's TLS facts).
-awaitable<void> ProxyConnection::serve_h2_handoff(std::string initial) {
+awaitable<void> ProxyConnection::serve_h2_handoff(std::string initial,
+                                                  std::unique_ptr<net::UpstreamConnection> dialed) {
   disarm();
   H2Destination d;
   d.scheme = dest_->scheme;
@@ -1758,6 +1765,11 @@ awaitable<void> ProxyConnection::serve_h2_handoff(std::string initial) {
     rec->upstream_connects_.fetch_add(1, std::memory_order_relaxed);
   };
   env.answered = [rec] { rec->answered_.fetch_add(1, std::memory_order_relaxed); };
+  if (dialed) {
+    env.connected = std::make_shared<tcp::socket>(std::move(dialed->socket));
+    env.connected_address = dialed->address;
+    env.connected_ns = dialed->connected_ns;
+  }
   // Kept by the session's frame only while it runs; `self` keeps this connection alive.
   env.started = [self = shared_from_this()](std::shared_ptr<h2::H2ServerSession> s) {
     self->h2_session_ = s;

@@ -318,6 +318,10 @@ TEST_CASE(
   CHECK(h1->response->http_version == "HTTP/1.1");
   CHECK(h1->response->body.data == pattern(5000));
   CHECK(h2_up.wait_event("alpn: h2") == "alpn: h2");
+  // One upstream connection per CONNECT: the one dialed for the CONNECT is the one the h2
+  // front uses (it used to dial a second).
+  CHECK(proxy.rec->stats().upstream_connects == 3);
+  for (const auto& f : flows) CHECK_FALSE(f.upstream_address.empty());
 }
 
 TEST_CASE("a TLS listener in reverse mode offers h2 and records HTTP/2 flows") {
