@@ -473,17 +473,21 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
                                    std::unique_ptr<net::UpstreamConnection> dialed = nullptr);
   // Sends "100 Continue" (once: sets `sent`). On failure records the flow and returns false.
   awaitable<bool> send_continue(flow::Flow& f, bool& sent);
-  // Reads more request body from the client and parses it into f.request.body. Returns how
-  // many raw bytes at the front of in_ were parsed (maybe 0), or nullopt once the failure is
-  // recorded (malformed framing also answered 400).
-  awaitable<std::optional<size_t>> read_request_body(flow::Flow& f);
+  // Reads more request body from the client and parses it into f.request.body (and, when
+  // `decoded` is set, appends the decoded bytes there too). Returns how many raw bytes at the
+  // front of in_ were parsed (maybe 0), or nullopt once the failure is recorded (malformed
+  // framing also answered 400).
+  awaitable<std::optional<size_t>> read_request_body(flow::Flow& f, std::string* decoded = nullptr);
   // Server replay: sends (or, for kill, withholds) the responder's answer and records the flow.
   // Returns whether the client connection stays open.
   awaitable<bool> send_answer(flow::Flow& f, ReplayAnswer answer, bool client_keep_alive,
                               bool client_minor1);
-  // Forwards a request read whole (f.request) over the connection's HTTP/2 upstream session
-  // (reverse:h2c://) and streams the response back as HTTP/1.1. Returns keep-alive.
-  awaitable<bool> exchange_h2(flow::Flow& f, bool client_keep_alive, bool client_minor1);
+  // Forwards the request over the connection's HTTP/2 upstream session (reverse:h2c://): the
+  // head, then `body` (decoded bytes read so far) and the rest of the body as the client sends
+  // it (after a 100 Continue when `send_100`), then its trailers; streams the response back
+  // as HTTP/1.1. Returns keep-alive.
+  awaitable<bool> exchange_h2(flow::Flow& f, bool client_keep_alive, bool client_minor1,
+                              std::string body, bool send_100);
   // Relays a WebSocket connection after its 101 and records its messages into `f`.
   awaitable<void> relay_websocket(flow::Flow& f);
   awaitable<void> ws_pump(Side from, Side to, net::ReadBuffer& buf, WebSocketWatcher& watcher,
@@ -912,9 +916,18 @@ awaitable<bool> ProxyConnection::exchange() {
   // 3. Request body bytes that arrived with the head: validate (and capture) them before
   // anything is sent upstream, so a framing error never reaches the upstream.
   const size_t cap = opts_.body_cap;
+  // A reverse:h2c:// upstream speaks only HTTP/2: the request goes over the connection's h2
+  // session, its body decoded from HTTP/1.1 framing and streamed as DATA frames. `h2_body`
+  // holds decoded bytes read but not yet sent.
+  const bool to_h2 = dest_ && dest_->h2c && !websocket;
+  std::string h2_body;
+  auto capture = [&](std::string_view d) {
+    Capture{&f.request.body, cap}(d);
+    if (to_h2) h2_body.append(d);
+  };
   size_t first_raw = 0;
   if (!req_parser_.done()) {
-    first_raw = req_parser_.parse_body(in_.data(), Capture{&f.request.body, cap});
+    first_raw = req_parser_.parse_body(in_.data(), capture);
     if (req_parser_.failed()) {
       co_await send_error(400, "Bad Request", req_parser_.error_message());
       record_error(f, req_parser_.error(), req_parser_.error_message());
@@ -929,10 +942,7 @@ awaitable<bool> ProxyConnection::exchange() {
   // 3b. Server replay: the responder needs the whole request, so its body is read (and kept
   // raw in `held`, for forwarding) before anything else happens.
   std::string held;
-  // A reverse:h2c:// upstream speaks only HTTP/2: the request goes over the connection's h2
-  // session, held whole first like a server-replay request.
-  const bool to_h2 = dest_ && dest_->h2c && !websocket;
-  const bool holding = (opts_.responder != nullptr || to_h2) && !websocket;
+  const bool holding = opts_.responder != nullptr && !websocket;
   if (holding) {
     held.assign(in_.data().data(), first_raw);
     in_.consume(first_raw);
@@ -945,14 +955,13 @@ awaitable<bool> ProxyConnection::exchange() {
     }
     while (!req_parser_.done()) {
       if (held.size() > cap) {
-        std::string m = "request body over " + std::to_string(cap) + " bytes (--body-cap) " +
-                        (to_h2 ? "cannot be relayed from HTTP/1.1 to an h2c upstream"
-                               : "cannot be matched under server replay");
+        std::string m = "request body over " + std::to_string(cap) +
+                        " bytes (--body-cap) cannot be matched under server replay";
         co_await send_error(413, "Content Too Large", m);
         record_error(f, ErrorKind::body_too_large, m);
         co_return false;
       }
-      auto raw = co_await read_request_body(f);
+      auto raw = co_await read_request_body(f, to_h2 ? &h2_body : nullptr);
       if (!raw) co_return false;
       held.append(in_.data().data(), *raw);
       in_.consume(*raw);
@@ -972,7 +981,14 @@ awaitable<bool> ProxyConnection::exchange() {
       f.tags.insert(f.tags.end(), answer.tags.begin(), answer.tags.end());
     }
   }
-  if (to_h2) co_return co_await exchange_h2(f, client_keep_alive, client_minor1);
+  if (to_h2) {
+    if (!holding) {
+      in_.consume(first_raw);
+      f.bytes_from_client += first_raw;
+    }
+    co_return co_await exchange_h2(f, client_keep_alive, client_minor1, std::move(h2_body),
+                                   answer_continue && !sent_continue);
+  }
 
   out_.clear();
   out_.append(f.request.method).append(" ").append(f.request.path).append(" ");
@@ -1537,7 +1553,8 @@ awaitable<bool> ProxyConnection::send_continue(flow::Flow& f, bool& sent) {
   co_return true;
 }
 
-awaitable<std::optional<size_t>> ProxyConnection::read_request_body(flow::Flow& f) {
+awaitable<std::optional<size_t>> ProxyConnection::read_request_body(flow::Flow& f,
+                                                                    std::string* decoded) {
   fired_ = Phase::none;
   auto [ec, n] = co_await read_into(client_side(), in_, Phase::client_body,
                                     opts_.client_read_timeout, kBodyRead);
@@ -1551,7 +1568,10 @@ awaitable<std::optional<size_t>> ProxyConnection::read_request_body(flow::Flow& 
     }
     co_return std::nullopt;
   }
-  size_t raw = req_parser_.parse_body(in_.data(), Capture{&f.request.body, opts_.body_cap});
+  size_t raw = req_parser_.parse_body(in_.data(), [&](std::string_view d) {
+    Capture{&f.request.body, opts_.body_cap}(d);
+    if (decoded) decoded->append(d);
+  });
   if (req_parser_.failed()) {
     co_await send_error(400, "Bad Request", req_parser_.error_message());
     record_error(f, req_parser_.error(), req_parser_.error_message());
@@ -1613,7 +1633,7 @@ awaitable<bool> ProxyConnection::send_answer(flow::Flow& f, ReplayAnswer answer,
 }
 
 awaitable<bool> ProxyConnection::exchange_h2(flow::Flow& f, bool client_keep_alive,
-                                             bool client_minor1) {
+                                             bool client_minor1, std::string body, bool send_100) {
   // The connection's HTTP/2 upstream session, opened on first use and after a GOAWAY.
   if (!up_h2_ || !up_h2_->accepting()) {
     if (up_h2_) up_h2_->shutdown();
@@ -1639,7 +1659,7 @@ awaitable<bool> ProxyConnection::exchange_h2(flow::Flow& f, bool client_keep_ali
   req.body = {};
   req.trailers = {};
   if (dest_->rewrite_host) req.authority = dest_->authority;
-  const bool has_body = !f.request.body.data.empty() || !f.request.trailers.empty();
+  const bool has_body = !req_parser_.done() || !body.empty() || !f.request.trailers.empty();
   auto opened = up_h2_->open(req, !has_body);
   if (!opened.ok()) {
     std::string m =
@@ -1650,9 +1670,49 @@ awaitable<bool> ProxyConnection::exchange_h2(flow::Flow& f, bool client_keep_ali
   }
   std::shared_ptr<h2::H2Stream> us = *opened;
   Status st;
-  if (!f.request.body.data.empty())
-    st = co_await us->write(f.request.body.data, f.request.trailers.empty());
-  if (st.ok() && !f.request.trailers.empty()) st = co_await us->write_trailers(f.request.trailers);
+  if (has_body) {
+    // The body streams: what is read is written (the stream's flow control waits for the
+    // upstream), so a body of any size passes with one read's worth held here.
+    bool sent_continue = false;
+    for (;;) {
+      const bool last = req_parser_.done();
+      // Trailers are in the parser, or in the flow already when the request was held whole.
+      const bool trailers =
+          last && (!req_parser_.trailers().empty() || !f.request.trailers.empty());
+      if (!body.empty() || (last && !trailers)) {
+        st = co_await us->write(std::move(body), last && !trailers);
+        body.clear();
+        if (!st.ok()) break;
+      }
+      if (last) {
+        if (trailers) {
+          if (f.request.trailers.empty()) f.request.trailers = std::move(req_parser_.trailers());
+          st = co_await us->write_trailers(f.request.trailers);
+        }
+        break;
+      }
+      if (send_100 && !sent_continue) {
+        bool sent = co_await send_continue(f, sent_continue);
+        if (!sent) {
+          us->reset(h2::H2ErrorCode::cancel);
+          co_return false;
+        }
+      }
+      auto raw = co_await read_request_body(f, &body);
+      if (!raw) {
+        us->reset(h2::H2ErrorCode::cancel);
+        co_return false;
+      }
+      in_.consume(*raw);
+      f.bytes_from_client += *raw;
+    }
+  }
+  if (f.timing.request_ended == 0) {
+    f.timing.request_ended = flow::now_ns();
+    if (f.request.trailers.empty()) f.request.trailers = std::move(req_parser_.trailers());
+    if (hooks_) hooks_->request_complete(f);
+    finish_body(f.request.body);
+  }
   if (st.ok()) st = co_await us->wait_response();
   if (!st.ok()) {
     const bool to = st.code() == Errc::timeout;

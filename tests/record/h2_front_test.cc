@@ -244,6 +244,42 @@ TEST_CASE(
         std::optional<std::string_view>("127.0.0.1:" + std::to_string(server.port())));
 }
 
+TEST_CASE(
+    "an HTTP/1.1 request body streams to an h2c upstream past the body cap, sized or chunked") {
+  TestH2Server server;
+  auto o = reverse_to("h2c://127.0.0.1:" + std::to_string(server.port()));
+  o.body_cap = 64u << 10;  // the body is 3 MiB: it used to be held whole, so this was a 413
+  Proxy proxy(o);
+  TempDir dir;
+  std::string file = (dir.path() / "body").string();
+  const std::string body = pattern(3u << 20);
+  std::ofstream(file, std::ios::binary) << body;
+  // curl sends Expect: 100-continue for a body this size: the 100 is answered here.
+  CHECK(curl("--http1.1 --data-binary @" + file + " " + proxy.url() + "/echo") == body);
+  CHECK(curl("--http1.1 -H 'Transfer-Encoding: chunked' --data-binary @" + file + " " +
+             proxy.url() + "/echo") == body);
+  // An empty body and no body at all still end the stream.
+  CHECK(curl("--http1.1 -X POST -H 'Content-Length: 0' " + proxy.url() + "/echo").empty());
+  auto flows = proxy.sink.wait_for(3);
+  REQUIRE(flows.size() == 3);
+  for (int i = 0; i < 2; ++i) {
+    CAPTURE(i);
+    const auto& f = flows[static_cast<size_t>(i)];
+    CHECK_FALSE(f.error.has_value());
+    CHECK(f.request.http_version == "HTTP/1.1");
+    CHECK(f.request.body.size == body.size());
+    CHECK(f.request.body.truncated);
+    CHECK(f.request.body.data == body.substr(0, o.body_cap));
+    REQUIRE(f.response.has_value());
+    CHECK(f.response->status == 200);
+    CHECK(f.response->http_version == "HTTP/2");
+    CHECK(f.response->body.size == body.size());
+    CHECK(f.timing.request_ended >= f.timing.request_started);
+  }
+  CHECK_FALSE(flows[2].error.has_value());
+  CHECK(flows[2].request.body.size == 0);
+}
+
 TEST_CASE("a gRPC call through the recorder keeps its status, message and trailers") {
   Subprocess grpc_server(
       {"/usr/bin/python3", std::string(RETAKE_RECORD_TEST_DIR) + "/grpc_peer.py", "server"});
