@@ -576,8 +576,7 @@ class RocksFlowStore final : public FlowStore {
 
   Result<std::vector<uint64_t>> put(std::vector<flow::Flow>& flows) override;
   Result<flow::Flow> get(uint64_t id, bool with_bodies) override;
-  Status scan(const ScanOptions& options,
-              const std::function<bool(const flow::Flow&)>& visit) override;
+  Status scan(const ScanOptions& options, const std::function<bool(flow::Flow&)>& visit) override;
   Result<uint64_t> count(const ScanOptions& options) override;
   Status remove(const std::vector<uint64_t>& ids) override;
   Result<std::vector<SessionInfo>> sessions() override;
@@ -1380,7 +1379,7 @@ std::unique_ptr<IdCursor> RocksFlowStore::time_range(const rocksdb::ReadOptions&
 }
 
 Status RocksFlowStore::scan(const ScanOptions& options,
-                            const std::function<bool(const flow::Flow&)>& visit) {
+                            const std::function<bool(flow::Flow&)>& visit) {
   SnapshotGuard snapshot(db_.get(), snapshots());
   auto ro = read_options(snapshot);
   std::string host = ascii_lower(options.host);

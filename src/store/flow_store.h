@@ -156,9 +156,10 @@ class FlowStore {
   // all of them are decoded and checked against every condition. A condition whose stream
   // would be too wide (more than a bounded number of values or time-range ids) is checked on
   // decoded flows only. With no usable condition, walks `flows`.
-  // Stops with corruption at the first flow that does not decode. visit may call get().
+  // Stops with corruption at the first flow that does not decode. visit may call get(), and
+  // may move from the flow it is given (the scan does not use it afterwards).
   virtual Status scan(const ScanOptions& options,
-                      const std::function<bool(const flow::Flow&)>& visit) = 0;
+                      const std::function<bool(flow::Flow&)>& visit) = 0;
 
   // How many flows scan(options) would visit. With at most one of run/session/host/status
   // set, counts index keys without decoding flows.

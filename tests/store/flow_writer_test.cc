@@ -65,7 +65,7 @@ class FailingStore final : public FlowStore {
   Result<flow::Flow> get(uint64_t id, bool with_bodies) override {
     return inner_.get(id, with_bodies);
   }
-  Status scan(const ScanOptions& o, const std::function<bool(const flow::Flow&)>& v) override {
+  Status scan(const ScanOptions& o, const std::function<bool(flow::Flow&)>& v) override {
     return inner_.scan(o, v);
   }
   Result<uint64_t> count(const ScanOptions& o) override { return inner_.count(o); }

@@ -10,14 +10,14 @@ Result<std::vector<flow::Flow>> select_flows(
   if (!session.empty()) {
     store::ScanOptions scan;
     scan.session = session;
-    auto st = store.scan(scan, [&](const flow::Flow& f) {
+    auto st = store.scan(scan, [&](flow::Flow& f) {
       if (!f.run.empty()) return true;  // replayed flows are not recordings
       if (predicate && !predicate(f)) return true;
       if (out.size() >= limit) {
         too_many = true;
         return false;
       }
-      out.push_back(f);
+      out.push_back(std::move(f));
       return true;
     });
     if (!st.ok()) return st;
