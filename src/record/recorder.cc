@@ -2105,6 +2105,7 @@ Result<std::unique_ptr<Recorder>> Recorder::create(const RecorderOptions& option
   tls::UpstreamTlsOptions uo;
   uo.insecure = options.insecure_upstream;
   uo.extra_ca_file = options.upstream_ca_file;
+  uo.lazy_system_roots = true;  // every upstream handshake here runs prepare() first
   auto upstream_tls = tls::UpstreamTlsContext::create(uo);
   if (!upstream_tls)
     return Status(upstream_tls.status().code(),

@@ -334,3 +334,33 @@ TEST_CASE("bad ALPN entries and host names are rejected before any handshake") {
   CHECK((*up)->prepare(stream.native_handle(), "ok.test", &long_alpn).code() ==
         Errc::invalid_argument);
 }
+
+TEST_CASE("lazy system roots are loaded by the first prepare(), not by create()") {
+  auto objects = [](tls::UpstreamTlsContext& c) {
+    return sk_X509_OBJECT_num(X509_STORE_get0_objects(SSL_CTX_get_cert_store(c.native_handle())));
+  };
+  auto eager = tls::UpstreamTlsContext::create({});
+  REQUIRE(eager.ok());
+  if (objects(**eager) == 0) {
+    MESSAGE("skipped: this machine's system trust store is empty (no ca-certificates bundle)");
+    return;
+  }
+  tls::UpstreamTlsOptions o;
+  o.lazy_system_roots = true;
+  auto lazy = tls::UpstreamTlsContext::create(o);
+  REQUIRE(lazy.ok());
+  CHECK(objects(**lazy) == 0);
+  SSL* ssl = SSL_new((*lazy)->native_handle());
+  REQUIRE(ssl != nullptr);
+  CHECK((*lazy)->prepare(ssl, "localhost").ok());
+  SSL_free(ssl);
+  CHECK(objects(**lazy) == objects(**eager));
+  // Insecure contexts never need them.
+  o.insecure = true;
+  auto insecure = tls::UpstreamTlsContext::create(o);
+  REQUIRE(insecure.ok());
+  ssl = SSL_new((*insecure)->native_handle());
+  CHECK((*insecure)->prepare(ssl, "localhost").ok());
+  SSL_free(ssl);
+  CHECK(objects(**insecure) == 0);
+}

@@ -217,8 +217,7 @@ Result<std::unique_ptr<UpstreamTlsContext>> UpstreamTlsContext::create(UpstreamT
   if (opts.insecure) {
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
   } else {
-    // A missing system store is not fatal: extra_ca_file may be all the user trusts.
-    if (SSL_CTX_set_default_verify_paths(ctx) != 1) drain_openssl_errors();
+    if (!opts.lazy_system_roots) self->load_system_roots();
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, &on_upstream_verify);
   }
   if (!opts.extra_ca_file.empty()) {
@@ -239,9 +238,20 @@ Result<std::unique_ptr<UpstreamTlsContext>> UpstreamTlsContext::create(UpstreamT
   return self;
 }
 
+void UpstreamTlsContext::load_system_roots() const {
+  std::call_once(system_roots_, [this] {
+    // A missing system store is not fatal: extra_ca_file may be all the user trusts. The
+    // store is the context's, consulted when a handshake verifies, so roots loaded here serve
+    // connections whose SSL already exists.
+    SSL_CTX* ctx = const_cast<boost::asio::ssl::context&>(context_).native_handle();
+    if (SSL_CTX_set_default_verify_paths(ctx) != 1) drain_openssl_errors();
+  });
+}
+
 Status UpstreamTlsContext::prepare(SSL* ssl, std::string_view host,
                                    const std::vector<std::string>* alpn) const {
   if (ssl == nullptr) return Status(Errc::invalid_argument, "SSL is null");
+  if (!options_.insecure) load_system_roots();
   auto name = parse_server_name(host);
   if (!name) return name.status();
   if (alpn != nullptr) {

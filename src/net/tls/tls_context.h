@@ -15,6 +15,7 @@
 #include <boost/asio/ssl/context.hpp>
 
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -100,6 +101,11 @@ struct UpstreamTlsOptions {
   // ALPN offered to upstream servers unless prepare() overrides it; empty offers none.
   // Default: {"http/1.1"}.
   std::vector<std::string> alpn = {"http/1.1"};
+  // Load the system trust store on the first prepare() instead of in create(): parsing the
+  // distribution's bundle (about 140 certificates) costs a process that may never dial a TLS
+  // upstream over a megabyte. Only for owners that call prepare() before every handshake.
+  // Default: false.
+  bool lazy_system_roots = false;
 };
 
 // The client-side context for connections to upstream servers. Thread-safe; one per proxy.
@@ -124,8 +130,10 @@ class UpstreamTlsContext {
 
  private:
   explicit UpstreamTlsContext(UpstreamTlsOptions options);
+  void load_system_roots() const;
   boost::asio::ssl::context context_;
   UpstreamTlsOptions options_;
+  mutable std::once_flag system_roots_;
 };
 
 // Why certificate verification failed on `ssl` (an upstream connection after its handshake
