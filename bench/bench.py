@@ -197,6 +197,22 @@ def run_h2load(port, connections, duration, streams=10):
             "ok": int(ok.group(1)) if ok else 0, "failed": int(ok.group(2)) if ok else 0}
 
 
+def measure(targets, connections, duration, run, label=""):
+    """Runs run(target, conns, seconds) for every (name, target) at every connection count:
+    1 s of warm-up (connections, pools, caches, certificates), then `duration` s measured.
+    Prints each figure to stderr as it comes; returns {(name, conns): result}."""
+    results = {}
+    for conns in connections:
+        for name, target in targets:
+            run(target, conns, 1)
+            r = run(target, conns, duration)
+            results[(name, conns)] = r
+            extra = "".join(f" ({r[k]} {k})" for k in ("failed", "errors") if k in r)
+            print(f"  measured {name:13s} {label}c={conns:<3d} {r['rps'] or 0:>10.0f} req/s{extra}",
+                  file=sys.stderr)
+    return results
+
+
 def h2_bench(args, nginx):
     work = tempfile.mkdtemp(prefix="retake-bench-h2-")
     procs = Procs()
@@ -229,14 +245,7 @@ def h2_bench(args, nginx):
             wait_port(p)
         targets = [("direct-h2c", backend_h2), ("nginx", proxy), ("retake h2>h1", rt_h1),
                    ("retake h2>h2", rt_h2)]
-        results = {}
-        for conns in (1, 10):
-            for name, port in targets:
-                run_h2load(port, conns, 1)  # warm-up
-                r = run_h2load(port, conns, args.duration)
-                results[(name, conns)] = r
-                print(f"  measured {name:13s} c={conns:<3d} {r['rps']:>10.0f} req/s "
-                      f"({r['failed']} failed)", file=sys.stderr)
+        results = measure(targets, (1, 10), args.duration, run_h2load)
         print()
         print(f"retake HTTP/2 (reverse mode, h2c, recording) benchmark ({args.duration}s per run, "
               f"h2load -m 10, {args.threads} retake threads / nginx workers)")
@@ -297,14 +306,7 @@ def serve_bench(args, nginx, mitmdump):
                          "server_replay_kill_extra=true", "--set", f"confdir={work}/mitm"])
             wait_port(ms, timeout=30)
             targets.append(("mitmdump", ms))
-        results = {}
-        for conns in (1, 50):
-            for name, port in targets:
-                run_wrk(port, conns, 1)  # warm-up
-                r = run_wrk(port, conns, args.duration)
-                results[(name, conns)] = r
-                print(f"  measured {name:9s} c={conns:<3d} {r['rps'] or 0:>10.0f} req/s "
-                      f"({r['errors']} errors)", file=sys.stderr)
+        results = measure(targets, (1, 50), args.duration, run_wrk)
         print()
         print(f"retake serve (server replay) benchmark ({args.duration}s per run, wrk, "
               f"{args.threads} retake threads, nginx 1 worker serving the body itself)")
@@ -372,13 +374,10 @@ def https_bench(args, nginx, mitmdump):
 
         results = {}
         for keepalive in (True, False):
-            for conns in (1, 50):
-                for name, proxy in targets:
-                    run_hey(url, conns, 1, proxy, keepalive)  # warm-up: leaf cert, pools
-                    r = run_hey(url, conns, args.duration, proxy, keepalive)
-                    results[(name, keepalive, conns)] = r
-                    print(f"  measured {name:9s} {'keep-alive' if keepalive else 'new-conn':10s} "
-                          f"c={conns:<3d} {r['rps']:>10.0f} req/s", file=sys.stderr)
+            part = measure(targets, (1, 50), args.duration,
+                           lambda proxy, c, d: run_hey(url, c, d, proxy, keepalive),
+                           label="keep-alive " if keepalive else "new-conn   ")
+            results.update({(name, keepalive, c): r for (name, c), r in part.items()})
         print()
         print(f"retake HTTPS (explicit proxy, TLS intercepted, recording) benchmark "
               f"({args.duration}s per run, hey, {args.threads} retake threads)")
@@ -523,13 +522,7 @@ def main():
             wait_port(mitm_port, timeout=30)
             targets.append(("mitmdump", mitm_port))
 
-        results = {}
-        for conns in (1, 50):
-            for name, port in targets:
-                run_wrk(port, conns, 1)  # warm-up: connections, pools, caches
-                results[(name, conns)] = run_wrk(port, conns, args.duration)
-                r = results[(name, conns)]
-                print(f"  measured {name:9s} c={conns:<3d} {r['rps']:>10.0f} req/s", file=sys.stderr)
+        results = measure(targets, (1, 50), args.duration, run_wrk)
 
         # Make sure retake has recorded at least 100k flows before reading its RSS.
         recorded = sum(results[("retake", c)]["requests"] or 0 for c in (1, 50))
