@@ -1,4 +1,5 @@
 #include "flow/flow.h"
+#include "flow/http_date.h"
 #include "flow/status.h"
 
 #include <doctest/doctest.h>
@@ -91,4 +92,21 @@ TEST_CASE("listen addresses accept host:port, [v6]:port, :port and a bare port")
   CHECK(a->port == 9001);
   for (const char* bad : {"", "host:", "host:99999", "host:12a", "::1:80", "[]:80", "[::1]80"})
     CHECK_MESSAGE(!parse_listen_address(bad), bad);
+}
+
+TEST_CASE("IMF-fixdate reads and writes the whole four-digit year range") {
+  CHECK(flow::format_imf_fixdate(784111777) == "Sun, 06 Nov 1994 08:49:37 GMT");
+  CHECK(flow::format_imf_fixdate(-1) == "Wed, 31 Dec 1969 23:59:59 GMT");
+  CHECK(flow::format_imf_fixdate(-62167219200) == "Sat, 01 Jan 0000 00:00:00 GMT");
+  CHECK(flow::format_imf_fixdate(253402300799) == "Fri, 31 Dec 9999 23:59:59 GMT");
+  CHECK_FALSE(flow::format_imf_fixdate(-62167219201));
+  CHECK_FALSE(flow::format_imf_fixdate(253402300800));
+  for (int64_t t :
+       {int64_t{-62167219200}, int64_t{-1}, int64_t{0}, int64_t{951782400}, int64_t{253402300799}})
+    CHECK(flow::parse_imf_fixdate(*flow::format_imf_fixdate(t)) == t);
+  CHECK(flow::parse_imf_fixdate("Sun, 06 Nov 1994 08:49:60 GMT") == 784111800);
+  CHECK_FALSE(flow::parse_imf_fixdate("Sun, 06 Nov 1994 08:49:37 UTC"));
+  CHECK_FALSE(flow::parse_imf_fixdate("Sun, 30 Feb 1994 08:49:37 GMT"));
+  CHECK_FALSE(flow::parse_imf_fixdate("sun, 06 Nov 1994 08:49:37 GMT"));
+  CHECK_FALSE(flow::parse_imf_fixdate(" Sun, 06 Nov 1994 08:49:37 GMT"));
 }

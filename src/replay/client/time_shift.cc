@@ -11,6 +11,7 @@
 #include <boost/json.hpp>
 
 #include "codec/content_coding.h"
+#include "flow/http_date.h"
 
 namespace retake::replay {
 
@@ -19,9 +20,6 @@ namespace {
 using namespace std::chrono;
 
 constexpr int64_t kNsPerDay = 86400 * kNsPerSecond;
-const char* const kWeekdays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-const char* const kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                               "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
 // Groups: 1 JWT, 2 ISO, 3 HTTP-date, 4 epoch.
 const RE2& scanner() {
@@ -158,28 +156,16 @@ std::string format_iso(int64_t ns, const IsoLayout& lay) {
   return out + lay.zone;
 }
 
+// The scanner matched an IMF-fixdate: whole seconds, so a shift's fraction is dropped (floor).
 std::optional<int64_t> parse_http_date(std::string_view s) {
-  // "Sun, 06 Nov 1994 08:49:37 GMT"
-  int d = num(s, 5, 2);
-  std::string_view mon = s.substr(8, 3);
-  int m = 0;
-  for (int i = 0; i < 12; ++i)
-    if (mon == kMonths[i]) m = i + 1;
-  int y = num(s, 12, 4), hh = num(s, 17, 2), mi = num(s, 20, 2), ss = num(s, 23, 2);
-  bool ok = false;
-  int64_t days = days_from_civil(y, m, d, ok);
-  if (!ok || hh > 23 || mi > 59 || ss > 60) return std::nullopt;
-  return days * kNsPerDay + (int64_t{hh} * 3600 + mi * 60 + ss) * kNsPerSecond;
+  auto seconds = flow::parse_imf_fixdate(s);
+  if (!seconds) return std::nullopt;
+  return *seconds * kNsPerSecond;
 }
 
-std::string format_http_date(int64_t ns) {
-  int y, m, d, hh, mi, ss, wd;
-  int64_t frac;
-  civil_from_ns(ns, y, m, d, hh, mi, ss, frac, wd);
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT", kWeekdays[wd], d,
-                kMonths[m - 1], y, hh, mi, ss);
-  return buf;
+std::optional<std::string> format_http_date(int64_t ns) {
+  int64_t seconds = ns >= 0 ? ns / kNsPerSecond : -((-ns + kNsPerSecond - 1) / kNsPerSecond);
+  return flow::format_imf_fixdate(seconds);
 }
 
 bool is_framing_header(std::string_view name) {
@@ -316,7 +302,7 @@ std::string TimeShift::shift_text(std::string_view text, TimeShiftReport* report
       } else if (!groups[3].empty()) {
         if (auto ns = parse_http_date(m)) {
           replacement = format_http_date(*ns + options_.delta_ns);
-          if (report) ++report->shifted;
+          if (report && replacement) ++report->shifted;
         }
       } else if (!groups[4].empty() && options_.reference_ns != 0) {
         int64_t n = std::stoll(std::string(m));

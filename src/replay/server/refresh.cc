@@ -1,9 +1,9 @@
 #include "replay/server/refresh.h"
 
-#include <algorithm>
-#include <chrono>
 #include <ctime>
 #include <string>
+
+#include "flow/http_date.h"
 
 namespace retake::replay::server {
 
@@ -16,53 +16,12 @@ std::string trim(std::string_view s) {
   return std::string(s.substr(b, e - b + 1));
 }
 
-constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-
-// Digits at s[at, at+n) as a number; -1 when any is not a digit.
-int digits(std::string_view s, size_t at, size_t n) {
-  int v = 0;
-  for (size_t i = at; i < at + n; ++i) {
-    if (s[i] < '0' || s[i] > '9') return -1;
-    v = v * 10 + (s[i] - '0');
-  }
-  return v;
-}
-
-// IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), what servers send nearly always, parsed
-// without strptime: a served response's Date is refreshed on every request, and strptime
-// (locale lookups, case-insensitive name matching) was a few percent of `retake serve`.
-// nullopt when the text is not exactly that form; parse_http_date then tries the others.
-std::optional<int64_t> parse_imf_fixdate(std::string_view s) {
-  if (s.size() != 29 || s.substr(3, 2) != ", " || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' ||
-      s[19] != ':' || s[22] != ':' || s.substr(25) != " GMT")
-    return std::nullopt;
-  if (std::find_if(std::begin(kDays), std::end(kDays),
-                   [&](const char* d) { return s.substr(0, 3) == d; }) == std::end(kDays))
-    return std::nullopt;
-  auto month = std::find_if(std::begin(kMonths), std::end(kMonths),
-                            [&](const char* m) { return s.substr(8, 3) == m; });
-  if (month == std::end(kMonths)) return std::nullopt;
-  int day = digits(s, 5, 2), year = digits(s, 12, 4);
-  int hour = digits(s, 17, 2), minute = digits(s, 20, 2), second = digits(s, 23, 2);
-  if (day < 1 || year < 0 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 ||
-      second > 60)
-    return std::nullopt;
-  std::chrono::year_month_day ymd{
-      std::chrono::year(year),
-      std::chrono::month(static_cast<unsigned>(month - std::begin(kMonths) + 1)),
-      std::chrono::day(static_cast<unsigned>(day))};
-  if (!ymd.ok()) return std::nullopt;
-  int64_t days = std::chrono::sys_days(ymd).time_since_epoch().count();
-  // A leap second (:60) reads as the next second, as timegm would make it.
-  return days * 86400 + hour * 3600 + minute * 60 + second;
-}
-
 }  // namespace
 
 std::optional<int64_t> parse_http_date(std::string_view text) {
-  if (auto fast = parse_imf_fixdate(text)) return fast;
+  // The fixed form, which servers send nearly always, skips strptime: a served response's Date
+  // is refreshed on every request.
+  if (auto fast = flow::parse_imf_fixdate(text)) return fast;
   std::string s = trim(text);
   if (s.empty() || s.size() > 64) return std::nullopt;
   // strptime with the C locale's English names; %Z is not portable, so "GMT" is literal.
@@ -83,33 +42,8 @@ std::optional<int64_t> parse_http_date(std::string_view text) {
 }
 
 std::optional<std::string> format_http_date(int64_t seconds) {
-  // 253402300799 is 9999-12-31T23:59:59Z: beyond that the 4-digit year of IMF-fixdate breaks.
-  if (seconds < 0 || seconds > 253402300799) return std::nullopt;
-  int64_t days = seconds / 86400, rest = seconds % 86400;
-  std::chrono::year_month_day ymd{std::chrono::sys_days(std::chrono::days(days))};
-  unsigned weekday =
-      std::chrono::weekday(std::chrono::sys_days(std::chrono::days(days))).c_encoding();
-  auto two = [](std::string& out, int64_t v) {
-    out.push_back(static_cast<char>('0' + v / 10));
-    out.push_back(static_cast<char>('0' + v % 10));
-  };
-  std::string out;
-  out.reserve(29);
-  out.append(kDays[weekday]).append(", ");
-  two(out, static_cast<unsigned>(ymd.day()));
-  out.push_back(' ');
-  out.append(kMonths[static_cast<unsigned>(ymd.month()) - 1]).push_back(' ');
-  int year = static_cast<int>(ymd.year());
-  two(out, year / 100);
-  two(out, year % 100);
-  out.push_back(' ');
-  two(out, rest / 3600);
-  out.push_back(':');
-  two(out, rest / 60 % 60);
-  out.push_back(':');
-  two(out, rest % 60);
-  out.append(" GMT");
-  return out;
+  if (seconds < 0) return std::nullopt;  // before 1970, as documented
+  return flow::format_imf_fixdate(seconds);
 }
 
 namespace {
