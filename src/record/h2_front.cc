@@ -299,7 +299,6 @@ class H2Front {
   const H2Destination dest_;
   const flow::Flow base_;
   const H2FrontEnv env_;
-  bool preconnected_taken_ = false;  // env_.connected was used (it serves one connection)
   const RecorderOptions& opts_;
   bool closing_ = false;
   // The upstream's protocol, learned from the first connection's ALPN (or h2c prior knowledge).
@@ -529,8 +528,8 @@ awaitable<bool> H2Front::dial(UpConn& conn, Failure& failure) {
 awaitable<H2Front::H1> H2Front::connect(bool offer_h2, Failure& failure) {
   auto conn = std::make_unique<UpConn>(ex_, opts_.max_header_bytes + kBodyRead);
   error_code ec;
-  if (env_.connected && !preconnected_taken_ && env_.connected->is_open()) {
-    preconnected_taken_ = true;
+  // The socket dialed for a CONNECT serves once: moved out, it is no longer open.
+  if (env_.connected && env_.connected->is_open()) {
     conn->socket = std::move(*env_.connected);
     conn->address = env_.connected_address;
     conn->connected_ns = env_.connected_ns;

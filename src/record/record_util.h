@@ -36,10 +36,12 @@ inline void finish_body(flow::Body& b) {
 struct Capture {
   flow::Body* body;
   size_t cap;
+  std::string* also = nullptr;  // when set, every byte is appended here too, uncapped
   void operator()(std::string_view d) const {
     body->size += d.size();
     if (body->data.size() < cap)
       body->data.append(d.data(), std::min(d.size(), cap - body->data.size()));
+    if (also) also->append(d);
   }
 };
 

@@ -471,6 +471,15 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
   // `dialed`: a fresh TCP connection to the destination for the front's first upstream use.
   awaitable<void> serve_h2_handoff(std::string initial,
                                    std::unique_ptr<net::UpstreamConnection> dialed = nullptr);
+  // The request was read to its end: stamps request_ended, takes the trailers from the parser,
+  // tells the hooks and settles the body's truncated flag. Later calls do nothing.
+  void end_request(flow::Flow& f) {
+    if (f.timing.request_ended != 0) return;
+    f.timing.request_ended = flow::now_ns();
+    f.request.trailers = std::move(req_parser_.trailers());
+    if (hooks_) hooks_->request_complete(f);
+    finish_body(f.request.body);
+  }
   // Sends "100 Continue" (once: sets `sent`). On failure records the flow and returns false.
   awaitable<bool> send_continue(flow::Flow& f, bool& sent);
   // Reads more request body from the client and parses it into f.request.body (and, when
@@ -921,13 +930,10 @@ awaitable<bool> ProxyConnection::exchange() {
   // holds decoded bytes read but not yet sent.
   const bool to_h2 = dest_ && dest_->h2c && !websocket;
   std::string h2_body;
-  auto capture = [&](std::string_view d) {
-    Capture{&f.request.body, cap}(d);
-    if (to_h2) h2_body.append(d);
-  };
   size_t first_raw = 0;
   if (!req_parser_.done()) {
-    first_raw = req_parser_.parse_body(in_.data(), capture);
+    first_raw = req_parser_.parse_body(in_.data(),
+                                       Capture{&f.request.body, cap, to_h2 ? &h2_body : nullptr});
     if (req_parser_.failed()) {
       co_await send_error(400, "Bad Request", req_parser_.error_message());
       record_error(f, req_parser_.error(), req_parser_.error_message());
@@ -968,10 +974,7 @@ awaitable<bool> ProxyConnection::exchange() {
       f.bytes_from_client += *raw;
     }
     whole_request = true;
-    f.timing.request_ended = flow::now_ns();
-    f.request.trailers = std::move(req_parser_.trailers());
-    if (hooks_) hooks_->request_complete(f);
-    finish_body(f.request.body);
+    end_request(f);
     if (opts_.responder) {
       ReplayAnswer answer = opts_.responder->answer(f);
       if (answer.action != ReplayAnswer::Action::forward) {
@@ -1113,11 +1116,7 @@ awaitable<bool> ProxyConnection::exchange() {
       in_.consume(raw);
       f.bytes_from_client += raw;
     }
-    if (f.timing.request_ended == 0) {
-      f.timing.request_ended = flow::now_ns();
-      f.request.trailers = std::move(req_parser_.trailers());
-      if (hooks_) hooks_->request_complete(f);
-    }
+    end_request(f);
 
     // Response head; interim 1xx responses are relayed (our own 100 is not repeated).
     resp_parser_.reset(is_head);
@@ -1568,10 +1567,7 @@ awaitable<std::optional<size_t>> ProxyConnection::read_request_body(flow::Flow& 
     }
     co_return std::nullopt;
   }
-  size_t raw = req_parser_.parse_body(in_.data(), [&](std::string_view d) {
-    Capture{&f.request.body, opts_.body_cap}(d);
-    if (decoded) decoded->append(d);
-  });
+  size_t raw = req_parser_.parse_body(in_.data(), Capture{&f.request.body, opts_.body_cap, decoded});
   if (req_parser_.failed()) {
     co_await send_error(400, "Bad Request", req_parser_.error_message());
     record_error(f, req_parser_.error(), req_parser_.error_message());
@@ -1686,8 +1682,8 @@ awaitable<bool> ProxyConnection::exchange_h2(flow::Flow& f, bool client_keep_ali
       }
       if (last) {
         if (trailers) {
-          if (f.request.trailers.empty()) f.request.trailers = std::move(req_parser_.trailers());
-          st = co_await us->write_trailers(f.request.trailers);
+          flow::Headers t = f.request.trailers.empty() ? req_parser_.trailers() : f.request.trailers;
+          st = co_await us->write_trailers(std::move(t));
         }
         break;
       }
@@ -1707,12 +1703,7 @@ awaitable<bool> ProxyConnection::exchange_h2(flow::Flow& f, bool client_keep_ali
       f.bytes_from_client += *raw;
     }
   }
-  if (f.timing.request_ended == 0) {
-    f.timing.request_ended = flow::now_ns();
-    if (f.request.trailers.empty()) f.request.trailers = std::move(req_parser_.trailers());
-    if (hooks_) hooks_->request_complete(f);
-    finish_body(f.request.body);
-  }
+  end_request(f);
   if (st.ok()) st = co_await us->wait_response();
   if (!st.ok()) {
     const bool to = st.code() == Errc::timeout;
