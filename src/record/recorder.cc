@@ -1567,7 +1567,8 @@ awaitable<std::optional<size_t>> ProxyConnection::read_request_body(flow::Flow& 
     }
     co_return std::nullopt;
   }
-  size_t raw = req_parser_.parse_body(in_.data(), Capture{&f.request.body, opts_.body_cap, decoded});
+  size_t raw =
+      req_parser_.parse_body(in_.data(), Capture{&f.request.body, opts_.body_cap, decoded});
   if (req_parser_.failed()) {
     co_await send_error(400, "Bad Request", req_parser_.error_message());
     record_error(f, req_parser_.error(), req_parser_.error_message());
@@ -1682,7 +1683,8 @@ awaitable<bool> ProxyConnection::exchange_h2(flow::Flow& f, bool client_keep_ali
       }
       if (last) {
         if (trailers) {
-          flow::Headers t = f.request.trailers.empty() ? req_parser_.trailers() : f.request.trailers;
+          flow::Headers t =
+              f.request.trailers.empty() ? req_parser_.trailers() : f.request.trailers;
           st = co_await us->write_trailers(std::move(t));
         }
         break;
