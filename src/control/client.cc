@@ -63,6 +63,10 @@ Status from_grpc(const grpc::Status& status) {
   if (status.error_code() == StatusCode::UNAUTHENTICATED)
     message =
         "the daemon refused the call (" + message + "); give its token with --remote-token-file";
+  else if (status.error_code() == StatusCode::UNAVAILABLE &&
+           message.rfind("failed to connect", 0) == 0)
+    message =
+        "no daemon answers there; is `retake daemon --control ADDRESS` running? (" + message + ")";
   return {code, "remote: " + message};
 }
 

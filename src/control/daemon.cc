@@ -59,7 +59,7 @@ class DaemonImpl final : public Daemon {
         recorders_(auth_, writer_, hub_, *store_),
         flows_(auth_, *store_),
         replays_(auth_, *store_, writer_),
-        diffs_(auth_, *store_) {
+        diffs_(auth_, *store_, replays_) {
     writer_.on_written([this](const flow::Flow& f) { hub_.publish(f); });
   }
   ~DaemonImpl() override { stop(); }

@@ -96,6 +96,12 @@ grpc::Status DiffService::Compare(grpc::ServerContext* context, const v1::Compar
     request.mode = in->run_b().empty() ? ops::DiffMode::run : ops::DiffMode::runs;
     request.run = in->run();
     request.run_b = in->run_b();
+    // A run still replaying would be compared half-written: say so instead of a partial report.
+    for (auto [field, run] : {std::pair{"run", &in->run()}, std::pair{"run_b", &in->run_b()}})
+      if (!run->empty() && replays_.replaying(*run))
+        return {grpc::StatusCode::FAILED_PRECONDITION,
+                std::string(field) + ": run '" + *run +
+                    "' is still replaying; compare it once its replay has finished"};
   }
   if (in->filter().size() > 4096) return invalid("filter", "at most 4096 bytes");
   if (!in->filter().empty()) {

@@ -306,6 +306,11 @@ grpc::Status ReplayService::StartClientReplay(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+bool ReplayService::replaying(const std::string& run) {
+  std::lock_guard lock(mutex_);
+  return clients_.count(run) != 0;
+}
+
 grpc::Status ReplayService::CancelClientReplay(grpc::ServerContext* context,
                                                const v1::ClientReplayRef* request,
                                                v1::ClientReplayStatus* response) {

@@ -183,6 +183,9 @@ class ReplayService final : public v1::Replay::Service {
   // shutdown): the client replay streams end with `finished` (interrupted). Idempotent.
   void stop_all();
 
+  // Whether a client replay is still writing `run` (its flows are not all stored yet).
+  bool replaying(const std::string& run);
+
  private:
   struct RunningClient {
     std::string session;
@@ -218,7 +221,9 @@ inline constexpr int kMaxResultsPerEvent = 500;
 
 class DiffService final : public v1::Diff::Service {
  public:
-  DiffService(const TokenCheck& auth, store::FlowStore& store) : auth_(auth), store_(store) {}
+  // `replays` tells which runs are still being written: comparing one is FAILED_PRECONDITION.
+  DiffService(const TokenCheck& auth, store::FlowStore& store, ReplayService& replays)
+      : auth_(auth), store_(store), replays_(replays) {}
 
   grpc::Status Compare(grpc::ServerContext* context, const v1::CompareRequest* request,
                        grpc::ServerWriter<v1::DiffEvent>* writer) override;
@@ -231,6 +236,7 @@ class DiffService final : public v1::Diff::Service {
  private:
   const TokenCheck& auth_;
   store::FlowStore& store_;
+  ReplayService& replays_;
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<std::atomic<bool>>> running_;  // by diff id
   uint64_t next_id_ = 0;

@@ -125,6 +125,19 @@ class RetakeTest(unittest.TestCase):
         r = self.retake()
         self.assertEqual(r.returncode, 2)
 
+    def test_remote_without_a_daemon_fails_clearly(self):
+        port = free_port()  # nobody listens there
+        for cmd in (["flows", "list"], ["sessions"], ["runs"],
+                    ["replay", "--session", "s", "--target", "http://127.0.0.1:9"]):
+            r = self.retake(*cmd, "--remote", f"127.0.0.1:{port}")
+            self.assertEqual(r.returncode, 1, cmd)
+            self.assertIn("no daemon answers there", r.stderr, cmd)
+        env_remote = dict(self.env, RETAKE_REMOTE=f"127.0.0.1:{port}")
+        r = subprocess.run([RETAKE, "sessions"], capture_output=True, text=True, env=env_remote,
+                           timeout=30)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no daemon answers there", r.stderr)
+
     def test_reading_a_missing_store_fails_clearly(self):
         r = self.retake("flows", "list", "--db", os.path.join(self.home, "nope"))
         self.assertEqual(r.returncode, 1)

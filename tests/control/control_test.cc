@@ -1030,6 +1030,20 @@ TEST_CASE("a client replay stops on CancelClientReplay and when its caller goes 
     REQUIRE(replays->ListClientReplays(context().get(), {}, &listed).ok());
     REQUIRE(listed.replays_size() == 1);
     CHECK(listed.replays(0).run_id() == "run-cancel");
+    // Comparing a run that is still being written would report on half of it.
+    {
+      auto diffs = v1::Diff::NewStub(daemon.channel);
+      v1::CompareRequest compare;
+      compare.set_run("run-cancel");
+      auto c = context(20s);
+      auto r = diffs->Compare(c.get(), compare);
+      v1::DiffEvent e;
+      while (r->Read(&e)) {
+      }
+      auto st = r->Finish();
+      CHECK(st.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+      CHECK(st.error_message().find("still replaying") != std::string::npos);
+    }
     v1::ClientReplayStatus cancelling;
     REQUIRE(replays->CancelClientReplay(context().get(), ref, &cancelling).ok());
     CHECK(cancelling.cancelling());
@@ -1223,6 +1237,27 @@ TEST_CASE(
   CHECK(replays->GetServerReplay(context().get(), ref, &now).error_code() ==
         grpc::StatusCode::NOT_FOUND);
   CHECK(curl("--retry 0 " + base + "/json") != 0);  // no longer listening
+
+  // A session whose only flow failed (the upstream was down) has nothing to answer with.
+  {
+    auto recorders = v1::Recorder::NewStub(daemon.channel);
+    v1::StartRecorderRequest start;
+    start.set_mode("reverse:http://127.0.0.1:1");
+    start.set_session("all-failed");
+    v1::StartRecorderResponse recording;
+    REQUIRE(recorders->Start(context().get(), start, &recording).ok());
+    CHECK(curl("http://" + recording.bound_address() + "/json") == 0);  // a 502 from retake
+    v1::RecorderRef recorder;
+    recorder.set_recorder_id(recording.recorder_id());
+    v1::RecorderStatus stopped;
+    REQUIRE(recorders->Stop(context().get(), recorder, &stopped).ok());
+    REQUIRE(stopped.stats().flows() == 1);
+  }
+  v1::StartServerReplayRequest empty;
+  empty.set_session("all-failed");
+  status = replays->StartServerReplay(context().get(), empty, &started);
+  CHECK(status.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+  CHECK(status.error_message().find("response") != std::string::npos);
   CHECK(daemon.child->stop() == 0);
 }
 
