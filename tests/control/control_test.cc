@@ -860,8 +860,10 @@ namespace {
 
 // Records `paths` (GET; "POST:/echo" posts) through a reverse recorder in front of `upstream`
 // into `session` and stops the recorder, so every flow is in the store.
+// Records `paths` with curl through a reverse-mode recorder started over gRPC. With `watch`,
+// the flows must also arrive on WatchFlows, in order, as they are recorded.
 void record_session(Daemon& daemon, const Upstream& upstream, const std::string& session,
-                    const std::vector<std::string>& paths) {
+                    const std::vector<std::string>& paths, bool watch = false) {
   auto recorders = v1::Recorder::NewStub(daemon.channel);
   v1::StartRecorderRequest start;
   start.set_mode("reverse:http://127.0.0.1:" + std::to_string(upstream.port));
@@ -869,12 +871,30 @@ void record_session(Daemon& daemon, const Upstream& upstream, const std::string&
   v1::StartRecorderResponse started;
   auto status = recorders->Start(context().get(), start, &started);
   REQUIRE_MESSAGE(status.ok(), status.error_message());
+  auto watch_context = context(60s);
+  std::unique_ptr<grpc::ClientReader<v1::FlowEvent>> watched;
+  if (watch) {
+    v1::WatchFlowsRequest subscribe;
+    subscribe.set_session(session);
+    watched = recorders->WatchFlows(watch_context.get(), subscribe);
+    watched->WaitForInitialMetadata();
+  }
   const std::string proxy = "http://" + started.bound_address();
   for (const auto& p : paths) {
     if (p.rfind("POST:", 0) == 0)
       REQUIRE(curl("-X POST --data-binary replay-body " + proxy + p.substr(5)) == 0);
     else
       REQUIRE(curl(proxy + p) == 0);
+    if (!watched) continue;
+    v1::FlowEvent event;
+    REQUIRE(watched->Read(&event));
+    CHECK(event.lost() == 0);
+    CHECK(event.flow().session() == session);
+    CHECK(event.flow().url().ends_with(p.rfind("POST:", 0) == 0 ? p.substr(5) : p));
+  }
+  if (watched) {
+    watch_context->TryCancel();
+    CHECK(watched->Finish().error_code() == grpc::StatusCode::CANCELLED);
   }
   v1::RecorderRef ref;
   ref.set_recorder_id(started.recorder_id());
@@ -1354,8 +1374,10 @@ TEST_CASE("the Diff service compares a run with its origins, streams the differe
   Upstream recorded_against;
   Upstream target;
   Daemon daemon;
+  // The whole loop over gRPC: record (watching the flows arrive), replay against a second
+  // server instance until the stream finishes, compare.
   // /echo answers with the request's headers: replayed to another port, its Host differs.
-  record_session(daemon, recorded_against, "d", {"/json", "/echo"});
+  record_session(daemon, recorded_against, "d", {"/json", "/echo"}, /*watch=*/true);
   auto replays = v1::Replay::NewStub(daemon.channel);
   v1::StartClientReplayRequest replay_request;
   replay_request.set_session("d");
@@ -1364,6 +1386,12 @@ TEST_CASE("the Diff service compares a run with its origins, streams the differe
   replay_request.set_run_id("run-d");
   auto replayed = replay_all(*replays, replay_request);
   REQUIRE_MESSAGE(replayed.status.ok(), replayed.status.error_message());
+  REQUIRE(replayed.finished());
+  CHECK(replayed.finished()->completed() == 2);
+  bool progressed = false;
+  for (const auto& e : replayed.events)
+    progressed |= e.has_progress() && e.progress().completed() == 2;
+  CHECK(progressed);
 
   auto diffs = v1::Diff::NewStub(daemon.channel);
   v1::CompareRequest compare;
