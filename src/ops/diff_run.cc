@@ -98,15 +98,15 @@ Result<std::vector<flow::Flow>> recorded_flows(store::FlowStore& store, const st
   selection.session = session;
   selection.filter = filter;
   selection.with_bodies = true;
+  selection.recorded_only = true;
   std::vector<flow::Flow> out;
   bool too_many = false;
-  auto st = select_flows(store, selection, [&](const flow::Flow& f) {
-    if (!f.run.empty()) return true;
+  auto st = select_flows(store, selection, [&](flow::Flow& f) {
     if (out.size() >= replay::kMaxReplayFlows) {
       too_many = true;
       return false;
     }
-    out.push_back(f);
+    out.push_back(std::move(f));
     return true;
   });
   if (!st.ok()) return st;

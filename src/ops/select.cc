@@ -11,7 +11,7 @@ Status validate(const Selection& selection) {
 }
 
 Status select_flows(store::FlowStore& store, const Selection& selection,
-                    const std::function<bool(const flow::Flow&)>& visit) {
+                    const std::function<bool(flow::Flow&)>& visit) {
   std::optional<query::Filter> filter;
   if (!selection.filter.empty()) {
     auto parsed = query::Filter::parse(selection.filter);
@@ -27,6 +27,7 @@ Status select_flows(store::FlowStore& store, const Selection& selection,
       if (filter && !filter->matches(*found)) continue;
       if (!selection.session.empty() && found->session != selection.session) continue;
       if (!selection.run.empty() && found->run != selection.run) continue;
+      if (selection.recorded_only && !found->run.empty()) continue;
       ++matched;
       if (!visit(*found)) break;
       if (selection.limit && matched >= selection.limit) break;
@@ -37,6 +38,7 @@ Status select_flows(store::FlowStore& store, const Selection& selection,
   store::ScanOptions scan;
   scan.session = selection.session;
   scan.run = selection.run;
+  scan.recorded_only = selection.recorded_only;
   scan.after_id = selection.after_id;
   scan.reverse = selection.reverse;
   scan.with_bodies = selection.with_bodies || (filter && filter->needs_bodies());
@@ -64,7 +66,7 @@ Status select_flows(store::FlowStore& store, const Selection& selection,
   }
 
   size_t matched = 0;
-  return store.scan(scan, [&](const flow::Flow& f) {
+  return store.scan(scan, [&](flow::Flow& f) {
     if (filter && !filter->matches(f)) return true;
     ++matched;
     if (!visit(f)) return false;

@@ -26,6 +26,9 @@ struct Selection {
   // Only flows of this session / run. Default: "".
   std::string session;
   std::string run;
+  // Only recordings, not the flows replay runs added (store::ScanOptions::recorded_only).
+  // Default: false.
+  bool recorded_only = false;
   // Stop after this many matching flows. Default: 0 (no limit).
   size_t limit = 0;
   // Start strictly after this flow id (a paging cursor). Default: 0.
@@ -41,12 +44,12 @@ struct Selection {
 Status validate(const Selection& selection);
 
 // Calls visit for each chosen flow in id order (or reverse) until it returns false or the
-// limit is reached. The filter is compiled once; the store's secondary indexes (session, run,
+// limit is reached; visit may move from the flow it is given. The filter is compiled once; the store's secondary indexes (session, run,
 // status, time, host and method) are used where the expression forces them, and only then
 // are flows decoded.
 // Errors: parse_error (the message points at the column) for a bad filter; whatever the
 // store reports (corruption, io_error).
 Status select_flows(store::FlowStore& store, const Selection& selection,
-                    const std::function<bool(const flow::Flow&)>& visit);
+                    const std::function<bool(flow::Flow&)>& visit);
 
 }  // namespace retake::ops

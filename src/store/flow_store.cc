@@ -160,7 +160,7 @@ bool has_nul(std::string_view s) {
 // schema whose tags to produce.
 template <typename Add>
 void for_each_index_entry(const flow::Flow& f, uint32_t version, Add&& add) {
-  if (!f.session.empty()) add('s', f.session);
+  if (!f.session.empty()) add(version >= 3 && !f.run.empty() ? 'S' : 's', f.session);
   if (!f.run.empty()) add('r', f.run);
   FlowHosts hosts = flow_hosts(f);
   if (!hosts.authority.empty()) add('h', hosts.authority);
@@ -176,6 +176,21 @@ void for_each_index_entry(const flow::Flow& f, uint32_t version, Add&& add) {
   else
     add('m', f.request.method);
   if (int64_t t = start_ns(f); t != 0) add('t', time_value(t));
+}
+
+// The schema that introduced an index tag.
+uint32_t tag_since(char tag) {
+  switch (tag) {
+    case 's':
+    case 'r':
+    case 'h':
+    case 'c':
+      return 1;
+    case 'S':
+      return 3;
+    default:
+      return 2;
+  }
 }
 
 std::vector<std::string> index_keys(const flow::Flow& f, uint32_t version = kSchemaVersion) {
@@ -641,7 +656,7 @@ class RocksFlowStore final : public FlowStore {
   std::unique_ptr<IdCursor> time_range(const rocksdb::ReadOptions& ro, std::optional<int64_t> since,
                                        std::optional<int64_t> until, bool reverse, Status& failure);
   // Adds the index entries of schema 2 to every stored flow, then stamps version 2.
-  Status upgrade_to_v2();
+  Status upgrade(uint32_t from);
   // Removes the stored flow `id` (if any) from the batch: its key, index keys and counters.
   Status take_out(rocksdb::WriteBatch& batch, uint64_t id, bool delete_flow_key,
                   SessionChanges& changes);
@@ -666,8 +681,6 @@ class RocksFlowStore final : public FlowStore {
   std::mutex write_mu_;  // serializes put/remove: session counters are read-modify-write
   std::atomic<uint64_t> last_id_{0};
   std::unordered_set<std::string> known_bodies_;  // guarded by write_mu_
-  // Registers the values of f's h/d/m entries that the registry lacks (into batch and
-  // `added`, merged into registered_ once the batch is written). Under write_mu_.
   // Registers the values of f's h/d/m entries that the registry lacks: into batch, and into
   // registered_ at once, listed in `added` so that forget_values() can take them back out of
   // registered_ when the batch is not written. Under write_mu_.
@@ -872,11 +885,11 @@ Status RocksFlowStore::check_version() {
                       "; this retake understands up to " + std::to_string(kSchemaVersion) +
                       " (upgrade retake to read it)");
   schema_version_ = static_cast<uint32_t>(version);
-  if (version < kSchemaVersion && !read_only_) return upgrade_to_v2();
+  if (version < kSchemaVersion && !read_only_) return upgrade(schema_version_);
   return {};
 }
 
-Status RocksFlowStore::upgrade_to_v2() {
+Status RocksFlowStore::upgrade(uint32_t from) {
   // Put is idempotent, so a pass cut short (killed, disk full) is simply run again at the next
   // open: the version is stamped only after every entry is written.
   constexpr size_t kEntriesPerBatch = 4096;
@@ -895,7 +908,9 @@ Status RocksFlowStore::upgrade_to_v2() {
     if (batch.Count() == 0) return {};
     auto st = db_->Write(wo, &batch);
     batch.Clear();
-    if (!st.ok()) return from_rocks(st, "adding the schema 2 index entries to " + path_);
+    if (!st.ok())
+      return from_rocks(st, "adding the schema " + std::to_string(kSchemaVersion) +
+                                " index entries to " + path_);
     added.clear();  // written: keep them
     return {};
   };
@@ -908,9 +923,17 @@ Status RocksFlowStore::upgrade_to_v2() {
     // A damaged record cannot tell its entries; readers report it when they reach it.
     auto decoded = decode_flow(std::string_view(it->value().data(), it->value().size()), id);
     if (!decoded) continue;
-    for_each_index_entry(decoded->flow, 2, [&](char tag, std::string_view value) {
-      register_value(tag, value, batch, added);
-      if (tag == 's' || tag == 'r' || tag == 'h' || tag == 'c') return;  // schema 1 has them
+    const auto& f = decoded->flow;
+    if (from < 3 && !f.session.empty() && !f.run.empty()) {
+      // Its session entry moves to S (added below): readers of every version unite s and S,
+      // so the flow stays findable by session throughout.
+      std::string key = index_prefix('s', f.session);
+      append_be64(key, id);
+      batch.Delete(cf_[kIndex], key);
+    }
+    for_each_index_entry(f, kSchemaVersion, [&](char tag, std::string_view value) {
+      if (from < 2) register_value(tag, value, batch, added);  // the registry came with 2
+      if (tag_since(tag) <= from) return;                       // the store has these already
       std::string key = index_prefix(tag, value);
       append_be64(key, id);
       batch.Put(cf_[kIndex], key, rocksdb::Slice());
@@ -1070,7 +1093,7 @@ Status RocksFlowStore::recount_session(const std::string& name,
   out = SessionCounters{0, INT64_MAX, INT64_MIN};
   ScanOptions all;
   rocksdb::ReadOptions ro;
-  return walk_ids(ro, kIndex, index_prefix('s', name), all, [&](uint64_t id, rocksdb::Iterator&) {
+  auto count = [&](uint64_t id, rocksdb::Iterator&) {
     if (touched.count(id)) return true;
     std::string bytes;
     if (!db_->Get(ro, cf_[kFlows], be64(id), &bytes).ok()) return true;
@@ -1081,7 +1104,10 @@ Status RocksFlowStore::recount_session(const std::string& name,
     out.first = std::min(out.first, t);
     out.last = std::max(out.last, t);
     return true;
-  });
+  };
+  for (char tag : {'s', 'S'})
+    if (auto st = walk_ids(ro, kIndex, index_prefix(tag, name), all, count); !st) return st;
+  return {};
 }
 
 Status RocksFlowStore::apply_session_changes(rocksdb::WriteBatch& batch,
@@ -1390,6 +1416,7 @@ Status RocksFlowStore::scan(const ScanOptions& options,
   auto matches = [&](const flow::Flow& f) {
     if (!options.session.empty() && f.session != options.session) return false;
     if (!options.run.empty() && f.run != options.run) return false;
+    if (options.recorded_only && !f.run.empty()) return false;
     if (!host.empty() && !flow::iequals(f.request.host(), host)) return false;
     if (options.status && (!f.response || f.response->status != *options.status)) return false;
     if ((options.status_min || options.status_max) &&
@@ -1420,7 +1447,18 @@ Status RocksFlowStore::scan(const ScanOptions& options,
                                                     options.reverse));
   };
   if (!options.run.empty()) add_value('r', options.run);
-  if (!options.session.empty()) add_value('s', options.session);
+  if (!options.session.empty()) {
+    if (options.recorded_only) {
+      add_value('s', options.session);
+    } else {
+      // Recordings and replayed flows (S exists from schema 3 on; before, it is empty).
+      std::vector<std::unique_ptr<IdCursor>> both;
+      for (char tag : {'s', 'S'})
+        both.push_back(std::make_unique<IndexCursor>(
+            *db_, ro, cf_[kIndex], index_prefix(tag, options.session), options.reverse));
+      streams.push_back(std::make_unique<UnionCursor>(std::move(both), options.reverse));
+    }
+  }
   if (!host.empty()) add_value('h', host);
   if (status_key) add_value('c', *status_key);
   if (!options.status && (options.status_min || options.status_max)) {
@@ -1517,8 +1555,10 @@ Status RocksFlowStore::scan(const ScanOptions& options,
 Result<uint64_t> RocksFlowStore::count(const ScanOptions& options) {
   int conditions = !options.run.empty() + !options.session.empty() + !options.host.empty() +
                    options.status.has_value();
+  // Before schema 3, `s` also held replayed flows: recorded_only then needs the flows.
   bool others = options.status_min || options.status_max || options.since_ns || options.until_ns ||
-                options.host_test || options.method_test;
+                options.host_test || options.method_test ||
+                (options.recorded_only && (options.session.empty() || schema_version_ < 3));
   std::optional<std::string> status_key;
   if (options.status) status_key = status_value(*options.status);
   if (conditions > 1 || others || (options.status && !status_key)) {
@@ -1529,24 +1569,31 @@ Result<uint64_t> RocksFlowStore::count(const ScanOptions& options) {
     if (!s) return s;
     return n;
   }
-  // One condition or none: the keys alone answer.
-  std::string prefix;
-  if (!options.run.empty())
-    prefix = index_prefix('r', options.run);
-  else if (!options.session.empty())
-    prefix = index_prefix('s', options.session);
-  else if (!options.host.empty())
-    prefix = index_prefix('h', ascii_lower(options.host));
-  else if (status_key)
-    prefix = index_prefix('c', *status_key);
+  // One condition or none: the keys alone answer (a session's: s, and S unless recorded_only).
+  std::vector<std::string> prefixes;
+  if (!options.run.empty()) {
+    prefixes.push_back(index_prefix('r', options.run));
+  } else if (!options.session.empty()) {
+    prefixes.push_back(index_prefix('s', options.session));
+    if (!options.recorded_only) prefixes.push_back(index_prefix('S', options.session));
+  } else if (!options.host.empty()) {
+    prefixes.push_back(index_prefix('h', ascii_lower(options.host)));
+  } else if (status_key) {
+    prefixes.push_back(index_prefix('c', *status_key));
+  } else {
+    prefixes.emplace_back();
+  }
   SnapshotGuard snapshot(db_.get(), snapshots());
   uint64_t n = 0;
-  auto s = walk_ids(read_options(snapshot), prefix.empty() ? kFlows : kIndex, prefix, options,
-                    [&](uint64_t, rocksdb::Iterator&) {
-                      ++n;
-                      return options.limit == 0 || n < options.limit;
-                    });
-  if (!s) return s;
+  for (const auto& prefix : prefixes) {
+    if (options.limit != 0 && n >= options.limit) break;
+    auto s = walk_ids(read_options(snapshot), prefix.empty() ? kFlows : kIndex, prefix, options,
+                      [&](uint64_t, rocksdb::Iterator&) {
+                        ++n;
+                        return options.limit == 0 || n < options.limit;
+                      });
+    if (!s) return s;
+  }
   return n;
 }
 

@@ -24,6 +24,13 @@
 //               t  flow start time as big-endian 64 bits (see ScanOptions::since_ns; when not 0)
 //               D, M  value "": the flow has a host (D) or method (M) containing \0, which
 //                  the value walk cannot list; such flows are always candidates.
+//             Since schema 3, `s` holds a session's recordings only (flows with an empty
+//             run), and
+//               S  session name of a replayed flow (non-empty session and run),
+//             so that what a replay or a mock loads (ScanOptions::recorded_only) is one stream
+//             that never reaches the flows runs of the session have added beside the
+//             recordings; a scan by session unites `s` and `S`. (Version 2 stores had every
+//             flow of a session under `s`.)
 //             Each entry is one more memtable insert per flow on the recorder's write path,
 //             so only what scan() drives by is indexed.
 //   `meta`    internal keys start with "i\0":  i\0schema_version -> decimal text;
@@ -58,11 +65,13 @@
 namespace retake::store {
 
 // The schema version this build writes and the newest it can read.
-// 1: the first layout. 2: adds the index tags d, m, t, D, M (see above). A writer opening a
-// version-1 store adds those entries for every stored flow (one pass, in batches) and then
-// stamps 2, so a version-1 build refuses it afterwards instead of writing flows the new
-// indexes would miss. A read-only open of a version-1 store scans without the new tags.
-inline constexpr uint32_t kSchemaVersion = 2;
+// 1: the first layout. 2: adds the index tags d, m, t, D, M. 3: moves the session entries of
+// replayed flows from s to S (see above). A writer opening an older store adds the entries of
+// the newer tags for every stored flow and takes the moved ones out (one pass, in batches)
+// and then stamps the new version, so an older build refuses it afterwards
+// instead of writing flows the new indexes would miss. A read-only open of an older store
+// scans without the newer tags.
+inline constexpr uint32_t kSchemaVersion = 3;
 
 struct StoreOptions {
   // Directory of the RocksDB database. Required.
@@ -100,6 +109,9 @@ struct StoreStats {
 struct ScanOptions {
   std::string session;
   std::string run;
+  // Only recordings: flows that no replay run produced (empty run). With a session, one index
+  // stream (`s`). Default: false.
+  bool recorded_only = false;
   std::string host;  // compared ASCII case-insensitively with Request::host()
   std::optional<int> status;
   // Response status within [status_min, status_max] (either bound may be left open).

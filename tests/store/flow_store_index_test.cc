@@ -56,6 +56,8 @@ std::string lower(std::string s) {
 // The documented meaning of each condition, written out independently of the store.
 bool expected(const ScanOptions& o, const flow::Flow& f) {
   if (!o.session.empty() && f.session != o.session) return false;
+  if (!o.run.empty() && f.run != o.run) return false;
+  if (o.recorded_only && !f.run.empty()) return false;
   if ((o.status_min || o.status_max) &&
       (!f.response || f.response->status < o.status_min.value_or(INT_MIN) ||
        f.response->status > o.status_max.value_or(INT_MAX)))
@@ -114,6 +116,8 @@ std::vector<flow::Flow> varied_flows(int n, uint32_t seed) {
         f.timing.request_started = 5'000'000 + static_cast<int64_t>(rng() % 1000) * 1000;
         break;
     }
+    // A third are replayed flows of a run, most of them in a recorded session.
+    if (rng() % 3 == 0) f.run = "run-" + std::to_string(rng() % 2);
     flows.push_back(std::move(f));
   }
   return flows;
@@ -144,6 +148,14 @@ std::vector<ScanOptions> condition_table() {
   add([](ScanOptions& o) { o.method_test = [](std::string_view m) { return m.empty(); }; });
   add([](ScanOptions& o) {
     o.method_test = [](std::string_view m) { return m.find('\0') != m.npos; };
+  });
+  add([](ScanOptions& o) { o.session = "one", o.recorded_only = true; });
+  add([](ScanOptions& o) { o.recorded_only = true; });
+  add([](ScanOptions& o) { o.session = "two", o.run = "run-1"; });
+  add([](ScanOptions& o) { o.session = "two", o.run = "run-1", o.recorded_only = true; });
+  add([](ScanOptions& o) {
+    o.session = "two", o.recorded_only = true, o.status_min = 400;
+    o.method_test = [](std::string_view m) { return m == "GET"; };
   });
   add([](ScanOptions& o) { o.status_min = 500, o.status_max = 599; });
   add([](ScanOptions& o) { o.status_min = 400; });
@@ -286,9 +298,14 @@ TEST_CASE("a schema 1 store is upgraded at open so the new indexes find its old 
     auto flows = varied_flows(200, 11);
     REQUIRE(s->put(flows).ok());
     all = all_flows(*s);
-    // Take the store back to schema 1: no d/m/t/D/M entries, version 1.
+    // Take the store back to schema 1: no d/m/t/D/M/S entries, version 1.
     for (const auto& f : all) {
       std::vector<std::string> keys;
+      if (!f.run.empty() && !f.session.empty()) {  // schema 1 had them under s
+        keys.push_back(testing::index_key('S', f.session, f.id));
+        REQUIRE(testing::write_raw(*s, "index", testing::index_key('s', f.session, f.id), "")
+                    .ok());
+      }
       keys.push_back(testing::index_key('m', f.request.method, f.id));
       keys.push_back(testing::index_key('M', "", f.id));
       keys.push_back(testing::index_key('D', "", f.id));
@@ -312,7 +329,8 @@ TEST_CASE("a schema 1 store is upgraded at open so the new indexes find its old 
     REQUIRE(stats.ok());
     uint64_t schema1_entries = 0;
     for (const auto& f : all)
-      schema1_entries += !f.session.empty() + !f.request.host().empty() + f.response.has_value();
+      schema1_entries += !f.session.empty() + !f.run.empty() + !f.request.host().empty() +
+                         f.response.has_value();
     CHECK(stats->index_entries == schema1_entries);
   }
   SUBCASE("a reader that cannot upgrade answers the new conditions by decoding") {
@@ -329,6 +347,67 @@ TEST_CASE("a schema 1 store is upgraded at open so the new indexes find its old 
     auto stats = s->stats();
     REQUIRE(stats.ok());
     CHECK(stats->index_entries > 0);
+  }
+}
+
+TEST_CASE("a schema 2 store moves its replayed flows' session entries at open") {
+  TempDir dir;
+  std::vector<flow::Flow> all;
+  uint64_t schema3_entries = 0;
+  {
+    auto s = open_at(dir.sub("db"));
+    auto flows = varied_flows(300, 5);
+    REQUIRE(s->put(flows).ok());
+    all = all_flows(*s);
+    auto stats = s->stats();
+    REQUIRE(stats.ok());
+    schema3_entries = stats->index_entries;
+    // Back to schema 2: a replayed flow's session entry under s, as recordings have it.
+    size_t moved = 0;
+    for (const auto& f : all)
+      if (!f.run.empty() && !f.session.empty()) {
+        REQUIRE(testing::remove_raw(*s, "index", testing::index_key('S', f.session, f.id)).ok());
+        REQUIRE(testing::write_raw(*s, "index", testing::index_key('s', f.session, f.id), "")
+                    .ok());
+        ++moved;
+      }
+    REQUIRE(moved > 30);
+    REQUIRE(testing::write_raw(*s, "meta", testing::schema_version_key(), "2").ok());
+  }
+  ScanOptions recorded{.session = "one", .recorded_only = true};
+  SUBCASE("a reader of the schema 2 store leaves replayed flows out by decoding them") {
+    auto r = open_at(dir.sub("db"), true);
+    CHECK(check_scan(*r, recorded, all) > 10);
+    check_table(*r, all);
+  }
+  SUBCASE("a writer moves the entries, once; sessions keep their counts") {
+    {
+      auto s = open_at(dir.sub("db"));
+      CHECK(check_scan(*s, recorded, all) > 10);
+      check_table(*s, all);
+      auto stats = s->stats();
+      REQUIRE(stats.ok());
+      CHECK(stats->index_entries == schema3_entries);
+    }
+    auto s = open_at(dir.sub("db"));
+    check_table(*s, all);
+    auto stats = s->stats();
+    REQUIRE(stats.ok());
+    CHECK(stats->index_entries == schema3_entries);
+    // Removing a replayed flow recounts its session from both streams.
+    auto sessions = s->sessions();
+    REQUIRE(sessions.ok());
+    uint64_t before = 0;
+    for (const auto& info : *sessions)
+      if (info.name == "one") before = info.flow_count;
+    std::vector<uint64_t> gone;
+    for (const auto& f : all)
+      if (f.session == "one" && gone.size() < 2) gone.push_back(f.id);
+    REQUIRE(s->remove(gone).ok());
+    sessions = s->sessions();
+    REQUIRE(sessions.ok());
+    for (const auto& info : *sessions)
+      if (info.name == "one") CHECK(info.flow_count == before - 2);
   }
 }
 

@@ -10,8 +10,8 @@ Result<std::vector<flow::Flow>> select_flows(
   if (!session.empty()) {
     store::ScanOptions scan;
     scan.session = session;
+    scan.recorded_only = true;  // replayed flows are not recordings
     auto st = store.scan(scan, [&](flow::Flow& f) {
-      if (!f.run.empty()) return true;  // replayed flows are not recordings
       if (predicate && !predicate(f)) return true;
       if (out.size() >= limit) {
         too_many = true;

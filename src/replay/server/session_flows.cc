@@ -26,17 +26,17 @@ Result<std::vector<flow::Flow>> load_session_flows(store::FlowStore& store,
   bool too_many = false;
   store::ScanOptions scan;
   scan.session = session;
-  auto status = store.scan(scan, [&](const flow::Flow& f) {
-    // A replay run's flows live in the session they replayed (Flow::run set): they are what a
-    // target answered to retake, not what the recorded server said. Never serve them.
-    if (!f.run.empty()) return true;
+  // A replay run's flows live in the session they replayed (Flow::run set): they are what a
+  // target answered to retake, not what the recorded server said. Never serve them.
+  scan.recorded_only = true;
+  auto status = store.scan(scan, [&](flow::Flow& f) {
     if (filter && !filter->matches(f)) return true;
     if (flows.size() >= max_flows) {
       too_many = true;
       return false;
     }
     if (f.response) ++with_response;
-    flows.push_back(f);
+    flows.push_back(std::move(f));
     return true;
   });
   if (!status.ok()) return status;
