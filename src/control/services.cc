@@ -391,7 +391,7 @@ grpc::Status RecorderService::Start(grpc::ServerContext* context,
     options.responder = responder.get();
   }
 
-  auto created = record::Recorder::create(options, sink_);
+  auto created = record::Recorder::create(options, writer_);
   if (!created) return to_grpc(created.status());
   auto running = std::make_shared<Running>();
   running->mode = mode;
@@ -432,6 +432,8 @@ grpc::Status RecorderService::Stop(grpc::ServerContext* context, const v1::Recor
     recorders_.erase(it);
   }
   running->recorder->stop();  // outside the lock: the grace period may take seconds
+  // The promise of Stop: its flows are stored once it returns (Flows.List, replays, diffs).
+  writer_.flush();
   describe(*running, false, *response);
   return grpc::Status::OK;
 }

@@ -86,9 +86,9 @@ class FlowHub {
 
 class RecorderService final : public v1::Recorder::Service {
  public:
-  RecorderService(const TokenCheck& auth, flow::FlowSink& sink, FlowHub& hub,
+  RecorderService(const TokenCheck& auth, store::FlowWriter& writer, FlowHub& hub,
                   store::FlowStore& store)
-      : auth_(auth), sink_(sink), hub_(hub), store_(store) {}
+      : auth_(auth), writer_(writer), hub_(hub), store_(store) {}
   ~RecorderService() override { stop_all(); }
 
   grpc::Status Start(grpc::ServerContext* context, const v1::StartRecorderRequest* request,
@@ -119,7 +119,7 @@ class RecorderService final : public v1::Recorder::Service {
   static void describe(const Running& r, bool running, v1::RecorderStatus& out);
 
   const TokenCheck& auth_;
-  flow::FlowSink& sink_;
+  store::FlowWriter& writer_;
   FlowHub& hub_;
   store::FlowStore& store_;
   std::mutex mutex_;
