@@ -1,5 +1,7 @@
 #include "replay/client/run_store.h"
 
+#include <algorithm>
+
 namespace retake::replay {
 
 Result<std::vector<flow::Flow>> select_flows(
@@ -11,6 +13,8 @@ Result<std::vector<flow::Flow>> select_flows(
     store::ScanOptions scan;
     scan.session = session;
     scan.recorded_only = true;  // replayed flows are not recordings
+    // The index keys alone count them: one allocation instead of a flow-moving regrowth.
+    if (auto n = store.count(scan); n.ok()) out.reserve(std::min<uint64_t>(*n, limit));
     auto st = store.scan(scan, [&](flow::Flow& f) {
       if (predicate && !predicate(f)) return true;
       if (out.size() >= limit) {
