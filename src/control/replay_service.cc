@@ -34,14 +34,14 @@ void result_to_proto(const replay::FlowResult& r, v1::ReplayFlowResult& out) {
   out.set_origin(r.origin);
   out.set_loop(r.loop);
   out.set_recorded_status(r.recorded_status);
-  out.set_status(r.replayed.response ? r.replayed.response->status : 0);
+  out.set_status(r.status);
   out.set_status_match(r.status_match);
   if (r.error) {
     out.set_error_kind(flow::error_kind_name(r.error->kind));
     out.set_error_message(r.error->message);
   }
-  out.set_duration_ns(r.replayed.duration());
-  out.set_request_line(r.replayed.request.method + " " + r.replayed.request.path);
+  out.set_duration_ns(r.duration_ns);
+  out.set_request_line(r.request_line);
 }
 
 }  // namespace

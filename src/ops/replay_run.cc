@@ -170,6 +170,7 @@ Result<replay::ReplayOptions> replay_options(const ReplayRequest& r) {
   o.insecure = r.insecure;
   o.session = r.session;
   o.run_id = r.run_id;
+  o.keep_flows = false;  // the CLI and the daemon read the run's flows from the store
   tls::UpstreamTlsOptions tls_options;
   tls_options.insecure = r.insecure;
   auto upstream_tls = tls::UpstreamTlsContext::create(tls_options);

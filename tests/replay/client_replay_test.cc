@@ -136,7 +136,7 @@ std::vector<int> statuses_by_origin(const ClientReplay& replay,
   for (const auto& f : flows) {
     int status = -1;
     for (const auto& r : replay.results())
-      if (r.origin == f.id) status = r.replayed.response ? r.replayed.response->status : 0;
+      if (r.origin == f.id) status = r.status;
     out.push_back(status);
   }
   return out;
@@ -162,6 +162,15 @@ TEST_CASE(
   auto summary = replay.run();
   REQUIRE(summary.ok());
   CHECK(statuses_by_origin(replay, flows) == std::vector<int>{200, 200, 201, 200, 200});
+  // By default each result also keeps its flow (without body bytes), agreeing with the summary.
+  for (const auto& r : replay.results()) {
+    REQUIRE(r.replayed.response);
+    CHECK(r.replayed.response->status == r.status);
+    CHECK(r.replayed.response->body.data.empty());
+    CHECK(r.replayed.response->body.size > 0);
+    CHECK(r.duration_ns == r.replayed.duration());
+    CHECK(r.request_line == r.replayed.request.method + " " + r.replayed.request.path);
+  }
   CHECK(summary->sent == 5);
   CHECK(summary->completed == 5);
   CHECK(summary->mismatches == 0);
@@ -203,10 +212,17 @@ TEST_CASE("without bindings the replay fails from the first request that needs t
   auto b = app();
   auto options = to(b.port());
   options.bindings.automatic = false;
+  options.keep_flows = false;  // results carry the summary fields only
   ClientReplay replay(flows, options);
   auto summary = replay.run();
   REQUIRE(summary.ok());
   CHECK(statuses_by_origin(replay, flows) == std::vector<int>{200, 401, 401, 401, 401});
+  for (const auto& r : replay.results()) {
+    CHECK_FALSE(r.replayed.response);
+    CHECK(r.replayed.request.method.empty());
+    CHECK(r.duration_ns > 0);
+    CHECK(r.request_line.find(' ') != std::string::npos);
+  }
   CHECK(summary->mismatches == 4);
   CHECK(summary->transport_errors == 0);
   CHECK(exit_code(*summary, false) == 0);

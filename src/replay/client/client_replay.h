@@ -101,13 +101,22 @@ struct ReplayOptions {
   // Mutation hook (the rules file): called on every request after the time shift and before
   // bindings and retargeting, on the scheduler thread. Null: none.
   std::function<void(flow::Request& request, const flow::Flow& origin)> mutate;
+  // Keep each replayed flow (without body bytes) in FlowResult::replayed. A copy of a flow a
+  // request costs a long run memory and CPU; callers that read the run from the sink (the CLI,
+  // the daemon) turn it off. Default: true.
+  bool keep_flows = true;
 };
 
 // What happened to one recorded flow in one loop.
 struct FlowResult {
   uint64_t origin = 0;  // the recorded flow's id
   unsigned loop = 0;
-  flow::Flow replayed;               // the new flow (run, origin set), body bytes left out
+  // The new flow (run, origin set), body bytes left out; only with ReplayOptions::keep_flows
+  // (otherwise default-constructed: the sink has the whole flow).
+  flow::Flow replayed;
+  int status = 0;                    // the replayed response's status; 0 when none
+  int64_t duration_ns = 0;           // Flow::duration() of the replayed flow
+  std::string request_line;          // "<METHOD> <path>" as sent
   int recorded_status = 0;           // 0 when the recording had no response
   bool status_match = false;         // replayed status == recorded status
   std::optional<flow::Error> error;  // transport-level failure
