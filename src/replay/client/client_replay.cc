@@ -405,8 +405,15 @@ struct ClientReplay::State {
         continue;
       }
       ++sent;
-      flow::Flow f = co_await asio::co_spawn(
-          client->executor(), client->send(std::move(req), endpoint), asio::use_awaitable);
+      flow::Flow f;
+      if (sched_ctx == &client->context()) {
+        // One thread runs the scheduler and the client: await the exchange in this coroutine
+        // instead of spawning one per request.
+        f = co_await client->send(std::move(req), endpoint);
+      } else {
+        f = co_await asio::co_spawn(client->executor(), client->send(std::move(req), endpoint),
+                                    asio::use_awaitable);
+      }
       release_slot();
       f.run = run_id;
       f.origin = origin.id;
