@@ -78,8 +78,8 @@ TEST_CASE(
   REQUIRE(s->completed == 10);
   for (uint64_t lane : {10, 20}) {
     for (uint64_t i = 1; i < 5; ++i) {
-      const auto& prev = result_for(replay, lane + i - 1).replayed.timing;
-      const auto& next = result_for(replay, lane + i).replayed.timing;
+      const auto& prev = result_for(replay, lane + i - 1).timing;
+      const auto& next = result_for(replay, lane + i).timing;
       CHECK(next.request_started >= prev.response_ended);
     }
   }
@@ -87,8 +87,8 @@ TEST_CASE(
   // matching request had ended.
   bool overlapped = false;
   for (uint64_t i = 0; i < 5; ++i) {
-    const auto& a = result_for(replay, 10 + i).replayed.timing;
-    const auto& b = result_for(replay, 20 + i).replayed.timing;
+    const auto& a = result_for(replay, 10 + i).timing;
+    const auto& b = result_for(replay, 20 + i).timing;
     if (a.request_started < b.response_ended && b.request_started < a.response_ended)
       overlapped = true;
   }
@@ -112,8 +112,8 @@ TEST_CASE("concurrency bounds the requests in flight") {
   for (const auto& x : replay.results()) {
     size_t in_flight = 0;
     for (const auto& y : replay.results())
-      if (y.replayed.timing.request_started <= x.replayed.timing.request_started &&
-          x.replayed.timing.request_started < y.replayed.timing.response_ended)
+      if (y.timing.request_started <= x.timing.request_started &&
+          x.timing.request_started < y.timing.response_ended)
         ++in_flight;
     most = std::max(most, in_flight);
   }
@@ -136,8 +136,8 @@ TEST_CASE("the rate cap spaces request starts at least 1/rate apart") {
   REQUIRE(s->completed == 10);
   int64_t first = INT64_MAX, last = 0;
   for (const auto& x : replay.results()) {
-    first = std::min(first, x.replayed.timing.request_started);
-    last = std::max(last, x.replayed.timing.request_started);
+    first = std::min(first, x.timing.request_started);
+    last = std::max(last, x.timing.request_started);
   }
   CHECK(last - first >= 9 * 25 * kMs - 5 * kMs);
 }
@@ -154,11 +154,11 @@ TEST_CASE("recorded gaps are kept, divided by the speed factor") {
   auto s = replay.run();
   REQUIRE(s.ok());
   REQUIRE(s->completed == 3);
-  CHECK(result_for(replay, 2).replayed.timing.request_started -
-            result_for(replay, 1).replayed.timing.request_started >=
+  CHECK(result_for(replay, 2).timing.request_started -
+            result_for(replay, 1).timing.request_started >=
         95 * kMs);
-  CHECK(result_for(replay, 3).replayed.timing.request_started -
-            result_for(replay, 1).replayed.timing.request_started >=
+  CHECK(result_for(replay, 3).timing.request_started -
+            result_for(replay, 1).timing.request_started >=
         195 * kMs);
   for (const auto& x : replay.results()) CHECK(x.schedule_error_ns >= 0);
 }
@@ -178,8 +178,8 @@ TEST_CASE("loops replay the selection again, each loop after the previous one") 
   CHECK(s->sent == 6);
   CHECK(s->completed == 6);
   CHECK(sink.count == 6);
-  CHECK(result_for(replay, 1, 1).replayed.timing.request_started >=
-        result_for(replay, 2, 0).replayed.timing.response_ended);
+  CHECK(result_for(replay, 1, 1).timing.request_started >=
+        result_for(replay, 2, 0).timing.response_ended);
 }
 
 TEST_CASE("cancel mid-run stops scheduling and keeps the completed results") {

@@ -425,6 +425,7 @@ struct ClientReplay::State {
         result.error = f.error;
       }
       result.status = f.response ? f.response->status : 0;
+      result.timing = f.timing;
       result.duration_ns = f.duration();
       result.request_line = f.request.method + " " + f.request.path;
       if (f.response) {
@@ -456,7 +457,7 @@ struct ClientReplay::State {
         std::string request_body, response_body;
         request_body.swap(f.request.body.data);
         if (f.response) response_body.swap(f.response->body.data);
-        result.replayed = f;
+        result.replayed = std::make_shared<const flow::Flow>(f);
         f.request.body.data.swap(request_body);
         if (f.response) f.response->body.data.swap(response_body);
       }

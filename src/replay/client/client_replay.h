@@ -112,9 +112,11 @@ struct FlowResult {
   uint64_t origin = 0;  // the recorded flow's id
   unsigned loop = 0;
   // The new flow (run, origin set), body bytes left out; only with ReplayOptions::keep_flows
-  // (otherwise default-constructed: the sink has the whole flow).
-  flow::Flow replayed;
+  // (otherwise null: the sink has the whole flow). Behind a pointer: a Flow is over a
+  // kilobyte, and a run holds a result per request.
+  std::shared_ptr<const flow::Flow> replayed;
   int status = 0;                    // the replayed response's status; 0 when none
+  flow::Timing timing;               // the replayed flow's timestamps
   int64_t duration_ns = 0;           // Flow::duration() of the replayed flow
   std::string request_line;          // "<METHOD> <path>" as sent
   int recorded_status = 0;           // 0 when the recording had no response
