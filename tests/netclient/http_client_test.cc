@@ -99,6 +99,49 @@ TEST_CASE("a POST body is sent with a correct Content-Length and echoed back") {
   CHECK(f.response->body.data.find("\"Content-Length\", \"10\"") != std::string::npos);
 }
 
+TEST_CASE("headers go out in order with their case; Host comes from the authority if absent") {
+  auto server = upstream();
+  net::HttpClient client;
+  auto r = get("/echo", server.port());
+  r.headers.add("X-First", "1");
+  r.headers.add("x-SECOND", "two words");
+  r.headers.add("X-First", "again");
+  auto f = client.send_sync(r, net::endpoint_of(r));
+  REQUIRE(f.response);
+  const auto& body = f.response->body.data;
+  auto host = body.find("[\"Host\", \"127.0.0.1:" + std::to_string(server.port()) + "\"]");
+  auto first = body.find("[\"X-First\", \"1\"]");
+  auto second = body.find("[\"x-SECOND\", \"two words\"]");
+  auto again = body.find("[\"X-First\", \"again\"]");
+  CHECK(host != std::string::npos);
+  REQUIRE(first != std::string::npos);
+  REQUIRE(second != std::string::npos);
+  REQUIRE(again != std::string::npos);
+  CHECK(first < second);
+  CHECK(second < again);
+}
+
+TEST_CASE("a request that would break HTTP framing is refused, not sent") {
+  auto server = upstream();
+  net::HttpClient client;
+  auto smuggle = get("/echo", server.port());
+  smuggle.headers.add("X-Note", "x\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a");
+  auto f = client.send_sync(smuggle, net::endpoint_of(smuggle));
+  REQUIRE(f.error);
+  CHECK(f.error->kind == flow::ErrorKind::bad_request);
+  CHECK(f.error->message.find("X-Note") != std::string::npos);
+  CHECK_FALSE(f.response);
+  CHECK(f.timing.request_ended == 0);
+  auto spaced = get("/a b", server.port());
+  f = client.send_sync(spaced, net::endpoint_of(spaced));
+  REQUIRE(f.error);
+  CHECK(f.error->kind == flow::ErrorKind::bad_request);
+  // The client keeps working.
+  auto ok = client.send_sync(get("/fine", server.port()), net::endpoint_of(get("/", server.port())));
+  REQUIRE(ok.response);
+  CHECK(ok.response->status == 200);
+}
+
 TEST_CASE("a body over the cap is stored up to the cap and the rest drained") {
   auto server = upstream();
   net::ClientOptions options;

@@ -3,6 +3,7 @@
 // coroutine whose failures become flow::Error values.
 #include "net/client/http_client.h"
 
+#include <array>
 #include <atomic>
 #include <deque>
 #include <map>
@@ -69,6 +70,8 @@ struct Connection {
   // on the connection's first body, then reused by every exchange on it.
   std::unique_ptr<char[]> chunk;
   static constexpr size_t kChunk = 64 * 1024;
+  // The request head being written; its capacity is reused by every exchange.
+  std::string head;
 
   beast::tcp_stream& tcp() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
 };
@@ -218,24 +221,49 @@ template <class Stream>
 asio::awaitable<void> exchange_on(Stream& stream, beast::tcp_stream& tcp, Connection& c,
                                   const ClientOptions& options, const flow::Request& request,
                                   flow::Flow& out, bool& keep_alive, bool& wrote_nothing_back) {
-  http::request<http::string_body> req;
-  req.method_string(request.method);
-  req.target(request.path.empty() ? "/" : request.path);
-  req.version(request.http_version == "HTTP/1.0" ? 10 : 11);
+  // The head is written straight from the flow's fields (no Beast fields container to fill
+  // and walk). What would break the framing is refused instead of sent.
+  auto sendable = [](std::string_view what, std::string_view text, bool space_ok) {
+    for (char ch : text)
+      if (ch == '\r' || ch == '\n' || ch == '\0' || (!space_ok && ch == ' '))
+        throw ExchangeError{flow::ErrorKind::bad_request,
+                            "cannot send the request: its " + std::string(what) +
+                                " contains a space, CR, LF or NUL"};
+  };
+  const std::string_view target = request.path.empty() ? "/" : std::string_view(request.path);
+  if (request.method.empty())
+    throw ExchangeError{flow::ErrorKind::bad_request, "cannot send the request: no method"};
+  sendable("method", request.method, false);
+  sendable("target", target, false);
+  std::string& head = c.head;
+  head.clear();
+  head.append(request.method).append(" ").append(target);
+  head.append(request.http_version == "HTTP/1.0" ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+  bool has_host = false;
   for (const auto& h : request.headers) {
     if (flow::iequals(h.name, "Content-Length") || flow::iequals(h.name, "Transfer-Encoding"))
       continue;
-    req.insert(h.name, h.value);
+    if (h.name.empty() || h.name.find(':') != std::string::npos)
+      throw ExchangeError{flow::ErrorKind::bad_request,
+                          "cannot send the request: a header name is empty or has a colon"};
+    sendable("header name " + h.name.substr(0, 64), h.name, false);
+    sendable("header " + h.name.substr(0, 64), h.value, true);
+    has_host = has_host || flow::iequals(h.name, "Host");
+    head.append(h.name).append(": ").append(h.value).append("\r\n");
   }
-  if (!req.count(http::field::host)) req.set(http::field::host, request.authority);
-  req.body() = request.body.data;
+  if (!has_host) {
+    sendable("authority", request.authority, false);
+    head.append("Host: ").append(request.authority).append("\r\n");
+  }
   if (!request.body.data.empty() || request.method == "POST" || request.method == "PUT" ||
       request.method == "PATCH")
-    req.content_length(request.body.data.size());
+    head.append("Content-Length: ").append(std::to_string(request.body.data.size())).append("\r\n");
+  head.append("\r\n");
+  const std::array<asio::const_buffer, 2> wire{asio::buffer(head), asio::buffer(request.body.data)};
 
   tcp.expires_after(options.read_timeout);
   out.timing.request_started = flow::now_ns();
-  auto [wec, wn] = co_await http::async_write(stream, req, asio::as_tuple(asio::use_awaitable));
+  auto [wec, wn] = co_await asio::async_write(stream, wire, asio::as_tuple(asio::use_awaitable));
   if (wec)
     throw ExchangeError{kind_for(wec, flow::ErrorKind::upstream_closed), "write: " + wec.message()};
   out.timing.request_ended = flow::now_ns();
@@ -388,7 +416,7 @@ asio::awaitable<flow::Flow> HttpClient::send(flow::Request request, Endpoint end
       }
       f.client_address = c->local_address;
       f.upstream_address = c->remote_address;
-      f.upstream_tls = c->tls_info;
+      if (c->tls_info.present) f.upstream_tls = c->tls_info;
       co_await s.exchange(*c, request, f, keep_alive);
     } catch (const ExchangeError& e) {
       failure = e;
