@@ -171,13 +171,19 @@ TEST_CASE("a body over the hard limit fails with body_too_large") {
   CHECK(f.error->kind == flow::ErrorKind::body_too_large);
 }
 
-TEST_CASE("chunked responses are decoded") {
+TEST_CASE("chunked responses are decoded and their trailers kept") {
   auto server = upstream();
   net::HttpClient client;
   auto r = get("/chunked?n=3", server.port());
   auto f = client.send_sync(r, net::endpoint_of(r));
   REQUIRE(f.response);
   CHECK(f.response->body.data == "chunk 0\nchunk 1\nchunk 2\n");
+  CHECK(f.response->trailers.get("X-Checksum") == "done");
+  CHECK(f.response->headers.get("Transfer-Encoding") == "chunked");  // as received
+  // The connection stays usable after a chunked body.
+  auto again = client.send_sync(get("/x", server.port()), net::endpoint_of(r));
+  REQUIRE(again.response);
+  CHECK(client.stats().connections_reused == 1);
 }
 
 TEST_CASE("a slow server beyond the read timeout gives upstream_timeout") {

@@ -21,6 +21,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include "net/http1.h"
+
 namespace retake::net {
 
 namespace asio = boost::asio;
@@ -66,10 +68,9 @@ struct Connection {
   flow::TlsInfo tls_info;
   int64_t connected_ns = 0;
   int64_t connect_started_ns = 0;
-  // Where response body bytes land before they are kept or dropped; allocated (not zeroed)
-  // on the connection's first body, then reused by every exchange on it.
-  std::unique_ptr<char[]> chunk;
-  static constexpr size_t kChunk = 64 * 1024;
+  // The response parser, made on the first exchange and reused (it keeps its buffers).
+  std::unique_ptr<Http1Parser> parser;
+  uint32_t parser_header_limit = 0;
   // The request head being written; its capacity is reused by every exchange.
   std::string head;
 
@@ -268,48 +269,103 @@ asio::awaitable<void> exchange_on(Stream& stream, beast::tcp_stream& tcp, Connec
     throw ExchangeError{kind_for(wec, flow::ErrorKind::upstream_closed), "write: " + wec.message()};
   out.timing.request_ended = flow::now_ns();
 
-  http::response_parser<http::buffer_body> parser;
-  parser.header_limit(options.header_limit);
-  parser.body_limit(options.body_limit);
-  if (request.method == "HEAD") parser.skip(true);
-  tcp.expires_after(options.read_timeout);
-  auto [hec, hn] = co_await http::async_read_header(stream, c.buffer, parser,
-                                                    asio::as_tuple(asio::use_awaitable));
-  if (hec) {
-    wrote_nothing_back = (hn == 0);
-    throw ExchangeError{kind_for(hec, flow::ErrorKind::upstream_protocol),
-                        "read header: " + hec.message()};
+  // The response, through the same strict HTTP/1 parser the recorder uses: headers land in
+  // flow::Headers as received (order, case, duplicates), trailers are kept, and framing
+  // that two implementations could read differently is an error.
+  if (!c.parser || c.parser_header_limit != options.header_limit) {
+    Http1Limits limits;
+    limits.max_header_bytes = options.header_limit;
+    c.parser = std::make_unique<Http1Parser>(Http1Parser::Kind::response, limits);
+    c.parser_header_limit = options.header_limit;
+  }
+  Http1Parser& p = *c.parser;
+  constexpr size_t kReadSize = 16 * 1024;
+  auto buffered = [&] {
+    auto d = c.buffer.data();
+    return std::string_view(static_cast<const char*>(d.data()), d.size());
+  };
+  // Reads more bytes into c.buffer; false at end of stream.
+  auto read_more = [&](const char* what) -> asio::awaitable<bool> {
+    tcp.expires_after(options.read_timeout);
+    auto [ec, got] = co_await stream.async_read_some(c.buffer.prepare(kReadSize),
+                                                     asio::as_tuple(asio::use_awaitable));
+    c.buffer.commit(got);
+    if (ec == asio::error::eof || ec == ssl::error::stream_truncated) co_return false;
+    if (ec)
+      throw ExchangeError{kind_for(ec, flow::ErrorKind::upstream_protocol),
+                          std::string(what) + ": " + ec.message()};
+    co_return true;
+  };
+  bool received = false;
+  for (;;) {  // interim 1xx responses (100 Continue ...) are skipped; 101 is final
+    p.reset(request.method == "HEAD");
+    size_t head_length = 0;
+    for (;;) {
+      if (c.buffer.size() > 0) {
+        head_length = p.parse_head(buffered());
+        if (head_length > 0) break;
+        if (p.failed())
+          throw ExchangeError{flow::ErrorKind::upstream_protocol,
+                              "read header: " + p.error_message()};
+      }
+      bool more = co_await read_more("read header");
+      if (!more) {
+        wrote_nothing_back = !received && c.buffer.size() == 0;
+        throw ExchangeError{flow::ErrorKind::upstream_closed,
+                            "read header: the upstream closed the connection"};
+      }
+      received = true;
+    }
+    c.buffer.consume(head_length);
+    int status = p.head().status;
+    if (status < 100 || status >= 200 || status == 101) break;
   }
   out.timing.response_started = flow::now_ns();
   flow::Response resp;
-  const auto& msg = parser.get();
-  resp.status = static_cast<int>(msg.result_int());
-  resp.reason = std::string(msg.reason());
-  resp.http_version = msg.version() == 10 ? "HTTP/1.0" : "HTTP/1.1";
-  for (const auto& f : msg) resp.headers.add(std::string(f.name_string()), std::string(f.value()));
-
-  if (!parser.is_done() && !c.chunk) c.chunk.reset(new char[Connection::kChunk]);
-  while (!parser.is_done()) {
-    parser.get().body().data = c.chunk.get();
-    parser.get().body().size = Connection::kChunk;
-    tcp.expires_after(options.read_timeout);
-    auto [rec, rn] =
-        co_await http::async_read(stream, c.buffer, parser, asio::as_tuple(asio::use_awaitable));
-    if (rec && rec != http::error::need_buffer) {
-      out.response = std::move(resp);  // keep what arrived: status and headers are facts
-      throw ExchangeError{kind_for(rec, flow::ErrorKind::upstream_protocol),
-                          "read body: " + rec.message()};
-    }
-    size_t got = Connection::kChunk - parser.get().body().size;
-    resp.body.size += got;
+  auto& parsed = p.head();
+  resp.status = parsed.status;
+  resp.reason = std::move(parsed.reason);
+  resp.http_version = parsed.minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+  resp.headers = std::move(parsed.headers);
+  auto keep = [&](std::string_view data) {
+    resp.body.size += data.size();
     if (resp.body.data.size() < options.body_cap) {
-      size_t keep = std::min<uint64_t>(got, options.body_cap - resp.body.data.size());
-      resp.body.data.append(c.chunk.get(), keep);
+      size_t n = std::min<uint64_t>(data.size(), options.body_cap - resp.body.data.size());
+      resp.body.data.append(data.data(), n);
+    }
+  };
+  while (!p.done()) {
+    if (c.buffer.size() > 0) {
+      size_t used = p.parse_body(buffered(), keep);
+      c.buffer.consume(used);
+      if (resp.body.size > options.body_limit) {
+        out.response = std::move(resp);
+        throw ExchangeError{flow::ErrorKind::body_too_large,
+                            "read body: over the limit of " + std::to_string(options.body_limit) +
+                                " bytes"};
+      }
+      if (p.failed()) {
+        out.response = std::move(resp);  // keep what arrived: status and headers are facts
+        throw ExchangeError{flow::ErrorKind::upstream_protocol,
+                            "read body: " + p.error_message()};
+      }
+      if (p.done()) break;
+    }
+    bool more = co_await read_more("read body");
+    if (!more) {
+      p.finish_eof();
+      if (p.failed()) {
+        out.response = std::move(resp);
+        throw ExchangeError{flow::ErrorKind::upstream_closed,
+                            "read body: " + p.error_message()};
+      }
     }
   }
+  resp.trailers = std::move(p.trailers());
   resp.body.truncated = resp.body.size > resp.body.data.size();
   out.timing.response_ended = flow::now_ns();
-  keep_alive = parser.get().keep_alive();
+  // After 101 the connection speaks another protocol: never reuse it for HTTP.
+  keep_alive = p.keep_alive() && p.framing() != BodyFraming::until_close && resp.status != 101;
   out.response = std::move(resp);
 }
 

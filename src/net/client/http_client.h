@@ -3,8 +3,10 @@
 // connect/read deadlines, a stored-body cap with the rest drained, TLS with SNI and hostname
 // verification, and the six flow::Timing fields filled for every exchange.
 //
-// Depends on src/flow, Boost.Asio/Beast and OpenSSL only. Must not depend on the store, the
-// replay logic or the CLI: it sends a flow::Request and gives back a flow::Flow.
+// Depends on src/flow, the HTTP/1 codec of src/net (the recorder's strict parser reads every
+// response: headers as received, trailers kept, 1xx interim responses skipped), Boost.Asio/
+// Beast streams and OpenSSL only. Must not depend on the store, the replay logic or the CLI:
+// it sends a flow::Request and gives back a flow::Flow.
 #pragma once
 
 #include <chrono>
