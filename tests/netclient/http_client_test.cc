@@ -186,6 +186,18 @@ TEST_CASE("chunked responses are decoded and their trailers kept") {
   CHECK(client.stats().connections_reused == 1);
 }
 
+TEST_CASE("interim 1xx responses are skipped: the flow holds the final response") {
+  auto server = upstream();
+  net::HttpClient client;
+  auto r = get("/interim", server.port());
+  auto f = client.send_sync(r, net::endpoint_of(r));
+  REQUIRE_FALSE(f.error);
+  REQUIRE(f.response);
+  CHECK(f.response->status == 200);
+  CHECK(f.response->body.data == "final");
+  CHECK_FALSE(f.response->headers.get("Link"));
+}
+
 TEST_CASE("a slow server beyond the read timeout gives upstream_timeout") {
   auto server = upstream();
   net::ClientOptions options;

@@ -8,6 +8,7 @@ Endpoints:
   /status/<code>     an empty response with that status
   /big?size=N        N bytes of a repeating pattern (Content-Length)
   /chunked?n=K       K chunks, then trailers (X-Checksum)
+  /interim           a 100 and a 103 interim response, then 200 "final"
   /slow?ms=M         answers after M milliseconds
   anything else      "hello from upstream <path>"
 """
@@ -69,6 +70,11 @@ class Handler(BaseHTTPRequestHandler):
                 chunk = f"chunk {i}\n".encode()
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self.wfile.write(b"0\r\nX-Checksum: done\r\n\r\n")
+        elif url.path == "/interim":
+            # Interim responses first (RFC 9110 15.2), then the final one.
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n"
+                             b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n")
+            self._send(200, b"final")
         elif url.path == "/slow":
             import time
             time.sleep(int(query.get("ms", ["1000"])[0]) / 1000)
