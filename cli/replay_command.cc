@@ -95,7 +95,8 @@ int run_replay(ReplayArgs args) {
   auto store = store::FlowStore::open(so);
   if (!store) return fail(store.status());
   store::FlowWriter writer(**store);
-  auto prepared = ops::prepare_replay(**store, args.request, &writer);
+  // The command prints the summary and reads the run back from the store: no per-flow results.
+  auto prepared = ops::prepare_replay(**store, args.request, &writer, /*keep_results=*/false);
   if (!prepared) {
     if (prepared.status().code() == Errc::invalid_argument)
       throw UsageError(flag_message(prepared.status()));

@@ -296,6 +296,7 @@ grpc::Status ReplayService::StartClientReplay(grpc::ServerContext* context,
   f.set_p99_ns(summary.p99_ns);
   f.set_bindings_applied(summary.bindings_applied);
   f.set_bindings_unresolved(summary.bindings_unresolved);
+  f.set_results_dropped(replay.results_dropped());
   std::string text = ops::replay_report_text(replay, summary);
   if (!saved.ok())
     text += "  warning: could not store the run's metadata: " + saved.to_string() + "\n";

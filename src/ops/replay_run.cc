@@ -182,9 +182,11 @@ Result<replay::ReplayOptions> replay_options(const ReplayRequest& r) {
 
 Result<std::unique_ptr<replay::ClientReplay>> prepare_replay(store::FlowStore& store,
                                                              const ReplayRequest& request,
-                                                             flow::FlowSink* sink) {
+                                                             flow::FlowSink* sink,
+                                                             bool keep_results) {
   auto options = replay_options(request);
   if (!options) return options.status();
+  if (!keep_results) options->max_results = 0;
   std::function<bool(const flow::Flow&)> predicate;
   if (!request.filter.empty()) {
     auto filter = std::make_shared<query::Filter>(query::Filter::parse(request.filter).value());

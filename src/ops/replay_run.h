@@ -93,10 +93,13 @@ Result<replay::ReplayOptions> replay_options(const ReplayRequest& request);
 
 // replay_options(), then the flows to replay (session / ids / filter) from `store`, then the
 // replay (not started; start() it, wait(), then replay::save_run). `sink` gets the replayed
-// flows and must outlive the replay. not_found naming an unknown session or flow id.
+// flows and must outlive the replay. `keep_results`: false for callers that never read
+// ClientReplay::results() (the CLI), so a long run holds none. not_found naming an unknown
+// session or flow id.
 Result<std::unique_ptr<replay::ClientReplay>> prepare_replay(store::FlowStore& store,
                                                              const ReplayRequest& request,
-                                                             flow::FlowSink* sink);
+                                                             flow::FlowSink* sink,
+                                                             bool keep_results = true);
 
 // What `retake replay` prints after a run: the text a person reads, or the JSON summary (the
 // run's metadata plus every binding event). Call after wait().

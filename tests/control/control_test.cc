@@ -968,6 +968,7 @@ TEST_CASE(
   CHECK(finished.mismatches() == 0);
   CHECK(finished.transport_errors() == 0);
   CHECK(finished.exit_code() == 0);
+  CHECK(finished.results_dropped() == 0);
   CHECK(finished.report_text().rfind("run run-one\n  sent 4 of 4, completed 4", 0) == 0);
   CHECK(finished.report_json().find("\"run\":\"run-one\"") != std::string::npos);
   auto results = stream.results();

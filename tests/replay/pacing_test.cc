@@ -182,6 +182,29 @@ TEST_CASE("loops replay the selection again, each loop after the previous one") 
         result_for(replay, 2, 0).timing.response_ended);
 }
 
+TEST_CASE("a long run keeps at most max_results results and counts the rest") {
+  auto server = app();
+  std::vector<flow::Flow> flows = {recorded(1, "/echo", server.port(), "a:1", 1000),
+                                   recorded(2, "/echo", server.port(), "a:1", 2000)};
+  ReplayOptions o;
+  o.pace = Pace::asap;
+  o.loops = 5;
+  o.max_results = 3;
+  CountingSink sink;
+  ClientReplay replay(flows, o, &sink);
+  auto s = replay.run();
+  REQUIRE(s.ok());
+  CHECK(s->completed == 10);
+  CHECK(sink.count == 10);  // every replayed flow still reaches the sink
+  CHECK(replay.results().size() == 3);
+  CHECK(replay.results_dropped() == 7);
+  o.max_results = 0;
+  ClientReplay none(flows, o, &sink);
+  REQUIRE(none.run().ok());
+  CHECK(none.results().empty());
+  CHECK(none.results_dropped() == 10);
+}
+
 TEST_CASE("cancel mid-run stops scheduling and keeps the completed results") {
   auto server = app();
   std::vector<flow::Flow> flows;

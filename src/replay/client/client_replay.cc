@@ -247,6 +247,13 @@ struct ClientReplay::State {
   TimeShiftReport shift_report;
   int64_t shift_ns = 0;
   std::vector<FlowResult> results;
+  uint64_t results_dropped = 0;
+  void keep(FlowResult&& r) {
+    if (results.size() < options.max_results)
+      results.push_back(std::move(r));
+    else
+      ++results_dropped;
+  }
   std::vector<BindingEvent> events;
   uint64_t bindings_applied = 0, bindings_unresolved = 0;
   std::vector<int64_t> latencies, schedule_errors;
@@ -400,7 +407,7 @@ struct ClientReplay::State {
                                    std::string("building the request: ") + e.what()};
         result.request_line = origin.request.method + " " + origin.request.path;
         ++errors;
-        results.push_back(std::move(result));
+        keep(std::move(result));
         mark_done(idx);
         continue;
       }
@@ -462,7 +469,7 @@ struct ClientReplay::State {
         if (f.response) f.response->body.data.swap(response_body);
       }
       if (sink && !sink->offer(std::move(f))) ++dropped;
-      results.push_back(std::move(result));
+      keep(std::move(result));
       mark_done(idx);
     }
   }
@@ -503,7 +510,7 @@ struct ClientReplay::State {
                            } catch (const std::exception& ex) {
                              FlowResult r;
                              r.error = flow::Error{flow::ErrorKind::internal, ex.what()};
-                             results.push_back(std::move(r));
+                             keep(std::move(r));
                              ++errors;
                            }
                          }
@@ -603,7 +610,7 @@ Status ClientReplay::start() {
   // A result holds a Flow (over a kilobyte): regrowing the vector mid-run moved every result
   // and faulted in fresh pages, a fifth of the run's CPU. Reserving only maps address space;
   // pages are touched as results arrive.
-  s.results.reserve(std::min<uint64_t>(s.total, uint64_t{1} << 20));
+  s.results.reserve(std::min<uint64_t>({s.total, o.max_results, uint64_t{1} << 20}));
   net::ClientOptions co;
   co.threads = o.threads <= 1 ? 0 : o.threads;
   co.connect_timeout = o.connect_timeout;
@@ -706,6 +713,9 @@ Progress ClientReplay::progress() const {
 
 const std::vector<FlowResult>& ClientReplay::results() const {
   return state_->results;
+}
+uint64_t ClientReplay::results_dropped() const {
+  return state_->results_dropped;
 }
 const std::vector<BindingEvent>& ClientReplay::binding_events() const {
   return state_->events;

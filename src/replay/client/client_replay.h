@@ -105,6 +105,9 @@ struct ReplayOptions {
   // request costs a long run memory and CPU; callers that read the run from the sink (the CLI,
   // the daemon) turn it off. Default: true.
   bool keep_flows = true;
+  // Most results kept (a long --loop must not grow without bound); later ones are only
+  // counted (ClientReplay::results_dropped()). 0 keeps none. Default: 1,000,000.
+  size_t max_results = 1'000'000;
 };
 
 // What happened to one recorded flow in one loop.
@@ -197,6 +200,8 @@ class ClientReplay {
   Progress progress() const;
   // After wait(): per flow and loop, in completion order.
   const std::vector<FlowResult>& results() const;
+  // Results not kept because ReplayOptions::max_results was reached.
+  uint64_t results_dropped() const;
   // After wait(): every binding applied and every one that could not be resolved.
   const std::vector<BindingEvent>& binding_events() const;
 
