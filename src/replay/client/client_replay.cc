@@ -256,7 +256,25 @@ struct ClientReplay::State {
   }
   std::vector<BindingEvent> events;
   uint64_t bindings_applied = 0, bindings_unresolved = 0;
-  std::vector<int64_t> latencies, schedule_errors;
+  // Latency samples for the percentiles: every one up to kLatencySamples, then a uniform
+  // reservoir of that size (Vitter's algorithm R), so a long --loop stays bounded.
+  static constexpr size_t kLatencySamples = 1u << 20;
+  std::vector<int64_t> latencies;
+  uint64_t latencies_seen = 0;
+  std::minstd_rand reservoir_rng{0x5eed};
+  void sample_latency(int64_t ns) {
+    ++latencies_seen;
+    if (latencies.size() < kLatencySamples) {
+      latencies.push_back(ns);
+      return;
+    }
+    uint64_t j = std::uniform_int_distribution<uint64_t>(0, latencies_seen - 1)(reservoir_rng);
+    if (j < kLatencySamples) latencies[j] = ns;
+  }
+  // Scheduling error (Pace::recorded): running sum, count and max.
+  long double schedule_error_sum = 0;
+  uint64_t schedule_error_count = 0;
+  int64_t schedule_error_max = 0;
   RunSummary summary;
 
   asio::awaitable<void> sleep_until(Clock::time_point tp) {
@@ -440,10 +458,15 @@ struct ClientReplay::State {
         result.status_match = result.recorded_status == f.response->status;
         if (!result.status_match && result.recorded_status != 0) ++mismatches;
         if (f.timing.response_ended && f.timing.request_started)
-          latencies.push_back(f.timing.response_ended - f.timing.request_started);
+          sample_latency(f.timing.response_ended - f.timing.request_started);
       }
       if (options.pace == Pace::recorded && rec0 != 0)
-        schedule_errors.push_back(std::abs(result.schedule_error_ns));
+      {
+        int64_t e = std::abs(result.schedule_error_ns);
+        schedule_error_sum += e;
+        ++schedule_error_count;
+        schedule_error_max = std::max(schedule_error_max, e);
+      }
       // Capture every binding this flow is the source of.
       for (auto& binding : plan.bindings) {
         if (binding.source != idx) continue;
@@ -677,13 +700,10 @@ RunSummary ClientReplay::wait() {
     r.p50_ns = percentile(lat, 0.50);
     r.p95_ns = percentile(lat, 0.95);
     r.p99_ns = percentile(lat, 0.99);
-    if (!s.schedule_errors.empty()) {
-      long double sum = 0;
-      for (auto e : s.schedule_errors) {
-        sum += e;
-        r.schedule_error_max_ns = std::max(r.schedule_error_max_ns, e);
-      }
-      r.schedule_error_mean_ns = static_cast<int64_t>(sum / s.schedule_errors.size());
+    if (s.schedule_error_count > 0) {
+      r.schedule_error_max_ns = s.schedule_error_max;
+      r.schedule_error_mean_ns =
+          static_cast<int64_t>(s.schedule_error_sum / s.schedule_error_count);
     }
     r.bindings_applied = s.bindings_applied;
     r.bindings_unresolved = s.bindings_unresolved;
