@@ -20,6 +20,7 @@
 #include <boost/url/parse.hpp>
 
 #include "net/client/http_client.h"
+#include "replay/client/reservoir.h"
 
 namespace retake::replay {
 
@@ -256,21 +257,9 @@ struct ClientReplay::State {
   }
   std::vector<BindingEvent> events;
   uint64_t bindings_applied = 0, bindings_unresolved = 0;
-  // Latency samples for the percentiles: every one up to kLatencySamples, then a uniform
-  // reservoir of that size (Vitter's algorithm R), so a long --loop stays bounded.
-  static constexpr size_t kLatencySamples = 1u << 20;
-  std::vector<int64_t> latencies;
-  uint64_t latencies_seen = 0;
-  std::minstd_rand reservoir_rng{0x5eed};
-  void sample_latency(int64_t ns) {
-    ++latencies_seen;
-    if (latencies.size() < kLatencySamples) {
-      latencies.push_back(ns);
-      return;
-    }
-    uint64_t j = std::uniform_int_distribution<uint64_t>(0, latencies_seen - 1)(reservoir_rng);
-    if (j < kLatencySamples) latencies[j] = ns;
-  }
+  // Latency samples for the percentiles: every one up to 2^20, then a uniform sample of that
+  // size, so a long --loop stays bounded.
+  Reservoir latencies{size_t{1} << 20};
   // Scheduling error (Pace::recorded): running sum, count and max.
   long double schedule_error_sum = 0;
   uint64_t schedule_error_count = 0;
@@ -458,7 +447,7 @@ struct ClientReplay::State {
         result.status_match = result.recorded_status == f.response->status;
         if (!result.status_match && result.recorded_status != 0) ++mismatches;
         if (f.timing.response_ended && f.timing.request_started)
-          sample_latency(f.timing.response_ended - f.timing.request_started);
+          latencies.add(f.timing.response_ended - f.timing.request_started);
       }
       if (options.pace == Pace::recorded && rec0 != 0)
       {
@@ -696,7 +685,7 @@ RunSummary ClientReplay::wait() {
     r.mismatches = s.mismatches;
     r.transport_errors = s.errors;
     r.sink_dropped = s.dropped;
-    auto lat = s.latencies;
+    auto lat = s.latencies.values();
     r.p50_ns = percentile(lat, 0.50);
     r.p95_ns = percentile(lat, 0.95);
     r.p99_ns = percentile(lat, 0.99);
