@@ -18,7 +18,6 @@
 #include <boost/asio/experimental/concurrent_channel.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
 #include "net/http1.h"
@@ -27,7 +26,6 @@ namespace retake::net {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
-namespace http = beast::http;
 namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using Permits = asio::experimental::concurrent_channel<void(boost::system::error_code)>;
@@ -70,7 +68,6 @@ struct Connection {
   int64_t connect_started_ns = 0;
   // The response parser, made on the first exchange and reused (it keeps its buffers).
   std::unique_ptr<Http1Parser> parser;
-  uint32_t parser_header_limit = 0;
   // The request head being written; its capacity is reused by every exchange.
   std::string head;
 
@@ -86,15 +83,9 @@ struct ExchangeError {
 flow::ErrorKind kind_for(const boost::system::error_code& ec, flow::ErrorKind otherwise) {
   if (ec == beast::error::timeout || ec == asio::error::timed_out)
     return flow::ErrorKind::upstream_timeout;
-  if (ec == http::error::end_of_stream || ec == asio::error::eof ||
-      ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
-      ec == http::error::partial_message || ec == ssl::error::stream_truncated)
+  if (ec == asio::error::eof || ec == asio::error::connection_reset ||
+      ec == asio::error::broken_pipe || ec == ssl::error::stream_truncated)
     return flow::ErrorKind::upstream_closed;
-  if (ec == http::error::body_limit) return flow::ErrorKind::body_too_large;
-  if (ec.category() ==
-          http::make_error_code(http::error::end_of_stream).category() ||  // beast http category
-      ec == http::error::header_limit)
-    return flow::ErrorKind::upstream_protocol;
   return otherwise;
 }
 
@@ -221,7 +212,7 @@ namespace {
 template <class Stream>
 asio::awaitable<void> exchange_on(Stream& stream, beast::tcp_stream& tcp, Connection& c,
                                   const ClientOptions& options, const flow::Request& request,
-                                  flow::Flow& out, bool& keep_alive, bool& wrote_nothing_back) {
+                                  flow::Flow& out, bool& keep_alive) {
   // The head is written straight from the flow's fields (no Beast fields container to fill
   // and walk). What would break the framing is refused instead of sent.
   auto sendable = [](std::string_view what, std::string_view text, bool space_ok) {
@@ -272,11 +263,10 @@ asio::awaitable<void> exchange_on(Stream& stream, beast::tcp_stream& tcp, Connec
   // The response, through the same strict HTTP/1 parser the recorder uses: headers land in
   // flow::Headers as received (order, case, duplicates), trailers are kept, and framing
   // that two implementations could read differently is an error.
-  if (!c.parser || c.parser_header_limit != options.header_limit) {
+  if (!c.parser) {  // the client's options, so its limits, never change
     Http1Limits limits;
     limits.max_header_bytes = options.header_limit;
     c.parser = std::make_unique<Http1Parser>(Http1Parser::Kind::response, limits);
-    c.parser_header_limit = options.header_limit;
   }
   Http1Parser& p = *c.parser;
   constexpr size_t kReadSize = 16 * 1024;
@@ -296,7 +286,6 @@ asio::awaitable<void> exchange_on(Stream& stream, beast::tcp_stream& tcp, Connec
                           std::string(what) + ": " + ec.message()};
     co_return true;
   };
-  bool received = false;
   for (;;) {  // interim 1xx responses (100 Continue ...) are skipped; 101 is final
     p.reset(request.method == "HEAD");
     size_t head_length = 0;
@@ -309,12 +298,9 @@ asio::awaitable<void> exchange_on(Stream& stream, beast::tcp_stream& tcp, Connec
                               "read header: " + p.error_message()};
       }
       bool more = co_await read_more("read header");
-      if (!more) {
-        wrote_nothing_back = !received && c.buffer.size() == 0;
+      if (!more)
         throw ExchangeError{flow::ErrorKind::upstream_closed,
                             "read header: the upstream closed the connection"};
-      }
-      received = true;
     }
     c.buffer.consume(head_length);
     int status = p.head().status;
@@ -373,12 +359,11 @@ asio::awaitable<void> exchange_on(Stream& stream, beast::tcp_stream& tcp, Connec
 
 asio::awaitable<void> HttpClient::State::exchange(Connection& c, const flow::Request& request,
                                                   flow::Flow& out, bool& keep_alive) {
-  bool nothing_back = false;
   if (c.tls)
     co_await exchange_on(*c.tls, beast::get_lowest_layer(*c.tls), c, options, request, out,
-                         keep_alive, nothing_back);
+                         keep_alive);
   else
-    co_await exchange_on(*c.plain, *c.plain, c, options, request, out, keep_alive, nothing_back);
+    co_await exchange_on(*c.plain, *c.plain, c, options, request, out, keep_alive);
 }
 
 HttpClient::HttpClient(ClientOptions options) : state_(std::make_unique<State>()) {
