@@ -44,9 +44,9 @@ struct Selection {
 Status validate(const Selection& selection);
 
 // Calls visit for each chosen flow in id order (or reverse) until it returns false or the
-// limit is reached; visit may move from the flow it is given. The filter is compiled once; the store's secondary indexes (session, run,
-// status, time, host and method) are used where the expression forces them, and only then
-// are flows decoded.
+// limit is reached; visit may move from the flow it is given. The filter is compiled once;
+// the store's secondary indexes (session, run, status, time, host and method) are used where
+// the expression forces them, and only then are flows decoded.
 // Errors: parse_error (the message points at the column) for a bad filter; whatever the
 // store reports (corruption, io_error).
 Status select_flows(store::FlowStore& store, const Selection& selection,

@@ -655,7 +655,9 @@ class RocksFlowStore final : public FlowStore {
   // kMaxTimeRangeIds.
   std::unique_ptr<IdCursor> time_range(const rocksdb::ReadOptions& ro, std::optional<int64_t> since,
                                        std::optional<int64_t> until, bool reverse, Status& failure);
-  // Adds the index entries of schema 2 to every stored flow, then stamps version 2.
+  // Brings a store of schema `from` to kSchemaVersion: adds the entries of the tags newer than
+  // `from` to every stored flow, moves replayed flows' session entries to S (from < 3), then
+  // stamps the version.
   Status upgrade(uint32_t from);
   // Removes the stored flow `id` (if any) from the batch: its key, index keys and counters.
   Status take_out(rocksdb::WriteBatch& batch, uint64_t id, bool delete_flow_key,
@@ -1442,9 +1444,12 @@ Status RocksFlowStore::scan(const ScanOptions& options,
   // Every condition an index answers becomes a stream of candidate ids.
   Status failure;
   std::vector<std::unique_ptr<IdCursor>> streams;
+  auto index_stream = [&](char tag, std::string_view value) -> std::unique_ptr<IdCursor> {
+    return std::make_unique<IndexCursor>(*db_, ro, cf_[kIndex], index_prefix(tag, value),
+                                         options.reverse);
+  };
   auto add_value = [&](char tag, std::string_view value) {
-    streams.push_back(std::make_unique<IndexCursor>(*db_, ro, cf_[kIndex], index_prefix(tag, value),
-                                                    options.reverse));
+    streams.push_back(index_stream(tag, value));
   };
   if (!options.run.empty()) add_value('r', options.run);
   if (!options.session.empty()) {
@@ -1453,9 +1458,7 @@ Status RocksFlowStore::scan(const ScanOptions& options,
     } else {
       // Recordings and replayed flows (S exists from schema 3 on; before, it is empty).
       std::vector<std::unique_ptr<IdCursor>> both;
-      for (char tag : {'s', 'S'})
-        both.push_back(std::make_unique<IndexCursor>(
-            *db_, ro, cf_[kIndex], index_prefix(tag, options.session), options.reverse));
+      for (char tag : {'s', 'S'}) both.push_back(index_stream(tag, options.session));
       streams.push_back(std::make_unique<UnionCursor>(std::move(both), options.reverse));
     }
   }
@@ -1470,9 +1473,7 @@ Status RocksFlowStore::scan(const ScanOptions& options,
         values.size() <= kMaxValuesUnited) {
       std::vector<std::unique_ptr<IdCursor>> united;
       for (const auto& v : values)
-        if (v.size() == 2)
-          united.push_back(std::make_unique<IndexCursor>(*db_, ro, cf_[kIndex],
-                                                         index_prefix('c', v), options.reverse));
+        if (v.size() == 2) united.push_back(index_stream('c', v));
       streams.push_back(std::make_unique<UnionCursor>(std::move(united), options.reverse));
     }
     if (!failure) return failure;

@@ -619,9 +619,8 @@ Status ClientReplay::start() {
     s.lanes[it->second].push_back(i);
   }
   s.total = s.flows.size() * std::max(1u, o.loops);
-  // A result holds a Flow (over a kilobyte): regrowing the vector mid-run moved every result
-  // and faulted in fresh pages, a fifth of the run's CPU. Reserving only maps address space;
-  // pages are touched as results arrive.
+  // Regrowing the results vector mid-run moves every result and faults in fresh pages on the
+  // scheduler thread. Reserving only maps address space; pages are touched as results arrive.
   s.results.reserve(std::min<uint64_t>({s.total, o.max_results, uint64_t{1} << 20}));
   net::ClientOptions co;
   co.threads = o.threads <= 1 ? 0 : o.threads;
