@@ -85,7 +85,7 @@ int run_serve(const ServeArgs& args) {
   store_options.create_if_missing = false;
   auto store = store::FlowStore::open(store_options);
   if (!store) return fail(store.status());
-  auto prepared = ops::prepare_serve(**store, r, std::move(log));
+  auto prepared = ops::prepare_serve(**store, r, std::move(log), /*log_hits=*/!args.quiet);
   store->reset();  // everything is in memory now; do not hold the store open
   if (!prepared) {
     if (prepared.status().code() == Errc::invalid_argument)

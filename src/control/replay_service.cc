@@ -370,7 +370,7 @@ grpc::Status ReplayService::StartServerReplay(grpc::ServerContext* context,
               "at most " + std::to_string(kMaxServerReplays) + " server replays run at once"};
   }
   // The daemon has no terminal: per-request lines are dropped; misses stay in the report.
-  auto prepared = ops::prepare_serve(store_, r, [](std::string_view) {});
+  auto prepared = ops::prepare_serve(store_, r, [](std::string_view) {}, /*log_hits=*/false);
   if (!prepared) return to_grpc(prepared.status());
   auto running = std::make_shared<RunningServer>();
   running->session = r.session;

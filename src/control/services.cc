@@ -384,7 +384,7 @@ grpc::Status RecorderService::Start(grpc::ServerContext* context,
     if (serve.session == options.session)
       return invalid("server_replay.session", "cannot be the session recorded into");
     // The index is built here, once; the daemon has no terminal for per-request lines.
-    auto prepared = ops::prepare_serve(store_, serve, [](std::string_view) {});
+    auto prepared = ops::prepare_serve(store_, serve, [](std::string_view) {}, /*log_hits=*/false);
     if (!prepared) return to_grpc(prepared.status(), "server_replay");
     server_replay = std::move(prepared->server);
     responder = std::make_unique<replay::server::ProxyResponder>(*server_replay);

@@ -305,10 +305,12 @@ Result<replay::server::ServeOptions> serve_options(const ServeRequest& r) {
 }
 
 Result<PreparedServe> prepare_serve(store::FlowStore& store, const ServeRequest& request,
-                                    std::function<void(std::string_view)> log) {
+                                    std::function<void(std::string_view)> log,
+                                    bool log_hits) {
   auto options = serve_options(request);
   if (!options) return options.status();
   if (log) options->log = std::move(log);
+  options->log_hits = log_hits;
   std::optional<query::Filter> filter;
   if (!request.filter.empty()) filter.emplace(query::Filter::parse(request.filter).value());
   auto flows =

@@ -155,10 +155,11 @@ struct PreparedServe {
 
 // serve_options(), then the session's flows from `store` (read once; the store may be closed
 // afterwards), then the server replay, not started. `log` receives a line per request (null:
-// stderr). Errors: as serve_options; not_found for an unknown session; failed_precondition
+// stderr); with `log_hits` false only misses and failures (ServeOptions::log_hits). Errors: as serve_options; not_found for an unknown session; failed_precondition
 // when it has no flow with a response; invalid_argument for an unreadable cert/key pair or a
 // bad origin.
 Result<PreparedServe> prepare_serve(store::FlowStore& store, const ServeRequest& request,
-                                    std::function<void(std::string_view)> log = nullptr);
+                                    std::function<void(std::string_view)> log = nullptr,
+                                    bool log_hits = true);
 
 }  // namespace retake::ops

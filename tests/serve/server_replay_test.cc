@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -270,6 +271,37 @@ TEST_CASE("on-exhausted cycle and miss change what comes after the last recordin
       CHECK(third.find("HTTP/1.1 404") == 0);
       CHECK(third.find("X-Retake-Miss: exhausted") != std::string::npos);
     }
+  }
+}
+
+TEST_CASE("each answered request is logged unless log_hits is off; misses always are") {
+  std::vector<flow::Flow> flows{make_flow(7, "GET", "/n", 200, "a")};
+  for (bool log_hits : {true, false}) {
+    CAPTURE(log_hits);
+    auto lines = std::make_shared<std::vector<std::string>>();
+    auto mutex = std::make_shared<std::mutex>();
+    auto o = quiet_options();
+    o.match.on_exhausted = OnExhausted::miss;
+    o.log_hits = log_hits;
+    o.log = [lines, mutex](std::string_view line) {
+      std::lock_guard lock(*mutex);
+      lines->emplace_back(line);
+    };
+    std::string address;
+    auto server = start_server(flows, o, address);
+    CHECK(curl("http://" + address + "/n") == "a");
+    curl("http://" + address + "/n");  // exhausted
+    curl("http://" + address + "/other");
+    server->stop();
+    std::lock_guard lock(*mutex);
+    REQUIRE(lines->size() == (log_hits ? 3u : 2u));
+    size_t i = 0;
+    if (log_hits)
+      CHECK((*lines)[i++] == "GET http://api.example.com:8080/n -> 200 (flow #7, 1/1)");
+    CHECK((*lines)[i].rfind("MISS GET http://api.example.com:8080/n ", 0) == 0);
+    CHECK((*lines)[i++].find("Every recorded response for GET http://api.example.com:8080/n "
+                             "was served already") != std::string::npos);
+    CHECK((*lines)[i].rfind("MISS GET http://api.example.com:8080/other ", 0) == 0);
   }
 }
 

@@ -235,7 +235,8 @@ bool content_type_is(std::string_view content_type, std::string_view what) {
   return to_lower(content_type).find(what) != std::string::npos;
 }
 
-KeyedRequest key_of(const flow::Request& r, const Compiled& c) {
+// `with_line`: also the request line (for explanations); a hit never shows one.
+KeyedRequest key_of(const flow::Request& r, const Compiled& c, bool with_line = true) {
   const MatchOptions& o = c.options;
   KeyedRequest k;
   k.method = r.method;
@@ -250,7 +251,7 @@ KeyedRequest key_of(const flow::Request& r, const Compiled& c) {
       qmark == std::string_view::npos ? std::string_view() : target.substr(qmark + 1);
   if (auto hash = query.find('#'); hash != std::string_view::npos) query = query.substr(0, hash);
   k.query = parse_pairs(query, false, o.ignore_params);
-  k.request_line = r.method + " " + r.url();
+  if (with_line) k.request_line = r.method + " " + r.url();
 
   k.body_size = std::max<uint64_t>(r.body.size, r.body.data.size());
   if (!o.ignore_body && !r.body.data.empty()) {
@@ -608,7 +609,7 @@ Result<std::unique_ptr<Matcher>> Matcher::build(std::vector<flow::Flow> flows,
 
 MatchResult Matcher::lookup(const flow::Request& request) {
   auto& s = *state_;
-  auto k = key_of(request, s.compiled);
+  auto k = key_of(request, s.compiled, /*with_line=*/false);
   auto it = s.by_key.find(k.key);
   MatchResult result;
   if (it == s.by_key.end()) {
@@ -629,6 +630,7 @@ MatchResult Matcher::lookup(const flow::Request& request) {
   }
   result.count = count;
   if (n == SIZE_MAX) {
+    k.request_line = request.method + " " + request.url();
     MissExplanation e;
     e.reason = MissExplanation::Reason::exhausted;
     e.request_line = k.request_line;

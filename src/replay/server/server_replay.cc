@@ -119,6 +119,10 @@ std::string hex(size_t n) {
   return std::string(buf, p);
 }
 
+void append_header(std::string& out, const flow::Header& h) {
+  out.append(h.name).append(": ").append(h.value).append("\r\n");
+}
+
 // Serializes a response for the wire. Bodies go out byte-identical to what was recorded (no
 // decoding; Content-Encoding as recorded); framing is ours: Content-Length for the stored body,
 // or chunked when there are trailers to send to an HTTP/1.1 client.
@@ -140,9 +144,9 @@ std::string serialize_response(const flow::Response& r, bool head_request, bool 
     if (h.name.empty() || bad_header_text(h.name) || bad_header_text(h.value)) continue;
     if (flow::iequals(h.name, "Content-Length") && !recorded_length) recorded_length = h.value;
     if (is_hop_by_hop_framing(h.name)) continue;
-    out += h.name + ": " + h.value + "\r\n";
+    append_header(out, h);
   }
-  for (const auto& h : extra) out += h.name + ": " + h.value + "\r\n";
+  for (const auto& h : extra) append_header(out, h);
   if (r.status != 101) out += keep_alive ? "" : "Connection: close\r\n";
   bool chunked = !no_body && http11 && !r.trailers.empty();
   if (no_body) {
@@ -164,7 +168,7 @@ std::string serialize_response(const flow::Response& r, bool head_request, bool 
   out += "0\r\n";
   for (const auto& h : r.trailers)
     if (!h.name.empty() && !bad_header_text(h.name) && !bad_header_text(h.value))
-      out += h.name + ": " + h.value + "\r\n";
+      append_header(out, h);
   out += "\r\n";
   return out;
 }
@@ -378,7 +382,7 @@ MatchResult ServerReplay::lookup(const flow::Request& request) {
 
 namespace {
 flow::Response prepare(const ServeOptions& options, const flow::Flow& recorded, int64_t now_ns) {
-  flow::Response r = recorded.response.value_or(flow::Response{});
+  flow::Response r = recorded.response ? *recorded.response : flow::Response{};
   if (options.refresh) {
     int64_t shift = refresh_shift_seconds(recorded, now_ns);
     refresh_dates(r, shift);
@@ -635,7 +639,6 @@ struct ConnectionTask {
     Reply out;
     int64_t now = flow::now_ns();
     MatchResult m = s.matcher->lookup(request);
-    std::string line = request.method + " " + request.url();
     if (m.hit()) {
       {
         std::lock_guard lock(s.report_mutex);
@@ -644,9 +647,11 @@ struct ConnectionTask {
       }
       const flow::Flow& f = *m.flow;
       out.response = prepare(s.options, f, now);
-      s.log(line + " -> " + std::to_string(out.response.status) + " (flow #" +
-            std::to_string(f.id) + ", " + std::to_string(m.use) + "/" + std::to_string(m.count) +
-            (m.reused ? ", reused" : "") + ")");
+      if (s.options.log_hits)
+        s.log(request.method + " " + request.url() + " -> " +
+              std::to_string(out.response.status) + " (flow #" + std::to_string(f.id) + ", " +
+              std::to_string(m.use) + "/" + std::to_string(m.count) +
+              (m.reused ? ", reused" : "") + ")");
       if (auto delay = delay_for(f); delay.count() > 0) {
         asio::steady_timer timer(co_await asio::this_coro::executor);
         timer.expires_after(delay);
@@ -670,6 +675,7 @@ struct ConnectionTask {
     }
     const MissExplanation& e = *m.miss;
     s.count_miss(request, e);
+    std::string line = request.method + " " + request.url();
     s.log("MISS " + line + " (on-miss " + on_miss_name(s.options.on_miss) + "): " + e.text);
     OnMiss policy = s.options.on_miss;
     auto text = [&out](int status, std::string content_type, std::string body,

@@ -100,6 +100,9 @@ struct ServeOptions {
   std::string ca_dir;
   // Where one line per request goes. Default (empty): stderr. Called from network threads.
   std::function<void(std::string_view line)> log;
+  // Whether answered requests get a line too; misses and failed forwards always do. Off, a
+  // hit builds no text at all. Default: true.
+  bool log_hits = true;
   // Most misses kept for report(). Default: 1000.
   size_t max_miss_records = 1000;
 };
