@@ -8,9 +8,12 @@ Starts a local nginx backend that serves a small body, then measures with wrk:
   mitmdump    wrk -> `mitmdump --mode reverse:...` (Debian's mitmproxy)
 at 1 and 50 connections, and prints req/s, latency, the ratios retake/nginx and
 retake/mitmdump, the latency each proxy adds at 1 connection, and retake's RSS idle and after
-recording at least 100k flows.
+recording at least 100k flows. The targets are measured in turn, --rounds times over: this
+machine's speed drifts by tens of percent between minutes, so each ratio is taken within a
+round (peers measured seconds apart) and the median of the rounds' ratios is reported, with
+every round's value beside it. The table shows each target's median round.
 
-Usage: bench/bench.py [--duration 10] [--retake build/cli/retake] [--skip-mitmdump]
+Usage: bench/bench.py [--duration 6] [--rounds 3] [--retake build/cli/retake] [--skip-mitmdump]
                       [--https | --h2 | --serve]
 Needs: nginx-light, wrk, mitmproxy (scripts/install-deps.sh --bench installs them).
 
@@ -38,6 +41,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -197,20 +201,51 @@ def run_h2load(port, connections, duration, streams=10):
             "ok": int(ok.group(1)) if ok else 0, "failed": int(ok.group(2)) if ok else 0}
 
 
-def measure(targets, connections, duration, run, label=""):
-    """Runs run(target, conns, seconds) for every (name, target) at every connection count:
-    1 s of warm-up (connections, pools, caches, certificates), then `duration` s measured.
-    Prints each figure to stderr as it comes; returns {(name, conns): result}."""
-    results = {}
-    for conns in connections:
-        for name, target in targets:
-            run(target, conns, 1)
-            r = run(target, conns, duration)
-            results[(name, conns)] = r
-            extra = "".join(f" ({r[k]} {k})" for k in ("failed", "errors") if k in r)
-            print(f"  measured {name:13s} {label}c={conns:<3d} {r['rps'] or 0:>10.0f} req/s{extra}",
-                  file=sys.stderr)
+class Results(dict):
+    """{(name, conns): result}: each target's median round by req/s. `rounds` keeps every
+    round's {(name, conns): result}: ratios are taken within a round, where the peers ran
+    seconds apart, because this machine's speed drifts by tens of percent between minutes."""
+
+    def __init__(self):
+        super().__init__()
+        self.rounds = []
+
+
+def measure(targets, connections, duration, run, label="", rounds=1):
+    """Runs run(target, conns, seconds) for every (name, target) at every connection count,
+    `rounds` times over (the targets alternate within a round): 1 s of warm-up (connections,
+    pools, caches, certificates), then `duration` s measured. Prints each figure to stderr as
+    it comes; returns Results."""
+    results = Results()
+    for i in range(rounds):
+        this = {}
+        for conns in connections:
+            for name, target in targets:
+                run(target, conns, 1)
+                r = run(target, conns, duration)
+                this[(name, conns)] = r
+                extra = "".join(f" ({r[k]} {k})" for k in ("failed", "errors") if k in r)
+                tag = f"round {i + 1} " if rounds > 1 else ""
+                print(f"  measured {tag}{name:13s} {label}c={conns:<3d} {r['rps'] or 0:>10.0f} "
+                      f"req/s{extra}", file=sys.stderr)
+        results.rounds.append(this)
+    for key in results.rounds[0]:
+        ordered = sorted((r[key] for r in results.rounds), key=lambda r: r["rps"] or 0)
+        results[key] = ordered[len(ordered) // 2]
     return results
+
+
+def ratio(results, a, b, digits=2):
+    """results[a] over results[b] as text ("0.77x"): the median of the ratios taken within
+    each round, followed by every round's ratio when there were several."""
+    values = [(r[a]["rps"] or 0) / r[b]["rps"] for r in results.rounds
+              if r.get(b) and r[b]["rps"]]
+    if not values:
+        return "n/a"
+    text = f"{statistics.median(values):.{digits}f}x"
+    if len(values) > 1:
+        text += " (rounds " + " ".join(f"{v:.{digits}f}" for v in values) + ")"
+    return text
 
 
 def h2_bench(args, nginx):
@@ -245,7 +280,7 @@ def h2_bench(args, nginx):
             wait_port(p)
         targets = [("direct-h2c", backend_h2), ("nginx", proxy), ("retake h2>h1", rt_h1),
                    ("retake h2>h2", rt_h2)]
-        results = measure(targets, (1, 10), args.duration, run_h2load)
+        results = measure(targets, (1, 10), args.duration, run_h2load, rounds=args.rounds)
         print()
         print(f"retake HTTP/2 (reverse mode, h2c, recording) benchmark ({args.duration}s per run, "
               f"h2load -m 10, {args.threads} retake threads / nginx workers)")
@@ -254,10 +289,9 @@ def h2_bench(args, nginx):
             print(f"{name:14s} {conns:5d} {r['rps']:10.0f} {r['ok']:9d} {r['failed']:7d}")
         print()
         for conns in (1, 10):
-            ng = results[("nginx", conns)]["rps"]
             for name in ("retake h2>h1", "retake h2>h2"):
-                rt = results[(name, conns)]["rps"]
-                print(f"c={conns:<3d} {name}: retake/nginx = {rt / ng if ng else 0:.2f}x")
+                print(f"c={conns:<3d} {name}: retake/nginx = "
+                      f"{ratio(results, (name, conns), ('nginx', conns))}")
     finally:
         procs.stop_all()
         shutil.rmtree(work, ignore_errors=True)
@@ -306,7 +340,7 @@ def serve_bench(args, nginx, mitmdump):
                          "server_replay_kill_extra=true", "--set", f"confdir={work}/mitm"])
             wait_port(ms, timeout=30)
             targets.append(("mitmdump", ms))
-        results = measure(targets, (1, 50), args.duration, run_wrk)
+        results = measure(targets, (1, 50), args.duration, run_wrk, rounds=args.rounds)
         print()
         print(f"retake serve (server replay) benchmark ({args.duration}s per run, wrk, "
               f"{args.threads} retake threads, nginx 1 worker serving the body itself)")
@@ -316,12 +350,11 @@ def serve_bench(args, nginx, mitmdump):
                   f"{r['errors']:7d}")
         print()
         for conns in (1, 50):
-            rt = results[("retake", conns)]["rps"] or 0
-            ng = results[("nginx", conns)]["rps"] or 0
-            line = f"c={conns:<3d} retake/nginx-static = {rt / ng if ng else 0:.2f}x"
-            mm = results.get(("mitmdump", conns))
-            if mm and mm["rps"]:
-                line += f"  retake/mitmdump = {rt / mm['rps']:.1f}x"
+            line = (f"c={conns:<3d} retake/nginx-static = "
+                    f"{ratio(results, ('retake', conns), ('nginx', conns))}")
+            if ("mitmdump", conns) in results:
+                line += (f"  retake/mitmdump = "
+                         f"{ratio(results, ('retake', conns), ('mitmdump', conns), 1)}")
             print(line)
     finally:
         procs.stop_all()
@@ -372,11 +405,13 @@ def https_bench(args, nginx, mitmdump):
             wait_port(mitm_port, timeout=30)
             targets.append(("mitmdump", f"http://127.0.0.1:{mitm_port}"))
 
-        results = {}
+        results, parts = {}, {}
         for keepalive in (True, False):
             part = measure(targets, (1, 50), args.duration,
                            lambda proxy, c, d: run_hey(url, c, d, proxy, keepalive),
-                           label="keep-alive " if keepalive else "new-conn   ")
+                           label="keep-alive " if keepalive else "new-conn   ",
+                           rounds=args.rounds)
+            parts[keepalive] = part
             results.update({(name, keepalive, c): r for (name, c), r in part.items()})
         print()
         print(f"retake HTTPS (explicit proxy, TLS intercepted, recording) benchmark "
@@ -388,13 +423,12 @@ def https_bench(args, nginx, mitmdump):
         print()
         for keepalive in (True, False):
             for conns in (1, 50):
-                rt = results[("retake", keepalive, conns)]["rps"]
-                d = results[("direct", keepalive, conns)]["rps"]
+                part = parts[keepalive]
                 line = (f"{'keep-alive' if keepalive else 'new conn':10s} c={conns:<3d} "
-                        f"retake/direct = {rt / d if d else 0:.2f}x")
-                mm = results.get(("mitmdump", keepalive, conns))
-                if mm and mm["rps"]:
-                    line += f"  retake/mitmdump = {rt / mm['rps']:.1f}x"
+                        f"retake/direct = {ratio(part, ('retake', conns), ('direct', conns))}")
+                if ("mitmdump", conns) in part:
+                    line += (f"  retake/mitmdump = "
+                             f"{ratio(part, ('retake', conns), ('mitmdump', conns), 1)}")
                 print(line)
     finally:
         procs.stop_all()
@@ -434,7 +468,9 @@ class Procs:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    ap.add_argument("--duration", type=int, default=6, help="seconds per measured run")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds over all targets; ratios are the median of each round's")
     ap.add_argument("--retake", default=os.path.join(ROOT, "build", "cli", "retake"))
     ap.add_argument("--skip-mitmdump", action="store_true")
     ap.add_argument("--rss-only", action="store_true",
@@ -522,10 +558,10 @@ def main():
             wait_port(mitm_port, timeout=30)
             targets.append(("mitmdump", mitm_port))
 
-        results = measure(targets, (1, 50), args.duration, run_wrk)
+        results = measure(targets, (1, 50), args.duration, run_wrk, rounds=args.rounds)
 
         # Make sure retake has recorded at least 100k flows before reading its RSS.
-        recorded = sum(results[("retake", c)]["requests"] or 0 for c in (1, 50))
+        recorded = sum(r[("retake", c)]["requests"] or 0 for r in results.rounds for c in (1, 50))
         while recorded < 100_000:
             r = run_wrk(rt_port, 50, 5)
             recorded += r["requests"] or 0
@@ -548,11 +584,11 @@ def main():
                   f"{r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {r['errors']:7d}")
         print()
         for conns in (1, 50):
-            rt = results[("retake", conns)]["rps"]
-            line = f"c={conns:<3d} retake/nginx = {rt / results[('nginx', conns)]['rps']:.2f}x"
-            line += f"  retake/direct = {rt / results[('direct', conns)]['rps']:.2f}x"
+            rt = ("retake", conns)
+            line = f"c={conns:<3d} retake/nginx = {ratio(results, rt, ('nginx', conns))}"
+            line += f"  retake/direct = {ratio(results, rt, ('direct', conns))}"
             if mitm:
-                line += f"  retake/mitmdump = {rt / results[('mitmdump', conns)]['rps']:.1f}x"
+                line += f"  retake/mitmdump = {ratio(results, rt, ('mitmdump', conns), 1)}"
             print(line)
         direct_p50 = results[("direct", 1)]["p50_ms"]
         print(f"added latency at 1 connection (p50 over direct): "
