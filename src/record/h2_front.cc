@@ -540,12 +540,17 @@ awaitable<H2Front::H1> H2Front::connect(bool offer_h2, Failure& failure) {
   failure = Failure{};
   conn->socket.set_option(tcp::no_delay(true), ec);
   if (dest_.scheme == "https") {
-    conn->tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(
-        conn->socket, env_.upstream_tls->asio_context());
+    auto context = env_.upstream_tls();
+    if (!context) {
+      failure.set(ErrorKind::upstream_tls_failed, context.status().message());
+      co_return nullptr;
+    }
+    conn->tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(conn->socket,
+                                                                 (*context)->asio_context());
     SSL* ssl = conn->tls->native_handle();
     static const std::vector<std::string> kBoth = {"h2", "http/1.1"};
     static const std::vector<std::string> kH1 = {"http/1.1"};
-    if (auto st = env_.upstream_tls->prepare(ssl, dest_.sni, offer_h2 ? &kBoth : &kH1); !st.ok()) {
+    if (auto st = (*context)->prepare(ssl, dest_.sni, offer_h2 ? &kBoth : &kH1); !st.ok()) {
       failure.set(ErrorKind::upstream_tls_failed, "upstream TLS: " + st.message());
       co_return nullptr;
     }

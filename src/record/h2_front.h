@@ -52,7 +52,8 @@ struct H2Destination {
 // What the front needs from the recorder that owns the connection.
 struct H2FrontEnv {
   const RecorderOptions* options = nullptr;
-  tls::UpstreamTlsContext* upstream_tls = nullptr;  // https upstreams
+  // https upstreams: the recorder's client context, made on first use (an error says why).
+  std::function<Result<tls::UpstreamTlsContext*>()> upstream_tls;
   std::function<void(flow::Flow&&)> offer;          // a finished flow (never blocks)
   std::function<void()> upstream_connected;         // counts a new upstream connection
   std::function<void()> answered;                   // counts a responder answer

@@ -306,7 +306,10 @@ TEST_CASE("create rejects an invalid ignore_hosts pattern and a missing upstream
   CHECK(r.status().message().find("ignore_hosts") != std::string::npos);
   o = {};
   o.upstream_ca_file = "/nonexistent/ca.pem";
-  CHECK_FALSE(record::Recorder::create(o, sink).ok());
+  // Checked at create although the upstream TLS context is otherwise made on first use.
+  auto missing = record::Recorder::create(o, sink);
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.status().message().find("upstream_ca_file") != std::string::npos);
   o = {};
   o.cert_file = "/nonexistent/cert.pem";
   CHECK(record::Recorder::create(o, sink).status().code() == Errc::invalid_argument);
