@@ -251,8 +251,7 @@ int run_remote_diff(const DiffArgs& args, const ops::DiffRequest& checked) {
   r.no_noise = args.no_noise;
   r.format = args.format;
 
-  auto client = control::RemoteDiff::connect(remote_options(args.remote));
-  if (!client) throw UsageError(client.status().message());
+  auto client = connected(control::RemoteDiff::connect(remote_options(args.remote)));
   StopSignals stop;
   const bool tty = isatty(STDERR_FILENO) && !args.quiet;
   auto progress = [&](const std::string& phase, uint64_t d, uint64_t total,
@@ -263,7 +262,7 @@ int run_remote_diff(const DiffArgs& args, const ops::DiffRequest& checked) {
                  run.c_str());
     std::fflush(stderr);
   };
-  auto report = (*client)->compare(r, progress, &stop.cancel);
+  auto report = client->compare(r, progress, &stop.cancel);
   stop.finish();
   if (tty) std::fputs("\r\x1b[K", stderr);
   if (!report) {

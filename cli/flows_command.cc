@@ -31,9 +31,7 @@ Result<std::unique_ptr<store::FlowStore>> open_store(const std::string& db, bool
 // --remote: act through a `retake daemon` instead of opening the store; the daemon runs the
 // same operations (ops::select_flows, FlowStore) on its store.
 std::unique_ptr<control::RemoteFlows> connect_remote(const RemoteArgs& remote) {
-  auto client = control::RemoteFlows::connect(remote_options(remote));
-  if (!client) throw UsageError(client.status().message());
-  return std::move(client.value());
+  return connected(control::RemoteFlows::connect(remote_options(remote)));
 }
 
 uint64_t response_size(const flow::Flow& f) { return f.response ? f.response->body.size : 0; }

@@ -73,9 +73,8 @@ int run_remote_record(const RecordArgs& args, const record::RecorderOptions& opt
   if (!args.cert.empty()) request.cert = std::filesystem::absolute(args.cert).string();
   if (!args.key.empty()) request.key = std::filesystem::absolute(args.key).string();
   request.server_replay = args.server_replay;
-  auto client = control::RemoteRecorder::connect(remote_options(args.remote));
-  if (!client) throw UsageError(client.status().message());
-  auto started = (*client)->start(request);
+  auto client = connected(control::RemoteRecorder::connect(remote_options(args.remote)));
+  auto started = client->start(request);
   if (!started) {
     if (started.status().code() == Errc::invalid_argument)
       throw UsageError(remote_flag_message(started.status()));
@@ -90,7 +89,7 @@ int run_remote_record(const RecordArgs& args, const record::RecorderOptions& opt
   if (!args.quiet) {
     watcher = std::thread([&] {
       bool tty = isatty(STDOUT_FILENO);
-      watch_status = (*client)->watch(started->session, [&](const flow::Flow& f) {
+      watch_status = client->watch(started->session, [&](const flow::Flow& f) {
         std::cout << flow_line(f) << '\n';
         if (tty) std::cout.flush();
       });
@@ -99,11 +98,11 @@ int run_remote_record(const RecordArgs& args, const record::RecorderOptions& opt
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   std::cerr << "retake: stopping...\n";
-  auto stats = (*client)->stop(started->recorder_id);
+  auto stats = client->stop(started->recorder_id);
   if (watcher.joinable()) {
     // The last flows were committed when Stop returned; give their events a moment to arrive.
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    (*client)->cancel_watch();
+    client->cancel_watch();
     watcher.join();
   }
   std::cout.flush();

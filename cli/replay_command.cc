@@ -49,12 +49,11 @@ void draw_progress(const replay::Progress& p) {
 
 // Through a daemon: the same request, the same progress line, the same summary printed.
 int run_remote(const ReplayArgs& args, const sigset_t& stop_signals) {
-  auto client = control::RemoteReplay::connect(remote_options(args.remote));
-  if (!client) throw UsageError(client.status().message());
+  auto client = connected(control::RemoteReplay::connect(remote_options(args.remote)));
   const bool tty = isatty(STDERR_FILENO) && !args.json;
   bool interrupted = false;
   auto outcome =
-      (*client)->run(args.request, args.fail_on_mismatch, [&](const replay::Progress& p) {
+      client->run(args.request, args.fail_on_mismatch, [&](const replay::Progress& p) {
         timespec now{0, 0};
         if (sigtimedwait(&stop_signals, nullptr, &now) > 0 && !interrupted) {
           interrupted = true;

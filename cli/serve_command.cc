@@ -30,9 +30,8 @@ struct ServeArgs {
 int run_remote(ops::ServeRequest request, const RemoteArgs& remote, const sigset_t& stop_signals) {
   for (auto* path : {&request.cert, &request.key})
     if (!path->empty()) *path = std::filesystem::absolute(*path).string();
-  auto client = control::RemoteReplay::connect(remote_options(remote));
-  if (!client) throw UsageError(client.status().message());
-  auto server = (*client)->start_server(request);
+  auto client = connected(control::RemoteReplay::connect(remote_options(remote)));
+  auto server = client->start_server(request);
   if (!server) {
     if (server.status().code() == Errc::invalid_argument)
       throw UsageError(remote_flag_message(server.status()));
@@ -47,7 +46,7 @@ int run_remote(ops::ServeRequest request, const RemoteArgs& remote, const sigset
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   std::cerr << "retake: stopping...\n";
-  auto report = (*client)->stop_server(server->server_id);
+  auto report = client->stop_server(server->server_id);
   if (!report) return fail(report.status());
   std::cerr << "retake: " << *report;
   return kExitOk;

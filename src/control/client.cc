@@ -1,5 +1,6 @@
 // RemoteFlows over gRPC: translate the call, the answer and the status; nothing else.
 #include "control/client.h"
+#include "control/module.h"
 
 #include <grpcpp/grpcpp.h>
 
@@ -536,7 +537,7 @@ class GrpcRemoteRecorder final : public RemoteRecorder {
   bool cancelled_ = false;
 };
 
-Result<std::unique_ptr<RemoteRecorder>> RemoteRecorder::connect(const RemoteOptions& options) {
+Result<std::unique_ptr<RemoteRecorder>> grpc_remote_recorder(const RemoteOptions& options) {
   if (options.address.empty())
     return Status(Errc::invalid_argument, "remote: an address is required");
   if (options.timeout_seconds <= 0)
@@ -626,7 +627,7 @@ class GrpcRemoteDiff final : public RemoteDiff {
   std::unique_ptr<v1::Diff::Stub> stub_;
 };
 
-Result<std::unique_ptr<RemoteDiff>> RemoteDiff::connect(const RemoteOptions& options) {
+Result<std::unique_ptr<RemoteDiff>> grpc_remote_diff(const RemoteOptions& options) {
   if (options.address.empty())
     return Status(Errc::invalid_argument, "remote: an address is required");
   if (options.timeout_seconds <= 0)
@@ -634,7 +635,7 @@ Result<std::unique_ptr<RemoteDiff>> RemoteDiff::connect(const RemoteOptions& opt
   return std::unique_ptr<RemoteDiff>(std::make_unique<GrpcRemoteDiff>(options));
 }
 
-Result<std::unique_ptr<RemoteReplay>> RemoteReplay::connect(const RemoteOptions& options) {
+Result<std::unique_ptr<RemoteReplay>> grpc_remote_replay(const RemoteOptions& options) {
   if (options.address.empty())
     return Status(Errc::invalid_argument, "remote: an address is required");
   if (options.timeout_seconds <= 0)
@@ -642,7 +643,7 @@ Result<std::unique_ptr<RemoteReplay>> RemoteReplay::connect(const RemoteOptions&
   return std::unique_ptr<RemoteReplay>(std::make_unique<GrpcRemoteReplay>(options));
 }
 
-Result<std::unique_ptr<RemoteFlows>> RemoteFlows::connect(const RemoteOptions& options) {
+Result<std::unique_ptr<RemoteFlows>> grpc_remote_flows(const RemoteOptions& options) {
   if (options.address.empty())
     return Status(Errc::invalid_argument, "remote: an address is required");
   if (options.timeout_seconds <= 0)

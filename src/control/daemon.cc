@@ -1,5 +1,6 @@
 // The Daemon: the store, its one writer, the services and the gRPC server around them.
 #include "control/daemon.h"
+#include "control/module.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
@@ -140,7 +141,7 @@ class DaemonImpl final : public Daemon {
 
 }  // namespace
 
-Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options) {
+Result<std::unique_ptr<Daemon>> grpc_start_daemon(const DaemonOptions& options) {
   std::string host, port;
   if (options.listen.size() > 1024 || !split_address(options.listen, host, port))
     return Status(Errc::invalid_argument, "control address: expected HOST:PORT, got '" +

@@ -138,6 +138,28 @@ class RetakeTest(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("no daemon answers there", r.stderr)
 
+    def test_control_module_is_loaded_only_when_needed_and_missing_it_is_clear(self):
+        # gRPC lives in retake-control.so beside the binary; a binary without it still records
+        # and reads locally, and says what is missing when a command needs the daemon.
+        alone = os.path.join(self.home, "alone")
+        os.makedirs(alone)
+        shutil.copy(RETAKE, alone)
+        binary = os.path.join(alone, os.path.basename(RETAKE))
+        r = subprocess.run([binary, "sessions"], capture_output=True, text=True, env=self.env,
+                           timeout=30)
+        self.assertNotIn("control module", r.stderr)
+        for cmd in (["flows", "list", "--remote", "127.0.0.1:9"],
+                    ["daemon", "--control", "127.0.0.1:0"]):
+            r = subprocess.run([binary, *cmd], capture_output=True, text=True, env=self.env,
+                               timeout=30)
+            self.assertEqual(r.returncode, 1, cmd)
+            self.assertIn("the control module (gRPC) is missing", r.stderr, cmd)
+            self.assertIn(os.path.join(alone, "retake-control.so"), r.stderr, cmd)
+        # The built binary does not map gRPC until a command needs it.
+        out = subprocess.run(["ldd", RETAKE], capture_output=True, text=True, timeout=30).stdout
+        self.assertNotIn("libgrpc", out)
+        self.assertNotIn("libprotobuf", out)
+
     def test_reading_a_missing_store_fails_clearly(self):
         r = self.retake("flows", "list", "--db", os.path.join(self.home, "nope"))
         self.assertEqual(r.returncode, 1)
