@@ -627,8 +627,10 @@ struct ConnectionTask {
       auto [wec, n] = co_await ws.async_write(asio::buffer(m.payload), kTuple);
       if (wec) co_return;
     }
-    beast::websocket::close_reason reason(
-        f.websocket->close_code ? f.websocket->close_code : beast::websocket::close_code::normal);
+    beast::websocket::close_reason reason =
+        f.websocket->close_code
+            ? beast::websocket::close_reason(f.websocket->close_code)
+            : beast::websocket::close_reason(beast::websocket::close_code::normal);
     co_await ws.async_close(reason, kTuple);
   }
 
