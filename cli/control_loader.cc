@@ -65,27 +65,29 @@ const Loaded& loaded() {
   return once;
 }
 
+// The module's entry `Member`, or the reason the module is not there.
+template <auto Member, class Options>
+auto through_module(const Options& options) -> decltype((ControlApi{}.*Member)(options)) {
+  if (!loaded().api) return loaded().error;
+  return (loaded().api->*Member)(options);
+}
+
 }  // namespace
 
 Result<std::unique_ptr<RemoteFlows>> RemoteFlows::connect(const RemoteOptions& options) {
-  if (!loaded().api) return loaded().error;
-  return loaded().api->remote_flows(options);
+  return through_module<&ControlApi::remote_flows>(options);
 }
 Result<std::unique_ptr<RemoteRecorder>> RemoteRecorder::connect(const RemoteOptions& options) {
-  if (!loaded().api) return loaded().error;
-  return loaded().api->remote_recorder(options);
+  return through_module<&ControlApi::remote_recorder>(options);
 }
 Result<std::unique_ptr<RemoteReplay>> RemoteReplay::connect(const RemoteOptions& options) {
-  if (!loaded().api) return loaded().error;
-  return loaded().api->remote_replay(options);
+  return through_module<&ControlApi::remote_replay>(options);
 }
 Result<std::unique_ptr<RemoteDiff>> RemoteDiff::connect(const RemoteOptions& options) {
-  if (!loaded().api) return loaded().error;
-  return loaded().api->remote_diff(options);
+  return through_module<&ControlApi::remote_diff>(options);
 }
 Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options) {
-  if (!loaded().api) return loaded().error;
-  return loaded().api->start_daemon(options);
+  return through_module<&ControlApi::start_daemon>(options);
 }
 
 }  // namespace retake::control
