@@ -173,10 +173,14 @@ Result<replay::ReplayOptions> replay_options(const ReplayRequest& r) {
   o.keep_flows = false;  // the CLI and the daemon read the run's flows from the store
   tls::UpstreamTlsOptions tls_options;
   tls_options.insecure = r.insecure;
+  // The system roots (25-40 ms to parse) are loaded by the first https exchange: a replay
+  // against plain HTTP targets never reads them.
+  tls_options.lazy_system_roots = true;
   auto upstream_tls = tls::UpstreamTlsContext::create(tls_options);
   if (!upstream_tls) return upstream_tls.status();
   std::shared_ptr<tls::UpstreamTlsContext> owner(std::move(*upstream_tls));
   o.tls_context = std::shared_ptr<boost::asio::ssl::context>(owner, &owner->asio_context());
+  o.before_first_tls = [owner] { owner->ensure_system_roots(); };
   return o;
 }
 

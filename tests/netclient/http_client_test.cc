@@ -4,6 +4,7 @@
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
+#include <atomic>
 #include <filesystem>
 #include <future>
 
@@ -269,6 +270,36 @@ TEST_CASE("https with a trusted certificate verifies the host name and records T
     REQUIRE(g.error);
     CHECK(g.error->kind == flow::ErrorKind::upstream_tls_failed);
   }
+}
+
+TEST_CASE("before_first_tls runs once, before the first handshake, never for plain HTTP") {
+  TempCert cert;
+  ChildServer tls_server(
+      {"python3", retake::testing::app_dir() + "/app.py", "--tls", cert.cert(), cert.key()});
+  auto plain = upstream();
+  // No roots yet: the hook is what makes the handshake verify.
+  auto ctx = std::make_shared<boost::asio::ssl::context>(boost::asio::ssl::context::tls_client);
+  ctx->set_verify_mode(boost::asio::ssl::verify_peer);
+  std::atomic<int> calls{0};
+  net::ClientOptions options;
+  options.tls_context = ctx;
+  options.before_first_tls = [&] {
+    ++calls;
+    ctx->load_verify_file(cert.cert());
+  };
+  net::HttpClient client(options);
+  auto p = client.send_sync(get("/json", plain.port()), net::endpoint_of(get("/", plain.port())));
+  REQUIRE_FALSE(p.error);
+  CHECK(calls == 0);
+  auto r = get("/echo", tls_server.port());
+  r.scheme = "https";
+  for (int i = 0; i < 2; ++i) {
+    net::Endpoint ep{"https", "127.0.0.1", tls_server.port(), i == 0 ? "localhost" : "127.0.0.1"};
+    auto f = client.send_sync(r, ep);
+    REQUIRE_MESSAGE(!f.error, (f.error ? f.error->message : ""));
+    CHECK(f.response->status == 200);
+  }
+  CHECK(calls == 1);
 }
 
 TEST_CASE("https to an untrusted certificate fails unless insecure") {

@@ -101,11 +101,33 @@ struct HttpClient::State {
   asio::io_context ioc;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::vector<std::thread> threads;
+  // Made or prepared by the first https connection (tls()): a client that only speaks plain
+  // HTTP never loads the system's trust roots (25-40 ms) or makes an OpenSSL context.
   std::shared_ptr<ssl::context> tls_context;
+  std::once_flag tls_once;
   std::mutex mutex;  // guards pools; never held across co_await
   std::map<std::string, PoolEntry> pools;
   std::atomic<uint64_t> sent{0}, opened{0}, reused{0}, failed{0};
   std::atomic<bool> stopped{false};
+
+  ssl::context& tls() {
+    std::call_once(tls_once, [this] {
+      tls_context = options.tls_context;
+      if (tls_context) {
+        if (options.before_first_tls) options.before_first_tls();
+        return;
+      }
+      tls_context = std::make_shared<ssl::context>(ssl::context::tls_client);
+      if (options.insecure) {
+        tls_context->set_verify_mode(ssl::verify_none);
+      } else {
+        boost::system::error_code ignored;  // no system store: every peer fails verification
+        tls_context->set_default_verify_paths(ignored);
+        tls_context->set_verify_mode(ssl::verify_peer);
+      }
+    });
+    return *tls_context;
+  }
 
   Permits& permits_for(const std::string& key) {
     std::lock_guard lock(mutex);
@@ -173,11 +195,11 @@ asio::awaitable<std::unique_ptr<Connection>> HttpClient::State::connect(const En
   c->remote_address = endpoint_text(connected);
   c->local_address = endpoint_text(stream->socket().local_endpoint(ec));
   if (ep.scheme == "https") {
-    c->tls =
-        std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(*stream), *tls_context);
+    ssl::context& context = tls();
+    c->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(*stream), context);
     const std::string name = ep.server_name.empty() ? ep.host : ep.server_name;
     if (!is_ip_literal(name)) SSL_set_tlsext_host_name(c->tls->native_handle(), name.c_str());
-    if (tls_context && SSL_CTX_get_verify_mode(tls_context->native_handle()) != SSL_VERIFY_NONE)
+    if (SSL_CTX_get_verify_mode(context.native_handle()) != SSL_VERIFY_NONE)
       c->tls->set_verify_callback(ssl::host_name_verification(name));
     beast::get_lowest_layer(*c->tls).expires_at(deadline);
     auto [hec] = co_await c->tls->async_handshake(ssl::stream_base::client,
@@ -368,16 +390,6 @@ asio::awaitable<void> HttpClient::State::exchange(Connection& c, const flow::Req
 
 HttpClient::HttpClient(ClientOptions options) : state_(std::make_unique<State>()) {
   state_->options = std::move(options);
-  state_->tls_context = state_->options.tls_context;
-  if (!state_->tls_context) {
-    state_->tls_context = std::make_shared<ssl::context>(ssl::context::tls_client);
-    if (state_->options.insecure) {
-      state_->tls_context->set_verify_mode(ssl::verify_none);
-    } else {
-      state_->tls_context->set_default_verify_paths();
-      state_->tls_context->set_verify_mode(ssl::verify_peer);
-    }
-  }
   state_->work.emplace(state_->ioc.get_executor());
   for (unsigned i = 0; i < state_->options.threads; ++i)
     state_->threads.emplace_back([s = state_.get()] { s->ioc.run(); });

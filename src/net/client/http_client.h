@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -65,6 +66,10 @@ struct ClientOptions {
   std::shared_ptr<boost::asio::ssl::context> tls_context;
   // Only with a null tls_context: skip certificate and hostname verification. Default: false.
   bool insecure = false;
+  // Called once, before the first TLS handshake, when tls_context is given: the place to
+  // finish preparing it on first use (e.g. load trust roots only a TLS peer needs). Called
+  // on a network thread. Default: none.
+  std::function<void()> before_first_tls;
 };
 
 struct ClientStats {

@@ -103,8 +103,8 @@ struct UpstreamTlsOptions {
   std::vector<std::string> alpn = {"http/1.1"};
   // Load the system trust store on the first prepare() instead of in create(): parsing the
   // distribution's bundle (about 140 certificates) costs a process that may never dial a TLS
-  // upstream over a megabyte. Only for owners that call prepare() before every handshake.
-  // Default: false.
+  // upstream over a megabyte. Only for owners that call prepare() or ensure_system_roots()
+  // before every handshake. Default: false.
   bool lazy_system_roots = false;
 };
 
@@ -123,6 +123,12 @@ class UpstreamTlsContext {
   // invalid_argument for a host parse_server_name rejects or a bad ALPN entry.
   Status prepare(SSL* ssl, std::string_view host,
                  const std::vector<std::string>* alpn = nullptr) const;
+
+  // Loads the system trust roots now unless `insecure` (once; prepare() does it too). For
+  // users that handshake through asio_context() without prepare().
+  void ensure_system_roots() const {
+    if (!options_.insecure) load_system_roots();
+  }
 
   boost::asio::ssl::context& asio_context() { return context_; }
   SSL_CTX* native_handle() { return context_.native_handle(); }

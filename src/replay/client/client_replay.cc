@@ -628,6 +628,7 @@ Status ClientReplay::start() {
   co.read_timeout = o.read_timeout;
   co.body_cap = o.body_cap;
   co.tls_context = o.tls_context;
+  co.before_first_tls = o.before_first_tls;
   co.insecure = o.insecure;
   co.max_connections_per_endpoint = std::max<size_t>(o.concurrency, 1);
   s.client = std::make_unique<net::HttpClient>(co);

@@ -85,6 +85,9 @@ struct ReplayOptions {
   // TLS client context for https targets (e.g. from the tls module's upstream factory);
   // null: system roots, verification per `insecure`. Default: null.
   std::shared_ptr<boost::asio::ssl::context> tls_context;
+  // With tls_context: called once before the first TLS handshake (net::ClientOptions::
+  // before_first_tls). Default: none.
+  std::function<void()> before_first_tls;
   // Threads of the HTTP client. Default: 1.
   unsigned threads = 1;
   // Deadlines of the HTTP client. Defaults: 10 s connect, 30 s per read.
