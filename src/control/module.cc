@@ -5,6 +5,8 @@
 
 extern "C" __attribute__((visibility("default"))) const retake::control::ControlApi*
 retake_control_api() {
-  static const retake::control::ControlApi api = retake::control::control_api();
+  using namespace retake::control;
+  static const ControlApi api{ControlAbi{},        &grpc_remote_flows, &grpc_remote_recorder,
+                              &grpc_remote_replay, &grpc_remote_diff,  &grpc_start_daemon};
   return &api;
 }

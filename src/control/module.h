@@ -26,25 +26,26 @@ Result<std::unique_ptr<Daemon>> grpc_start_daemon(const DaemonOptions& options);
 // Bumped whenever the table or a type crossing it changes shape.
 inline constexpr uint32_t kControlAbi = 1;
 
+// What the binary and the module must agree on: the ABI number and layout fingerprints, so a
+// module built from other sources is refused instead of misreading the options it is handed.
+// Computed on both sides without naming the module's functions, which the binary lacks.
+struct ControlAbi {
+  uint32_t abi = kControlAbi;
+  size_t remote_options_size = sizeof(RemoteOptions);
+  size_t daemon_options_size = sizeof(DaemonOptions);
+  size_t replay_request_size = sizeof(ops::ReplayRequest);
+  size_t flow_size = sizeof(flow::Flow);
+  bool operator==(const ControlAbi&) const = default;
+};
+
 struct ControlApi {
-  uint32_t abi;
-  // Layout fingerprints: a module built from other sources than the binary is refused
-  // instead of misreading the options it is handed.
-  size_t remote_options_size, daemon_options_size, replay_request_size, flow_size;
+  ControlAbi abi;
   Result<std::unique_ptr<RemoteFlows>> (*remote_flows)(const RemoteOptions&);
   Result<std::unique_ptr<RemoteRecorder>> (*remote_recorder)(const RemoteOptions&);
   Result<std::unique_ptr<RemoteReplay>> (*remote_replay)(const RemoteOptions&);
   Result<std::unique_ptr<RemoteDiff>> (*remote_diff)(const RemoteOptions&);
   Result<std::unique_ptr<Daemon>> (*start_daemon)(const DaemonOptions&);
 };
-
-// This build's table (what the module exports and what the loader compares with).
-inline ControlApi control_api() {
-  return ControlApi{kControlAbi,          sizeof(RemoteOptions), sizeof(DaemonOptions),
-                    sizeof(ops::ReplayRequest), sizeof(flow::Flow), &grpc_remote_flows,
-                    &grpc_remote_recorder,  &grpc_remote_replay,   &grpc_remote_diff,
-                    &grpc_start_daemon};
-}
 
 }  // namespace retake::control
 
