@@ -1843,9 +1843,8 @@ awaitable<void> ProxyConnection::serve_h2_handoff(std::string initial,
   if (client_tls_) base.client_tls = client_tls_info_;
   H2FrontEnv env;
   env.options = &opts_;
-  RecorderImpl* owner = &rec_;
-  env.upstream_tls = [owner] { return owner->upstream_tls(); };
   RecorderImpl* rec = &rec_;
+  env.upstream_tls = [rec] { return rec->upstream_tls(); };
   env.offer = [rec](flow::Flow&& flow) { rec->offer(std::move(flow)); };
   env.upstream_connected = [rec] {
     rec->upstream_connects_.fetch_add(1, std::memory_order_relaxed);

@@ -235,6 +235,8 @@ bool content_type_is(std::string_view content_type, std::string_view what) {
   return to_lower(content_type).find(what) != std::string::npos;
 }
 
+std::string request_line_of(const flow::Request& r) { return r.method + " " + r.url(); }
+
 // `with_line`: also the request line (for explanations); a hit never shows one.
 KeyedRequest key_of(const flow::Request& r, const Compiled& c, bool with_line = true) {
   const MatchOptions& o = c.options;
@@ -251,7 +253,7 @@ KeyedRequest key_of(const flow::Request& r, const Compiled& c, bool with_line = 
       qmark == std::string_view::npos ? std::string_view() : target.substr(qmark + 1);
   if (auto hash = query.find('#'); hash != std::string_view::npos) query = query.substr(0, hash);
   k.query = parse_pairs(query, false, o.ignore_params);
-  if (with_line) k.request_line = r.method + " " + r.url();
+  if (with_line) k.request_line = request_line_of(r);
 
   k.body_size = std::max<uint64_t>(r.body.size, r.body.data.size());
   if (!o.ignore_body && !r.body.data.empty()) {
@@ -630,7 +632,7 @@ MatchResult Matcher::lookup(const flow::Request& request) {
   }
   result.count = count;
   if (n == SIZE_MAX) {
-    k.request_line = request.method + " " + request.url();
+    k.request_line = request_line_of(request);
     MissExplanation e;
     e.reason = MissExplanation::Reason::exhausted;
     e.request_line = k.request_line;

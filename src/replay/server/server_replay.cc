@@ -282,12 +282,11 @@ struct ServerReplay::State {
     return Origin{probe.scheme, probe.authority, host, probe.port()};
   }
 
-  void count_miss(const flow::Request& req, const MissExplanation& e) {
+  void count_miss(const MissExplanation& e) {
     std::lock_guard lock(report_mutex);
     ++requests;
     ++misses;
-    if (missed.size() < options.max_miss_records)
-      missed.push_back({req.method + " " + req.url(), e});
+    if (missed.size() < options.max_miss_records) missed.push_back({e.request_line, e});
   }
 };
 
@@ -432,7 +431,7 @@ ServerReplay::Decision ServerReplay::decide(const flow::Request& request, int64_
     return d;
   }
   const MissExplanation& e = *m.miss;
-  s.count_miss(request, e);
+  s.count_miss(e);
   d.miss = e;
   switch (s.options.on_miss) {
     case OnMiss::forward:
@@ -676,8 +675,8 @@ struct ConnectionTask {
       co_return out;
     }
     const MissExplanation& e = *m.miss;
-    s.count_miss(request, e);
-    std::string line = request.method + " " + request.url();
+    s.count_miss(e);
+    const std::string& line = e.request_line;  // the explanation's, built once
     s.log("MISS " + line + " (on-miss " + on_miss_name(s.options.on_miss) + "): " + e.text);
     OnMiss policy = s.options.on_miss;
     auto text = [&out](int status, std::string content_type, std::string body,
