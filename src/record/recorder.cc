@@ -31,6 +31,7 @@
 // Asio brings <netinet/in.h>, which must come before the netfilter header.
 #include <linux/netfilter_ipv4.h>
 
+#include "flow/thread_name.h"
 #include "net/http1.h"
 #include "net/read_buffer.h"
 #include "net/tls/tls_context.h"
@@ -2012,7 +2013,10 @@ Result<std::string> RecorderImpl::start() {
     w->sweep_timer.emplace(*w->ioc);
     w->work.emplace(w->ioc->get_executor());
     asio::co_spawn(*w->ioc, sweep_loop(*w), asio::detached);
-    w->thread = std::thread([ioc = w->ioc.get()] { ioc->run(); });
+    w->thread = std::thread([ioc = w->ioc.get()] {
+      name_this_thread("retake-net");
+      ioc->run();
+    });
   }
   started_ = true;
   return endpoint_text(bound);

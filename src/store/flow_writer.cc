@@ -7,6 +7,7 @@
 #include <mutex>
 #include <thread>
 
+#include "flow/thread_name.h"
 #include "store/flow_store.h"
 
 namespace retake::store {
@@ -126,7 +127,10 @@ struct FlowWriter::State {
 
 FlowWriter::FlowWriter(FlowStore& store, WriterOptions options)
     : state_(std::make_unique<State>(store, options)) {
-  state_->thread = std::thread([s = state_.get()] { s->run(); });
+  state_->thread = std::thread([s = state_.get()] {
+    name_this_thread("retake-writer");
+    s->run();
+  });
 }
 
 FlowWriter::~FlowWriter() {

@@ -1,8 +1,12 @@
 #include "flow/flow.h"
 #include "flow/http_date.h"
 #include "flow/status.h"
+#include "flow/thread_name.h"
 
 #include <doctest/doctest.h>
+
+#include <string>
+#include <thread>
 
 using namespace retake;
 using namespace retake::flow;
@@ -109,4 +113,20 @@ TEST_CASE("IMF-fixdate reads and writes the whole four-digit year range") {
   CHECK_FALSE(flow::parse_imf_fixdate("Sun, 30 Feb 1994 08:49:37 GMT"));
   CHECK_FALSE(flow::parse_imf_fixdate("sun, 06 Nov 1994 08:49:37 GMT"));
   CHECK_FALSE(flow::parse_imf_fixdate(" Sun, 06 Nov 1994 08:49:37 GMT"));
+}
+
+TEST_CASE("threads are named, and names longer than Linux keeps are cut, not refused") {
+  auto name_of = [](const char* name) {
+    std::string seen;
+    std::thread t([&] {
+      retake::name_this_thread(name);
+      char buffer[32] = {};
+      pthread_getname_np(pthread_self(), buffer, sizeof buffer);
+      seen = buffer;
+    });
+    t.join();
+    return seen;
+  };
+  CHECK(name_of("retake-writer") == "retake-writer");
+  CHECK(name_of("retake-a-very-long-name") == "retake-a-very-l");
 }

@@ -20,6 +20,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include "flow/thread_name.h"
 #include "net/http1.h"
 
 namespace retake::net {
@@ -392,7 +393,10 @@ HttpClient::HttpClient(ClientOptions options) : state_(std::make_unique<State>()
   state_->options = std::move(options);
   state_->work.emplace(state_->ioc.get_executor());
   for (unsigned i = 0; i < state_->options.threads; ++i)
-    state_->threads.emplace_back([s = state_.get()] { s->ioc.run(); });
+    state_->threads.emplace_back([s = state_.get()] {
+      name_this_thread("retake-client");
+      s->ioc.run();
+    });
 }
 
 HttpClient::~HttpClient() {

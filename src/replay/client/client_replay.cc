@@ -19,6 +19,7 @@
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 
+#include "flow/thread_name.h"
 #include "net/client/http_client.h"
 #include "replay/client/reservoir.h"
 
@@ -642,6 +643,7 @@ Status ClientReplay::start() {
     s.finished = true;
   });
   s.thread = std::thread([&s] {
+    name_this_thread("retake-replay");
     s.sched().run();
     if (s.ended_ns == 0) s.ended_ns = flow::now_ns();  // stopped (cancelled) before the end
     s.finished = true;

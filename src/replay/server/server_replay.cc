@@ -17,6 +17,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "flow/thread_name.h"
 #include "net/h2/byte_stream.h"
 #include "net/h2/h2_session.h"
 #include "net/tls/certificate_authority.h"
@@ -1006,7 +1007,11 @@ Result<std::string> ServerReplay::start() {
     s.extra_workers.push_back(std::make_unique<asio::io_context>(1));
     s.work_guards.push_back(asio::make_work_guard(*s.extra_workers.back()));
   }
-  for (unsigned i = 0; i < n; ++i) s.threads.emplace_back([&s, i] { s.worker(i).run(); });
+  for (unsigned i = 0; i < n; ++i)
+    s.threads.emplace_back([&s, i] {
+      name_this_thread("retake-serve");
+      s.worker(i).run();
+    });
   std::string host = bound.address().to_string();
   if (bound.address().is_v6()) host = "[" + host + "]";
   return host + ":" + std::to_string(bound.port());
