@@ -15,6 +15,20 @@ void add_db_option(CLI::App& cmd, std::string& db) {
       ->type_name("DIR");
 }
 
+void add_min_free_option(CLI::App& cmd, std::string& size) {
+  cmd.add_option("--min-free-space", size,
+                 "Disk space kept free on the store's filesystem; below it recording pauses "
+                 "until space is freed (default 64MiB, 0: no check)")
+      ->type_name("SIZE");
+}
+
+uint64_t parse_min_free(const std::string& size) {
+  if (size.empty()) return store::WriterOptions{}.min_free_bytes;
+  auto bytes = parse_size(size);
+  if (!bytes) throw UsageError("--min-free-space: expected a size like 64MiB, got '" + size + "'");
+  return *bytes;
+}
+
 std::string resolve_db(const std::string& db) {
   return db.empty() ? store::default_db_path() : db;
 }

@@ -34,6 +34,13 @@ void add_db_option(CLI::App& cmd, std::string& db);
 // The --db value, or the default path when it was not given.
 std::string resolve_db(const std::string& db);
 
+// --min-free-space SIZE: what every command that records flows keeps free on the store's
+// disk; below it recording pauses (flows wait in the writer's queue) until space is freed.
+// Default 64MiB; 0 turns the check off.
+void add_min_free_option(CLI::App& cmd, std::string& size);
+// The --min-free-space value in bytes; UsageError naming the flag when it does not parse.
+uint64_t parse_min_free(const std::string& size);
+
 // Prints "retake: <message>" to stderr and returns kExitFailure.
 int fail(const std::string& message);
 int fail(const Status& status);

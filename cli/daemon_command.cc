@@ -15,6 +15,7 @@ namespace {
 struct DaemonArgs {
   std::string control = "127.0.0.1:7070";
   std::string db;
+  std::string min_free;
   std::string token_file;
   std::string tls_cert;
   std::string tls_key;
@@ -36,6 +37,7 @@ int run_daemon(const DaemonArgs& args) {
   control::DaemonOptions options;
   options.listen = args.control;
   options.db_path = resolve_db(args.db);
+  options.min_free_bytes = parse_min_free(args.min_free);
   if (!args.token_file.empty()) {
     options.token = read_small_file("--control-token-file", args.token_file);
     // A token file usually ends with a newline; surrounding whitespace is never part of it.
@@ -88,6 +90,7 @@ void add_daemon_command(CLI::App& app, Action& action) {
                   "needs a token or mutual TLS)")
       ->type_name("HOST:PORT");
   add_db_option(*cmd, args->db);
+  add_min_free_option(*cmd, args->min_free);
   cmd->add_option("--control-token-file", args->token_file,
                   "Every call must carry 'authorization: Bearer <token in this file>'")
       ->type_name("FILE");

@@ -25,6 +25,7 @@ struct RecordArgs {
   std::string db;
   std::string session;
   std::string body_cap = "16MiB";
+  std::string min_free;
   unsigned threads = 0;
   std::string idle_timeout = "60s";
   std::string upstream_timeout = "60s";
@@ -124,6 +125,7 @@ int run_record(RecordArgs args) {
   auto cap = parse_size(args.body_cap);
   if (!cap) throw UsageError("--body-cap: expected a size like 16MiB, got '" + args.body_cap + "'");
   options.body_cap = *cap;
+  const uint64_t min_free = parse_min_free(args.min_free);
   options.threads = args.threads;
   auto idle = parse_duration_ms(args.idle_timeout);
   auto upstream = parse_duration_ms(args.upstream_timeout);
@@ -184,7 +186,7 @@ int run_record(RecordArgs args) {
               << "': " << server_replay->matcher().flows().size()
               << " recorded responses (on miss: " << args.server_replay.on_miss << ")\n";
   }
-  store::FlowWriter writer(**store);
+  store::FlowWriter writer(**store, {.min_free_bytes = min_free});
   if (!args.quiet) {
     // Runs on the writer thread: flush per line only for a person watching a terminal.
     bool tty = isatty(STDOUT_FILENO);
@@ -236,6 +238,7 @@ void add_record_command(CLI::App& app, Action& action) {
   cmd->add_option("--body-cap", args->body_cap,
                   "Bytes of each body stored; the rest is forwarded, not stored (default 16MiB)")
       ->type_name("SIZE");
+  add_min_free_option(*cmd, args->min_free);
   cmd->add_option("--threads", args->threads, "Network threads (default: one per core)");
   cmd->add_option("--idle-timeout", args->idle_timeout,
                   "Close idle client connections after this (default 60s)")

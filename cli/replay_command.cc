@@ -23,6 +23,7 @@ namespace {
 // ops checks and translates it, here, in the daemon, and for --remote alike.
 struct ReplayArgs {
   std::string db;
+  std::string min_free;
   ops::ReplayRequest request;
   bool json = false;
   bool fail_on_mismatch = false;
@@ -88,12 +89,13 @@ int run_replay(ReplayArgs args) {
   std::signal(SIGPIPE, SIG_IGN);
   if (!args.remote.address.empty()) return run_remote(args, stop_signals);
 
+  const uint64_t min_free = parse_min_free(args.min_free);
   store::StoreOptions so;
   so.path = resolve_db(args.db);
   so.create_if_missing = false;
   auto store = store::FlowStore::open(so);
   if (!store) return fail(store.status());
-  store::FlowWriter writer(**store);
+  store::FlowWriter writer(**store, {.min_free_bytes = min_free});
   // The command prints the summary and reads the run back from the store: no per-flow results.
   auto prepared = ops::prepare_replay(**store, args.request, &writer, /*keep_results=*/false);
   if (!prepared) {
@@ -140,6 +142,7 @@ void add_replay_command(CLI::App& app, Action& action) {
   auto args = std::make_shared<ReplayArgs>();
   auto* cmd = app.add_subcommand("replay", "Re-issue recorded flows against a target as a run");
   add_db_option(*cmd, args->db);
+  add_min_free_option(*cmd, args->min_free);
   cmd->add_option("--session", args->request.session, "Replay the flows of this session")
       ->type_name("NAME");
   cmd->add_option("--flow", args->request.flow, "Replay these flows (repeatable)")->type_name("ID");

@@ -53,9 +53,9 @@ bool split_address(const std::string& text, std::string& host, std::string& port
 
 class DaemonImpl final : public Daemon {
  public:
-  DaemonImpl(std::unique_ptr<store::FlowStore> store, std::string token)
+  DaemonImpl(std::unique_ptr<store::FlowStore> store, std::string token, uint64_t min_free_bytes)
       : store_(std::move(store)),
-        writer_(*store_),
+        writer_(*store_, {.min_free_bytes = min_free_bytes}),
         auth_(std::move(token)),
         recorders_(auth_, writer_, hub_, *store_),
         flows_(auth_, *store_),
@@ -176,7 +176,8 @@ Result<std::unique_ptr<Daemon>> grpc_start_daemon(const DaemonOptions& options) 
   if (!store) return store.status();
   register_private_path((*store)->path());
   register_private_path(options.db_path);
-  auto daemon = std::make_unique<DaemonImpl>(std::move(store.value()), options.token);
+  auto daemon =
+      std::make_unique<DaemonImpl>(std::move(store.value()), options.token, options.min_free_bytes);
   if (auto st = daemon->serve(options, host); !st.ok()) return st;
   return std::unique_ptr<Daemon>(std::move(daemon));
 }

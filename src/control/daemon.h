@@ -36,6 +36,9 @@ struct DaemonOptions {
   // Largest request message accepted; larger ones fail with RESOURCE_EXHAUSTED before any
   // service sees them. Default: 16 MiB.
   size_t max_receive_bytes = 16u << 20;
+  // Disk space the flow writer keeps free (store::WriterOptions::min_free_bytes).
+  // Default: 64 MiB.
+  uint64_t min_free_bytes = 64u << 20;
 };
 
 // The control daemon: a gRPC server (Recorder, Flows, Replay, Diff, health, reflection)

@@ -20,12 +20,12 @@ namespace retake::ops {
 struct Selection {
   // Only these flows (by id, in the order given); not_found names the first missing one.
   // Default: empty (no restriction).
-  std::vector<uint64_t> ids;
+  std::vector<uint64_t> ids{};
   // A filter expression in mitmproxy's language (src/query/filter.h). Default: "" (all flows).
   std::string filter;
   // Only flows of this session / run. Default: "".
-  std::string session;
-  std::string run;
+  std::string session{};
+  std::string run{};
   // Only recordings, not the flows replay runs added (store::ScanOptions::recorded_only).
   // Default: false.
   bool recorded_only = false;

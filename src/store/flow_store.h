@@ -221,20 +221,34 @@ struct WriterOptions {
   // writes and per-write overheads. It is also how much later a flow reaches the store.
   // Zero writes as soon as the writer is woken. Default: 2 ms.
   std::chrono::microseconds linger{2000};
+  // Bytes kept free on the store's filesystem. Below it, writing pauses (flows wait in the
+  // queue) until space is freed, so the store never meets a full disk. 0: no check.
+  // Default: 64 MiB.
+  uint64_t min_free_bytes = 64u << 20;
+  // How often free space is measured while writing (sooner after large bodies), and while
+  // paused. Default: 100 ms.
+  std::chrono::milliseconds space_check_interval{100};
+  // Measures the free bytes; nullopt when unknown (writing goes on). Default: statvfs of the
+  // store's directory. Tests replace it.
+  std::function<std::optional<uint64_t>()> free_space{};
 };
 
 struct WriterStats {
   uint64_t accepted = 0;  // flows taken into the queue
   uint64_t dropped = 0;   // flows refused because the queue was full
   uint64_t written = 0;   // flows committed to the store
-  uint64_t failed = 0;    // flows whose write failed (disk full, ...): counted and logged
+  uint64_t failed = 0;    // flows whose write failed (read-only store, ...): counted, logged
   uint64_t batches = 0;
+  uint64_t stalls = 0;             // times writing paused because the disk was low on space
+  uint64_t waiting_for_space = 0;  // flows queued while writing is paused for space
 };
 
 // The one writer thread: network threads offer() flows (never blocking), the writer
 // group-commits them in batches. stop() drains the queue and joins. The store must outlive
-// the writer. A failed batch (disk full, read-only store) is counted in `failed`, logged as
-// one line on stderr (repeats are rate-limited), and the writer keeps going.
+// the writer. When free disk space falls under WriterOptions::min_free_bytes, writing pauses
+// until space is back (flows wait in the queue). A failed batch (read-only store, a disk
+// filled by someone else within the reserve) is counted in `failed`, logged as one line on
+// stderr (repeats are rate-limited), and the writer keeps going.
 class FlowWriter final : public flow::FlowSink {
  public:
   FlowWriter(FlowStore& store, WriterOptions options = {});
@@ -244,8 +258,9 @@ class FlowWriter final : public flow::FlowSink {
 
   // Thread-safe, never blocks on I/O. False when the queue is full (counted as dropped).
   bool offer(flow::Flow&& flow) override;
-  // Blocks until everything offered so far is written (or failed). Any thread but the
-  // writer's own (not from on_written).
+  // Blocks until everything offered so far is written (or failed), or until writing pauses
+  // for disk space (it does not wait for a disk to be freed). Any thread but the writer's
+  // own (not from on_written).
   void flush();
   // Drains and stops the thread. Idempotent.
   void stop();

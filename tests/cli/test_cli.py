@@ -122,6 +122,12 @@ class RetakeTest(unittest.TestCase):
         r = self.retake("record", "--listen", "127.0.0.1:99999")
         self.assertEqual(r.returncode, 2)
         self.assertIn("--listen", r.stderr)
+        # The same flag, the same check, in every command that records flows.
+        for cmd in (["record"], ["daemon"], ["replay", "--session", "s", "--target",
+                                             "http://127.0.0.1:9"]):
+            r = self.retake(*cmd, "--min-free-space", "lots")
+            self.assertEqual(r.returncode, 2, cmd)
+            self.assertIn("--min-free-space: expected a size like 64MiB, got 'lots'", r.stderr, cmd)
         r = self.retake()
         self.assertEqual(r.returncode, 2)
 

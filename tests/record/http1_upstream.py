@@ -12,7 +12,7 @@ away) or 120 s pass. Raw sockets, so framing is exactly what each route says:
   GET  /close           HTTP/1.0-style body delimited by closing the connection
   GET  /headers         echoes the request head it received as the body
   GET  /never           reads the request, never answers
-  POST /sum             reads the body (CL or chunked), answers "size=N sum=S" (S = byte sum)
+  POST /sum[?...]       reads the body (CL or chunked), answers "size=N sum=S" (S = byte sum)
   GET  /bad             a malformed status line
 Every response carries X-Conn: <connection number> so tests can see connection reuse.
 With "--tls CERT KEY" it serves HTTPS (TLS on every connection) with that PEM chain and key.
@@ -120,7 +120,7 @@ def handle(sock, number):
                 while time.time() < deadline and sock.recv(1024):
                     pass
                 return
-            elif target == "/sum":
+            elif target.split("?", 1)[0] == "/sum":  # a query only names the request
                 text = b"size=%d sum=%d" % (len(body), sum(body))
                 sock.sendall(b"HTTP/1.1 200 OK\r\n" + xc + b"Content-Length: %d\r\n\r\n"
                              % len(text) + text)

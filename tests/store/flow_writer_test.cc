@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <set>
@@ -261,4 +262,100 @@ TEST_CASE("a lingering writer is cut short by half a batch, by flush and by stop
   writer.stop();
   CHECK(s->count({.session = "last"}).value() == 1);
   CHECK(writer.stats().written == 6);
+}
+
+namespace {
+
+// Polls `done` for up to 10 s: the writer re-measures free space on its own schedule.
+template <class Done>
+bool eventually(Done done) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+constexpr uint64_t kMiB = 1u << 20;
+
+}  // namespace
+
+TEST_CASE("writing pauses while free space is under the reserve and loses nothing") {
+  TempDir dir;
+  auto s = open_store(dir.path());
+  std::atomic<uint64_t> free_bytes{1 * kMiB};
+  std::atomic<int> probes{0};
+  WriterOptions options;
+  options.queue_capacity = 40;
+  options.min_free_bytes = 4 * kMiB;
+  options.space_check_interval = std::chrono::milliseconds(5);
+  options.free_space = [&]() -> std::optional<uint64_t> {
+    ++probes;
+    return free_bytes.load();
+  };
+  FlowWriter writer(*s, options);
+  for (int i = 0; i < 30; ++i) REQUIRE(writer.offer(test::small_flow(i, "d")));
+  writer.flush();  // returns once paused: it does not wait for the disk
+  auto stats = writer.stats();
+  CHECK(stats.stalls == 1);
+  CHECK(stats.written == 0);
+  CHECK(stats.waiting_for_space == 30);
+  CHECK(s->count({.session = "d"}).value() == 0);
+  // The queue still bounds what waits: past its capacity offers are refused and counted.
+  for (int i = 30; i < 45; ++i) writer.offer(test::small_flow(i, "d"));
+  CHECK(writer.stats().dropped == 5);
+  // Still short after several measures: still paused.
+  int seen = probes.load();
+  REQUIRE(eventually([&] { return probes.load() >= seen + 3; }));
+  CHECK(writer.stats().written == 0);
+
+  free_bytes = 100 * kMiB;
+  REQUIRE(eventually([&] { return writer.stats().written == 40; }));
+  stats = writer.stats();
+  CHECK(stats.waiting_for_space == 0);
+  CHECK(stats.failed == 0);
+  CHECK(stats.stalls == 1);
+  CHECK(s->count({.session = "d"}).value() == 40);
+}
+
+TEST_CASE("stopping while paused for space writes the queue into the reserve") {
+  TempDir dir;
+  auto s = open_store(dir.path());
+  WriterOptions options;
+  options.min_free_bytes = 4 * kMiB;
+  options.free_space = []() -> std::optional<uint64_t> { return 1 * kMiB; };
+  {
+    FlowWriter writer(*s, options);
+    for (int i = 0; i < 12; ++i) REQUIRE(writer.offer(test::small_flow(i, "r")));
+    writer.flush();
+    CHECK(writer.stats().stalls == 1);
+    writer.stop();
+    CHECK(writer.stats().written == 12);
+  }
+  CHECK(s->count({.session = "r"}).value() == 12);
+}
+
+TEST_CASE("an unknown free space or a zero reserve never pauses writing") {
+  TempDir dir;
+  auto s = open_store(dir.path());
+  SUBCASE("unknown") {
+    WriterOptions options;
+    options.free_space = []() -> std::optional<uint64_t> { return std::nullopt; };
+    FlowWriter writer(*s, options);
+    REQUIRE(writer.offer(test::small_flow(0, "u")));
+    writer.flush();
+    CHECK(writer.stats().written == 1);
+    CHECK(writer.stats().stalls == 0);
+  }
+  SUBCASE("zero reserve") {
+    WriterOptions options;
+    options.min_free_bytes = 0;
+    options.free_space = []() -> std::optional<uint64_t> { return 0; };
+    FlowWriter writer(*s, options);
+    REQUIRE(writer.offer(test::small_flow(0, "z")));
+    writer.flush();
+    CHECK(writer.stats().written == 1);
+    CHECK(writer.stats().stalls == 0);
+  }
 }
