@@ -21,6 +21,7 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.settings
 import hpack
 import hyperframe.frame as hf
 
@@ -355,7 +356,61 @@ def goaway_server(serve_more=False):
         more_thread.join()  # until no connection came for DEADLINE_S (or we are killed)
 
 
+def extended_connect_request(conn, stream_id, protocol):
+    conn.send_headers(stream_id, [(":method", "CONNECT"), (":protocol", protocol),
+                                  (":scheme", "http"), (":authority", "127.0.0.1"),
+                                  (":path", "/tunnel")])
+
+
+def case_extended_connect(port):
+    """The server enables RFC 8441; DATA flows both ways on one open stream."""
+    sock, conn = connect(port)
+    events, _ = pump(sock, conn, lambda evs: any(
+        isinstance(e, h2.events.RemoteSettingsChanged) for e in evs))
+    settings = [e for e in events if isinstance(e, h2.events.RemoteSettingsChanged)][0]
+    enabled = settings.changed_settings.get(h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL)
+    if enabled is None or enabled.new_value != 1:
+        fail("extended-connect: SETTINGS_ENABLE_CONNECT_PROTOCOL not sent: %r" %
+             (settings.changed_settings,))
+    extended_connect_request(conn, 1, "websocket")
+    sock.sendall(conn.data_to_send())
+    events, _ = pump(sock, conn, lambda evs: any(
+        isinstance(e, (h2.events.ResponseReceived, h2.events.StreamReset)) for e in evs))
+    head = headers_of(events, 1, h2.events.ResponseReceived)
+    if head is None or head.get(":status") != "200" or head.get("x-protocol") != "websocket":
+        fail("extended-connect: no 200 with x-protocol: %r" % (head,))
+    for chunk in (b"ping-1", b"ping-2"):
+        conn.send_data(1, chunk)
+        sock.sendall(conn.data_to_send())
+        events, _ = pump(sock, conn, lambda evs: body_of(evs, 1) == chunk)
+    conn.end_stream(1)
+    sock.sendall(conn.data_to_send())
+    pump(sock, conn, ended(1))
+    sock.close()
+    print("PASS extended-connect: setting 1, 200, echoes while the request stays open",
+          flush=True)
+
+
+def case_protocol_refused(port):
+    """Without the setting, :protocol is a stream error; the connection goes on."""
+    sock, conn = connect(port)
+    extended_connect_request(conn, 1, "websocket")
+    conn.send_headers(3, [(":method", "GET"), (":scheme", "http"), (":authority", "127.0.0.1"),
+                          (":path", "/")], end_stream=True)
+    sock.sendall(conn.data_to_send())
+    events, _ = pump(sock, conn, lambda evs: ended(1)(evs) and ended(3)(evs))
+    resets = [e for e in events if isinstance(e, h2.events.StreamReset) and e.stream_id == 1]
+    if not resets or resets[0].error_code != h2.errors.ErrorCodes.PROTOCOL_ERROR:
+        fail("protocol-refused: stream 1 not reset with PROTOCOL_ERROR: %r" % (events,))
+    if body_of(events, 3) != b"hello":
+        fail("protocol-refused: the next stream did not succeed")
+    sock.close()
+    print("PASS protocol-refused: RST_STREAM PROTOCOL_ERROR, next stream answered", flush=True)
+
+
 CASES = {
+    "extended-connect": case_extended_connect,
+    "protocol-refused": case_protocol_refused,
     "trailers": case_trailers,
     "rst-mid-body": case_rst_mid_body,
     "rapid-reset": case_rapid_reset,

@@ -150,6 +150,74 @@ TEST_CASE("a stream reset by the server is an error outcome and the session goes
   CHECK(client.run_status.ok());
 }
 
+// What an extended CONNECT saw: whether the server allowed it, the head, and each echo read back
+// before the next chunk was written (so response DATA flowed while the request was still open).
+struct TunnelOutcome {
+  bool enabled = false;
+  Status head;
+  int status = 0;
+  std::string protocol;
+  std::vector<std::string> echoes;
+  bool ended = false;
+};
+
+asio::awaitable<void> tunnel_through(std::shared_ptr<H2ClientSession> session, unsigned short port,
+                                     TunnelOutcome* out) {
+  out->enabled = co_await session->extended_connect_enabled();
+  if (out->enabled) {
+    flow::Request r = request(port, "CONNECT", "/chat");
+    r.headers.add(std::string(kProtocolField), "websocket");
+    auto opened = session->open(r, false);
+    REQUIRE(opened.ok());
+    auto stream = *opened;
+    out->head = co_await stream->wait_response();
+    out->status = stream->response().status;
+    out->protocol = std::string(stream->response().headers.get("x-protocol").value_or(""));
+    static constexpr const char* kChunks[] = {"one", "two", "three"};
+    for (const char* chunk : kChunks) {
+      if (!out->head.ok()) break;
+      Status st = co_await stream->write(chunk, false);
+      if (!st.ok()) break;
+      auto echo = co_await stream->read();
+      if (!echo.ok() || !echo->has_value()) break;
+      out->echoes.push_back(**echo);
+    }
+    if (out->head.ok()) {
+      Status st = co_await stream->write(std::string(), true);
+      auto last = co_await stream->read();
+      out->ended = st.ok() && last.ok() && !last->has_value();
+    }
+  }
+  session->shutdown();
+}
+
+TEST_CASE("an extended CONNECT (RFC 8441) is a full-duplex stream when the server enables it") {
+  H2Options options;
+  options.enable_connect_protocol = true;
+  TestH2Server server(options);
+  Client client(server.port());
+  TunnelOutcome out;
+  asio::co_spawn(client.io, tunnel_through(client.session, server.port(), &out), asio::detached);
+  client.io.run_for(30s);
+  CHECK(out.enabled);
+  CHECK(out.head.ok());
+  CHECK(out.status == 200);
+  CHECK(out.protocol == "websocket");
+  CHECK(out.echoes == std::vector<std::string>{"one", "two", "three"});
+  CHECK(out.ended);
+  // :scheme and :path went with :protocol.
+  CHECK(server.wait_event("connect: websocket http /chat") != "");
+
+  // A server without the setting: the client learns it from the SETTINGS frame, sends nothing.
+  TestH2Server plain;
+  Client other(plain.port());
+  TunnelOutcome refused;
+  asio::co_spawn(other.io, tunnel_through(other.session, plain.port(), &refused), asio::detached);
+  other.io.run_for(30s);
+  CHECK_FALSE(refused.enabled);
+  CHECK(other.session->stats().streams == 0);
+}
+
 TEST_CASE("a graceful server shutdown lets in-flight streams finish, then refuses new ones") {
   TestH2Server server;
   Client client(server.port());

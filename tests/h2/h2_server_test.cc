@@ -80,6 +80,23 @@ TEST_CASE("a stream reset by the client mid-body is an error for its handler, no
   CHECK(server.wait_event("count: unavailable: stream reset: CANCEL") != "");
 }
 
+TEST_CASE("extended CONNECT is accepted only with SETTINGS_ENABLE_CONNECT_PROTOCOL") {
+  H2Options options;
+  options.enable_connect_protocol = true;
+  TestH2Server server(options);
+  auto r = python_case("extended-connect", server.port());
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("PASS extended-connect") != std::string::npos);
+  CHECK(server.wait_event("connect: websocket http /tunnel") != "");
+
+  TestH2Server plain;
+  r = python_case("protocol-refused", plain.port());
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("PASS protocol-refused") != std::string::npos);
+}
+
 TEST_CASE("a rapid-reset flood gets GOAWAY ENHANCE_YOUR_CALM and other connections go on") {
   TestH2Server server;
   auto r = python_case("rapid-reset", server.port());

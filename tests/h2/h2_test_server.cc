@@ -49,7 +49,27 @@ flow::Response head(int status, flow::Headers headers = {}) {
 asio::awaitable<void> serve(TestH2Server* server, std::shared_ptr<H2Stream> stream) {
   const flow::Request& req = stream->request();
   const std::string path = req.path;
-  if (path == "/echo") {
+  if (auto protocol = connect_protocol(req)) {
+    // An extended CONNECT: 200 with x-protocol, then every chunk straight back while the
+    // request goes on (full duplex), until END_STREAM.
+    server->record("connect: " + std::string(*protocol) + " " + req.scheme + " " + path);
+    flow::Headers fields;
+    fields.add("x-protocol", std::string(*protocol));
+    flow::Response h = head(200, std::move(fields));
+    if (!(co_await stream->respond(h, false)).ok()) co_return;
+    for (;;) {
+      auto chunk = co_await stream->read();
+      if (!chunk.ok()) {
+        server->record("connect ended: " + chunk.status().to_string());
+        co_return;
+      }
+      bool end = !chunk->has_value();
+      std::string data;
+      if (!end) data = std::move(**chunk);
+      Status st = co_await stream->write(std::move(data), end);
+      if (!st.ok() || end) co_return;
+    }
+  } else if (path == "/echo") {
     if (!(co_await stream->read_all(4u << 20)).ok()) co_return;
     std::string body = req.body.data;
     // Heads are built outside co_await expressions: g++ 12 miscompiles braced lists there.

@@ -40,6 +40,11 @@ std::string h2_error_code_name(uint32_t code) {
   return buf;
 }
 
+std::optional<std::string_view> connect_protocol(const flow::Request& request) {
+  if (request.method != "CONNECT") return std::nullopt;
+  return request.headers.get(kProtocolField);
+}
+
 namespace detail {
 
 // A condition for coroutines on one serializing executor: wait() parks until notify_all() or
@@ -168,6 +173,7 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   asio::awaitable<Status> run();
   void shutdown();
   Result<std::shared_ptr<H2Stream>> open(const flow::Request& request, bool end_stream);
+  asio::awaitable<bool> extended_connect_enabled();
   bool accepting() const {
     return !finished_ && !shutdown_ && !stats_.goaway_received && ng_ != nullptr;
   }
@@ -237,6 +243,8 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   Waiters send_space_;
   Waiters writer_done_wait_;
   bool writer_done_ = false;
+  bool peer_settings_ = false;  // the peer's first SETTINGS frame arrived
+  Waiters peer_settings_wait_;
   size_t send_buffered_ = 0;
   bool io_closed_ = false;
   bool draining_io_ = false;  // the reader is done: flush what nghttp2 has, then close
@@ -297,6 +305,8 @@ Status SessionCore::init() {
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, options_.max_header_list_size},
   };
   if (!server_) settings.push_back({NGHTTP2_SETTINGS_ENABLE_PUSH, 0});
+  if (server_ && options_.enable_connect_protocol)
+    settings.push_back({NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1});
   rv = nghttp2_submit_settings(ng_, NGHTTP2_FLAG_NONE, settings.data(), settings.size());
   if (rv == 0)
     rv = nghttp2_session_set_local_window_size(
@@ -428,6 +438,12 @@ int SessionCore::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, voi
     case NGHTTP2_GOAWAY:
       self->stats_.goaway_received = true;
       self->goaway_code_ = frame->goaway.error_code;
+      return 0;
+    case NGHTTP2_SETTINGS:
+      if ((frame->hd.flags & NGHTTP2_FLAG_ACK) == 0 && !self->peer_settings_) {
+        self->peer_settings_ = true;
+        self->peer_settings_wait_.notify_all();
+      }
       return 0;
     case NGHTTP2_HEADERS:
     case NGHTTP2_DATA:
@@ -636,7 +652,13 @@ Result<std::shared_ptr<H2Stream>> SessionCore::open(const flow::Request& request
   nv.add(":method", request.method);
   std::string authority = request.authority;
   if (authority.empty()) authority = std::string(request.headers.get("host").value_or(""));
-  if (request.method == "CONNECT") {
+  if (auto protocol = connect_protocol(request)) {
+    // Extended CONNECT (RFC 8441 §4): all four pseudo-headers besides :method.
+    nv.add(std::string(kProtocolField), *protocol);
+    nv.add(":scheme", request.scheme.empty() ? "http" : request.scheme);
+    nv.add(":authority", authority);
+    nv.add(":path", request.path.empty() ? "/" : request.path);
+  } else if (request.method == "CONNECT") {
     nv.add(":authority", authority);
   } else {
     nv.add(":scheme", request.scheme.empty() ? "http" : request.scheme);
@@ -661,6 +683,15 @@ Result<std::shared_ptr<H2Stream>> SessionCore::open(const flow::Request& request
   ++stats_.streams;
   wake_writer();
   return stream;
+}
+
+asio::awaitable<bool> SessionCore::extended_connect_enabled() {
+  auto self = shared_from_this();
+  auto deadline = Clock::now() + options_.stream_timeout;
+  while (!peer_settings_ && !finished_ && Clock::now() < deadline)
+    co_await peer_settings_wait_.wait(ex_, deadline);
+  co_return peer_settings_ && !finished_ &&
+      nghttp2_session_get_remote_settings(ng_, NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL) == 1;
 }
 
 // ---- the pump ---------------------------------------------------------------------------------
@@ -805,6 +836,7 @@ asio::awaitable<Status> SessionCore::run() {
   while (!writer_done_) co_await writer_done_wait_.wait(ex_, Clock::now() + options_.write_timeout);
   grace_timer_.cancel();
   finished_ = true;
+  peer_settings_wait_.notify_all();
   Status result;
   if (calm_)
     result = {Errc::resource_exhausted, "sent GOAWAY ENHANCE_YOUR_CALM: " + calm_reason_};
@@ -879,8 +911,13 @@ std::optional<uint32_t> H2Stream::close_code() const {
 }
 
 asio::awaitable<Result<std::optional<std::string>>> H2Stream::read() {
+  return read(core_->options().stream_timeout);
+}
+
+asio::awaitable<Result<std::optional<std::string>>> H2Stream::read(
+    std::chrono::milliseconds timeout) {
   auto keep = core_;
-  auto deadline = Clock::now() + core_->options().stream_timeout;
+  auto deadline = Clock::now() + timeout;
   flow::Body& body = core_->is_server() ? s_->request.body : s_->response.body;
   for (;;) {
     if (!s_->in_chunks.empty()) {
@@ -1069,6 +1106,11 @@ asio::awaitable<Result<flow::Response>> H2ClientSession::fetch(flow::Request req
     co_return st;
   }
   co_return std::move(stream->response());
+}
+
+asio::awaitable<bool> H2ClientSession::extended_connect_enabled() {
+  auto core = core_;
+  co_return co_await core->extended_connect_enabled();
 }
 
 bool H2ClientSession::accepting() const {

@@ -41,6 +41,14 @@ class SessionCore;
 // for to recognize a prior-knowledge (h2c) client.
 inline constexpr std::string_view kConnectionPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+// The :protocol pseudo-header of an extended CONNECT (RFC 8441), e.g. "websocket". A request
+// keeps it as the header field ":protocol" in Request::headers (no other field of flow::Request
+// could hold it, and a flow records what the client sent); a server stream's request() has it
+// there, and H2ClientSession::open() sends it back as the pseudo-header. nullopt for any other
+// request, including a plain CONNECT.
+inline constexpr std::string_view kProtocolField = ":protocol";
+std::optional<std::string_view> connect_protocol(const flow::Request& request);
+
 // HTTP/2 error codes (RFC 9113 §7), as sent in RST_STREAM and GOAWAY.
 enum class H2ErrorCode : uint32_t {
   no_error = 0x0,             // graceful
@@ -88,6 +96,11 @@ struct H2Options {
   size_t max_send_header_block_length = 64u << 10;
   // Our HPACK encoder's dynamic table cap, whatever the peer allows. Default: 4096.
   size_t max_deflate_dynamic_table_size = 4096;
+  // Server sessions: advertise SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441), so clients may send
+  // extended CONNECT (:method CONNECT with :protocol, :scheme and :path; see connect_protocol()).
+  // Without it nghttp2 refuses a request carrying :protocol (RST_STREAM PROTOCOL_ERROR) before
+  // any handler sees it. Default: false.
+  bool enable_connect_protocol = false;
   // Body bytes queued for sending across all streams of the session; write() waits while it is
   // reached (backpressure toward the producer). Default: 4 MiB.
   size_t max_buffered_send_bytes = 4u << 20;
@@ -148,8 +161,14 @@ class H2Stream {
 
   // The next body chunk received, std::nullopt at the end of the body (the trailers, if any, are
   // then in request().trailers / response().trailers). Each chunk handed out reopens the peer's
-  // flow-control window by its size.
+  // flow-control window by its size. Reading goes on while respond()/write() send on the same
+  // stream (full duplex: a CONNECT tunnel, a bidirectional gRPC call).
   boost::asio::awaitable<Result<std::optional<std::string>>> read();
+  // As read(), waiting at most `timeout` instead of H2Options::stream_timeout. A timeout leaves
+  // the stream as it was: the caller may read again (a relay whose idleness is judged over both
+  // directions).
+  boost::asio::awaitable<Result<std::optional<std::string>>> read(
+      std::chrono::milliseconds timeout);
   // Reads the whole remaining body into request().body / response().body, keeping at most
   // `cap` bytes (Body::truncated beyond, Body::size counts all).
   boost::asio::awaitable<Status> read_all(size_t cap);
@@ -233,9 +252,12 @@ class H2ClientSession {
   boost::asio::awaitable<Status> run();
 
   // Starts a request: method/scheme/authority/path become pseudo-headers (authority falls
-  // back to the Host header), headers are sent lowercased without connection-specific fields
-  // (Host, Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade, TE except
-  // "trailers"). end_stream: no body follows; otherwise send it with write()/write_trailers().
+  // back to the Host header; a plain CONNECT sends :authority only; an extended CONNECT, whose
+  // headers hold ":protocol", sends :protocol, :scheme, :authority and :path), headers are sent
+  // lowercased without connection-specific fields (Host, Connection, Keep-Alive,
+  // Proxy-Connection, Transfer-Encoding, Upgrade, TE except "trailers"). An extended CONNECT
+  // needs the server's consent first (extended_connect_enabled()). end_stream: no body follows;
+  // otherwise send it with write()/write_trailers().
   // `request.body` is ignored. unavailable once the session is shutting down, received GOAWAY
   // or ended; nghttp2 queues requests beyond the server's concurrent-stream limit itself.
   Result<std::shared_ptr<H2Stream>> open(const flow::Request& request, bool end_stream);
@@ -245,6 +267,11 @@ class H2ClientSession {
   boost::asio::awaitable<Result<flow::Response>> fetch(flow::Request request,
                                                        size_t body_cap = 16u << 20);
 
+  // Whether the server allows extended CONNECT (it sent SETTINGS_ENABLE_CONNECT_PROTOCOL = 1,
+  // RFC 8441). Waits for the server's first SETTINGS frame when it has not arrived yet (a session
+  // just opened), at most H2Options::stream_timeout; false when it does not come or the session
+  // ends first.
+  boost::asio::awaitable<bool> extended_connect_enabled();
   // True while open() may succeed: no GOAWAY received or sent, session not ended.
   bool accepting() const;
   // Graceful: no new requests; GOAWAY(NO_ERROR) is sent; the session ends when the in-flight
