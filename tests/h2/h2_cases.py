@@ -408,7 +408,29 @@ def case_protocol_refused(port):
     print("PASS protocol-refused: RST_STREAM PROTOCOL_ERROR, next stream answered", flush=True)
 
 
+def case_decline(port):
+    """A request body the server declines: the whole response, then RST_STREAM(NO_ERROR)."""
+    sock, conn = connect(port)
+    conn.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "127.0.0.1"),
+                          (":path", "/decline")])
+    conn.send_data(1, b"more is coming")
+    sock.sendall(conn.data_to_send())
+    events, _ = pump(sock, conn, lambda evs: any(
+        isinstance(e, h2.events.StreamReset) and e.stream_id == 1 for e in evs))
+    kinds = [type(e).__name__ for e in events if getattr(e, "stream_id", None) == 1]
+    resets = [e for e in events if isinstance(e, h2.events.StreamReset) and e.stream_id == 1]
+    if resets[0].error_code != h2.errors.ErrorCodes.NO_ERROR:
+        fail("decline: reset with %r" % (resets[0].error_code,))
+    if "StreamEnded" not in kinds or kinds.index("StreamEnded") > kinds.index("StreamReset"):
+        fail("decline: the reset overtook the end of the response: %r" % (kinds,))
+    if len(body_of(events, 1)) != 100000:
+        fail("decline: body of %d bytes" % len(body_of(events, 1)))
+    sock.close()
+    print("PASS decline: 100000 bytes, END_STREAM, then RST_STREAM NO_ERROR", flush=True)
+
+
 CASES = {
+    "decline": case_decline,
     "extended-connect": case_extended_connect,
     "protocol-refused": case_protocol_refused,
     "trailers": case_trailers,

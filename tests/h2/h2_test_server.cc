@@ -138,6 +138,19 @@ asio::awaitable<void> serve(TestH2Server* server, std::shared_ptr<H2Stream> stre
       if (!chunk->has_value()) break;
     }
     (void)co_await stream->respond(head(204), true);
+  } else if (path == "/decline") {
+    // Answers at once, a large body so DATA is still queued when the request is declined.
+    flow::Response h = head(200);
+    if (!(co_await stream->respond(h, false)).ok()) co_return;
+    stream->decline_request_body();
+    (void)co_await stream->write(big_body(100000), true);
+    for (;;) {
+      auto chunk = co_await stream->read();
+      if (chunk.ok() && chunk->has_value()) continue;
+      server->record("decline: " +
+                     (chunk.ok() ? std::string("ended") : chunk.status().to_string()));
+      break;
+    }
   } else if (path == "/reset") {
     (void)co_await stream->respond(head(200), false);
     (void)co_await stream->write("partial", false);

@@ -5,9 +5,11 @@
 // 16 KiB writes), /trailers (body "payload", trailers grpc-status/grpc-message and
 // x-request-trailer = the request's x-req trailer), /slow (answers after 200 ms), /count (reads
 // the body chunk by chunk, answers its size), /hold (reads until the stream fails, records why),
-// /reset (sends a head, then RST_STREAM CANCEL), anything else: 200 "hello". An extended CONNECT
-// (needs H2Options::enable_connect_protocol) is answered 200 with x-protocol = its :protocol and
-// echoes every DATA chunk as it comes until END_STREAM (event "connect: PROTOCOL SCHEME PATH").
+// /reset (sends a head, then RST_STREAM CANCEL), /decline (answers 100000 bytes at once and
+// declines the request body: event "decline: <how its read ended>"), anything else: 200 "hello". An
+// extended CONNECT (needs H2Options::enable_connect_protocol) is answered 200 with x-protocol = its
+// :protocol and echoes every DATA chunk as it comes until END_STREAM (event "connect: PROTOCOL
+// SCHEME PATH").
 #pragma once
 
 #include <boost/asio.hpp>

@@ -93,6 +93,8 @@ struct H2Stream::State {
   bool out_end = false;   // the producer has no more body
   std::optional<flow::Headers> out_trailers;
   bool deferred = false;  // the data provider returned NGHTTP2_ERR_DEFERRED
+  bool end_sent = false;  // a frame with END_STREAM went out
+  bool decline_body = false;  // server: RST_STREAM(NO_ERROR) once end_sent, if in_end is not
   // Closure.
   bool closed = false;
   std::optional<uint32_t> close_code;
@@ -196,6 +198,7 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   Status submit_response(H2Stream& stream, const flow::Response& head, bool end_stream);
   void resume(H2Stream::State& s);
   void submit_reset(H2Stream::State& s, uint32_t code);
+  void decline_body(H2Stream::State& s);
 
  private:
   static nghttp2_session_callbacks* callbacks();
@@ -528,6 +531,14 @@ int SessionCore::on_frame_send(nghttp2_session*, const nghttp2_frame* frame, voi
   auto* self = static_cast<SessionCore*>(user);
   if (frame->hd.type == NGHTTP2_RST_STREAM) ++self->stats_.resets_sent;
   if (frame->hd.type == NGHTTP2_GOAWAY) self->stats_.goaway_sent = true;
+  if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
+      (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
+    if (H2Stream* stream = self->find(frame->hd.stream_id)) {
+      // Queued behind the END_STREAM frame just written, so it cannot overtake it.
+      stream->s_->end_sent = true;
+      if (stream->s_->decline_body) self->decline_body(*stream->s_);
+    }
+  }
   return 0;
 }
 
@@ -622,6 +633,11 @@ void SessionCore::submit_reset(H2Stream::State& s, uint32_t code) {
     nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, s.id, code);
     wake_writer();
   }
+}
+
+void SessionCore::decline_body(H2Stream::State& s) {
+  s.decline_body = true;
+  if (s.end_sent && !s.in_end) submit_reset(s, NGHTTP2_NO_ERROR);
 }
 
 Status SessionCore::submit_response(H2Stream& stream, const flow::Response& head, bool end_stream) {
@@ -1035,6 +1051,10 @@ void H2Stream::reset(H2ErrorCode code) {
   core_->discard_incoming(*s_);
   s_->in_wait.notify_all();
   s_->out_wait.notify_all();
+}
+
+void H2Stream::decline_request_body() {
+  if (core_->is_server()) core_->decline_body(*s_);
 }
 
 // ---- sessions -----------------------------------------------------------------------------------

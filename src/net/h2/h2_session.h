@@ -189,6 +189,11 @@ class H2Stream {
   // Resets the stream (RST_STREAM `code`) unless it is closed already; later reads and writes
   // fail. Unread body bytes are dropped and their window returned to the connection.
   void reset(H2ErrorCode code = H2ErrorCode::cancel);
+  // Server: the rest of the request body is not wanted. Once the response has ended (its
+  // END_STREAM sent, now or later), RST_STREAM(NO_ERROR) asks the client to stop sending it
+  // (RFC 9113 §8.1) and a pending read() fails; unlike reset(), queued response bytes are sent
+  // first. Does nothing once the client has ended its body or the stream is closed.
+  void decline_request_body();
 
   // True once the peer ended its body (END_STREAM received) and read() has handed out every
   // chunk: read() would return std::nullopt at once. A server handler sees it true on entry for
