@@ -51,6 +51,7 @@ using detail::Capture;
 using detail::endpoint_text;
 using detail::finish_body;
 using detail::ms_text;
+using detail::WebSocketRecording;
 using flow::ErrorKind;
 
 namespace {
@@ -159,15 +160,6 @@ std::string pool_key(const std::string& scheme, const std::string& host, uint16_
   // different virtual host and certificate on the same address).
   if (scheme == "https") key = "https:" + key + "/" + sni;
   return key;
-}
-
-bool is_websocket_upgrade(const flow::Headers& headers) {
-  for (const auto& v : headers.get_all("upgrade")) {
-    std::string_view s = v;
-    while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
-    if (s.size() >= 9 && flow::iequals(s.substr(0, 9), "websocket")) return true;
-  }
-  return false;
 }
 
 // One thread, its io_context and its upstream pool. Pooled sockets belong to the worker's
@@ -527,16 +519,8 @@ class ProxyConnection : public std::enable_shared_from_this<ProxyConnection> {
                               std::string body, bool send_100);
   // Relays a WebSocket connection after its 101 and records its messages into `f`.
   awaitable<void> relay_websocket(flow::Flow& f);
-  awaitable<void> ws_pump(Side from, Side to, net::ReadBuffer& buf, WebSocketWatcher& watcher,
-                          flow::Flow& f, uint64_t& count);
-  // Parses relayed bytes into f.websocket and tells the hooks about each new message.
-  void watch_websocket(WebSocketWatcher& watcher, std::string_view bytes, flow::Flow& f) {
-    size_t before = f.websocket->messages.size();
-    watcher.feed(bytes, *f.websocket, flow::now_ns());
-    if (hooks_)
-      for (size_t i = before; i < f.websocket->messages.size(); ++i)
-        hooks_->websocket_message(f, f.websocket->messages[i]);
-  }
+  awaitable<void> ws_pump(Side from, Side to, net::ReadBuffer& buf, WebSocketRecording& recording,
+                          bool from_client, uint64_t& count);
   // Connects a fresh upstream connection into up_. On failure returns false with `why` set
   // and `timed_out` telling whether the connect deadline passed.
   awaitable<bool> connect_upstream(const std::string& host, uint16_t port, std::string key,
@@ -1872,12 +1856,12 @@ awaitable<void> ProxyConnection::serve_h2_handoff(std::string initial,
 }
 
 awaitable<void> ProxyConnection::ws_pump(Side from, Side to, net::ReadBuffer& buf,
-                                         WebSocketWatcher& watcher, flow::Flow& f,
+                                         WebSocketRecording& recording, bool from_client,
                                          uint64_t& count) {
   error_code ec;
   for (;;) {
     if (!buf.empty()) {
-      watch_websocket(watcher, buf.data(), f);
+      recording.feed(from_client, buf.data());
       auto [wec, n] = to.tls ? co_await asio::async_write(*to.tls, asio::buffer(buf.data()), kTuple)
                              : co_await asio::async_write(*to.socket, asio::buffer(buf.data()), kTuple);
       if (wec) {
@@ -1894,7 +1878,7 @@ awaitable<void> ProxyConnection::ws_pump(Side from, Side to, net::ReadBuffer& bu
     buf.commit(n);
     if (rec) {
       if (!buf.empty()) {
-        watch_websocket(watcher, buf.data(), f);
+        recording.feed(from_client, buf.data());
         auto [wec, m] = to.tls
                             ? co_await asio::async_write(*to.tls, asio::buffer(buf.data()), kTuple)
                             : co_await asio::async_write(*to.socket, asio::buffer(buf.data()), kTuple);
@@ -1916,15 +1900,11 @@ awaitable<void> ProxyConnection::ws_pump(Side from, Side to, net::ReadBuffer& bu
 
 awaitable<void> ProxyConnection::relay_websocket(flow::Flow& f) {
   using namespace asio::experimental::awaitable_operators;
-  f.websocket.emplace();
-  WebSocketLimits limits;
-  limits.payload_cap = opts_.body_cap;
-  const PerMessageDeflate deflate = negotiated_deflate(f.response->headers);
-  WebSocketWatcher from_client(true, limits, deflate), from_upstream(false, limits, deflate);
+  WebSocketRecording recording(f, opts_);
   uint64_t client_bytes = 0, upstream_bytes = 0;
   fired_ = Phase::none;
-  co_await (ws_pump(client_side(), up_side(), in_, from_client, f, client_bytes) &&
-            ws_pump(up_side(), client_side(), up_in_, from_upstream, f, upstream_bytes));
+  co_await (ws_pump(client_side(), up_side(), in_, recording, true, client_bytes) &&
+            ws_pump(up_side(), client_side(), up_in_, recording, false, upstream_bytes));
   disarm();
   f.bytes_from_client += client_bytes;
   f.bytes_from_upstream += upstream_bytes;

@@ -2,6 +2,8 @@
 // framing error here only stops the recording of messages, never the relay.
 #include "record/websocket_frames.h"
 
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -88,6 +90,42 @@ bool named(std::string_view param, std::string_view name) {
   return flow::iequals(key, name);
 }
 }  // namespace
+
+namespace {
+std::string base64(const unsigned char* bytes, size_t n) {
+  std::string out(4 * ((n + 2) / 3), '\0');
+  int len =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), bytes, static_cast<int>(n));
+  out.resize(static_cast<size_t>(std::max(len, 0)));
+  return out;
+}
+}  // namespace
+
+bool is_websocket_upgrade(const flow::Headers& headers) {
+  for (const auto& v : headers.get_all("upgrade")) {
+    std::string_view s = v;
+    while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+    if (s.size() >= 9 && flow::iequals(s.substr(0, 9), "websocket")) return true;
+  }
+  return false;
+}
+
+std::string new_websocket_key() {
+  unsigned char nonce[16];
+  // The key only proves the server read this handshake (not a security boundary): should the
+  // generator ever fail, a fixed nonce still makes a valid handshake.
+  if (RAND_bytes(nonce, sizeof nonce) != 1) std::fill(std::begin(nonce), std::end(nonce), 0x5a);
+  return base64(nonce, sizeof nonce);
+}
+
+std::string websocket_accept(std::string_view key) {
+  std::string input(key);
+  input += "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(input.data(), input.size(), digest, &len, EVP_sha1(), nullptr) != 1) return {};
+  return base64(digest, len);
+}
 
 PerMessageDeflate negotiated_deflate(const flow::Headers& response_headers) {
   PerMessageDeflate d;

@@ -1,10 +1,13 @@
 // retake::record WebSocketWatcher: a passive RFC 6455 frame parser for one direction of a
 // relayed WebSocket connection. The relay forwards every byte unchanged; this only watches the
 // same bytes and reassembles messages into flow::WebSocket. Messages compressed with
-// permessage-deflate are stored inflated (what the applications exchanged).
+// permessage-deflate are stored inflated (what the applications exchanged). Also the pieces of
+// the opening handshake the relays read or write (upgrade detection, extension offers, the
+// key and its accept value).
 //
-// Pure computation on bytes: no I/O, no sockets. Depends on src/flow and zlib (privately).
-// Not thread-safe (one per direction, owned by the connection's coroutine).
+// Pure computation on bytes: no I/O, no sockets. Depends on src/flow, zlib and OpenSSL's
+// libcrypto (privately). Not thread-safe (one per direction, owned by the connection's
+// coroutine).
 #pragma once
 
 #include <array>
@@ -38,6 +41,15 @@ struct PerMessageDeflate {
   bool client_no_context_takeover = false;
   bool server_no_context_takeover = false;
 };
+
+// True when an Upgrade field names "websocket" (a handshake request, or its 101 response).
+bool is_websocket_upgrade(const flow::Headers& headers);
+
+// A fresh Sec-WebSocket-Key: 16 random bytes, base64 (RFC 6455 §4.1).
+std::string new_websocket_key();
+// The Sec-WebSocket-Accept a server must answer `key` with: base64(SHA-1(key + the RFC 6455
+// GUID)) (§4.2.2).
+std::string websocket_accept(std::string_view key);
 
 // Reads the Sec-WebSocket-Extensions fields of a 101 response. Window sizes need no reading:
 // inflating with the largest window (15 bits) accepts a stream made with any smaller one.

@@ -101,6 +101,21 @@ TEST_CASE("permessage-deflate negotiation is read from the 101 and offers are fi
   CHECK(record::deflate_offers(extensions({"x-webkit-deflate-frame"})).empty());
 }
 
+TEST_CASE("the handshake's key and accept follow RFC 6455, and Upgrade names websocket") {
+  // RFC 6455 §1.3's worked example.
+  CHECK(record::websocket_accept("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+  auto key = record::new_websocket_key();
+  CHECK(key.size() == 24);  // 16 bytes in base64
+  CHECK(key.substr(22) == "==");
+  CHECK(record::new_websocket_key() != key);
+  flow::Headers h;
+  h.add("Upgrade", " WebSocket");
+  CHECK(record::is_websocket_upgrade(h));
+  flow::Headers other;
+  other.add("upgrade", "h2c");
+  CHECK_FALSE(record::is_websocket_upgrade(other));
+}
+
 TEST_CASE("compressed messages are stored inflated, with and without context takeover") {
   std::string big;
   for (int i = 0; i < 5000; ++i) big += "line " + std::to_string(i % 37) + " of a chatty feed\n";
