@@ -104,16 +104,29 @@ struct UpConn {
   std::chrono::steady_clock::time_point idle_since;
   std::shared_ptr<Watchdog> watchdog;
 
-  // One read, failing with timed_out (and the connection closed) after `timeout`.
-  awaitable<std::pair<error_code, size_t>> read_some(asio::mutable_buffer b,
-                                                     std::chrono::milliseconds timeout) {
-    watchdog->arm(timeout);
+  // One read without a deadline of its own: the caller bounds it (or closes the connection).
+  awaitable<std::pair<error_code, size_t>> read_raw(asio::mutable_buffer b) {
     error_code ec;
     size_t n = 0;
     if (tls)
       std::tie(ec, n) = co_await tls->async_read_some(b, kTuple);
     else
       std::tie(ec, n) = co_await socket.async_read_some(b, kTuple);
+    co_return std::pair{ec, n};
+  }
+  awaitable<error_code> write_raw(asio::const_buffer b) {
+    error_code ec;
+    if (tls)
+      std::tie(ec, std::ignore) = co_await asio::async_write(*tls, b, kTuple);
+    else
+      std::tie(ec, std::ignore) = co_await asio::async_write(socket, b, kTuple);
+    co_return ec;
+  }
+  // One read, failing with timed_out (and the connection closed) after `timeout`.
+  awaitable<std::pair<error_code, size_t>> read_some(asio::mutable_buffer b,
+                                                     std::chrono::milliseconds timeout) {
+    watchdog->arm(timeout);
+    auto [ec, n] = co_await read_raw(b);
     watchdog->disarm();
     if (ec && watchdog->fired) ec = asio::error::timed_out;
     co_return std::pair{ec, n};
@@ -121,11 +134,7 @@ struct UpConn {
   // Writes all of `b`, failing with timed_out (and the connection closed) after `timeout`.
   awaitable<error_code> write_all(asio::const_buffer b, std::chrono::milliseconds timeout) {
     watchdog->arm(timeout);
-    error_code ec;
-    if (tls)
-      std::tie(ec, std::ignore) = co_await asio::async_write(*tls, b, kTuple);
-    else
-      std::tie(ec, std::ignore) = co_await asio::async_write(socket, b, kTuple);
+    error_code ec = co_await write_raw(b);
     watchdog->disarm();
     if (ec && watchdog->fired) ec = asio::error::timed_out;
     co_return ec;
@@ -141,21 +150,9 @@ class UpConnStream final : public h2::ByteStream {
  public:
   explicit UpConnStream(std::unique_ptr<UpConn> c) : c_(std::move(c)) {}
   awaitable<std::pair<error_code, size_t>> read_some(asio::mutable_buffer b) override {
-    if (c_->tls) {
-      auto [ec, n] = co_await c_->tls->async_read_some(b, kTuple);
-      co_return std::pair{ec, n};
-    }
-    auto [ec, n] = co_await c_->socket.async_read_some(b, kTuple);
-    co_return std::pair{ec, n};
+    return c_->read_raw(b);
   }
-  awaitable<error_code> write_all(asio::const_buffer b) override {
-    if (c_->tls) {
-      auto [ec, n] = co_await asio::async_write(*c_->tls, b, kTuple);
-      co_return ec;
-    }
-    auto [ec, n] = co_await asio::async_write(c_->socket, b, kTuple);
-    co_return ec;
-  }
+  awaitable<error_code> write_all(asio::const_buffer b) override { return c_->write_raw(b); }
   void close() noexcept override { c_->close(); }
 
  private:
@@ -199,6 +196,12 @@ awaitable<void> respond_error(h2::H2Stream& cs, int status, std::string_view mes
 
 bool method_expects_body(std::string_view m) {
   return m == "POST" || m == "PUT" || m == "PATCH";
+}
+
+// Answers a failure as the HTTP/1.1 path does: 504 when the upstream timed out, else 502.
+awaitable<void> respond_failure(h2::H2Stream& cs, const Failure& failure) {
+  co_await respond_error(cs, failure.kind == ErrorKind::upstream_timeout ? 504 : 502,
+                         failure.message);
 }
 
 }  // namespace
@@ -276,8 +279,32 @@ class H2Front {
                                   bool& done, Failure& failure);
   awaitable<void> pump_response_h2(h2::H2Stream& cs, h2::H2Stream& us, flow::Flow& f,
                                    bool replayable, bool& refused, Failure& failure);
+  // The upstream stream's response head into f.response (response_headers hook called). False
+  // when there is none: the failure is answered, or `refused` is set (see forward_h2).
+  awaitable<bool> receive_head_h2(h2::H2Stream& cs, h2::H2Stream& us, flow::Flow& f,
+                                  bool replayable, bool& refused, Failure& failure);
+  // Sends f.response's head to the client and relays the upstream stream's body and trailers.
+  awaitable<void> relay_response_h2(h2::H2Stream& cs, h2::H2Stream& us, flow::Flow& f,
+                                    Failure& failure);
   awaitable<void> forward_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn, bool buffered,
                              Failure& failure);
+  // Writes request bytes to an HTTP/1.1 upstream; false once the failure is answered.
+  awaitable<bool> send_h1(h2::H2Stream& cs, UpConn& conn, std::string_view bytes, Failure& failure);
+  // The HTTP/1.1 response head into `parser` and f.response (response_headers hook called),
+  // interim 1xx heads skipped: HTTP/2 clients get the final one; a 101 is a failure (HTTP/2
+  // cannot carry it). False once the failure is answered (502/504).
+  awaitable<bool> receive_head_h1(h2::H2Stream& cs, flow::Flow& f, UpConn& conn,
+                                  net::Http1Parser& parser, Failure& failure);
+  // Sends f.response's head to the client and relays the body `parser` frames; the connection
+  // goes back to the idle set when it can serve again.
+  awaitable<void> relay_response_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn,
+                                    net::Http1Parser& parser, Failure& failure);
+  void note_upstream(flow::Flow& f, const UpConn& conn);
+  net::Http1Limits h1_limits() const {
+    net::Http1Limits limits;
+    limits.max_header_bytes = opts_.max_header_bytes;
+    return limits;
+  }
   // The :authority (h2) / Host (h1) sent upstream.
   std::string upstream_authority(const flow::Request& client_request) const {
     if (dest_.rewrite_host || client_request.authority.empty()) return dest_.authority;
@@ -378,8 +405,7 @@ awaitable<void> H2Front::serve_stream(h2::H2Stream& cs) {
     record(f, failure);
     co_return;
   }
-  int status = failure.kind == ErrorKind::upstream_timeout ? 504 : 502;
-  co_await respond_error(cs, status, failure.message);
+  co_await respond_failure(cs, failure);
   record(f, failure);
 }
 
@@ -590,10 +616,9 @@ awaitable<bool> H2Front::forward_h2(h2::H2Stream& cs, flow::Flow& f, H2 session,
   f.upstream_tls = up_h2_info_.tls;
   auto opened = session->open(up_req, end_at_open);
   if (!opened.ok()) {
-    std::string m =
-        "the upstream HTTP/2 connection refused the request: " + opened.status().message();
-    co_await respond_error(cs, 502, m);
-    failure.set(ErrorKind::upstream_closed, m);
+    failure.set(ErrorKind::upstream_closed,
+                "the upstream HTTP/2 connection refused the request: " + opened.status().message());
+    co_await respond_failure(cs, failure);
     co_return false;
   }
   std::shared_ptr<h2::H2Stream> us = *opened;
@@ -651,25 +676,30 @@ awaitable<void> H2Front::pump_request_h2(h2::H2Stream& cs, h2::H2Stream& us, flo
 
 awaitable<void> H2Front::pump_response_h2(h2::H2Stream& cs, h2::H2Stream& us, flow::Flow& f,
                                           bool replayable, bool& refused, Failure& failure) {
+  bool got = co_await receive_head_h2(cs, us, f, replayable, refused, failure);
+  if (got) co_await relay_response_h2(cs, us, f, failure);
+}
+
+awaitable<bool> H2Front::receive_head_h2(h2::H2Stream& cs, h2::H2Stream& us, flow::Flow& f,
+                                         bool replayable, bool& refused, Failure& failure) {
   Status st = co_await us.wait_response();
   if (!st.ok()) {
-    if (cs.failed()) co_return;  // the client went first; pump_request_h2 recorded why
+    if (cs.failed()) co_return false;  // the client went first; its pump recorded why
     auto code = us.close_code();
     if (replayable && code && *code == static_cast<uint32_t>(h2::H2ErrorCode::refused_stream)) {
       refused = true;
-      co_return;
+      co_return false;
     }
     std::string m = st.code() == Errc::timeout
                         ? "upstream did not answer within " + ms_text(opts_.upstream_timeout)
                         : "upstream reset the stream before answering (" + close_code_text(us) +
                               "): " + st.message();
-    ErrorKind kind =
-        st.code() == Errc::timeout ? ErrorKind::upstream_timeout : ErrorKind::upstream_closed;
+    failure.set(
+        st.code() == Errc::timeout ? ErrorKind::upstream_timeout : ErrorKind::upstream_closed, m);
     // No reset after the answer: RST_STREAM would overtake its queued DATA. A request body
     // still arriving is read and dropped (pump_request_h2 stops at the failed upstream stream).
-    co_await respond_error(cs, kind == ErrorKind::upstream_timeout ? 504 : 502, m);
-    failure.set(kind, m);
-    co_return;
+    co_await respond_failure(cs, failure);
+    co_return false;
   }
   f.timing.response_started = flow::now_ns();
   flow::Response& resp = f.response.emplace();
@@ -678,8 +708,14 @@ awaitable<void> H2Front::pump_response_h2(h2::H2Stream& cs, h2::H2Stream& us, fl
   resp.http_version = "HTTP/2";
   resp.headers = us.response().headers;
   if (opts_.hooks) opts_.hooks->response_headers(f);
+  co_return true;
+}
+
+awaitable<void> H2Front::relay_response_h2(h2::H2Stream& cs, h2::H2Stream& us, flow::Flow& f,
+                                           Failure& failure) {
+  flow::Response& resp = *f.response;
   bool end = us.body_ended();
-  st = co_await cs.respond(resp, end);
+  Status st = co_await cs.respond(resp, end);
   if (!st.ok()) {
     us.reset(h2::H2ErrorCode::cancel);
     failure.set(ErrorKind::client_closed, "client went away before the response: " + st.message());
@@ -722,11 +758,27 @@ awaitable<void> H2Front::pump_response_h2(h2::H2Stream& cs, h2::H2Stream& us, fl
   f.timing.response_ended = flow::now_ns();
 }
 
+void H2Front::note_upstream(flow::Flow& f, const UpConn& conn) {
+  f.upstream_address = conn.address;
+  f.timing.upstream_connected = conn.connected_ns;
+  if (conn.tls) f.upstream_tls = conn.tls_info;
+}
+
+awaitable<bool> H2Front::send_h1(h2::H2Stream& cs, UpConn& conn, std::string_view bytes,
+                                 Failure& failure) {
+  error_code ec = co_await conn.write_all(asio::buffer(bytes), opts_.upstream_timeout);
+  if (!ec) co_return true;
+  bool to = ec == asio::error::timed_out;
+  failure.set(to ? ErrorKind::upstream_timeout : ErrorKind::upstream_closed,
+              to ? "sending the request upstream timed out"
+                 : "upstream closed the connection while the request was sent");
+  co_await respond_failure(cs, failure);
+  co_return false;
+}
+
 awaitable<void> H2Front::forward_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn, bool buffered,
                                     Failure& failure) {
-  f.upstream_address = conn->address;
-  f.timing.upstream_connected = conn->connected_ns;
-  if (conn->tls) f.upstream_tls = conn->tls_info;
+  note_upstream(f, *conn);
   const flow::Request& cr = cs.request();
   // Framing toward the upstream: a known length when the body is known (buffered, or none),
   // the client's content-length when it sent one, else chunked (which also carries trailers).
@@ -757,13 +809,6 @@ awaitable<void> H2Front::forward_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn, bo
     out.append("Transfer-Encoding: chunked\r\n");
   }
   out.append("\r\n");
-  const auto up_timeout = opts_.upstream_timeout;
-  auto fail_write = [&](error_code ec) {
-    bool to = ec == asio::error::timed_out;
-    failure.set(to ? ErrorKind::upstream_timeout : ErrorKind::upstream_closed,
-                to ? "sending the request upstream timed out"
-                   : "upstream closed the connection while the request was sent");
-  };
   if (buffered) {
     if (chunked) {
       net::append_chunk(out, f.request.body.data);
@@ -772,13 +817,8 @@ awaitable<void> H2Front::forward_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn, bo
       out.append(f.request.body.data);
     }
   }
-  error_code ec = co_await conn->write_all(asio::buffer(out), up_timeout);
-  if (ec) {
-    fail_write(ec);
-    co_await respond_error(cs, failure.kind == ErrorKind::upstream_timeout ? 504 : 502,
-                           failure.message);
-    co_return;
-  }
+  bool sent = co_await send_h1(cs, *conn, out, failure);
+  if (!sent) co_return;
   if (!buffered && !no_body) {
     for (;;) {
       auto chunk = co_await cs.read();
@@ -801,13 +841,8 @@ awaitable<void> H2Front::forward_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn, bo
           out = std::move(**chunk);
         }
       }
-      ec = co_await conn->write_all(asio::buffer(out), up_timeout);
-      if (ec) {
-        fail_write(ec);
-        co_await respond_error(cs, failure.kind == ErrorKind::upstream_timeout ? 504 : 502,
-                               failure.message);
-        co_return;
-      }
+      sent = co_await send_h1(cs, *conn, out, failure);
+      if (!sent) co_return;
       if (!chunk->has_value()) break;
     }
   }
@@ -815,54 +850,53 @@ awaitable<void> H2Front::forward_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn, bo
     f.timing.request_ended = flow::now_ns();
     if (opts_.hooks) opts_.hooks->request_complete(f);
   }
+  net::Http1Parser parser(net::Http1Parser::Kind::response, h1_limits());
+  bool got = co_await receive_head_h1(cs, f, *conn, parser, failure);
+  if (got) co_await relay_response_h1(cs, f, std::move(conn), parser, failure);
+}
 
-  // The response head (interim 1xx heads are skipped: HTTP/2 clients get the final one).
-  net::Http1Limits limits;
-  limits.max_header_bytes = opts_.max_header_bytes;
-  net::Http1Parser parser(net::Http1Parser::Kind::response, limits);
+awaitable<bool> H2Front::receive_head_h1(h2::H2Stream& cs, flow::Flow& f, UpConn& conn,
+                                         net::Http1Parser& parser, Failure& failure) {
+  const auto up_timeout = opts_.upstream_timeout;
   const bool is_head = f.request.method == "HEAD";
-  size_t head_len = 0;
   for (;;) {
     parser.reset(is_head);
+    size_t head_len = 0;
     for (;;) {
-      if (!conn->in.empty()) {
-        head_len = parser.parse_head(conn->in.data());
+      if (!conn.in.empty()) {
+        head_len = parser.parse_head(conn.in.data());
         if (head_len || parser.failed()) break;
       }
-      auto [ptr, len] = conn->in.prepare(4096);
+      auto [ptr, len] = conn.in.prepare(4096);
       if (len == 0) break;
-      auto [rec, n] = co_await conn->read_some(asio::buffer(ptr, len), up_timeout);
-      conn->in.commit(n);
+      auto [rec, n] = co_await conn.read_some(asio::buffer(ptr, len), up_timeout);
+      conn.in.commit(n);
       if (rec) {
-        std::string m = rec == asio::error::timed_out
-                            ? "upstream did not answer within " + ms_text(up_timeout)
-                            : "upstream closed the connection without a complete response header";
-        failure.set(rec == asio::error::timed_out ? ErrorKind::upstream_timeout
-                                                  : ErrorKind::upstream_closed,
-                    m);
-        co_await respond_error(cs, rec == asio::error::timed_out ? 504 : 502, m);
-        co_return;
+        bool to = rec == asio::error::timed_out;
+        failure.set(to ? ErrorKind::upstream_timeout : ErrorKind::upstream_closed,
+                    to ? "upstream did not answer within " + ms_text(up_timeout)
+                       : "upstream closed the connection without a complete response header");
+        co_await respond_failure(cs, failure);
+        co_return false;
       }
       if (f.timing.response_started == 0) f.timing.response_started = flow::now_ns();
     }
     if (parser.failed() || head_len == 0) {
-      std::string m = "malformed response from upstream: " +
-                      (parser.failed() ? parser.error_message() : std::string("header too large"));
-      failure.set(ErrorKind::upstream_protocol, m);
-      co_await respond_error(cs, 502, m);
-      co_return;
+      failure.set(ErrorKind::upstream_protocol,
+                  "malformed response from upstream: " +
+                      (parser.failed() ? parser.error_message() : std::string("header too large")));
+      co_await respond_failure(cs, failure);
+      co_return false;
     }
     int status = parser.head().status;
-    conn->in.consume(head_len);
-    if (status >= 100 && status < 200) {
-      if (status == 101) {
-        std::string m = "upstream switched protocols (101), which HTTP/2 cannot carry";
-        failure.set(ErrorKind::upstream_protocol, m);
-        co_await respond_error(cs, 502, m);
-        co_return;
-      }
-      continue;
+    conn.in.consume(head_len);
+    if (status == 101) {
+      failure.set(ErrorKind::upstream_protocol,
+                  "upstream switched protocols (101), which HTTP/2 cannot carry");
+      co_await respond_failure(cs, failure);
+      co_return false;
     }
+    if (status >= 100 && status < 200) continue;
     break;
   }
   net::Http1Head& rh = parser.head();
@@ -872,6 +906,13 @@ awaitable<void> H2Front::forward_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn, bo
   resp.http_version = rh.version;
   resp.headers = std::move(rh.headers);
   if (opts_.hooks) opts_.hooks->response_headers(f);
+  co_return true;
+}
+
+awaitable<void> H2Front::relay_response_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn,
+                                           net::Http1Parser& parser, Failure& failure) {
+  const auto up_timeout = opts_.upstream_timeout;
+  flow::Response& resp = *f.response;
   const bool end = parser.done() || parser.framing() == net::BodyFraming::none ||
                    (parser.framing() == net::BodyFraming::length && parser.content_length() == 0);
   flow::Response head;
