@@ -32,6 +32,7 @@ using detail::Capture;
 using detail::endpoint_text;
 using detail::finish_body;
 using detail::ms_text;
+using detail::WebSocketRecording;
 using flow::ErrorKind;
 using namespace asio::experimental::awaitable_operators;
 
@@ -42,6 +43,9 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 // no upstream closes a keep-alive connection that fast, and a dead one fails the exchange.
 constexpr auto kPeekAfterIdle = std::chrono::seconds(1);
 constexpr size_t kBodyRead = 16u << 10;
+// After the upstream ended a WebSocket, how long its client has to end its side too (at most
+// the idle timeout).
+constexpr auto kWebSocketCloseGrace = std::chrono::seconds(5);
 
 // Deadlines of one upstream connection without a timer operation per I/O (as the HTTP/1.1
 // path does): arm() stores the deadline, and one watcher coroutine per connection sleeps until
@@ -204,6 +208,247 @@ awaitable<void> respond_failure(h2::H2Stream& cs, const Failure& failure) {
                          failure.message);
 }
 
+// The upstream end of a WebSocket relay: an HTTP/1.1 connection after its 101 (with the bytes
+// that arrived behind the head), or an HTTP/2 stream after its 2xx. Reads have no deadline of
+// their own: the relay's idle watch bounds them and ends them with abort().
+class WsUpstream {
+ public:
+  // `write_timeout`: the longest write.
+  WsUpstream(UpConn& conn, std::string early, std::chrono::milliseconds write_timeout)
+      : conn_(&conn), early_(std::move(early)), timeout_(write_timeout) {}
+  // `poll`: how long one read() waits before looking again (any value works; the relay decides
+  // when the WebSocket is idle). Writes wait as H2Stream::write() does.
+  WsUpstream(h2::H2Stream& stream, std::chrono::milliseconds poll)
+      : stream_(&stream), timeout_(poll) {}
+
+  // The next bytes; nullopt at the upstream's end (EOF or TLS close, END_STREAM).
+  awaitable<Result<std::optional<std::string>>> read() {
+    if (!early_.empty()) co_return std::optional<std::string>(std::exchange(early_, {}));
+    if (stream_) {
+      for (;;) {
+        auto chunk = co_await stream_->read(timeout_);
+        if (chunk.ok() || chunk.status().code() != Errc::timeout) co_return chunk;
+      }
+    }
+    std::string buf(kBodyRead, '\0');
+    auto [ec, n] = co_await conn_->read_raw(asio::buffer(buf));
+    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated)
+      co_return std::optional<std::string>();
+    if (ec) {
+      if (conn_->watchdog->fired)  // a write timed out and closed the connection
+        co_return Status(Errc::timeout, "upstream stopped reading for " + ms_text(timeout_));
+      co_return Status(Errc::unavailable, ec.message());
+    }
+    buf.resize(n);
+    co_return std::optional<std::string>(std::move(buf));
+  }
+  awaitable<Status> write(std::string data) {
+    if (stream_) co_return co_await stream_->write(std::move(data), false);
+    error_code ec = co_await conn_->write_all(asio::buffer(data), timeout_);
+    if (!ec) co_return Status();
+    if (ec == asio::error::timed_out)
+      co_return Status(Errc::timeout, "upstream stopped reading for " + ms_text(timeout_));
+    co_return Status(Errc::unavailable, ec.message());
+  }
+  // The client ended its side (END_STREAM). A plain connection is half-closed; a TLS one is
+  // closed, as the HTTP/1.1 relay does: TLS has no half-close a WebSocket server acts on.
+  awaitable<void> end() {
+    if (stream_) {
+      (void)co_await stream_->write(std::string(), true);
+    } else if (conn_->tls) {
+      closed_at_end_ = true;
+      conn_->close();
+    } else {
+      error_code ignored;
+      conn_->socket.shutdown(tcp::socket::shutdown_send, ignored);
+    }
+  }
+  // end() closed the connection: the read it ends is not a failure.
+  bool closed_at_end() const { return closed_at_end_; }
+  // Ends both directions now; pending read() and write() fail.
+  void abort() {
+    if (stream_)
+      stream_->reset(h2::H2ErrorCode::cancel);
+    else
+      conn_->close();
+  }
+  // The error code the client's stream is reset with when this side fails: the upstream
+  // stream's own, or CONNECT_ERROR for a connection (RFC 9113 §8.5).
+  h2::H2ErrorCode failure_code() const {
+    auto code = stream_ ? stream_->close_code() : std::nullopt;
+    return code && *code != 0 ? static_cast<h2::H2ErrorCode>(*code)
+                              : h2::H2ErrorCode::connect_error;
+  }
+  // "upstream connection", "upstream stream (CANCEL)": what failed, for messages.
+  std::string what() const {
+    return stream_ ? "upstream stream (" + close_code_text(*stream_) + ")"
+                   : std::string("upstream connection");
+  }
+
+ private:
+  UpConn* conn_ = nullptr;
+  h2::H2Stream* stream_ = nullptr;
+  std::string early_;
+  std::chrono::milliseconds timeout_;  // HTTP/1.1: per write; HTTP/2: per read wait
+  bool closed_at_end_ = false;
+};
+
+// Relays one WebSocket between the client's HTTP/2 stream (answered 200) and the upstream, both
+// directions at once, into f.websocket. RFC 8441 §4 maps TCP's FIN and RST onto END_STREAM and
+// RST_STREAM, so the relay ends this way:
+// - the client's END_STREAM ends the upstream side (WsUpstream::end()); the other direction
+//   goes on until the upstream ends;
+// - the upstream's end becomes END_STREAM to the client, which answers with its own (as a
+//   WebSocket client closes TCP after the server did); one that has not within close_grace()
+//   is asked to stop with RST_STREAM(NO_ERROR), nothing being able to reach the upstream any
+//   more;
+// - a client RST_STREAM closes the upstream: a client_closed failure unless both close frames
+//   had passed (the WebSocket was over);
+// - an upstream failure resets the client's stream (WsUpstream::failure_code());
+// - nothing relayed either way for RecorderOptions::idle_timeout closes both (client_timeout),
+//   like the HTTP/1.1 relay.
+class WebSocketRelay {
+ public:
+  WebSocketRelay(asio::any_io_executor ex, h2::H2Stream& cs, WsUpstream& up, flow::Flow& f,
+                 const RecorderOptions& opts, Failure& failure)
+      : cs_(cs),
+        up_(up),
+        f_(f),
+        opts_(opts),
+        failure_(failure),
+        recording_(f, opts),
+        idle_timer_(ex),
+        last_(Clock::now()) {}
+
+  awaitable<void> run() {
+    co_await (from_client() && from_upstream() && watch_idle());
+    up_.abort();  // the upstream stream, if any, is closed on our side too
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  awaitable<void> from_client() {
+    for (;;) {
+      auto chunk = co_await cs_.read(opts_.idle_timeout);
+      if (!chunk.ok()) {
+        // A timeout is not idleness: the other direction may be busy; watch_idle() decides.
+        if (chunk.status().code() == Errc::timeout) continue;
+        // Declined by us after the upstream's end, or reset by us: nothing to record.
+        if (!upstream_ended_ && !stopped_ && !recording_.closed_both_ways())
+          failure_.set(ErrorKind::client_closed,
+                       "client reset the stream during the WebSocket relay (" +
+                           close_code_text(cs_) + "): " + chunk.status().message());
+        if (!upstream_ended_) stop(h2::H2ErrorCode::cancel);
+        break;
+      }
+      if (!chunk->has_value()) {
+        co_await up_.end();
+        break;
+      }
+      last_ = Clock::now();
+      recording_.feed(true, **chunk);
+      f_.bytes_from_client += (*chunk)->size();
+      Status st = co_await up_.write(std::move(**chunk));
+      if (!st.ok()) {
+        if (upstream_ended_) break;  // declining the client's body ends this side
+        if (!stopped_)
+          failure_.set(
+              st.code() == Errc::timeout ? ErrorKind::upstream_timeout : ErrorKind::upstream_closed,
+              "relaying to the " + up_.what() + " failed: " + st.message());
+        stop(up_.failure_code());
+        break;
+      }
+    }
+    pump_done();
+  }
+
+  awaitable<void> from_upstream() {
+    for (;;) {
+      auto chunk = co_await up_.read();
+      if (!chunk.ok() || !chunk->has_value()) {
+        // The upstream's end, or the close that follows the client's END_STREAM over TLS.
+        if (chunk.ok() || (up_.closed_at_end() && !stopped_)) {
+          upstream_ended_ = true;
+          ended_at_ = Clock::now();
+          idle_timer_.cancel();  // watch_idle() now waits for the client's END_STREAM instead
+          (void)co_await cs_.write(std::string(), true);
+        } else {
+          if (!stopped_)
+            failure_.set(chunk.status().code() == Errc::timeout ? ErrorKind::upstream_timeout
+                                                                : ErrorKind::upstream_closed,
+                         "the " + up_.what() +
+                             " failed during the WebSocket relay: " + chunk.status().message());
+          stop(up_.failure_code());
+        }
+        break;
+      }
+      last_ = Clock::now();
+      recording_.feed(false, **chunk);
+      f_.bytes_from_upstream += (*chunk)->size();
+      Status st = co_await cs_.write(std::move(**chunk), false);
+      if (!st.ok()) {
+        if (!stopped_)
+          failure_.set(
+              st.code() == Errc::timeout ? ErrorKind::client_timeout : ErrorKind::client_closed,
+              st.code() == Errc::timeout ? "client stopped reading the WebSocket relay"
+                                         : "client went away during the WebSocket relay (" +
+                                               close_code_text(cs_) + "): " + st.message());
+        stop(h2::H2ErrorCode::cancel);
+        break;
+      }
+    }
+    pump_done();
+  }
+
+  awaitable<void> watch_idle() {
+    while (pumps_ > 0) {
+      idle_timer_.expires_at(upstream_ended_ ? ended_at_ + close_grace()
+                                             : last_ + opts_.idle_timeout);
+      co_await idle_timer_.async_wait(kTuple);
+      if (pumps_ == 0 || stopped_) break;
+      if (upstream_ended_) {
+        if (Clock::now() - ended_at_ < close_grace()) continue;
+        cs_.decline_request_body();  // not a failure: the WebSocket is over
+        break;
+      }
+      if (Clock::now() - last_ >= opts_.idle_timeout) {
+        failure_.set(ErrorKind::client_timeout,
+                     "WebSocket idle for " + ms_text(opts_.idle_timeout));
+        stop(h2::H2ErrorCode::cancel);
+        break;
+      }
+    }
+  }
+
+  std::chrono::milliseconds close_grace() const {
+    return std::min<std::chrono::milliseconds>(opts_.idle_timeout, kWebSocketCloseGrace);
+  }
+  // Ends both sides now: the client's stream is reset with `code`, the upstream aborted.
+  void stop(h2::H2ErrorCode code) {
+    if (stopped_) return;
+    stopped_ = true;
+    cs_.reset(code);
+    up_.abort();
+  }
+  void pump_done() {
+    if (--pumps_ == 0) idle_timer_.cancel();
+  }
+
+  h2::H2Stream& cs_;
+  WsUpstream& up_;
+  flow::Flow& f_;
+  const RecorderOptions& opts_;
+  Failure& failure_;
+  WebSocketRecording recording_;
+  asio::steady_timer idle_timer_;
+  Clock::time_point last_;      // when bytes last moved either way
+  Clock::time_point ended_at_;  // when the upstream ended
+  int pumps_ = 2;
+  bool upstream_ended_ = false;
+  bool stopped_ = false;
+};
+
 }  // namespace
 
 std::shared_ptr<h2::H2ClientSession> start_upstream_h2(asio::any_io_executor executor,
@@ -233,6 +478,7 @@ h2::H2Options h2_front_options(const RecorderOptions& options) {
   o.idle_timeout = options.idle_timeout;
   o.stream_timeout = std::max(options.client_read_timeout, options.upstream_timeout);
   o.write_timeout = options.client_read_timeout;
+  o.enable_connect_protocol = true;  // WebSocket over HTTP/2 (serve_connect)
   return o;
 }
 
@@ -291,14 +537,24 @@ class H2Front {
   // Writes request bytes to an HTTP/1.1 upstream; false once the failure is answered.
   awaitable<bool> send_h1(h2::H2Stream& cs, UpConn& conn, std::string_view bytes, Failure& failure);
   // The HTTP/1.1 response head into `parser` and f.response (response_headers hook called),
-  // interim 1xx heads skipped: HTTP/2 clients get the final one; a 101 is a failure (HTTP/2
-  // cannot carry it). False once the failure is answered (502/504).
+  // interim 1xx heads skipped: HTTP/2 clients get the final one. A 101 counts as final when
+  // `switching` (a WebSocket handshake); otherwise HTTP/2 cannot carry it. False once the
+  // failure is answered (502/504).
   awaitable<bool> receive_head_h1(h2::H2Stream& cs, flow::Flow& f, UpConn& conn,
-                                  net::Http1Parser& parser, Failure& failure);
+                                  net::Http1Parser& parser, bool switching, Failure& failure);
   // Sends f.response's head to the client and relays the body `parser` frames; the connection
   // goes back to the idle set when it can serve again.
   awaitable<void> relay_response_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn,
                                     net::Http1Parser& parser, Failure& failure);
+  // A CONNECT: an extended CONNECT for WebSocket (RFC 8441) is forwarded to the upstream as it
+  // speaks (HTTP/1.1 upgrade or HTTP/2 extended CONNECT) and relayed; anything else is 501.
+  awaitable<void> serve_connect(h2::H2Stream& cs, flow::Flow& f);
+  awaitable<void> forward_websocket_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn, Failure& failure);
+  awaitable<void> forward_websocket_h2(h2::H2Stream& cs, flow::Flow& f, H2 session,
+                                       Failure& failure);
+  // Accepts the client's WebSocket (200 with the upstream's handshake fields) and relays it.
+  awaitable<void> relay_websocket(h2::H2Stream& cs, flow::Flow& f, WsUpstream& up,
+                                  Failure& failure);
   void note_upstream(flow::Flow& f, const UpConn& conn);
   net::Http1Limits h1_limits() const {
     net::Http1Limits limits;
@@ -344,14 +600,12 @@ awaitable<void> H2Front::serve_stream(h2::H2Stream& cs) {
   f.request.scheme = dest_.scheme;
   f.request.authority = dest_.authority;
   if (opts_.hooks) opts_.hooks->request_headers(f);
-  Failure failure;
   if (f.request.method == "CONNECT") {
-    std::string m = "CONNECT over HTTP/2 (tunnels, WebSocket over HTTP/2) is not supported";
-    co_await respond_error(cs, 501, m);
-    failure.set(ErrorKind::bad_request, m);
-    record(f, failure);
+    // Before the responder: like the HTTP/1.1 path, WebSocket handshakes are always forwarded.
+    co_await serve_connect(cs, f);
     co_return;
   }
+  Failure failure;
 
   // Server replay: the responder needs the whole request before anything else.
   bool buffered = false;
@@ -851,12 +1105,13 @@ awaitable<void> H2Front::forward_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn, bo
     if (opts_.hooks) opts_.hooks->request_complete(f);
   }
   net::Http1Parser parser(net::Http1Parser::Kind::response, h1_limits());
-  bool got = co_await receive_head_h1(cs, f, *conn, parser, failure);
+  bool got = co_await receive_head_h1(cs, f, *conn, parser, false, failure);
   if (got) co_await relay_response_h1(cs, f, std::move(conn), parser, failure);
 }
 
 awaitable<bool> H2Front::receive_head_h1(h2::H2Stream& cs, flow::Flow& f, UpConn& conn,
-                                         net::Http1Parser& parser, Failure& failure) {
+                                         net::Http1Parser& parser, bool switching,
+                                         Failure& failure) {
   const auto up_timeout = opts_.upstream_timeout;
   const bool is_head = f.request.method == "HEAD";
   for (;;) {
@@ -890,13 +1145,13 @@ awaitable<bool> H2Front::receive_head_h1(h2::H2Stream& cs, flow::Flow& f, UpConn
     }
     int status = parser.head().status;
     conn.in.consume(head_len);
-    if (status == 101) {
+    if (status == 101 && !switching) {
       failure.set(ErrorKind::upstream_protocol,
                   "upstream switched protocols (101), which HTTP/2 cannot carry");
       co_await respond_failure(cs, failure);
       co_return false;
     }
-    if (status >= 100 && status < 200) continue;
+    if (status >= 100 && status < 200 && status != 101) continue;
     break;
   }
   net::Http1Head& rh = parser.head();
@@ -985,6 +1240,160 @@ awaitable<void> H2Front::relay_response_h1(h2::H2Stream& cs, flow::Flow& f, H1 c
     conn->idle_since = std::chrono::steady_clock::now();
     idle_h1_.push_back(std::move(conn));
   }
+}
+
+awaitable<void> H2Front::serve_connect(h2::H2Stream& cs, flow::Flow& f) {
+  Failure failure;
+  auto protocol = h2::connect_protocol(f.request);
+  if (!protocol || !flow::iequals(*protocol, "websocket")) {
+    // The front's destination is fixed (reverse mode, an intercepted CONNECT), as for the
+    // HTTP/1.1 path, which refuses CONNECT there too.
+    std::string m =
+        protocol ? "extended CONNECT with :protocol '" + std::string(protocol->substr(0, 64)) +
+                       "' is not supported; only websocket is (RFC 8441)"
+                 : "plain CONNECT over HTTP/2 is not supported; only extended CONNECT with "
+                   ":protocol websocket is (RFC 8441)";
+    co_await respond_error(cs, 501, m);
+    failure.set(ErrorKind::bad_request, m);
+  } else {
+    bool answered = false;  // a forward_websocket_* answered the client, whatever the outcome
+    auto up = co_await acquire(failure);
+    if (auto* h1 = std::get_if<H1>(&up)) {
+      co_await forward_websocket_h1(cs, f, std::move(*h1), failure);
+      answered = true;
+    } else if (auto* session = std::get_if<H2>(&up)) {
+      bool enabled = co_await (*session)->extended_connect_enabled();
+      if (enabled) {
+        co_await forward_websocket_h2(cs, f, *session, failure);
+        answered = true;
+      } else if (dest_.scheme == "https") {
+        // As browsers do with an HTTP/2 server that lacks RFC 8441: the handshake goes over
+        // HTTP/1.1, on a connection of its own whose ALPN offers only http/1.1.
+        H1 conn = co_await connect(false, failure);
+        if (conn) {
+          co_await forward_websocket_h1(cs, f, std::move(conn), failure);
+          answered = true;
+        }
+      } else {
+        failure.set(ErrorKind::upstream_protocol,
+                    "the upstream speaks only HTTP/2 (h2c) and did not enable extended CONNECT "
+                    "(SETTINGS_ENABLE_CONNECT_PROTOCOL): the WebSocket cannot be forwarded");
+      }
+    }
+    if (!answered) co_await respond_failure(cs, failure);
+  }
+  // Whatever the answer was, the stream carries nothing more from the client.
+  cs.decline_request_body();
+  record(f, failure);
+}
+
+awaitable<void> H2Front::forward_websocket_h1(h2::H2Stream& cs, flow::Flow& f, H1 conn,
+                                              Failure& failure) {
+  note_upstream(f, *conn);
+  const flow::Request& cr = cs.request();
+  // The HTTP/1.1 handshake this extended CONNECT stands for (RFC 8441 §5): the client's fields
+  // but the pseudo-headers, ours for the upgrade and key, and only the permessage-deflate
+  // offers (the one extension the recording reads), as on the HTTP/1.1 path.
+  const std::string key = new_websocket_key();
+  std::string out = "GET " + f.request.path + " HTTP/1.1\r\nHost: " + upstream_authority(cr) +
+                    "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: " + key +
+                    "\r\n";
+  for (const auto& h : cr.headers) {
+    if (h.name.empty() || h.name.front() == ':' || net::is_hop_by_hop(h.name)) continue;
+    bool ours = false;
+    for (std::string_view n :
+         {"host", "content-length", "sec-websocket-key", "sec-websocket-extensions"})
+      ours = ours || flow::iequals(h.name, n);
+    if (!ours) out.append(h.name).append(": ").append(h.value).append("\r\n");
+  }
+  if (!cr.headers.contains("sec-websocket-version")) out.append("Sec-WebSocket-Version: 13\r\n");
+  if (auto offers = deflate_offers(cr.headers); !offers.empty())
+    out.append("Sec-WebSocket-Extensions: ").append(offers).append("\r\n");
+  out.append("\r\n");
+  bool sent = co_await send_h1(cs, *conn, out, failure);
+  if (!sent) co_return;
+  f.timing.request_ended = flow::now_ns();
+  if (opts_.hooks) opts_.hooks->request_complete(f);
+
+  net::Http1Parser parser(net::Http1Parser::Kind::response, h1_limits());
+  bool got = co_await receive_head_h1(cs, f, *conn, parser, true, failure);
+  if (!got) co_return;
+  const flow::Response& resp = *f.response;
+  if (resp.status != 101 && resp.status / 100 != 2) {
+    // A refusal (401, 403, 426, ...) reaches the client as it is.
+    co_await relay_response_h1(cs, f, std::move(conn), parser, failure);
+    co_return;
+  }
+  // A 2xx to an extended CONNECT tells the client the WebSocket is open: only a real switch
+  // may produce one.
+  std::string why;
+  if (resp.status != 101)
+    why = "upstream answered the WebSocket handshake with " + std::to_string(resp.status) +
+          " instead of 101 Switching Protocols";
+  else if (!is_websocket_upgrade(resp.headers))
+    why = "upstream answered 101 without Upgrade: websocket";
+  else if (resp.headers.get("sec-websocket-accept").value_or("") != websocket_accept(key))
+    why = "upstream's Sec-WebSocket-Accept does not match the key sent";
+  if (!why.empty()) {
+    failure.set(ErrorKind::upstream_protocol, why);
+    co_await respond_failure(cs, failure);
+    co_return;
+  }
+  WsUpstream up(*conn, std::string(conn->in.data()), opts_.upstream_timeout);
+  conn->in.clear();
+  co_await relay_websocket(cs, f, up, failure);
+}
+
+awaitable<void> H2Front::forward_websocket_h2(h2::H2Stream& cs, flow::Flow& f, H2 session,
+                                              Failure& failure) {
+  f.upstream_address = up_h2_info_.address;
+  f.timing.upstream_connected = up_h2_info_.connected_ns;
+  f.upstream_tls = up_h2_info_.tls;
+  flow::Request up_req = f.request;  // :protocol included
+  up_req.authority = upstream_authority(cs.request());
+  std::string offers = deflate_offers(up_req.headers);
+  up_req.headers.remove("sec-websocket-extensions");
+  if (!offers.empty()) up_req.headers.add("sec-websocket-extensions", offers);
+  auto opened = session->open(up_req, false);
+  if (!opened.ok()) {
+    failure.set(ErrorKind::upstream_closed,
+                "the upstream HTTP/2 connection refused the request: " + opened.status().message());
+    co_await respond_failure(cs, failure);
+    co_return;
+  }
+  std::shared_ptr<h2::H2Stream> us = *opened;
+  f.timing.request_ended = flow::now_ns();
+  if (opts_.hooks) opts_.hooks->request_complete(f);
+  bool refused = false;
+  bool got = co_await receive_head_h2(cs, *us, f, false, refused, failure);
+  if (got && f.response->status / 100 == 2) {
+    WsUpstream up(*us, opts_.idle_timeout);
+    co_await relay_websocket(cs, f, up, failure);
+  } else if (got) {
+    co_await relay_response_h2(cs, *us, f, failure);
+  }
+  us->reset(h2::H2ErrorCode::cancel);  // our side was never ended: close the stream
+}
+
+awaitable<void> H2Front::relay_websocket(h2::H2Stream& cs, flow::Flow& f, WsUpstream& up,
+                                         Failure& failure) {
+  // The client's answer is 200 (RFC 8441 §5) with the upstream's fields but those of an
+  // HTTP/1.1 switch (connection-specific ones are dropped by respond()).
+  flow::Response head;
+  head.status = 200;
+  for (const auto& h : f.response->headers)
+    if (!flow::iequals(h.name, "sec-websocket-accept") && !flow::iequals(h.name, "content-length"))
+      head.headers.add(h.name, h.value);
+  Status st = co_await cs.respond(head, false);
+  if (!st.ok()) {
+    up.abort();
+    failure.set(ErrorKind::client_closed,
+                "client went away before the WebSocket was accepted: " + st.message());
+    co_return;
+  }
+  WebSocketRelay relay(ex_, cs, up, f, opts_, failure);
+  co_await relay.run();
+  f.timing.response_ended = flow::now_ns();
 }
 
 awaitable<Status> serve_h2(std::unique_ptr<h2::ByteStream> client, std::string initial_bytes,

@@ -7,6 +7,14 @@
 // the HTTP version seen on each side is kept (Request::http_version: the client's "HTTP/2",
 // Response::http_version: the upstream's).
 //
+// WebSocket over HTTP/2 (RFC 8441): the front advertises SETTINGS_ENABLE_CONNECT_PROTOCOL and
+// forwards an extended CONNECT with :protocol websocket as an HTTP/1.1 upgrade (the upstream's
+// 101 checked, answered 200 to the client) or, to an HTTP/2 upstream that allows it, as the same
+// extended CONNECT; a TLS upstream speaking HTTP/2 without it gets HTTP/1.1 on a connection of
+// its own, an h2c one is a 502. The stream's DATA then carries the WebSocket frames both ways,
+// recorded into Flow::websocket as on HTTP/1.1 (Request::http_version "HTTP/2", the upstream's
+// 101 or 200 as the response). Plain CONNECT and other protocols are answered 501.
+//
 // Failures follow the HTTP/1.1 path's vocabulary: an unreachable upstream answers 502 with an
 // upstream_unreachable flow; an upstream that resets a stream before its head answers 502
 // (upstream_closed, naming the HTTP/2 error code), after it resets the client's stream with the

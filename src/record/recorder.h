@@ -57,7 +57,8 @@ namespace retake::record {
 // and records upstream_tls_failed with the reason.
 // WebSocket: a request with "Upgrade: websocket" is forwarded with its upgrade fields; after a
 // 101 both directions are relayed byte for byte while their frames are parsed into
-// Flow::websocket; the flow is offered when the connection closes.
+// Flow::websocket; the flow is offered when the connection closes. HTTP/2 clients open a
+// WebSocket with an extended CONNECT (RFC 8441) on one stream; see h2_front.h.
 enum class Mode {
   explicit_proxy,  // clients send absolute-form requests and CONNECT
   reverse,         // every request goes to RecorderOptions::upstream

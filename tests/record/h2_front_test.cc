@@ -558,3 +558,265 @@ TEST_CASE("streams an HTTP/2 upstream refuses with its GOAWAY are sent again on 
   for (const auto& f : flows) CHECK_FALSE(f.error.has_value());
   CHECK(proxy.rec->stats().upstream_connects == 2);
 }
+
+// ---- WebSocket over HTTP/2 (RFC 8441) ----------------------------------------------------------
+
+namespace {
+
+// tests/record/ws_h2_peer.py's client (python3-h2 + python3-wsproto): "ok ..." or "failed: ...".
+std::string ws_h2_client(const std::string& args) {
+  return run("timeout 40 /usr/bin/python3 " + std::string(RETAKE_RECORD_TEST_DIR) +
+             "/ws_h2_peer.py client " + args + " 2>&1");
+}
+
+// tests/record/ws_h2_peer.py's server: WebSocket over HTTP/2 (and HTTP/1.1 over TLS).
+struct WsH2Server {
+  explicit WsH2Server(std::vector<std::string> extra = {})
+      : proc([&] {
+          std::vector<std::string> a{
+              "/usr/bin/python3", std::string(RETAKE_RECORD_TEST_DIR) + "/ws_h2_peer.py", "server"};
+          a.insert(a.end(), extra.begin(), extra.end());
+          return a;
+        }()) {
+    std::string line = proc.read_line();
+    REQUIRE_MESSAGE(!line.empty(), "the WebSocket over HTTP/2 test server did not start");
+    port = static_cast<uint16_t>(std::stoi(line));
+  }
+  Subprocess proc;
+  uint16_t port = 0;
+};
+
+struct MessageHooks : record::RecordHooks {
+  void websocket_message(flow::Flow&, const flow::WebSocketMessage& m) override {
+    std::lock_guard lock(mutex);
+    seen.push_back((m.from_client ? ">" : "<") + std::to_string(m.opcode));
+  }
+  size_t count() {
+    std::lock_guard lock(mutex);
+    return seen.size();
+  }
+  std::mutex mutex;
+  std::vector<std::string> seen;
+};
+
+// ws_h2_peer.py's 100000-byte message.
+std::string big_message() {
+  std::string s(100000, '\0');
+  for (size_t i = 0; i < s.size(); ++i) s[i] = static_cast<char>(i % 251);
+  return s;
+}
+
+// The extended CONNECT of `f` as recorded: what the HTTP/2 client sent.
+void check_extended_connect(const flow::Flow& f) {
+  CHECK(f.request.method == "CONNECT");
+  CHECK(f.request.path == "/chat");
+  CHECK(f.request.http_version == "HTTP/2");
+  CHECK(f.request.headers.get(":protocol") == "websocket");
+  CHECK(f.request.headers.get("sec-websocket-protocol") == "chat, superchat");
+}
+
+// ws_h2_peer.py's echo through the explicit proxy of `pki` (TLS interception, ALPN h2) to the
+// TLS server on localhost:`port`; the client must print `expected`. Returns the one flow.
+flow::Flow echo_intercepted(const H2Pki& pki, uint16_t port, const std::string& expected) {
+  Proxy proxy(pki.options());
+  std::string target = "localhost:" + std::to_string(port);
+  CHECK(ws_h2_client("echo --proxy " + proxy.address + " --target " + target + " --cafile " +
+                     pki.retake_ca) == expected);
+  auto flows = proxy.sink.wait_for(1);
+  REQUIRE(flows.size() == 1);
+  CHECK(flows[0].request.scheme == "https");
+  CHECK(flows[0].request.authority == target);
+  CHECK(flows[0].client_tls.alpn == "h2");
+  CHECK(flows[0].upstream_tls.present);
+  check_extended_connect(flows[0]);
+  return flows[0];
+}
+
+const flow::Flow* find_flow(const std::vector<flow::Flow>& flows, const std::string& method,
+                            const std::string& path, size_t nth = 0) {
+  for (const auto& f : flows)
+    if (f.request.method == method && f.request.path == path && nth-- == 0) return &f;
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "WebSocket over h2c in reverse mode reaches an HTTP/1.1 upstream as an Upgrade; messages, "
+    "close and both HTTP versions are recorded") {
+  MessageHooks hooks;
+  WsServer server;
+  auto o = reverse_to("http://127.0.0.1:" + std::to_string(server.port));
+  o.hooks = &hooks;
+  Proxy proxy(o);
+  // The client required SETTINGS_ENABLE_CONNECT_PROTOCOL, got 200 with the subprotocol and
+  // permessage-deflate the upstream chose, and every echo back intact.
+  CHECK(ws_h2_client("echo --h2c " + proxy.address) == "ok deflate=True\n");
+  auto flows = proxy.sink.wait_for(1);
+  REQUIRE(flows.size() == 1);
+  const flow::Flow& f = flows[0];
+  check_extended_connect(f);
+  check_ws_flow(f);  // the upstream's 101 over HTTP/1.1
+  CHECK(f.response->http_version == "HTTP/1.1");
+  CHECK(f.response->headers.get("Sec-WebSocket-Protocol") == "chat");
+  CHECK(has_message(*f.websocket, true, 2, big_message()));
+  CHECK(has_message(*f.websocket, false, 2, big_message()));
+  CHECK(f.timing.response_ended >= f.timing.response_started);
+  CHECK(hooks.count() == f.websocket->messages.size());
+}
+
+TEST_CASE("WebSocket over HTTP/2 inside an intercepted CONNECT is relayed to a TLS upstream") {
+  H2Pki pki;
+  WsServer server({"--tls", pki.h1_cert, pki.h1_key});
+  flow::Flow f = echo_intercepted(pki, server.port, "ok deflate=True\n");
+  check_ws_flow(f);
+  CHECK(f.response->http_version == "HTTP/1.1");
+}
+
+TEST_CASE(
+    "WebSocket over HTTP/2 failures: unknown :protocol and plain CONNECT are 501, a refused "
+    "upgrade is relayed, a client reset or an idle WebSocket is an error flow, a lingering "
+    "client is reset without error; the connection goes on") {
+  WsServer server;
+  auto o = reverse_to("http://127.0.0.1:" + std::to_string(server.port));
+  o.idle_timeout = 300ms;  // the idle case; the others finish well within it
+  Proxy proxy(o);
+  std::string h2c = " --h2c " + proxy.address;
+  CHECK(ws_h2_client("bad-protocol" + h2c) == "ok 501 501 200\n");
+  CHECK(ws_h2_client("handshake --path /forbidden" + h2c) == "ok 403 forbidden\n");
+  CHECK(ws_h2_client("reset" + h2c) == "ok 200\n");
+  CHECK(ws_h2_client("idle" + h2c) == "ok reset\n");
+  // Not a failure: a client that keeps its side open once the WebSocket is over is told to stop.
+  CHECK(ws_h2_client("linger" + h2c) == "ok NO_ERROR\n");
+  auto flows = proxy.sink.wait_for(10);
+  REQUIRE(flows.size() == 10);
+
+  const flow::Flow* bogus = find_flow(flows, "CONNECT", "/chat", 0);
+  REQUIRE(bogus != nullptr);
+  REQUIRE(bogus->error.has_value());
+  CHECK(bogus->error->kind == ErrorKind::bad_request);
+  CHECK(bogus->error->message.find("'bogus'") != std::string::npos);
+  const flow::Flow* plain = find_flow(flows, "CONNECT", "");
+  REQUIRE(plain != nullptr);
+  REQUIRE(plain->error.has_value());
+  CHECK(plain->error->message.find("plain CONNECT") != std::string::npos);
+
+  // The upstream's refusal is the client's answer and a plain flow, no WebSocket in it.
+  const flow::Flow* refused = find_flow(flows, "CONNECT", "/forbidden");
+  REQUIRE(refused != nullptr);
+  CHECK_FALSE(refused->error.has_value());
+  REQUIRE(refused->response.has_value());
+  CHECK(refused->response->status == 403);
+  CHECK(refused->response->body.data == "forbidden");
+  CHECK_FALSE(refused->websocket.has_value());
+
+  // The client reset mid-relay: what passed before is kept.
+  const flow::Flow* reset = find_flow(flows, "CONNECT", "/chat", 1);
+  REQUIRE(reset != nullptr);
+  REQUIRE(reset->error.has_value());
+  CHECK(reset->error->kind == ErrorKind::client_closed);
+  CHECK(reset->error->message.find("CANCEL") != std::string::npos);
+  REQUIRE(reset->websocket.has_value());
+  CHECK(has_message(*reset->websocket, true, 1, "before reset"));
+  CHECK(has_message(*reset->websocket, false, 1, "before reset"));
+
+  const flow::Flow* idle = find_flow(flows, "CONNECT", "/chat", 2);
+  REQUIRE(idle != nullptr);
+  REQUIRE(idle->error.has_value());
+  CHECK(idle->error->kind == ErrorKind::client_timeout);
+  CHECK(idle->error->message == "WebSocket idle for 300 ms");
+
+  const flow::Flow* linger = find_flow(flows, "CONNECT", "/chat", 3);
+  REQUIRE(linger != nullptr);
+  CHECK_FALSE(linger->error.has_value());
+  REQUIRE(linger->websocket.has_value());
+  CHECK(linger->websocket->close_code == 4001);
+
+  // Each case's GET /plain on the same connection afterwards.
+  for (size_t i = 0; i < 4; ++i) {
+    const flow::Flow* after = find_flow(flows, "GET", "/plain", i);
+    REQUIRE(after != nullptr);
+    CHECK(after->response->status == 200);
+    CHECK(after->request.http_version == "HTTP/2");
+  }
+}
+
+TEST_CASE(
+    "the HTTP/1.1 handshake sent for an extended CONNECT is a proper Upgrade, and a 2xx or a "
+    "wrong Sec-WebSocket-Accept from the upstream is a 502, never a 200") {
+  Upstream up;
+  Proxy proxy(reverse_options(up));
+  std::string h2c = " --h2c " + proxy.address;
+  // http1_upstream.py refuses with the request head it got as the body.
+  std::string head = ws_h2_client("handshake --path /refuse-headers" + h2c);
+  INFO(head);
+  CHECK(head.rfind("ok 403 GET /refuse-headers HTTP/1.1\n", 0) == 0);
+  CHECK(head.find("\nHost: " + up.authority() + "\n") != std::string::npos);
+  CHECK(head.find("\nConnection: Upgrade\nUpgrade: websocket\nSec-WebSocket-Key: ") !=
+        std::string::npos);
+  CHECK(head.find("\nsec-websocket-version: 13\n") != std::string::npos);  // the client's
+  CHECK(head.find("\nsec-websocket-protocol: chat, superchat\n") != std::string::npos);
+  CHECK(head.find("\norigin: http://retake.test\n") != std::string::npos);
+  CHECK(head.find("\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits") !=
+        std::string::npos);
+  CHECK(head.find(":protocol") == std::string::npos);
+  CHECK(head.find("sec-websocket-extensions:") == std::string::npos);  // replaced by the offers
+
+  CHECK(ws_h2_client("handshake --path /size/10" + h2c) ==
+        "ok 502 retake: upstream answered the WebSocket handshake with 200 instead of 101 "
+        "Switching Protocols\n\n");  // the error body ends with a newline
+  CHECK(ws_h2_client("handshake --path /bad-accept" + h2c) ==
+        "ok 502 retake: upstream's Sec-WebSocket-Accept does not match the key sent\n\n");
+  auto flows = proxy.sink.wait_for(3);
+  REQUIRE(flows.size() == 3);
+  const flow::Flow* refused = find_flow(flows, "CONNECT", "/refuse-headers");
+  REQUIRE(refused != nullptr);
+  CHECK_FALSE(refused->error.has_value());
+  for (std::string path : {"/size/10", "/bad-accept"}) {
+    const flow::Flow* f = find_flow(flows, "CONNECT", path);
+    REQUIRE(f != nullptr);
+    REQUIRE(f->error.has_value());
+    CHECK(f->error->kind == ErrorKind::upstream_protocol);
+    REQUIRE(f->response.has_value());  // what the upstream said is kept
+    CHECK(f->response->status == (path == "/size/10" ? 200 : 101));
+    CHECK_FALSE(f->websocket.has_value());
+  }
+}
+
+TEST_CASE(
+    "WebSocket over HTTP/2 to an HTTP/2 upstream goes as extended CONNECT when the upstream "
+    "enables it, and is a 502 error flow when an h2c upstream does not") {
+  WsH2Server server;
+  Proxy proxy(reverse_to("h2c://127.0.0.1:" + std::to_string(server.port)));
+  CHECK(ws_h2_client("echo --h2c " + proxy.address) == "ok deflate=False\n");
+  auto flows = proxy.sink.wait_for(1);
+  REQUIRE(flows.size() == 1);
+  check_extended_connect(flows[0]);
+  check_ws_flow(flows[0], 200, false);
+  CHECK(flows[0].response->http_version == "HTTP/2");
+  CHECK(flows[0].response->headers.get("sec-websocket-protocol") == "chat");
+  CHECK(has_message(*flows[0].websocket, false, 2, big_message()));
+
+  WsH2Server old({"--no-connect-protocol"});
+  Proxy refusing(reverse_to("h2c://127.0.0.1:" + std::to_string(old.port)));
+  std::string out = ws_h2_client("echo --h2c " + refusing.address);
+  INFO(out);
+  CHECK(out.find("handshake answered {':status': '502'") != std::string::npos);
+  auto failed = refusing.sink.wait_for(1);
+  REQUIRE(failed.size() == 1);
+  REQUIRE(failed[0].error.has_value());
+  CHECK(failed[0].error->kind == ErrorKind::upstream_protocol);
+  CHECK(failed[0].error->message.find("SETTINGS_ENABLE_CONNECT_PROTOCOL") != std::string::npos);
+}
+
+TEST_CASE(
+    "an HTTP/2 TLS upstream without extended CONNECT gets the WebSocket over HTTP/1.1 on a "
+    "connection of its own") {
+  H2Pki pki;
+  WsH2Server server({"--no-connect-protocol", "--tls", pki.h1_cert, pki.h1_key});
+  flow::Flow f = echo_intercepted(pki, server.port, "ok deflate=False\n");
+  check_ws_flow(f, 101, false);
+  CHECK(f.response->http_version == "HTTP/1.1");
+  // Not the connection that learned the upstream speaks h2: one offering only http/1.1.
+  CHECK(f.upstream_tls.alpn == "http/1.1");
+}

@@ -14,6 +14,8 @@ away) or 120 s pass. Raw sockets, so framing is exactly what each route says:
   GET  /never           reads the request, never answers
   POST /sum[?...]       reads the body (CL or chunked), answers "size=N sum=S" (S = byte sum)
   GET  /bad             a malformed status line
+  GET  /refuse-headers  403 with the request head it received as the body (a refused upgrade)
+  GET  /bad-accept      101 to websocket with a Sec-WebSocket-Accept that fits no key, then closes
 Every response carries X-Conn: <connection number> so tests can see connection reuse.
 With "--tls CERT KEY" it serves HTTPS (TLS on every connection) with that PEM chain and key.
 """
@@ -126,6 +128,14 @@ def handle(sock, number):
                              % len(text) + text)
             elif target == "/bad":
                 sock.sendall(b"HTTP/1.1 2x0 Nope\r\n\r\n")
+                return
+            elif target == "/refuse-headers":
+                echo = b"\n".join(lines) + b"\n"
+                sock.sendall(b"HTTP/1.1 403 Forbidden\r\n" + xc + b"Content-Length: %d\r\n\r\n"
+                             % len(echo) + echo)
+            elif target == "/bad-accept":
+                sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                             b"Connection: Upgrade\r\nSec-WebSocket-Accept: bm90IGl0\r\n\r\n")
                 return
             else:
                 sock.sendall(b"HTTP/1.1 404 Not Found\r\n" + xc + b"Content-Length: 0\r\n\r\n")

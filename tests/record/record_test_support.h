@@ -220,6 +220,67 @@ inline uint16_t closed_port() {
   return ntohs(a.sin_port);
 }
 
+// A WebSocket echo server (tests/record/ws_peer.py, python3-websockets) on an ephemeral port.
+struct WsServer {
+  explicit WsServer(std::vector<std::string> extra = {}) : proc(argv(std::move(extra))) {
+    std::string line = proc.read_line();
+    REQUIRE_MESSAGE(!line.empty(), "the WebSocket test server did not start");
+    port = static_cast<uint16_t>(std::stoi(line));
+  }
+  static std::vector<std::string> argv(std::vector<std::string> extra) {
+    std::vector<std::string> a{"/usr/bin/python3",
+                               std::string(RETAKE_RECORD_TEST_DIR) + "/ws_peer.py", "server"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  }
+  Subprocess proc;
+  uint16_t port = 0;
+};
+
+// ws_peer.py's client (python3-websockets) with `args`; its output ("ok\n" on success).
+inline std::string ws_client(const std::string& args) {
+  return run("timeout 30 /usr/bin/python3 " + std::string(RETAKE_RECORD_TEST_DIR) +
+             "/ws_peer.py client " + args + " 2>&1");
+}
+
+// Whether `ws` holds a message with this direction, opcode and payload (and a timestamp).
+inline bool has_message(const flow::WebSocket& ws, bool from_client, uint8_t opcode,
+                        const std::string& payload) {
+  for (const auto& m : ws.messages)
+    if (m.from_client == from_client && m.opcode == opcode && m.payload == payload &&
+        m.timestamp > 0)
+      return true;
+  return false;
+}
+
+// The flow of the exchange both WebSocket clients of these tests run (ws_peer.py client, and
+// ws_h2_peer.py client echo): "hello", 00 01 02, "frag1"+"frag2" echoed, closed 4001 "done" by
+// the client. `status`: the upstream's answer (101 over HTTP/1.1, 200 over HTTP/2); `deflate`:
+// whether permessage-deflate was negotiated (the messages are then stored inflated).
+inline void check_ws_flow(const flow::Flow& f, int status = 101, bool deflate = true) {
+  CHECK(f.kind == flow::FlowKind::http);
+  CHECK_MESSAGE(!f.error.has_value(), (f.error ? f.error->message : std::string()));
+  REQUIRE(f.response.has_value());
+  CHECK(f.response->status == status);
+  auto accepted = f.response->headers.get("Sec-WebSocket-Extensions");
+  CHECK((accepted.value_or("").find("permessage-deflate") != std::string_view::npos) == deflate);
+  REQUIRE(f.websocket.has_value());
+  const auto& ws = *f.websocket;
+  CHECK(has_message(ws, true, 1, "hello"));
+  CHECK(has_message(ws, false, 1, "hello"));
+  CHECK(has_message(ws, true, 2, std::string("\x00\x01\x02", 3)));
+  CHECK(has_message(ws, false, 2, std::string("\x00\x01\x02", 3)));
+  CHECK(has_message(ws, true, 1, "frag1frag2"));  // reassembled from two frames
+  CHECK(has_message(ws, false, 1, "frag1frag2"));
+  for (const auto& m : ws.messages)
+    if (m.opcode == 1 || m.opcode == 2) CHECK(m.compressed == deflate);
+  CHECK(ws.close_code == 4001);
+  CHECK(ws.close_reason == "done");
+  CHECK(ws.closed_by_client);
+  CHECK(f.bytes_from_client > 0);
+  CHECK(f.bytes_from_upstream > 0);
+}
+
 }  // namespace record_test
 
 using namespace record_test;

@@ -388,64 +388,6 @@ TEST_CASE("a TLS listener in reverse mode serves a minted certificate or the giv
   CHECK(flows[0].client_tls.sni == "localhost");
 }
 
-namespace {
-
-struct WsServer {
-  explicit WsServer(std::vector<std::string> extra = {}) : proc(argv(std::move(extra))) {
-    std::string line = proc.read_line();
-    REQUIRE_MESSAGE(!line.empty(), "the WebSocket test server did not start");
-    port = static_cast<uint16_t>(std::stoi(line));
-  }
-  static std::vector<std::string> argv(std::vector<std::string> extra) {
-    std::vector<std::string> a{"/usr/bin/python3",
-                               std::string(RETAKE_RECORD_TEST_DIR) + "/ws_peer.py", "server"};
-    a.insert(a.end(), extra.begin(), extra.end());
-    return a;
-  }
-  Subprocess proc;
-  uint16_t port = 0;
-};
-
-std::string ws_client(const std::string& args) {
-  return run("timeout 30 /usr/bin/python3 " + std::string(RETAKE_RECORD_TEST_DIR) +
-             "/ws_peer.py client " + args + " 2>&1");
-}
-
-void check_ws_flow(const flow::Flow& f) {
-  CHECK(f.kind == flow::FlowKind::http);
-  CHECK_FALSE(f.error.has_value());
-  REQUIRE(f.response.has_value());
-  CHECK(f.response->status == 101);
-  // python3-websockets offers permessage-deflate and accepts it: the messages below crossed
-  // the proxy compressed and were inflated for the record.
-  auto accepted = f.response->headers.get("Sec-WebSocket-Extensions");
-  CHECK(accepted.value_or("").find("permessage-deflate") != std::string_view::npos);
-  REQUIRE(f.websocket.has_value());
-  const auto& ws = *f.websocket;
-  auto find = [&](bool from_client, uint8_t opcode, const std::string& payload) {
-    for (const auto& m : ws.messages)
-      if (m.from_client == from_client && m.opcode == opcode && m.payload == payload &&
-          m.timestamp > 0)
-        return true;
-    return false;
-  };
-  CHECK(find(true, 1, "hello"));
-  CHECK(find(false, 1, "hello"));
-  CHECK(find(true, 2, std::string("\x00\x01\x02", 3)));
-  CHECK(find(false, 2, std::string("\x00\x01\x02", 3)));
-  CHECK(find(true, 1, "frag1frag2"));  // reassembled from two frames
-  CHECK(find(false, 1, "frag1frag2"));
-  for (const auto& m : ws.messages)
-    if (m.opcode == 1 || m.opcode == 2) CHECK(m.compressed);  // inflated for the record
-  CHECK(ws.close_code == 4001);
-  CHECK(ws.close_reason == "done");
-  CHECK(ws.closed_by_client);
-  CHECK(f.bytes_from_client > 0);
-  CHECK(f.bytes_from_upstream > 0);
-}
-
-}  // namespace
-
 TEST_CASE("WebSocket through the reverse proxy: messages both ways and the close are recorded") {
   struct MessageHooks : record::RecordHooks {
     void websocket_message(flow::Flow& f, const flow::WebSocketMessage& m) override {

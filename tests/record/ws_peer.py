@@ -3,7 +3,8 @@
 
   ws_peer.py server [--tls CERT KEY]
       Prints its port on the first stdout line; echoes every message back; serves until stdin
-      closes or 60 s pass.
+      closes or 60 s pass. Selects the subprotocol "chat" when offered; plain HTTP requests
+      (and handshakes) for /forbidden get 403 "forbidden", for /plain 200 "plain".
   ws_peer.py client URL [--proxy HOST:PORT] [--cafile FILE]
       Connects (through an explicit proxy with CONNECT when --proxy is given), sends a text
       message "hello", a binary message 00 01 02, a text message fragmented as "frag1"+"frag2",
@@ -18,6 +19,7 @@ import threading
 from urllib.parse import urlsplit
 
 import websockets
+from http import HTTPStatus
 
 
 async def echo(ws, path=None):
@@ -28,8 +30,17 @@ async def echo(ws, path=None):
         pass
 
 
+def answer_plain(path, request_headers):
+    if path == "/forbidden":
+        return HTTPStatus.FORBIDDEN, [("Content-Type", "text/plain")], b"forbidden"
+    if path == "/plain":
+        return HTTPStatus.OK, [("Content-Type", "text/plain")], b"plain"
+    return None
+
+
 async def serve(context):
-    async with websockets.serve(echo, "127.0.0.1", 0, ssl=context) as server:
+    async with websockets.serve(echo, "127.0.0.1", 0, ssl=context, subprotocols=["chat"],
+                                process_request=answer_plain) as server:
         port = server.sockets[0].getsockname()[1]
         print(port, flush=True)
         await asyncio.sleep(60)
