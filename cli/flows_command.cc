@@ -177,9 +177,13 @@ int run_show(const ShowArgs& args) {
               << " bytes from client, " << f.bytes_from_upstream << " bytes from upstream\n";
   }
   if (!rq.method.empty()) {
-    std::cout << rq.method << ' '
-              << (rq.method == "CONNECT" ? rq.authority : (rq.path.empty() ? "/" : rq.path)) << ' '
-              << (rq.http_version.empty() ? "HTTP/1.1" : rq.http_version) << "\r\n";
+    std::cout << rq.method
+              << ' '
+              // A tunnel's target is its authority; an extended CONNECT (WebSocket over
+              // HTTP/2) has a path like any request.
+              << (rq.method == "CONNECT" && rq.path.empty() ? rq.authority
+                                                            : (rq.path.empty() ? "/" : rq.path))
+              << ' ' << (rq.http_version.empty() ? "HTTP/1.1" : rq.http_version) << "\r\n";
     print_headers(rq.headers);
     std::cout << "\r\n";
     print_body(rq.body, raw);

@@ -175,7 +175,9 @@ Result<std::string> export_curl(const flow::Flow& f) {
 std::string raw_request(const flow::Flow& f) {
   const auto& rq = f.request;
   std::string out;
-  std::string target = rq.method == "CONNECT" || rq.scheme.empty() ? rq.authority : rq.path;
+  // A tunnel's target is its authority; an extended CONNECT (WebSocket over HTTP/2) has a path.
+  std::string target =
+      (rq.method == "CONNECT" && rq.path.empty()) || rq.scheme.empty() ? rq.authority : rq.path;
   if (target.empty()) target = "/";
   out += rq.method + " " + target + " " + wire_version(rq.http_version) + "\r\n";
   bool add_host = !rq.headers.contains("Host") && !rq.authority.empty();

@@ -403,18 +403,19 @@ class RetakeTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("--key", r.stderr)
 
-    def test_websocket_messages_are_recorded_and_shown(self):
+    def record_websocket(self, session, client, expected):
+        """Records a WebSocket exchange through reverse mode to ws_peer.py's echo server:
+        client(port) is the argv of a ws_peer.py-like client expected to print `expected`.
+        Checks what `flows show` prints of it and returns the flow's id and that text."""
         ws = self.start_script("/usr/bin/python3", os.path.join(RECORD_TESTS, "ws_peer.py"),
                                "server")
         rec, port = self.start_record("--mode", f"reverse:http://127.0.0.1:{ws}",
-                                      "--session", "ws", "-q")
-        r = subprocess.run(["/usr/bin/python3", os.path.join(RECORD_TESTS, "ws_peer.py"),
-                            "client", f"ws://127.0.0.1:{port}/chat"],
-                           capture_output=True, text=True, timeout=40)
-        self.assertEqual(r.stdout, "ok\n", r.stderr)
+                                      "--session", session, "-q")
+        r = subprocess.run(client(port), capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.stdout, expected, r.stderr)
         code, _, err = self.stop(rec)
         self.assertEqual(code, 0, err)
-        flows = self.list_json("--session", "ws")
+        flows = self.list_json("--session", session)
         self.assertEqual(len(flows), 1)
         # Not a terminal: payloads are printed raw (the close frame's payload starts with the
         # code as two bytes), so read bytes.
@@ -424,6 +425,32 @@ class RetakeTest(unittest.TestCase):
         self.assertIn("opcode 1: hello", shown)
         self.assertIn("opcode 1: frag1frag2", shown)
         self.assertIn("# closed by client: 4001 done", shown)
+        return flows[0]["id"], shown
+
+    def test_websocket_messages_are_recorded_and_shown(self):
+        self.record_websocket("ws", lambda port: [
+            "/usr/bin/python3", os.path.join(RECORD_TESTS, "ws_peer.py"), "client",
+            f"ws://127.0.0.1:{port}/chat"], "ok\n")
+
+    def test_websocket_over_http2_is_recorded_and_shown_like_http1(self):
+        # python3-h2 + python3-wsproto speaking h2c with extended CONNECT (RFC 8441).
+        flow_id, shown = self.record_websocket("ws2", lambda port: [
+            "/usr/bin/python3", os.path.join(RECORD_TESTS, "ws_h2_peer.py"), "client", "echo",
+            "--h2c", f"127.0.0.1:{port}"], "ok deflate=True\n")
+        self.assertIn("CONNECT /chat HTTP/2\r\n:protocol: websocket\r\n", shown)
+        self.assertIn("HTTP/1.1 101 Switching Protocols", shown)
+        doc = json.loads(self.retake("flows", "show", "--json", flow_id, check=0).stdout)
+        self.assertEqual(doc["request"]["method"], "CONNECT")
+        self.assertEqual(doc["request"]["http_version"], "HTTP/2")
+        self.assertEqual(doc["response"]["status"], 101)
+        self.assertEqual(doc["response"]["http_version"], "HTTP/1.1")
+        self.assertIsNone(doc["error"])
+        ws_doc = doc["websocket"]
+        self.assertEqual((ws_doc["close_code"], ws_doc["close_reason"], ws_doc["closed_by_client"]),
+                         (4001, "done", True))
+        texts = [(m["from_client"], m["payload"]) for m in ws_doc["messages"] if m["opcode"] == 1]
+        self.assertEqual(texts, [(True, "hello"), (False, "hello"), (True, "frag1frag2"),
+                                 (False, "frag1frag2")])
 
     def test_unreachable_upstream_is_a_502_and_an_error_flow(self):
         dead = free_port()
