@@ -810,11 +810,17 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "an HTTP/2 TLS upstream without extended CONNECT gets the WebSocket over HTTP/1.1 on a "
-    "connection of its own") {
+    "an HTTP/2 TLS upstream gets the WebSocket as extended CONNECT when it enables it, else over "
+    "HTTP/1.1 on a connection of its own") {
   H2Pki pki;
-  WsH2Server server({"--no-connect-protocol", "--tls", pki.h1_cert, pki.h1_key});
-  flow::Flow f = echo_intercepted(pki, server.port, "ok deflate=False\n");
+  WsH2Server enabling({"--tls", pki.h1_cert, pki.h1_key});
+  flow::Flow f = echo_intercepted(pki, enabling.port, "ok deflate=False\n");
+  check_ws_flow(f, 200, false);
+  CHECK(f.response->http_version == "HTTP/2");
+  CHECK(f.upstream_tls.alpn == "h2");
+
+  WsH2Server old({"--no-connect-protocol", "--tls", pki.h1_cert, pki.h1_key});
+  f = echo_intercepted(pki, old.port, "ok deflate=False\n");
   check_ws_flow(f, 101, false);
   CHECK(f.response->http_version == "HTTP/1.1");
   // Not the connection that learned the upstream speaks h2: one offering only http/1.1.
