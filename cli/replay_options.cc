@@ -64,6 +64,12 @@ void add_server_replay_flags(CLI::App& cmd, ops::ServeRequest& request) {
   cmd.add_flag(
       "--no-refresh", request.no_refresh,
       "Serve Date/Expires/Last-Modified/Set-Cookie expiry as recorded instead of shifted to now");
+  cmd.add_flag("--shift-body-time", request.shift_body_time,
+               "Also shift timestamps inside response bodies (JSON, forms, text, JWT claims) "
+               "by the Date headers' shift");
+  cmd.add_option("--jwt-secret", request.jwt_secret,
+                 "HS256 key to re-sign JWTs whose time claims were shifted")
+      ->type_name("KEY");
   cmd.add_flag("--no-match-header", request.no_match_header,
                "Do not add X-Retake-Match: <flow id>");
 }

@@ -114,6 +114,8 @@ ops::ServeRequest from_proto(const v1::StartServerReplayRequest& in) {
   if (!in.on_miss().empty()) r.on_miss = in.on_miss();
   if (!in.latency().empty()) r.latency = in.latency();
   r.no_refresh = in.no_refresh();
+  r.shift_body_time = in.shift_body_time();
+  r.jwt_secret = in.jwt_secret();
   r.no_match_header = in.no_match_header();
   r.origin = in.origin();
   r.cert = in.cert();
@@ -137,6 +139,8 @@ void to_proto(const ops::ServeRequest& r, v1::StartServerReplayRequest& out) {
   out.set_on_miss(r.on_miss);
   out.set_latency(r.latency);
   out.set_no_refresh(r.no_refresh);
+  out.set_shift_body_time(r.shift_body_time);
+  out.set_jwt_secret(r.jwt_secret);
   out.set_no_match_header(r.no_match_header);
   out.set_origin(r.origin);
   out.set_cert(r.cert);

@@ -14,6 +14,7 @@
 #include "query/filter.h"
 #include "replay/client/rules.h"
 #include "replay/client/run_store.h"
+#include "replay/client/time_shift.h"
 #include "replay/server/session_flows.h"
 
 namespace retake::ops {
@@ -299,6 +300,21 @@ Result<replay::server::ServeOptions> serve_options(const ServeRequest& r) {
   options.on_miss = *miss;
   options.latency = *latency;
   options.refresh = !r.no_refresh;
+  if (r.shift_body_time && r.no_refresh)
+    return invalid("shift_body_time", "shifting body times needs refresh (no_refresh is set)");
+  if (!r.jwt_secret.empty() && !r.shift_body_time)
+    return invalid("jwt_secret", "only used with shift_body_time");
+  if (r.shift_body_time) {
+    // The same shift as the Date headers: now minus the recorded response time.
+    options.body_refresher = [secret = r.jwt_secret](flow::Response& response,
+                                                     const flow::Flow& recorded,
+                                                     int64_t shift_seconds) {
+      replay::TimeShift shift({.delta_ns = shift_seconds * replay::kNsPerSecond,
+                               .reference_ns = recorded.timing.request_started,
+                               .jwt_secret = secret});
+      shift.shift_body(response.body, response.headers);
+    };
+  }
   options.match_header = !r.no_match_header;
   options.origin = r.origin;
   options.cert_file = r.cert;

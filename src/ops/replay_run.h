@@ -131,6 +131,11 @@ struct ServeRequest {
   // "none" (default), "recorded" or milliseconds ("250", at most 60000).
   std::string latency = "none";
   bool no_refresh = false;
+  // Also shift the timestamps inside response bodies (JSON, forms, text; JWT claims) by the
+  // same amount as the Date headers, with client replay's time-shift engine. Default: false.
+  bool shift_body_time = false;
+  // HS256 key to re-sign JWTs whose time claims were shifted (needs shift_body_time).
+  std::string jwt_secret;
   bool no_match_header = false;
   // The origin requests are taken to address. Default: "" (see ServeOptions::origin).
   std::string origin;

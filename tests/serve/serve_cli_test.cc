@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -291,4 +292,53 @@ TEST_CASE("serve_session starts a server replay of a stored session inside a tes
   CHECK(report.misses == 1);
   REQUIRE(report.missed.size() == 1);
   CHECK(report.missed[0].explanation.text.find("path differs") != std::string::npos);
+}
+
+TEST_CASE("--shift-body-time moves the timestamps inside recorded bodies with the Date headers") {
+  TempDir dir;
+  std::string db = dir.path + "/db";
+  // Recorded on 2010-01-01T00:00:00Z: the shift to now is large, so a stale value cannot pass.
+  const int64_t recorded_at = 1'262'304'000;
+  auto f = recorded("old", "/order",
+                    R"({"id":7,"created":"2010-01-01T00:00:00Z","expires":1262307600})");
+  f.timing.request_started = recorded_at * 1'000'000'000LL;
+  f.timing.response_started = f.timing.request_started;
+  f.response->headers.add("Content-Type", "application/json");
+  f.response->headers.add("Date", "Fri, 01 Jan 2010 00:00:00 GMT");
+  write_store(db, {f});
+  const std::string year = std::to_string(1900 + [] {
+    std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    return tm.tm_year;
+  }());
+  {
+    Running serve(
+        {"serve", "--db", db, "--session", "old", "--listen", "127.0.0.1:0", "--shift-body-time"});
+    auto body = curl("http://" + serve.address + "/order");
+    CHECK_MESSAGE(body.find("\"created\":\"" + year + "-") != std::string::npos, body);
+    // The epoch seconds moved by the same shift: an hour after `created`, near now.
+    auto at = body.find("\"expires\":");
+    REQUIRE(at != std::string::npos);
+    long long expires = std::stoll(body.substr(at + 10));
+    long long now = std::time(nullptr);
+    CHECK(expires > now + 3000);
+    CHECK(expires < now + 3700);
+    CHECK(body.find("\"id\":7") != std::string::npos);
+    CHECK(serve.stop() == 0);
+  }
+  {
+    Running serve({"serve", "--db", db, "--session", "old", "--listen", "127.0.0.1:0"});
+    CHECK(curl("http://" + serve.address + "/order") ==
+          R"({"id":7,"created":"2010-01-01T00:00:00Z","expires":1262307600})");
+    CHECK(serve.stop() == 0);
+  }
+  auto bad = run_cli("serve --db " + db +
+                     " --session old --listen 127.0.0.1:0 --shift-body-time "
+                     "--no-refresh");
+  CHECK(bad.code == 2);
+  CHECK(bad.err.find("--shift-body-time") != std::string::npos);
+  bad = run_cli("serve --db " + db + " --session old --listen 127.0.0.1:0 --jwt-secret k");
+  CHECK(bad.code == 2);
+  CHECK(bad.err.find("--jwt-secret: only used with shift_body_time") != std::string::npos);
 }

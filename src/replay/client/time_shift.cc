@@ -414,42 +414,47 @@ void TimeShift::shift_request(flow::Request& request, TimeShiftReport* report) c
   if (auto q = request.path.find('?'); q != std::string::npos)
     request.path = request.path.substr(0, q + 1) +
                    shift_params(*this, std::string_view(request.path).substr(q + 1), false, report);
-  if (request.body.data.empty()) return;
-  if (request.body.truncated) {
+  shift_body(request.body, request.headers, report);
+}
+
+void TimeShift::shift_body(flow::Body& message_body, flow::Headers& headers,
+                           TimeShiftReport* report) const {
+  if (message_body.data.empty()) return;
+  if (message_body.truncated) {
     if (report) ++report->skipped_bodies;
     return;
   }
-  std::string ctype(request.headers.get("Content-Type").value_or(""));
-  std::string encoding(request.headers.get("Content-Encoding").value_or(""));
+  std::string ctype(headers.get("Content-Type").value_or(""));
+  std::string encoding(headers.get("Content-Encoding").value_or(""));
   const bool encoded = !encoding.empty() && !flow::iequals(encoding, "identity");
   std::string body;
   if (encoded) {
     // Compressed bodies are decoded, shifted and re-encoded with the same codings, as the
     // rules do; one that does not decode is left alone and counted.
-    auto decoded = codec::decode_content(request.body.data, encoding);
+    auto decoded = codec::decode_content(message_body.data, encoding);
     if (!decoded) {
       if (report) ++report->skipped_bodies;
       return;
     }
     body = std::move(*decoded);
   } else {
-    body = std::move(request.body.data);
+    body = std::move(message_body.data);
   }
   bool changed = shift_body_text(*this, body, ctype, report);
   if (!encoded) {
-    request.body.data = std::move(body);
+    message_body.data = std::move(body);
   } else if (changed) {
     auto reencoded = codec::encode_content(body, encoding);
     if (!reencoded) {
       if (report) ++report->skipped_bodies;
       return;
     }
-    request.body.data = std::move(*reencoded);
+    message_body.data = std::move(*reencoded);
   }
   if (!changed) return;
-  request.body.size = request.body.data.size();
-  if (request.headers.contains("Content-Length"))
-    request.headers.set("Content-Length", std::to_string(request.body.data.size()));
+  message_body.size = message_body.data.size();
+  if (headers.contains("Content-Length"))
+    headers.set("Content-Length", std::to_string(message_body.data.size()));
 }
 
 std::optional<int64_t> parse_shift(std::string_view text) {

@@ -34,7 +34,7 @@ struct TimeShiftOptions {
   // Half-width of the plausibility window for epoch numbers. Default: 10 years.
   int64_t window_ns = kTenYearsNs;
   // HS256 key for re-signing JWTs whose claims were shifted. Default: "" (JWTs left alone).
-  std::string jwt_secret;
+  std::string jwt_secret{};
 };
 
 // What a shift did, for the run report. Counters add up over calls.
@@ -63,6 +63,13 @@ class TimeShift {
   // (percent-decoded, shifted, re-encoded), and the body when it is JSON, a form
   // (application/x-www-form-urlencoded) or text/*. Content-Length is left to the sender.
   void shift_request(flow::Request& request, TimeShiftReport* report = nullptr) const;
+
+  // A message body alone (a request's or a stored response's): shifted when `headers` say it
+  // is JSON, a form or text/*; a Content-Encoding is decoded and put back. Content-Length in
+  // `headers` follows a changed size. Truncated and undecodable bodies are left alone
+  // (counted in skipped_bodies).
+  void shift_body(flow::Body& body, flow::Headers& headers,
+                  TimeShiftReport* report = nullptr) const;
 
   // One JWT ("xxx.yyy.zzz"): claims shifted and re-signed, or nullopt when it is not a JWT,
   // has no time claims, or cannot be re-signed (then `report->jwt_unsigned` counts it).
