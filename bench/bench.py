@@ -88,7 +88,7 @@ def tree_rss_kb(pid):
 
 
 NGINX_BACKEND = """
-daemon off; worker_processes 1; pid {dir}/backend.pid; error_log {dir}/backend-error.log;
+daemon off; worker_processes {workers}; pid {dir}/{name}.pid; error_log {dir}/{name}-error.log;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
@@ -255,7 +255,8 @@ def h2_bench(args, nginx):
     try:
         backend = free_port()
         with open(f"{work}/backend.conf", "w") as f:
-            f.write(NGINX_BACKEND.format(dir=work, port=backend, body=body))
+            f.write(NGINX_BACKEND.format(dir=work, port=backend, body=body, workers=1,
+                                          name="backend"))
         procs.start([nginx, "-p", work, "-c", f"{work}/backend.conf"])
         backend_h2 = free_port()
         with open(f"{work}/backend-h2.conf", "w") as f:
@@ -306,7 +307,8 @@ def serve_bench(args, nginx, mitmdump):
     try:
         backend = free_port()
         with open(f"{work}/backend.conf", "w") as f:
-            f.write(NGINX_BACKEND.format(dir=work, port=backend, body=body))
+            f.write(NGINX_BACKEND.format(dir=work, port=backend, body=body, workers=1,
+                                          name="backend"))
         procs.start([nginx, "-p", work, "-c", f"{work}/backend.conf"])
         wait_port(backend)
         # One recorded exchange each, from the same backend.
@@ -323,7 +325,15 @@ def serve_bench(args, nginx, mitmdump):
                      "--listen", f"127.0.0.1:{serve_port}", "--threads", str(args.threads),
                      "-q", "--no-refresh"], env=env)
         wait_port(serve_port)
-        targets = [("nginx", backend), ("retake", serve_port)]
+        # The static peer runs as many workers as retake runs threads (--threads), like every
+        # other comparison here; the backend that fed the recording stays at one.
+        static = free_port()
+        with open(f"{work}/static.conf", "w") as f:
+            f.write(NGINX_BACKEND.format(dir=work, port=static, body=body, workers=args.threads,
+                                         name="static"))
+        procs.start([nginx, "-p", work, "-c", f"{work}/static.conf"])
+        wait_port(static)
+        targets = [("nginx", static), ("retake", serve_port)]
         if mitmdump and not args.skip_mitmdump:
             mp = free_port()
             m = procs.start([mitmdump, "-q", "--listen-host", "127.0.0.1", "-p", str(mp),
@@ -343,7 +353,8 @@ def serve_bench(args, nginx, mitmdump):
         results = measure(targets, (1, 50), args.duration, run_wrk, rounds=args.rounds)
         print()
         print(f"retake serve (server replay) benchmark ({args.duration}s per run, wrk, "
-              f"{args.threads} retake threads, nginx 1 worker serving the body itself)")
+              f"{args.threads} retake threads, {args.threads} nginx workers serving the body "
+              f"itself)")
         print(f"{'target':10s} {'conns':>5s} {'req/s':>10s} {'p50 ms':>8s} {'errors':>7s}")
         for (name, conns), r in results.items():
             print(f"{name:10s} {conns:5d} {r['rps'] or 0:10.0f} {r['p50_ms'] or 0:8.3f} "
@@ -511,7 +522,8 @@ def main():
     try:
         backend = free_port()
         with open(f"{work}/backend.conf", "w") as f:
-            f.write(NGINX_BACKEND.format(dir=work, port=backend, body=body))
+            f.write(NGINX_BACKEND.format(dir=work, port=backend, body=body, workers=1,
+                                          name="backend"))
         procs.start([nginx, "-p", work, "-c", f"{work}/backend.conf"])
         wait_port(backend)
 
