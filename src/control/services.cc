@@ -297,7 +297,7 @@ void FlowHub::close() {
 
 // ---- Recorder ----
 
-void RecorderService::describe(const Running& r, bool running, v1::RecorderStatus& out) {
+void RecorderService::describe(const Running& r, bool running, v1::RecorderStatus& out) const {
   out.set_recorder_id(r.id);
   out.set_mode(r.mode);
   out.set_bound_address(r.bound_address);
@@ -311,6 +311,9 @@ void RecorderService::describe(const Running& r, bool running, v1::RecorderStatu
   st.set_flows_dropped(s.flows_dropped);
   st.set_errors(s.errors);
   st.set_upstream_connects(s.upstream_connects);
+  auto w = writer_.stats();
+  st.set_flows_waiting_for_space(w.waiting_for_space);
+  st.set_disk_space_pauses(w.stalls);
 }
 
 grpc::Status RecorderService::Start(grpc::ServerContext* context,

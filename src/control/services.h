@@ -116,7 +116,7 @@ class RecorderService final : public v1::Recorder::Service {
     std::unique_ptr<record::Responder> responder;
     std::unique_ptr<record::Recorder> recorder;
   };
-  static void describe(const Running& r, bool running, v1::RecorderStatus& out);
+  void describe(const Running& r, bool running, v1::RecorderStatus& out) const;
 
   const TokenCheck& auth_;
   store::FlowWriter& writer_;

@@ -1557,3 +1557,38 @@ TEST_CASE("retake serve --remote has the daemon serve a session until the comman
   CHECK(bad.find("--on-miss") != std::string::npos);
   CHECK(daemon.child->stop() == 0);
 }
+
+TEST_CASE("a recorder's status shows flows waiting while the daemon's disk is short of space") {
+  Upstream upstream;
+  // A reserve no disk has: writing pauses at the first flow.
+  Daemon daemon({"--min-free-space", "1000000GiB"});
+  auto recorders = v1::Recorder::NewStub(daemon.channel);
+  auto flows = v1::Flows::NewStub(daemon.channel);
+  v1::StartRecorderRequest start;
+  start.set_mode("reverse:http://127.0.0.1:" + std::to_string(upstream.port));
+  start.set_listen("127.0.0.1:0");
+  start.set_session("short");
+  v1::StartRecorderResponse started;
+  REQUIRE(recorders->Start(context().get(), start, &started).ok());
+  const std::string proxy = "http://" + started.bound_address();
+  REQUIRE(curl(proxy + "/json") == 0);  // the proxy answers while recording is paused
+  REQUIRE(curl(proxy + "/json") == 0);
+
+  v1::RecorderRef ref;
+  ref.set_recorder_id(started.recorder_id());
+  v1::RecorderStatus status;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  do {
+    REQUIRE(recorders->Status(context().get(), ref, &status).ok());
+    if (status.stats().flows_waiting_for_space() == 2) break;
+    std::this_thread::sleep_for(20ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  CHECK(status.stats().flows() == 2);
+  CHECK(status.stats().flows_waiting_for_space() == 2);
+  CHECK(status.stats().disk_space_pauses() == 1);
+  v1::ListFlowsRequest list;
+  list.set_session("short");
+  v1::ListFlowsResponse page;
+  REQUIRE(flows->List(context().get(), list, &page).ok());
+  CHECK(page.flows_size() == 0);  // nothing written while paused
+}
