@@ -333,8 +333,9 @@ flow::Headers read_headers(const std::optional<JsonAt>& at, std::string* authori
     auto h = at->at(i);
     auto name = h.get("name").string();
     std::string value = h.string_or("value", "");
-    // HTTP/2 pseudo-headers (Chrome lists them) live in Request fields, not in Headers.
-    if (!name.empty() && name.front() == ':') {
+    // HTTP/2 pseudo-headers (Chrome lists them) live in Request fields, not in Headers; but
+    // :protocol, which marks an extended CONNECT (RFC 8441), is a field of the flow model.
+    if (!name.empty() && name.front() == ':' && name != ":protocol") {
       if (authority && name == ":authority") *authority = value;
       continue;
     }
@@ -423,7 +424,9 @@ flow::Flow import_entry(const JsonAt& e, const ImportOptions& options) {
   std::string pseudo_authority;
   f.request.headers = read_headers(rq.find("headers"), &pseudo_authority);
   if (!pseudo_authority.empty()) f.request.authority = pseudo_authority;
-  if (f.request.method == "CONNECT") f.request.path.clear();
+  // A tunnel's CONNECT names only an authority; an extended CONNECT keeps its path.
+  if (f.request.method == "CONNECT" && !f.request.headers.contains(":protocol"))
+    f.request.path.clear();
   if (auto post = rq.find("postData")) {
     if (post->find("text")) {
       f.request.body.data = decode_text(*post, "text");

@@ -298,3 +298,24 @@ TEST_CASE("Chrome's HTTP/2 pseudo-headers and WebSocket times in seconds are und
   CHECK_FALSE(f.websocket->messages[0].from_client);
   CHECK(f.websocket->messages[0].timestamp == 1'767'225'600'250'000'000);
 }
+
+TEST_CASE("a WebSocket over HTTP/2 flow (extended CONNECT) keeps :protocol and its path") {
+  auto f = full_flow();
+  f.id = 0;
+  f.request.method = "CONNECT";
+  f.request.path = "/chat";
+  f.request.http_version = "HTTP/2";
+  f.request.headers = {};
+  f.request.headers.add(":protocol", "websocket");
+  f.request.headers.add("sec-websocket-version", "13");
+  f.request.body = {};
+  f.request.trailers = {};
+  auto r = import_har(export_har({f}));
+  REQUIRE_MESSAGE(r.ok(), r.status().to_string());
+  REQUIRE(r->flows.size() == 1);
+  const auto& back = r->flows[0];
+  CHECK(back.request.method == "CONNECT");
+  CHECK(back.request.path == "/chat");
+  CHECK(back.request.headers.get(":protocol") == std::optional<std::string_view>("websocket"));
+  CHECK(back == f);
+}
