@@ -280,7 +280,7 @@ void add_record_command(CLI::App& app, Action& action) {
   for (const char* name :
        {"--filter", "--ignore-param", "--ignore-body", "--ignore-field", "--ignore-host",
         "--ignore-port", "--use-header", "--on-exhausted", "--on-miss", "--no-refresh",
-        "--shift-body-time", "--jwt-secret", "--no-match-header", "--latency"})
+        "--shift-body-time", "--jwt-secret", "--match-rules", "--no-match-header", "--latency"})
     cmd->get_option(name)->needs(server_replay);
   cmd->callback([args, &action] { action = [args] { return run_record(*args); }; });
 }

@@ -55,6 +55,10 @@ void add_server_replay_flags(CLI::App& cmd, ops::ServeRequest& request) {
   cmd.add_option("--use-header", request.use_header,
                  "Request header whose value joins the match key")
       ->type_name("NAME");
+  cmd.add_option("--match-rules", request.match_rules,
+                 "Rules file whose match: section gives other matching options to the flows "
+                 "its filters select")
+      ->type_name("FILE");
   cmd.add_option("--on-exhausted", request.on_exhausted,
                  "After a request's last recorded response: repeat-last (default), cycle, miss")
       ->type_name("POLICY");

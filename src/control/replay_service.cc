@@ -110,6 +110,7 @@ ops::ServeRequest from_proto(const v1::StartServerReplayRequest& in) {
   r.ignore_port = in.ignore_port();
   r.ignore_field.assign(in.ignore_field().begin(), in.ignore_field().end());
   r.use_header.assign(in.use_header().begin(), in.use_header().end());
+  r.match_rules = in.match_rules();
   if (!in.on_exhausted().empty()) r.on_exhausted = in.on_exhausted();
   if (!in.on_miss().empty()) r.on_miss = in.on_miss();
   if (!in.latency().empty()) r.latency = in.latency();
@@ -135,6 +136,7 @@ void to_proto(const ops::ServeRequest& r, v1::StartServerReplayRequest& out) {
   out.set_ignore_port(r.ignore_port);
   for (const auto& v : r.ignore_field) out.add_ignore_field(v);
   for (const auto& v : r.use_header) out.add_use_header(v);
+  out.set_match_rules(r.match_rules);
   out.set_on_exhausted(r.on_exhausted);
   out.set_on_miss(r.on_miss);
   out.set_latency(r.latency);

@@ -15,6 +15,7 @@
 #include "replay/client/rules.h"
 #include "replay/client/run_store.h"
 #include "replay/client/time_shift.h"
+#include "replay/server/match_rules.h"
 #include "replay/server/session_flows.h"
 
 namespace retake::ops {
@@ -283,6 +284,7 @@ Result<replay::server::ServeOptions> serve_options(const ServeRequest& r) {
                    "expected recorded, none or a delay in milliseconds (at most 60000), got " +
                        quoted(r.latency));
   if (auto st = check_text("origin", r.origin); !st.ok()) return st;
+  if (auto st = check_text("match_rules", r.match_rules); !st.ok()) return st;
   if (auto st = check_text("cert", r.cert); !st.ok()) return st;
   if (auto st = check_text("key", r.key); !st.ok()) return st;
   if (r.cert.empty() != r.key.empty()) return invalid("cert", "cert and key go together");
@@ -329,6 +331,11 @@ Result<PreparedServe> prepare_serve(store::FlowStore& store, const ServeRequest&
                                     bool log_hits) {
   auto options = serve_options(request);
   if (!options) return options.status();
+  if (!request.match_rules.empty()) {
+    auto scopes = replay::server::load_match_rules(request.match_rules, options->match);
+    if (!scopes) return Status(scopes.status().code(), "match_rules: " + scopes.status().message());
+    options->match.scopes = std::move(*scopes);
+  }
   if (log) options->log = std::move(log);
   options->log_hits = log_hits;
   std::optional<query::Filter> filter;

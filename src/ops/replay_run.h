@@ -124,6 +124,9 @@ struct ServeRequest {
   bool ignore_port = false;
   std::vector<std::string> ignore_field;
   std::vector<std::string> use_header;
+  // A rules file whose `match:` section gives other matching options to parts of the session
+  // (replay/server/match_rules.h); a path on this host. Read by prepare_serve. Default: "".
+  std::string match_rules;
   // "repeat-last" (default), "cycle" or "miss".
   std::string on_exhausted = "repeat-last";
   // "404" (default), "502", "forward" or "kill".

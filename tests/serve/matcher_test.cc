@@ -1,4 +1,5 @@
 #include "replay/server/matcher.h"
+#include "replay/server/match_rules.h"
 
 #include <doctest/doctest.h>
 
@@ -310,4 +311,80 @@ TEST_CASE("concurrent lookups serve each recorded response exactly once") {
   CHECK(hits == 400);
   CHECK(misses == 200);
   for (auto c : m->served_counts()) CHECK(c == 1);
+}
+
+TEST_CASE("scoped options key each recorded flow by the first scope that accepts it") {
+  MatchOptions options;
+  ScopedMatch orders;
+  orders.name = "orders";
+  orders.when = [](const flow::Flow& f) { return f.request.path.starts_with("/orders"); };
+  orders.options.ignore_params = {"ts"};
+  orders.options.on_exhausted = OnExhausted::cycle;
+  options.scopes.push_back(orders);
+  auto m = build({make_flow(1, "GET", "/orders?ts=1&id=7"),
+                  make_flow(2, "GET", "/orders?ts=2&id=7"), make_flow(3, "GET", "/items?ts=1")},
+                 options);
+  CHECK(m->key_count() == 2);
+  // Under the scope, ts is left out, and its own on-exhausted policy (cycle) holds.
+  CHECK(m->lookup(make_request("GET", "/orders?id=7&ts=999")).flow->id == 1);
+  CHECK(m->lookup(make_request("GET", "/orders?id=7")).flow->id == 2);
+  CHECK(m->lookup(make_request("GET", "/orders?id=7&ts=0")).flow->id == 1);
+  CHECK(m->lookup(make_request("GET", "/orders?id=8")).miss);
+  // Outside it, the base options: ts still counts, and the miss says so.
+  CHECK(m->lookup(make_request("GET", "/items?ts=1")).flow->id == 3);
+  auto miss = m->lookup(make_request("GET", "/items?ts=2"));
+  REQUIRE(miss.miss);
+  REQUIRE_FALSE(miss.miss->candidates.empty());
+  CHECK(miss.miss->candidates[0].flow_id == 3);
+  auto* d = find_difference(miss.miss->candidates[0], Difference::Part::query);
+  REQUIRE(d);
+  CHECK(d->name == "ts");
+}
+
+TEST_CASE("a match rules file adds to the base options per rule and names its mistakes") {
+  MatchOptions base;
+  base.ignore_params = {"nonce"};
+  auto scopes = parse_match_rules(R"(
+match:
+  - name: orders
+    when: "~u /orders"
+    ignore_param: [ts]
+    ignore_field: ["$.requestId"]
+    use_header: X-Tenant
+    ignore_host: true
+    on_exhausted: miss
+rules: []
+)",
+                                  "m.yaml", base);
+  REQUIRE_MESSAGE(scopes.ok(), scopes.status().to_string());
+  REQUIRE(scopes->size() == 1);
+  const auto& o = (*scopes)[0].options;
+  CHECK(o.ignore_params == std::vector<std::string>{"nonce", "ts"});
+  CHECK(o.ignore_fields == std::vector<std::string>{"$.requestId"});
+  CHECK(o.use_headers == std::vector<std::string>{"X-Tenant"});
+  CHECK(o.ignore_host);
+  CHECK_FALSE(o.ignore_port);
+  CHECK(o.on_exhausted == OnExhausted::miss);
+  REQUIRE((*scopes)[0].when);
+  CHECK((*scopes)[0].when(make_flow(1, "GET", "/orders/1")));
+  CHECK_FALSE((*scopes)[0].when(make_flow(1, "GET", "/items/1")));
+
+  auto error = [&](const char* text) {
+    auto r = parse_match_rules(text, "m.yaml", base);
+    REQUIRE_FALSE(r.ok());
+    return r.status().message();
+  };
+  CHECK(error("match:\n  - name: a\n    ignore_parm: [x]\n") ==
+        "m.yaml line 3: match rule 'a': unknown key 'ignore_parm' (expected name, when, "
+        "ignore_param, ignore_field, use_header, ignore_body, ignore_host, ignore_port, "
+        "on_exhausted)");
+  CHECK(error("match:\n  - name: a\n  - name: a\n") ==
+        "m.yaml line 3: match rule 'a' is named twice");
+  CHECK(error("match:\n  - ignore_host: true\n").find("needs a name") != std::string::npos);
+  CHECK(error("match:\n  - name: a\n    when: \"~q (\"\n").find("line 3: match rule 'a': when:") !=
+        std::string::npos);
+  CHECK(error("mtach: []\n").find("unknown section 'mtach'") != std::string::npos);
+  CHECK(error("rules: []\n") == "m.yaml: no match: section");
+  CHECK(error("match:\n  - name: a\n    ignore_body: true\n    ignore_field: [x]\n")
+            .find("ignore_body and ignore_field exclude each other") != std::string::npos);
 }

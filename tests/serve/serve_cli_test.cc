@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -341,4 +342,33 @@ TEST_CASE("--shift-body-time moves the timestamps inside recorded bodies with th
   bad = run_cli("serve --db " + db + " --session old --listen 127.0.0.1:0 --jwt-secret k");
   CHECK(bad.code == 2);
   CHECK(bad.err.find("--jwt-secret: only used with shift_body_time") != std::string::npos);
+}
+
+TEST_CASE("retake serve --match-rules gives part of a session its own matching options") {
+  TempDir dir;
+  std::string db = dir.path + "/db";
+  write_store(
+      db, {recorded("r", "/orders?ts=1&id=7", "order 7"), recorded("r", "/items?ts=1", "items")});
+  std::string rules = dir.path + "/rules.yaml";
+  {
+    std::ofstream out(rules);
+    out << "match:\n  - name: orders\n    when: \"~u /orders\"\n    ignore_param: [ts]\n";
+  }
+  Running serve(
+      {"serve", "--db", db, "--session", "r", "--listen", "127.0.0.1:0", "--match-rules", rules});
+  CHECK(curl("'http://" + serve.address + "/orders?ts=42&id=7'") == "order 7");
+  CHECK(curl("-o /dev/null -w '%{http_code}' 'http://" + serve.address + "/items?ts=42'") == "404");
+  CHECK(curl("'http://" + serve.address + "/items?ts=1'") == "items");
+  CHECK(serve.stop() == 0);
+
+  {
+    std::ofstream out(rules);
+    out << "match:\n  - name: orders\n    ignore_parm: [ts]\n";
+  }
+  auto bad =
+      run_cli("serve --db " + db + " --session r --listen 127.0.0.1:0 --match-rules " + rules);
+  CHECK(bad.code != 0);
+  CHECK_MESSAGE(bad.err.find(rules + " line 3: match rule 'orders': unknown key 'ignore_parm'") !=
+                    std::string::npos,
+                bad.err);
 }

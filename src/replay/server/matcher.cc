@@ -545,19 +545,58 @@ std::string MissExplanation::to_json() const {
 
 struct Bucket {
   std::vector<size_t> flows;  // indexes into State::flows, recorded order
+  size_t group = 0;           // State::groups: the options its flows are keyed with
   KeyedRequest representative;
   std::mutex mutex;
   size_t cursor = 0;  // responses served so far under this key
 };
 
-struct Matcher::State {
+// One set of matching options and the keys recorded under it: a scope of MatchOptions::scopes,
+// or the options themselves (always last).
+struct Group {
+  std::string name;
+  std::function<bool(const flow::Flow&)> when;
   Compiled compiled;
+  std::unordered_map<std::string, size_t> by_key;  // key -> State::buckets index
+};
+
+struct Matcher::State {
+  std::vector<Group> groups;
   std::vector<flow::Flow> flows;
   size_t skipped = 0;
   std::vector<std::unique_ptr<Bucket>> buckets;
-  std::unordered_map<std::string, size_t> by_key;
   std::unique_ptr<std::atomic<uint64_t>[]> served;
+  const Compiled& base() const { return groups.back().compiled; }
 };
+
+namespace {
+
+Result<Compiled> compile(MatchOptions options, const std::string& scope) {
+  std::string where = scope.empty() ? "" : "match rule '" + scope + "': ";
+  Compiled out;
+  if (options.ignore_body && !options.ignore_fields.empty())
+    return Status(
+        Errc::invalid_argument,
+        where + "ignoring the whole body and ignoring body fields conflict: give one of them");
+  for (const auto& field : options.ignore_fields) {
+    if (field.empty())
+      return Status(Errc::invalid_argument, where + "an ignored body field name is empty");
+    if (field.front() == '$') {
+      auto path = diff::JsonPath::parse(field);
+      if (!path.ok())
+        return Status(Errc::invalid_argument,
+                      where + "ignored JSON field '" + field + "': " + path.status().message());
+      out.json_ignores.push_back(std::move(path.value()));
+    } else {
+      out.form_ignores.push_back(field);
+    }
+  }
+  options.scopes.clear();
+  out.options = std::move(options);
+  return out;
+}
+
+}  // namespace
 
 Matcher::Matcher(std::unique_ptr<State> state) : state_(std::move(state)) {}
 Matcher::~Matcher() = default;
@@ -565,22 +604,14 @@ Matcher::~Matcher() = default;
 Result<std::unique_ptr<Matcher>> Matcher::build(std::vector<flow::Flow> flows,
                                                 MatchOptions options) {
   auto state = std::make_unique<State>();
-  if (options.ignore_body && !options.ignore_fields.empty())
-    return Status(Errc::invalid_argument,
-                  "ignoring the whole body and ignoring body fields conflict: give one of them");
-  for (const auto& field : options.ignore_fields) {
-    if (field.empty()) return Status(Errc::invalid_argument, "an ignored body field name is empty");
-    if (field.front() == '$') {
-      auto path = diff::JsonPath::parse(field);
-      if (!path.ok())
-        return Status(Errc::invalid_argument,
-                      "ignored JSON field '" + field + "': " + path.status().message());
-      state->compiled.json_ignores.push_back(std::move(path.value()));
-    } else {
-      state->compiled.form_ignores.push_back(field);
-    }
+  for (auto& scope : options.scopes) {
+    auto compiled = compile(scope.options, scope.name.empty() ? "(unnamed)" : scope.name);
+    if (!compiled.ok()) return compiled.status();
+    state->groups.push_back({scope.name, scope.when, std::move(compiled.value()), {}});
   }
-  state->compiled.options = std::move(options);
+  auto base = compile(std::move(options), "");
+  if (!base.ok()) return base.status();
+  state->groups.push_back({"", nullptr, std::move(base.value()), {}});
 
   std::vector<flow::Flow> kept;
   for (auto& f : flows) {
@@ -598,10 +629,16 @@ Result<std::unique_ptr<Matcher>> Matcher::build(std::vector<flow::Flow> flows,
   state->flows = std::move(kept);
   state->served = std::make_unique<std::atomic<uint64_t>[]>(state->flows.size());
   for (size_t i = 0; i < state->flows.size(); ++i) {
-    auto k = key_of(state->flows[i].request, state->compiled);
-    auto [it, inserted] = state->by_key.try_emplace(k.key, state->buckets.size());
+    size_t g = 0;
+    while (g + 1 < state->groups.size() &&
+           !(state->groups[g].when == nullptr || state->groups[g].when(state->flows[i])))
+      ++g;
+    Group& group = state->groups[g];
+    auto k = key_of(state->flows[i].request, group.compiled);
+    auto [it, inserted] = group.by_key.try_emplace(k.key, state->buckets.size());
     if (inserted) {
       state->buckets.push_back(std::make_unique<Bucket>());
+      state->buckets.back()->group = g;
       state->buckets.back()->representative = std::move(k);
     }
     state->buckets[it->second]->flows.push_back(i);
@@ -611,20 +648,29 @@ Result<std::unique_ptr<Matcher>> Matcher::build(std::vector<flow::Flow> flows,
 
 MatchResult Matcher::lookup(const flow::Request& request) {
   auto& s = *state_;
-  auto k = key_of(request, s.compiled, /*with_line=*/false);
-  auto it = s.by_key.find(k.key);
+  KeyedRequest k;
+  const Compiled* compiled = nullptr;
+  Bucket* found = nullptr;
+  for (const auto& group : s.groups) {
+    k = key_of(request, group.compiled, /*with_line=*/false);
+    if (auto it = group.by_key.find(k.key); it != group.by_key.end()) {
+      found = s.buckets[it->second].get();
+      compiled = &group.compiled;
+      break;
+    }
+  }
   MatchResult result;
-  if (it == s.by_key.end()) {
+  if (!found) {
     result.miss = explain(request);
     return result;
   }
-  Bucket& b = *s.buckets[it->second];
+  Bucket& b = *found;
   size_t count = b.flows.size();
   size_t n;
   {
     std::lock_guard lock(b.mutex);
     n = b.cursor;
-    if (n >= count && s.compiled.options.on_exhausted == OnExhausted::miss) {
+    if (n >= count && compiled->options.on_exhausted == OnExhausted::miss) {
       n = SIZE_MAX;
     } else {
       ++b.cursor;
@@ -640,7 +686,7 @@ MatchResult Matcher::lookup(const flow::Request& request) {
     c.flow_id = s.flows[b.flows.back()].id;
     c.request_line = b.representative.request_line;
     c.recorded_count = count;
-    auto cmp = compare(b.representative, k, s.compiled);
+    auto cmp = compare(b.representative, k, *compiled);
     c.parts_matched = cmp.matched;
     c.parts_total = cmp.total;
     e.candidates.push_back(std::move(c));
@@ -655,7 +701,7 @@ MatchResult Matcher::lookup(const flow::Request& request) {
   size_t pick = n;
   if (n >= count) {
     result.reused = true;
-    pick = s.compiled.options.on_exhausted == OnExhausted::cycle ? n % count : count - 1;
+    pick = compiled->options.on_exhausted == OnExhausted::cycle ? n % count : count - 1;
   }
   size_t index = b.flows[pick];
   s.served[index].fetch_add(1, std::memory_order_relaxed);
@@ -666,7 +712,12 @@ MatchResult Matcher::lookup(const flow::Request& request) {
 
 MissExplanation Matcher::explain(const flow::Request& request) const {
   const auto& s = *state_;
-  auto k = key_of(request, s.compiled);
+  // The request keyed as each group keys its recordings: each candidate is compared under the
+  // options its own flows were keyed with.
+  std::vector<KeyedRequest> keys;
+  keys.reserve(s.groups.size());
+  for (const auto& group : s.groups) keys.push_back(key_of(request, group.compiled));
+  const KeyedRequest& k = keys.back();
   MissExplanation e;
   e.request_line = k.request_line;
   if (s.buckets.empty()) {
@@ -681,7 +732,8 @@ MissExplanation Matcher::explain(const flow::Request& request) const {
   std::vector<Scored> scored;
   scored.reserve(s.buckets.size());
   for (size_t i = 0; i < s.buckets.size(); ++i)
-    scored.push_back({i, compare(s.buckets[i]->representative, k, s.compiled)});
+    scored.push_back({i, compare(s.buckets[i]->representative, keys[s.buckets[i]->group],
+                                 s.groups[s.buckets[i]->group].compiled)});
   size_t top = std::min(kMaxCandidates, scored.size());
   std::partial_sort(scored.begin(), scored.begin() + top, scored.end(),
                     [](const Scored& a, const Scored& b) {
@@ -721,7 +773,7 @@ MissExplanation Matcher::explain(const flow::Request& request) const {
 }
 
 const MatchOptions& Matcher::options() const {
-  return state_->compiled.options;
+  return state_->base().options;
 }
 const std::vector<flow::Flow>& Matcher::flows() const {
   return state_->flows;

@@ -34,6 +34,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -52,6 +53,8 @@ enum class OnExhausted {
 };
 const char* on_exhausted_name(OnExhausted value) noexcept;
 std::optional<OnExhausted> on_exhausted_from_name(std::string_view name) noexcept;
+
+struct ScopedMatch;
 
 struct MatchOptions {
   // Query parameter names left out of the key (exact, case-sensitive). Default: none.
@@ -72,6 +75,18 @@ struct MatchOptions {
   // Most bytes of a request body parsed as JSON or form for matching; larger bodies are compared
   // as bytes. Default: 8 MiB.
   size_t max_parsed_body = size_t{8} << 20;
+  // Other options for some recorded flows (a rules file's `match:` entries): each recorded flow
+  // is keyed with the options of the first scope whose `when` accepts it, the others with these.
+  // A request is looked up under each scope's key in order, then under these; the first
+  // recorded key it equals answers. Scopes inside scopes are ignored. Default: none.
+  std::vector<ScopedMatch> scopes{};
+};
+
+// Matching options for the recorded flows a predicate accepts.
+struct ScopedMatch {
+  std::string name;                               // for explanations and errors
+  std::function<bool(const flow::Flow&)> when{};  // null: every flow
+  MatchOptions options;
 };
 
 // One part of the key that differed between a request and a recorded candidate.
