@@ -74,6 +74,9 @@ int run_remote_record(const RecordArgs& args, const record::RecorderOptions& opt
   if (!args.cert.empty()) request.cert = std::filesystem::absolute(args.cert).string();
   if (!args.key.empty()) request.key = std::filesystem::absolute(args.key).string();
   request.server_replay = args.server_replay;
+  if (!request.server_replay.match_rules.empty())
+    request.server_replay.match_rules =
+        std::filesystem::absolute(request.server_replay.match_rules).string();
   auto client = connected(control::RemoteRecorder::connect(remote_options(args.remote)));
   auto started = client->start(request);
   if (!started) {

@@ -28,7 +28,7 @@ struct ServeArgs {
 // Through a daemon: it loads the session from its store and serves until this command is
 // stopped, then prints the same report. Paths are made absolute: the daemon resolves them.
 int run_remote(ops::ServeRequest request, const RemoteArgs& remote, const sigset_t& stop_signals) {
-  for (auto* path : {&request.cert, &request.key})
+  for (auto* path : {&request.cert, &request.key, &request.match_rules})
     if (!path->empty()) *path = std::filesystem::absolute(*path).string();
   auto client = connected(control::RemoteReplay::connect(remote_options(remote)));
   auto server = client->start_server(request);

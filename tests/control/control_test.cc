@@ -43,7 +43,8 @@ using namespace std::chrono_literals;
 // that it ends when this process does (upstream.py exits when stdin closes).
 class Child {
  public:
-  explicit Child(const std::vector<std::string>& argv) {
+  // `cwd`: the directory the child starts in; "" keeps this process's.
+  explicit Child(const std::vector<std::string>& argv, const std::string& cwd = "") {
     int out[2], in[2];
     REQUIRE(pipe2(out, O_CLOEXEC) == 0);
     REQUIRE(pipe2(in, O_CLOEXEC) == 0);
@@ -52,6 +53,7 @@ class Child {
     posix_spawn_file_actions_adddup2(&actions, in[0], 0);
     posix_spawn_file_actions_adddup2(&actions, out[1], 1);
     posix_spawn_file_actions_adddup2(&actions, out[1], 2);
+    if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -1526,8 +1528,16 @@ TEST_CASE("retake serve --remote has the daemon serve a session until the comman
   Upstream upstream;
   Daemon daemon;
   record_session(daemon, upstream, "mock-cli", {"/json", "/other"});
+  // A rules file named relative to the command's directory, which is not the daemon's: the
+  // command sends the daemon an absolute path.
+  TempDir here;
+  {
+    std::ofstream rules(here.path / "rules.yaml");
+    rules << "match:\n  - name: json\n    when: \"~u /json\"\n    ignore_param: [ts]\n";
+  }
   Child serve({RETAKE_BINARY, "serve", "--session", "mock-cli", "--listen", "127.0.0.1:0",
-               "--remote", daemon.address});
+               "--match-rules", "rules.yaml", "--remote", daemon.address},
+              here.path.string());
   std::string address;
   const std::string marker = "listening on http://";
   while (auto line = serve.read_line()) {
@@ -1538,7 +1548,7 @@ TEST_CASE("retake serve --remote has the daemon serve a session until the comman
     }
   }
   REQUIRE_FALSE(address.empty());
-  REQUIRE(curl("http://" + address + "/json") == 0);
+  REQUIRE(curl("http://" + address + "/json?ts=5") == 0);  // a hit only under the rule
   auto replays = v1::Replay::NewStub(daemon.channel);
   v1::ListServerReplaysResponse listed;
   REQUIRE(replays->ListServerReplays(context().get(), {}, &listed).ok());
