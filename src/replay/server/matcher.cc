@@ -554,7 +554,6 @@ struct Bucket {
 // One set of matching options and the keys recorded under it: a scope of MatchOptions::scopes,
 // or the options themselves (always last).
 struct Group {
-  std::string name;
   std::function<bool(const flow::Flow&)> when;
   Compiled compiled;
   std::unordered_map<std::string, size_t> by_key;  // key -> State::buckets index
@@ -607,11 +606,11 @@ Result<std::unique_ptr<Matcher>> Matcher::build(std::vector<flow::Flow> flows,
   for (auto& scope : options.scopes) {
     auto compiled = compile(scope.options, scope.name.empty() ? "(unnamed)" : scope.name);
     if (!compiled.ok()) return compiled.status();
-    state->groups.push_back({scope.name, scope.when, std::move(compiled.value()), {}});
+    state->groups.push_back({scope.when, std::move(compiled.value()), {}});
   }
   auto base = compile(std::move(options), "");
   if (!base.ok()) return base.status();
-  state->groups.push_back({"", nullptr, std::move(base.value()), {}});
+  state->groups.push_back({nullptr, std::move(base.value()), {}});
 
   std::vector<flow::Flow> kept;
   for (auto& f : flows) {
