@@ -181,6 +181,21 @@ std::unique_ptr<grpc::ClientContext> context(std::chrono::seconds timeout = 20s)
   return c;
 }
 
+// A recorder started in the daemon behind `recorders`: a reverse proxy to `upstream` on an
+// ephemeral loopback port, recording into `session`.
+v1::StartRecorderResponse start_reverse_recorder(v1::Recorder::Stub& recorders,
+                                                 const Upstream& upstream,
+                                                 const std::string& session) {
+  v1::StartRecorderRequest start;
+  start.set_mode("reverse:http://127.0.0.1:" + std::to_string(upstream.port));
+  start.set_listen("127.0.0.1:0");
+  start.set_session(session);
+  v1::StartRecorderResponse started;
+  auto status = recorders.Start(context().get(), start, &started);
+  REQUIRE_MESSAGE(status.ok(), status.error_message());
+  return started;
+}
+
 int curl(const std::string& args) {
   return std::system(("curl -sS --max-time 10 -o /dev/null " + args).c_str());
 }
@@ -218,13 +233,7 @@ TEST_CASE(
   auto recorders = v1::Recorder::NewStub(daemon.channel);
   auto flows = v1::Flows::NewStub(daemon.channel);
 
-  v1::StartRecorderRequest start;
-  start.set_mode("reverse:http://127.0.0.1:" + std::to_string(upstream.port));
-  start.set_listen("127.0.0.1:0");
-  start.set_session("loop");
-  v1::StartRecorderResponse started;
-  auto status = recorders->Start(context().get(), start, &started);
-  REQUIRE_MESSAGE(status.ok(), status.error_message());
+  auto started = start_reverse_recorder(*recorders, upstream, "loop");
   CHECK(started.recorder_id() != "");
   CHECK(started.session() == "loop");
   REQUIRE(started.bound_address().rfind("127.0.0.1:", 0) == 0);
@@ -536,11 +545,7 @@ TEST_CASE("the CLI's flows list/show/delete and sessions work through a daemon w
   Upstream upstream;
   Daemon daemon;
   auto recorders = v1::Recorder::NewStub(daemon.channel);
-  v1::StartRecorderRequest start;
-  start.set_mode("reverse:http://127.0.0.1:" + std::to_string(upstream.port));
-  start.set_session("remote-cli");
-  v1::StartRecorderResponse started;
-  REQUIRE(recorders->Start(context().get(), start, &started).ok());
+  auto started = start_reverse_recorder(*recorders, upstream, "remote-cli");
   const std::string proxy = "http://" + started.bound_address();
   REQUIRE(curl(proxy + "/json") == 0);
   REQUIRE(curl(proxy + "/status/503") == 0);
@@ -867,12 +872,7 @@ namespace {
 void record_session(Daemon& daemon, const Upstream& upstream, const std::string& session,
                     const std::vector<std::string>& paths, bool watch = false) {
   auto recorders = v1::Recorder::NewStub(daemon.channel);
-  v1::StartRecorderRequest start;
-  start.set_mode("reverse:http://127.0.0.1:" + std::to_string(upstream.port));
-  start.set_session(session);
-  v1::StartRecorderResponse started;
-  auto status = recorders->Start(context().get(), start, &started);
-  REQUIRE_MESSAGE(status.ok(), status.error_message());
+  auto started = start_reverse_recorder(*recorders, upstream, session);
   auto watch_context = context(60s);
   std::unique_ptr<grpc::ClientReader<v1::FlowEvent>> watched;
   if (watch) {
@@ -1574,12 +1574,7 @@ TEST_CASE("a recorder's status shows flows waiting while the daemon's disk is sh
   Daemon daemon({"--min-free-space", "1000000GiB"});
   auto recorders = v1::Recorder::NewStub(daemon.channel);
   auto flows = v1::Flows::NewStub(daemon.channel);
-  v1::StartRecorderRequest start;
-  start.set_mode("reverse:http://127.0.0.1:" + std::to_string(upstream.port));
-  start.set_listen("127.0.0.1:0");
-  start.set_session("short");
-  v1::StartRecorderResponse started;
-  REQUIRE(recorders->Start(context().get(), start, &started).ok());
+  auto started = start_reverse_recorder(*recorders, upstream, "short");
   const std::string proxy = "http://" + started.bound_address();
   REQUIRE(curl(proxy + "/json") == 0);  // the proxy answers while recording is paused
   REQUIRE(curl(proxy + "/json") == 0);
