@@ -2,7 +2,6 @@
 #include "replay/client/rules.h"
 
 #include <atomic>
-#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -12,6 +11,7 @@
 
 #include "codec/content_coding.h"
 #include "diff/json_path.h"
+#include "flow/read_file.h"
 
 namespace retake::replay {
 
@@ -442,15 +442,9 @@ Result<RuleSet> parse_rules(std::string_view text, std::string_view source,
 }
 
 Result<RuleSet> load_rules_file(const std::string& path, const ScopeCompiler& compile) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status(Errc::not_found, "rules file " + path + " cannot be opened");
-  std::string text;
-  text.resize(4u << 20);
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (!in.eof())
-    return Status(Errc::resource_exhausted, "rules file " + path + " is larger than 4 MiB");
-  return parse_rules(text, path, compile);
+  auto text = read_small_file(path, 4u << 20, "rules file");
+  if (!text) return text.status();
+  return parse_rules(*text, path, compile);
 }
 
 }  // namespace retake::replay

@@ -2,10 +2,10 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include <fstream>
 #include <memory>
 #include <set>
 
+#include "flow/read_file.h"
 #include "query/filter.h"
 
 namespace retake::replay::server {
@@ -141,15 +141,9 @@ Result<std::vector<ScopedMatch>> parse_match_rules(std::string_view text, std::s
 
 Result<std::vector<ScopedMatch>> load_match_rules(const std::string& path,
                                                   const MatchOptions& base) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status(Errc::not_found, "match rules file " + path + " cannot be opened");
-  std::string text;
-  text.resize(4u << 20);
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (!in.eof())
-    return Status(Errc::resource_exhausted, "match rules file " + path + " is larger than 4 MiB");
-  return parse_match_rules(text, path, base);
+  auto text = read_small_file(path, 4u << 20, "match rules file");
+  if (!text) return text.status();
+  return parse_match_rules(*text, path, base);
 }
 
 }  // namespace retake::replay::server
