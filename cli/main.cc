@@ -3,11 +3,15 @@
 #include <iostream>
 
 #include "cli/command.h"
+#include "cli/io_backend.h"
 
 int main(int argc, char** argv) {
   using namespace retake::cli;
+  ensure_io_backend(argv);
   CLI::App app{"retake: record, replay and compare HTTP(S) traffic with a flow database"};
-  app.set_version_flag("--version", "retake " RETAKE_VERSION);
+  app.set_version_flag("--version", [] {
+    return "retake " RETAKE_VERSION "\nnetwork I/O: " + io_backend_description();
+  });
   app.require_subcommand(1);
   Action action;
   add_record_command(app, action);

@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "support"))
 from ports import free_port, wait_port  # noqa: E402
 UPSTREAM = os.path.join(HERE, "..", "support", "upstream.py")
 RECORD_TESTS = os.path.join(HERE, "..", "record")
+WITHOUT_IO_URING = os.path.join(HERE, "..", "support", "without_io_uring.py")
 
 
 def curl(*args, timeout=20):
@@ -256,6 +257,90 @@ class RetakeTest(unittest.TestCase):
         flows = self.list_json("--session", "exp")
         self.assertEqual(len(flows), 1)
         self.assertEqual(flows[0]["url"], f"http://127.0.0.1:{up.port}/json")
+
+    # --- network I/O backend --------------------------------------------------------------
+
+    def epoll_build(self):
+        """retake-epoll beside the binary (an io_uring build), or None (an epoll-only build)."""
+        path = os.path.join(os.path.dirname(RETAKE), "retake-epoll")
+        return os.path.realpath(path) if os.path.exists(path) else None
+
+    def backend_line(self, **kwargs):
+        out = self.retake("--version", check=0, **kwargs).stdout
+        lines = [l for l in out.splitlines() if l.startswith("network I/O: ")]
+        self.assertEqual(len(lines), 1, out)
+        return lines[0]
+
+    def record_one_flow(self, session, wrapper=()):
+        """Records one GET through a reverse recorder; returns the recorder's executable."""
+        with Upstream() as up:
+            port = free_port()
+            p = subprocess.Popen([*wrapper, RETAKE, "record", "--listen", f"127.0.0.1:{port}",
+                                  "--mode", f"reverse:http://127.0.0.1:{up.port}", "--session",
+                                  session, "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, env=self.env)
+            self.procs.append(p)
+            wait_port(port)
+            exe = os.readlink(f"/proc/{p.pid}/exe")
+            r = curl(f"http://127.0.0.1:{port}/json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(b'"widget"', r.stdout)
+            code, _, err = self.stop(p)
+            self.assertEqual(code, 0, err)
+            self.assertIn("recorded 1 flows", err)
+        self.assertEqual(len(self.list_json("--session", session)), 1)
+        return exe
+
+    def test_version_names_the_network_backend(self):
+        line = self.backend_line()
+        if self.epoll_build():
+            # io_uring where the kernel allows it, else the epoll build saying why.
+            self.assertRegex(line, r"^network I/O: (io_uring|epoll \(instead of io_uring: "
+                                   r"io_uring_(setup|enter): .+\))$")
+        else:
+            self.assertEqual(line, "network I/O: epoll")
+
+    def test_bad_io_backend_names_the_variable_and_exits_two(self):
+        self.env["RETAKE_IO_BACKEND"] = "kqueue"
+        r = self.retake("sessions")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("RETAKE_IO_BACKEND=kqueue: expected auto, io_uring or epoll", r.stderr)
+
+    def test_epoll_build_records_when_asked_for(self):
+        epoll = self.epoll_build()
+        if not epoll:
+            self.skipTest("an epoll-only build has no retake-epoll")
+        self.env["RETAKE_IO_BACKEND"] = "epoll"
+        self.assertEqual(self.backend_line(),
+                         "network I/O: epoll (instead of io_uring: RETAKE_IO_BACKEND=epoll)")
+        # The recorder is the epoll build: the same process, its image replaced.
+        self.assertEqual(self.record_one_flow("ep"), epoll)
+
+    def test_io_uring_refused_by_seccomp_falls_back_to_the_epoll_build(self):
+        # Docker's and Kubernetes' default seccomp profiles refuse the io_uring system calls
+        # with EPERM; tests/support/without_io_uring.py does the same to retake here.
+        epoll = self.epoll_build()
+        if not epoll:
+            self.skipTest("an epoll-only build has no retake-epoll")
+
+        def refusing(names="io_uring_setup,io_uring_enter,io_uring_register"):
+            return ["/usr/bin/python3", WITHOUT_IO_URING, "--refuse", names, "--"]
+
+        for names, failing in (("io_uring_setup,io_uring_enter,io_uring_register",
+                                "io_uring_setup"), ("io_uring_enter", "io_uring_enter")):
+            r = subprocess.run([*refusing(names), RETAKE, "--version"], capture_output=True,
+                               text=True, env=self.env, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(f"network I/O: epoll (instead of io_uring: {failing}: Operation not "
+                          "permitted)", r.stdout)
+        self.assertEqual(self.record_one_flow("sec", wrapper=refusing()), epoll)
+        # Asking for io_uring where it is refused is an error, not a silent fallback.
+        self.env["RETAKE_IO_BACKEND"] = "io_uring"
+        r = subprocess.run([*refusing(), RETAKE, "sessions"], capture_output=True, text=True,
+                           env=self.env, timeout=30)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("RETAKE_IO_BACKEND=io_uring, but io_uring_setup: Operation not permitted",
+                      r.stderr)
 
     def start_script(self, *argv):
         """Starts a test server script that prints its port first; stopped by tearDown."""
