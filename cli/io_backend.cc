@@ -72,8 +72,10 @@ void ensure_io_backend(char** argv) {
     std::fprintf(stderr, "retake: %s=%s: expected auto, io_uring or epoll\n", kChoiceVar, wish);
     std::exit(2);
   }
+  std::string_view command = argv[0] && argv[1] ? argv[1] : "";
+  const bool epoll_command = prefers_epoll(command);
   std::string refusal;
-  auto decision = decide_io_backend(*choice, kBuiltWithIoUring, [&] {
+  auto decision = decide_io_backend(*choice, kBuiltWithIoUring, epoll_command, [&] {
     refusal = io_uring_refusal();
     return refusal.empty();
   });
@@ -88,7 +90,9 @@ void ensure_io_backend(char** argv) {
   std::error_code ec;
   std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
   std::filesystem::path epoll = self.parent_path() / "retake-epoll";
-  if (refusal.empty()) refusal = std::string(kChoiceVar) + "=epoll";
+  if (refusal.empty())
+    refusal = *choice == IoChoice::epoll ? std::string(kChoiceVar) + "=epoll"
+                                         : "retake " + std::string(command) + " runs on epoll";
   setenv(kReasonVar, refusal.c_str(), 1);
   if (!ec) execv(epoll.c_str(), argv);
   std::fprintf(stderr,

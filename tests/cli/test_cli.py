@@ -316,6 +316,26 @@ class RetakeTest(unittest.TestCase):
         # The recorder is the epoll build: the same process, its image replaced.
         self.assertEqual(self.record_one_flow("ep"), epoll)
 
+    def test_serve_runs_on_epoll_unless_io_uring_is_asked_for(self):
+        epoll = self.epoll_build()
+        if not epoll:
+            self.skipTest("an epoll-only build has no retake-epoll")
+        self.record_one_flow("sv")
+        for wish, expected in (("auto", epoll), ("io_uring", os.path.realpath(RETAKE))):
+            self.env["RETAKE_IO_BACKEND"] = wish
+            port = free_port()
+            p = subprocess.Popen([RETAKE, "serve", "--session", "sv", "--listen",
+                                  f"127.0.0.1:{port}", "-q"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=self.env)
+            self.procs.append(p)
+            wait_port(port)
+            self.assertEqual(os.readlink(f"/proc/{p.pid}/exe"), expected, wish)
+            r = curl(f"http://127.0.0.1:{port}/json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(b'"widget"', r.stdout)
+            code, _, err = self.stop(p)
+            self.assertEqual(code, 0, err)
+
     def test_io_uring_refused_by_seccomp_falls_back_to_the_epoll_build(self):
         # Docker's and Kubernetes' default seccomp profiles refuse the io_uring system calls
         # with EPERM; tests/support/without_io_uring.py does the same to retake here.
