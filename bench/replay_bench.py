@@ -75,7 +75,8 @@ def main():
     try:
         backend = bench.free_port()
         with open(f"{work}/backend.conf", "w") as f:
-            f.write(bench.NGINX_BACKEND.format(dir=work, port=backend, body=body))
+            f.write(bench.NGINX_BACKEND.format(dir=work, port=backend, body=body, workers=1,
+                                                name="backend"))
         procs.start([nginx, "-p", work, "-c", f"{work}/backend.conf"])
         bench.wait_port(backend)
         target = f"http://127.0.0.1:{backend}"
