@@ -81,8 +81,9 @@ void ensure_io_backend(char** argv) {
   });
   if (decision == IoDecision::run) return;
   if (decision == IoDecision::fail) {
-    std::fprintf(stderr, "retake: %s=io_uring, but %s\n", kChoiceVar,
-                 kBuiltWithIoUring ? refusal.c_str() : io_uring_refusal().c_str());
+    // The probe has said why, unless this build has no io_uring to probe.
+    if (refusal.empty()) refusal = io_uring_refusal();
+    std::fprintf(stderr, "retake: %s=io_uring, but %s\n", kChoiceVar, refusal.c_str());
     std::exit(1);
   }
   // The epoll build lies beside this binary (the build tree links it there; an installation

@@ -70,14 +70,19 @@ class RetakeTest(unittest.TestCase):
             self.assertEqual(r.returncode, check, f"retake {args}: {r.stderr}")
         return r
 
-    def start_record(self, *args):
+    def start_listening(self, command, *args, wrapper=()):
+        """`retake COMMAND --listen 127.0.0.1:PORT ARGS`, run through WRAPPER (a command that
+        execs its arguments) if given; returns the process and the port once it listens."""
         port = free_port()
-        p = subprocess.Popen([RETAKE, "record", "--listen", f"127.0.0.1:{port}", *args],
+        p = subprocess.Popen([*wrapper, RETAKE, command, "--listen", f"127.0.0.1:{port}", *args],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=self.env)
         self.procs.append(p)
         wait_port(port)
         return p, port
+
+    def start_record(self, *args):
+        return self.start_listening("record", *args)
 
     def stop(self, p):
         p.send_signal(signal.SIGINT)
@@ -274,13 +279,9 @@ class RetakeTest(unittest.TestCase):
     def record_one_flow(self, session, wrapper=()):
         """Records one GET through a reverse recorder; returns the recorder's executable."""
         with Upstream() as up:
-            port = free_port()
-            p = subprocess.Popen([*wrapper, RETAKE, "record", "--listen", f"127.0.0.1:{port}",
-                                  "--mode", f"reverse:http://127.0.0.1:{up.port}", "--session",
-                                  session, "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True, env=self.env)
-            self.procs.append(p)
-            wait_port(port)
+            p, port = self.start_listening("record", "--mode",
+                                           f"reverse:http://127.0.0.1:{up.port}", "--session",
+                                           session, "-q", wrapper=wrapper)
             exe = os.readlink(f"/proc/{p.pid}/exe")
             r = curl(f"http://127.0.0.1:{port}/json")
             self.assertEqual(r.returncode, 0, r.stderr)
@@ -323,12 +324,7 @@ class RetakeTest(unittest.TestCase):
         self.record_one_flow("sv")
         for wish, expected in (("auto", epoll), ("io_uring", os.path.realpath(RETAKE))):
             self.env["RETAKE_IO_BACKEND"] = wish
-            port = free_port()
-            p = subprocess.Popen([RETAKE, "serve", "--session", "sv", "--listen",
-                                  f"127.0.0.1:{port}", "-q"], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True, env=self.env)
-            self.procs.append(p)
-            wait_port(port)
+            p, port = self.start_listening("serve", "--session", "sv", "-q")
             self.assertEqual(os.readlink(f"/proc/{p.pid}/exe"), expected, wish)
             r = curl(f"http://127.0.0.1:{port}/json")
             self.assertEqual(r.returncode, 0, r.stderr)
